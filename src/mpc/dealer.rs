@@ -1,0 +1,69 @@
+//! The offline dealer: makes both parties' correlated randomness.
+//!
+//! The dealer is trusted to generate input-independent randomness honestly and to give each
+//! party only its half (the trusted-first-party model of CrypTen, SIGMA and Orca). It never sees
+//! inputs. Its randomness comes from an OS-seeded ChaCha20 CSPRNG.
+
+use rand::Rng;
+
+use crate::error::Result;
+use crate::prg::{ChaCha20Rng, insecure_seeded_rng, os_rng};
+use crate::ring::RingTensor;
+
+use super::preproc::{Material, MaterialId, MaterialKind};
+use super::{PartyId, Preproc};
+
+/// Generates correlated randomness into two per-party stores.
+pub struct Dealer {
+    rng: ChaCha20Rng,
+    stores: [Preproc; 2],
+}
+
+impl Default for Dealer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Dealer {
+    /// A dealer seeded from the operating system.
+    pub fn new() -> Self {
+        Self::with_rng(os_rng())
+    }
+
+    /// **Insecure**: a dealer with a public seed, for reproducible tests only — anyone who knows
+    /// the seed knows every party's material.
+    pub fn insecure_with_seed(seed: u64) -> Self {
+        Self::with_rng(insecure_seeded_rng(seed))
+    }
+
+    fn with_rng(mut rng: ChaCha20Rng) -> Self {
+        let bundle: [u8; 16] = rng.random();
+        Self { rng, stores: [Preproc::new(PartyId::P0, bundle), Preproc::new(PartyId::P1, bundle)] }
+    }
+
+    /// The dealer's CSPRNG.
+    pub(crate) fn rng(&mut self) -> &mut ChaCha20Rng {
+        &mut self.rng
+    }
+
+    /// Share each secret tensor and file the halves as one item of `kind` under a fresh id.
+    pub(crate) fn deal(&mut self, kind: MaterialKind, dims: &[usize], secrets: Vec<RingTensor>) -> Result<()> {
+        let id = MaterialId(self.rng.random());
+        let (mut half0, mut half1) = (Vec::new(), Vec::new());
+        for secret in secrets {
+            let [s0, s1] = super::sharing::share_secret(&secret, &mut self.rng);
+            half0.push(s0.into_tensor());
+            half1.push(s1.into_tensor());
+        }
+        for (store, tensors) in self.stores.iter_mut().zip([half0, half1]) {
+            store.push(Material { id, kind, dims: dims.to_vec(), tensors })?;
+        }
+        Ok(())
+    }
+
+    /// Hand out the two stores: index 0 for P0, 1 for P1.
+    pub fn finish(self) -> [Preproc; 2] {
+        self.stores
+    }
+}

@@ -1,0 +1,101 @@
+//! Both parties in one process: P0 and P1 run in two threads over an in-memory channel.
+//!
+//! For tests, examples and benchmarks. One process then holds both parties' data, so this is a
+//! simulation, not a deployment; the two-process TCP path is `prifft party`.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, NetError, Result};
+use crate::net::{Channel, Cost, NetModel, Shaped, mem};
+
+use super::{PartyCtx, PartyId, Preproc};
+
+/// The channel type the harness gives each party.
+pub type LocalChannel = Box<dyn Channel>;
+
+/// What a two-party run returns.
+#[derive(Debug)]
+pub struct TwoPartyRun<T0, T1> {
+    /// P0's output.
+    pub out0: T0,
+    /// P1's output.
+    pub out1: T1,
+    /// Communication of P0 and P1.
+    pub costs: [Cost; 2],
+    /// Wall time of the slower party.
+    pub elapsed: Duration,
+}
+
+/// Run `f0` as P0 and `f1` as P1 in two threads over an in-memory channel, each with its
+/// preprocessing store (`preproc[0]` for P0). Returns both outputs and both parties' costs.
+///
+/// # Errors
+/// The first party's error. When one party fails, the other sees its channel close and stops
+/// too; the error reported is the one that is not a consequence of the other's
+/// ([`NetError::PeerClosed`] is reported only when both failed that way).
+pub fn run_two_party<T0, T1, F0, F1>(preproc: [Preproc; 2], f0: F0, f1: F1) -> Result<TwoPartyRun<T0, T1>>
+where
+    T0: Send,
+    T1: Send,
+    F0: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T0> + Send,
+    F1: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T1> + Send,
+{
+    run_two_party_with(None, preproc, f0, f1)
+}
+
+/// As [`run_two_party`], with traffic delayed by a network model when one is given.
+///
+/// # Errors
+/// As [`run_two_party`].
+pub fn run_two_party_with<T0, T1, F0, F1>(
+    model: Option<NetModel>,
+    preproc: [Preproc; 2],
+    f0: F0,
+    f1: F1,
+) -> Result<TwoPartyRun<T0, T1>>
+where
+    T0: Send,
+    T1: Send,
+    F0: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T0> + Send,
+    F1: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T1> + Send,
+{
+    let (c0, c1) = mem::pair();
+    let wrap = |c: mem::MemChannel| -> LocalChannel {
+        match model {
+            Some(m) => Box::new(Shaped::new(c, m)),
+            None => Box::new(c),
+        }
+    };
+    let [p0, p1] = preproc;
+    let mut ctx0 = PartyCtx::new(PartyId::P0, wrap(c0), p0)?;
+    let mut ctx1 = PartyCtx::new(PartyId::P1, wrap(c1), p1)?;
+    let start = Instant::now();
+    let (r0, r1) = std::thread::scope(|s| {
+        let h0 = s.spawn(move || {
+            let r = f0(&mut ctx0).map(|out| (out, ctx0.cost(), start.elapsed()));
+            drop(ctx0); // closes the channel so a waiting peer fails fast
+            r
+        });
+        let h1 = s.spawn(move || {
+            let r = f1(&mut ctx1).map(|out| (out, ctx1.cost(), start.elapsed()));
+            drop(ctx1);
+            r
+        });
+        (join(h0), join(h1))
+    });
+    match (r0, r1) {
+        (Ok((out0, cost0, t0)), Ok((out1, cost1, t1))) => {
+            Ok(TwoPartyRun { out0, out1, costs: [cost0, cost1], elapsed: t0.max(t1) })
+        }
+        (Err(e0), Err(e1)) => Err(if is_peer_closed(&e0) { e1 } else { e0 }),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+    }
+}
+
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn is_peer_closed(e: &Error) -> bool {
+    matches!(e, Error::Net(NetError::PeerClosed))
+}

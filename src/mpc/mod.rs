@@ -1,0 +1,129 @@
+//! Two-party secure computation over Z_2^64.
+//!
+//! **Model.** Two semi-honest, non-colluding parties — P0 (the server, model owner) and P1 (a
+//! client, data owner) — hold every secret value as additive shares x = x0 + x1 mod 2^64. A
+//! trusted dealer makes input-independent correlated randomness offline ([`dealer`]); the
+//! online phase pops it from a typed store ([`preproc`]) and never needs the dealer.
+//!
+//! Every protocol is a dealer `gen_*` function plus a party function generic over the
+//! [`Channel`], taking a [`PartyCtx`] (party id, channel, preprocessing, local randomness).
+//!
+//! | protocol | rounds | bytes sent per party | module |
+//! |---|---|---|---|
+//! | add, sub, public scale | 0 | 0 | [`Share`] |
+//! | open | 1 | 8·n | [`sharing::open`] |
+//! | input sharing | 1 (owner only) | 32 (a seed) | [`sharing::share_input`] |
+//! | Beaver product | 1 | 16·n | [`beaver::mul`] |
+//! | Beaver square | 1 | 8·n | [`beaver::square`] |
+//! | Beaver matmul (m×k)·(k×n) | 1 | 8·(mk + kn) | [`beaver::matmul`] |
+//! | local truncation | 0 | 0 | [`trunc::trunc_local`] |
+
+pub mod beaver;
+pub mod dealer;
+pub mod local;
+pub mod preproc;
+mod share;
+pub mod sharing;
+pub mod trunc;
+
+use std::fmt;
+
+use crate::error::{PreprocError, Result};
+use crate::net::{Channel, Cost, Metered};
+use crate::prg::{ChaCha20Rng, os_rng};
+
+pub use dealer::Dealer;
+pub use preproc::Preproc;
+pub use share::Share;
+
+/// Which computing party.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum PartyId {
+    /// The server (model owner).
+    P0,
+    /// The client (data owner).
+    P1,
+}
+
+impl PartyId {
+    /// 0 or 1.
+    pub fn index(self) -> usize {
+        match self {
+            PartyId::P0 => 0,
+            PartyId::P1 => 1,
+        }
+    }
+
+    /// The other party.
+    pub fn peer(self) -> PartyId {
+        match self {
+            PartyId::P0 => PartyId::P1,
+            PartyId::P1 => PartyId::P0,
+        }
+    }
+
+    /// From 0 or 1.
+    pub fn from_index(i: usize) -> Option<PartyId> {
+        match i {
+            0 => Some(PartyId::P0),
+            1 => Some(PartyId::P1),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for PartyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PartyId::P0 => "P0 (server)",
+            PartyId::P1 => "P1 (client)",
+        })
+    }
+}
+
+/// Everything one party needs to run protocols: its id, a metered channel to the peer, its
+/// preprocessing store and a local CSPRNG (for input sharing).
+pub struct PartyCtx<C> {
+    /// This party.
+    pub id: PartyId,
+    channel: Metered<C>,
+    /// This party's correlated randomness.
+    pub preproc: Preproc,
+    rng: ChaCha20Rng,
+}
+
+impl<C: Channel> PartyCtx<C> {
+    /// A context with an OS-seeded local CSPRNG.
+    ///
+    /// # Errors
+    /// [`PreprocError::WrongParty`] when `preproc` was made for the other party.
+    pub fn new(id: PartyId, channel: C, preproc: Preproc) -> Result<Self> {
+        Self::with_rng(id, channel, preproc, os_rng())
+    }
+
+    /// A context with the given local CSPRNG (tests pass a seeded one).
+    ///
+    /// # Errors
+    /// [`PreprocError::WrongParty`] when `preproc` was made for the other party.
+    pub fn with_rng(id: PartyId, channel: C, preproc: Preproc, rng: ChaCha20Rng) -> Result<Self> {
+        if preproc.party() != id {
+            return Err(PreprocError::WrongParty { expected: id, found: preproc.party() }.into());
+        }
+        Ok(Self { id, channel: Metered::new(channel), preproc, rng })
+    }
+
+    /// Communication so far.
+    pub fn cost(&self) -> Cost {
+        self.channel.cost()
+    }
+
+    /// The (metered) channel.
+    pub fn channel(&mut self) -> &mut Metered<C> {
+        &mut self.channel
+    }
+
+    /// The local CSPRNG.
+    pub fn rng(&mut self) -> &mut ChaCha20Rng {
+        &mut self.rng
+    }
+}

@@ -1,0 +1,302 @@
+//! The typed store of one party's correlated randomness, and its file format.
+//!
+//! The dealer produces items in pairs (one half per party) with a shared random 128-bit id.
+//! A protocol asks the store for the next item of a kind and shape; the store answers with an
+//! error — never with the wrong material — when the kind is exhausted, the shape differs or the
+//! material belongs to the other party. Items are moved out when taken, and the store remembers
+//! every id it has ever held, so loading the same material twice (a copied key file, a replayed
+//! bundle) is refused: one-time material is used exactly once.
+//!
+//! # File format (version 1, little-endian)
+//!
+//! ```text
+//! header:  magic "PRIFFTPP" (8) | version u16 | party u8 | reserved u8 = 0 | bundle id (16) | item count u64
+//! item:    kind u8 | id (16) | rank u8 | dims u64 × rank | tensors (u64 × elements, row-major)
+//!          ElemTriple: shape s, tensors a, b, c of shape s
+//!          SquarePair: shape s, tensors a, c of shape s
+//!          MatTriple:  dims [m, k, n], tensors a (m×k), b (k×n), c (m×n)
+//! ```
+//!
+//! Files hold secret shares: they are written with owner-only permissions.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::path::Path;
+
+use crate::error::{Error, PreprocError, Result};
+use crate::ring::RingTensor;
+
+use super::{PartyId, Share};
+
+const MAGIC: &[u8; 8] = b"PRIFFTPP";
+const VERSION: u16 = 1;
+/// Highest tensor rank accepted from a file.
+const MAX_RANK: usize = 8;
+
+/// What an item of correlated randomness is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MaterialKind {
+    /// Beaver triple for an elementwise product: (a, b, c = a⊙b).
+    ElemTriple = 1,
+    /// Beaver pair for an elementwise square: (a, c = a⊙a).
+    SquarePair = 2,
+    /// Beaver triple for a matrix product: (A, B, C = A·B).
+    MatTriple = 3,
+}
+
+impl MaterialKind {
+    fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::ElemTriple),
+            2 => Some(Self::SquarePair),
+            3 => Some(Self::MatTriple),
+            _ => None,
+        }
+    }
+
+    fn tensor_shapes(self, dims: &[usize]) -> Vec<Vec<usize>> {
+        match self {
+            Self::ElemTriple => vec![dims.to_vec(); 3],
+            Self::SquarePair => vec![dims.to_vec(); 2],
+            Self::MatTriple => vec![vec![dims[0], dims[1]], vec![dims[1], dims[2]], vec![dims[0], dims[2]]],
+        }
+    }
+}
+
+impl fmt::Display for MaterialKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ElemTriple => "elementwise Beaver triple",
+            Self::SquarePair => "Beaver square pair",
+            Self::MatTriple => "matrix Beaver triple",
+        })
+    }
+}
+
+/// A random label shared by the two halves of one dealer item (not secret).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MaterialId(pub [u8; 16]);
+
+impl fmt::Display for MaterialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// One party's half of one dealer item.
+#[derive(Debug)]
+pub struct Material {
+    pub(crate) id: MaterialId,
+    pub(crate) kind: MaterialKind,
+    /// The shape key: the tensor shape, or [m, k, n] for a matrix triple.
+    pub(crate) dims: Vec<usize>,
+    pub(crate) tensors: Vec<RingTensor>,
+}
+
+/// One party's store of correlated randomness.
+#[derive(Debug)]
+pub struct Preproc {
+    party: PartyId,
+    bundle: [u8; 16],
+    queues: HashMap<MaterialKind, VecDeque<Material>>,
+    seen: HashSet<MaterialId>,
+}
+
+impl Preproc {
+    /// An empty store for `party`, labelled with the dealer run's bundle id.
+    pub fn new(party: PartyId, bundle: [u8; 16]) -> Self {
+        Self { party, bundle, queues: HashMap::new(), seen: HashSet::new() }
+    }
+
+    /// The party this material is for.
+    pub fn party(&self) -> PartyId {
+        self.party
+    }
+
+    /// The dealer run this store came from; both parties' stores of one run carry the same id.
+    pub fn bundle_id(&self) -> [u8; 16] {
+        self.bundle
+    }
+
+    /// Items not yet used.
+    pub fn remaining(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
+    }
+
+    /// Items of one kind not yet used.
+    pub fn remaining_of(&self, kind: MaterialKind) -> usize {
+        self.queues.get(&kind).map_or(0, VecDeque::len)
+    }
+
+    /// Add one item.
+    ///
+    /// # Errors
+    /// [`PreprocError::Reused`] when an item with this id was held before.
+    pub(crate) fn push(&mut self, material: Material) -> Result<(), PreprocError> {
+        if !self.seen.insert(material.id) {
+            return Err(PreprocError::Reused { id: material.id.to_string() });
+        }
+        self.queues.entry(material.kind).or_default().push_back(material);
+        Ok(())
+    }
+
+    /// Move all of `other`'s items into this store.
+    ///
+    /// # Errors
+    /// [`PreprocError::WrongParty`] when `other` is for the other party, [`PreprocError::Reused`]
+    /// when any item was held before (nothing is added then).
+    pub fn absorb(&mut self, other: Preproc) -> Result<(), PreprocError> {
+        if other.party != self.party {
+            return Err(PreprocError::WrongParty { expected: self.party, found: other.party });
+        }
+        let items: Vec<Material> = other.queues.into_values().flatten().collect();
+        if let Some(dup) = items.iter().find(|m| self.seen.contains(&m.id)) {
+            return Err(PreprocError::Reused { id: dup.id.to_string() });
+        }
+        items.into_iter().try_for_each(|m| self.push(m))
+    }
+
+    /// Take the next item of `kind`, which must have shape key `dims`.
+    ///
+    /// # Errors
+    /// [`PreprocError::Exhausted`] or [`PreprocError::WrongShape`] (the item stays in the store).
+    pub(crate) fn take(&mut self, kind: MaterialKind, dims: &[usize]) -> Result<Vec<Share>, PreprocError> {
+        let available = self.remaining();
+        let queue = self.queues.get_mut(&kind).filter(|q| !q.is_empty());
+        let queue = queue.ok_or(PreprocError::Exhausted { expected: kind, available })?;
+        let next = queue.front().expect("queue is not empty");
+        if next.dims != dims {
+            return Err(PreprocError::WrongShape { kind, expected: dims.to_vec(), found: next.dims.clone() });
+        }
+        let material = queue.pop_front().expect("queue is not empty");
+        Ok(material.tensors.into_iter().map(Share::new).collect())
+    }
+
+    /// Serialise (see the module docs for the format).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.push(self.party.index() as u8);
+        out.push(0);
+        out.extend_from_slice(&self.bundle);
+        out.extend_from_slice(&(self.remaining() as u64).to_le_bytes());
+        let mut items: Vec<&Material> = self.queues.values().flatten().collect();
+        items.sort_by_key(|m| m.kind as u8); // deterministic order; per-kind order is preserved
+        for m in items {
+            out.push(m.kind as u8);
+            out.extend_from_slice(&m.id.0);
+            out.push(m.dims.len() as u8);
+            for &d in &m.dims {
+                out.extend_from_slice(&(d as u64).to_le_bytes());
+            }
+            for t in &m.tensors {
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Parse and validate serialised material.
+    ///
+    /// # Errors
+    /// [`PreprocError::Malformed`] (bad magic, version, party, kind, rank, trailing bytes or a
+    /// repeated id) or [`PreprocError::Truncated`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, PreprocError> {
+        let mut r = Reader { bytes, offset: 0 };
+        if r.take(8)? != MAGIC {
+            return Err(PreprocError::Malformed("not a prifft preprocessing file (bad magic)".into()));
+        }
+        let version = r.u16()?;
+        if version != VERSION {
+            return Err(PreprocError::Malformed(format!("format version {version}, this build reads {VERSION}")));
+        }
+        let party = r.u8()?;
+        let party = PartyId::from_index(party as usize)
+            .ok_or_else(|| PreprocError::Malformed(format!("party byte {party} (must be 0 or 1)")))?;
+        if r.u8()? != 0 {
+            return Err(PreprocError::Malformed("reserved header byte is not zero".into()));
+        }
+        let bundle: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
+        let count = r.u64()?;
+        let mut store = Preproc::new(party, bundle);
+        for _ in 0..count {
+            let kind = r.u8()?;
+            let kind = MaterialKind::from_u8(kind).ok_or_else(|| PreprocError::Malformed(format!("unknown item kind {kind}")))?;
+            let id = MaterialId(r.take(16)?.try_into().expect("16 bytes"));
+            let rank = r.u8()? as usize;
+            let rank_ok = match kind {
+                MaterialKind::MatTriple => rank == 3,
+                _ => rank <= MAX_RANK,
+            };
+            if !rank_ok {
+                return Err(PreprocError::Malformed(format!("{kind} with rank {rank}")));
+            }
+            let dims = (0..rank)
+                .map(|_| r.u64().and_then(|d| usize::try_from(d).map_err(|_| PreprocError::Malformed("dimension too large".into()))))
+                .collect::<Result<Vec<usize>, _>>()?;
+            let mut tensors = Vec::new();
+            for shape in kind.tensor_shapes(&dims) {
+                let elems = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+                let nbytes = elems.and_then(|e| e.checked_mul(8)).ok_or_else(|| PreprocError::Malformed("tensor size overflows".into()))?;
+                let data = r.take(nbytes)?;
+                tensors.push(RingTensor::from_le_bytes(&shape, data).expect("length checked"));
+            }
+            store.push(Material { id, kind, dims, tensors }).map_err(|_| PreprocError::Malformed(format!("item id {id} appears twice")))?;
+        }
+        if r.offset != bytes.len() {
+            return Err(PreprocError::Malformed(format!("{} trailing byte(s) after {count} item(s)", bytes.len() - r.offset)));
+        }
+        Ok(store)
+    }
+
+    /// Write to `path` (owner-only permissions on Unix: the file holds secret shares).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the path.
+    pub fn write_file(&self, path: &Path) -> Result<()> {
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(io)?;
+        std::io::Write::write_all(&mut file, &self.to_bytes()).map_err(io)
+    }
+
+    /// Read and validate a file written by [`write_file`](Self::write_file).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the path, or the [`from_bytes`](Self::from_bytes) errors.
+    pub fn read_file(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Ok(Self::from_bytes(&bytes)?)
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], PreprocError> {
+        let left = self.bytes.len() - self.offset;
+        if n > left {
+            return Err(PreprocError::Truncated { offset: self.offset, needed: n - left });
+        }
+        let out = &self.bytes[self.offset..self.offset + n];
+        self.offset += n;
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, PreprocError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, PreprocError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, PreprocError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+}
