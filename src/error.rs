@@ -66,16 +66,41 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An error with the step it happened in.
+    #[error("{step}: {source}")]
+    During {
+        /// What was being done.
+        step: String,
+        /// The error.
+        source: Box<Error>,
+    },
     /// A GPU adapter or device could not be used.
     #[error("GPU: {0}")]
     Gpu(String),
+}
+
+impl Error {
+    /// Attach the step this error happened in.
+    pub fn during(self, step: impl Into<String>) -> Error {
+        Error::During { step: step.into(), source: Box::new(self) }
+    }
+
+    /// The innermost error (without the steps).
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::During { source, .. } => source.root(),
+            e => e,
+        }
+    }
 }
 
 /// Errors of the typed preprocessing store and its file format.
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocError {
     /// The next item of correlated randomness is of another kind.
-    #[error("preprocessing: no {expected} left (the store holds {available} item(s) of other kinds); the dealer must produce one per use")]
+    #[error(
+        "preprocessing: no {expected} left (the store holds {available} item(s) of other kinds); the dealer must produce one per use"
+    )]
     Exhausted {
         /// What the protocol asked for.
         expected: MaterialKind,
@@ -83,7 +108,9 @@ pub enum PreprocError {
         available: usize,
     },
     /// The next item of the requested kind has another shape.
-    #[error("preprocessing: next {kind} has shape {found:?}, the protocol needs {expected:?}; the dealer's plan and the computation disagree")]
+    #[error(
+        "preprocessing: next {kind} has shape {found:?}, the protocol needs {expected:?}; the dealer's plan and the computation disagree"
+    )]
     WrongShape {
         /// The kind of material.
         kind: MaterialKind,
@@ -101,7 +128,9 @@ pub enum PreprocError {
         found: PartyId,
     },
     /// One-time material was offered a second time.
-    #[error("preprocessing: one-time material {id} was already loaded or used; correlated randomness must never be reused")]
+    #[error(
+        "preprocessing: one-time material {id} was already loaded or used; correlated randomness must never be reused"
+    )]
     Reused {
         /// Hex id of the material (a random label, not secret).
         id: String,
@@ -126,10 +155,14 @@ pub enum NetError {
     #[error("the other party closed the connection")]
     PeerClosed,
     /// Nothing arrived within the timeout.
-    #[error("no message from the other party within {0:?} (is it still running? raise --timeout for slow networks)")]
+    #[error(
+        "no message from the other party within {0:?} (is it still running? raise --timeout for slow networks)"
+    )]
     Timeout(Duration),
     /// A frame exceeded the size cap.
-    #[error("frame of {len} bytes exceeds the cap of {cap} bytes (a peer sending garbage, or raise the cap)")]
+    #[error(
+        "frame of {len} bytes exceeds the cap of {cap} bytes (a peer sending garbage, or raise the cap)"
+    )]
     FrameTooLarge {
         /// Announced or attempted length.
         len: u64,

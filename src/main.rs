@@ -1,1 +1,368 @@
-fn main(){}
+//! The `prifft` command line.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use prifft::mpc::{PartyId, Preproc};
+use prifft::net::tcp::{Listener, TcpChannel, TcpConfig};
+use prifft::net::{Channel, NetModel, Shaped};
+use prifft::ring::FixedPoint;
+use prifft::session::{self, MatmulSpec, PartyOptions};
+use prifft::{Error, Result};
+
+/// prifft: privacy-preserving federated fine-tuning with function secret sharing.
+///
+/// Two parties — a server (model owner) and a client (data owner) — compute on additive secret
+/// shares over Z_2^64 with preprocessing from a trusted dealer. Start with `prifft demo`, which
+/// runs the dealer and both parties as separate processes talking TCP on this machine.
+#[derive(Parser, Debug)]
+#[command(name = "prifft", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// List GPU adapters (wgpu) with backend, type, features and limits.
+    Devices {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dealer: write both parties' preprocessing files (Beaver matrix triples) for a session.
+    ///
+    /// Writes DIR/server.pp and DIR/client.pp (owner-only permissions: they hold secret shares).
+    /// Give each file to its party only, and use each pair for one session: the parties refuse
+    /// files from different dealer runs, and a store never hands out the same material twice.
+    Deal {
+        #[command(flatten)]
+        shape: ShapeArgs,
+        /// Output directory.
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
+    /// Run one party of the secure matrix-product session over TCP.
+    ///
+    /// The client holds X (m×k), the server W (k×n); together they compute shares of X·W in
+    /// fixed point with Beaver triples from `prifft deal`. Example, in two terminals:
+    ///
+    ///   prifft deal --out-dir /tmp/pp
+    ///   prifft party --role server --listen 127.0.0.1:7000 --preproc /tmp/pp/server.pp
+    ///   prifft party --role client --connect 127.0.0.1:7000 --preproc /tmp/pp/client.pp
+    Party(PartyArgs),
+    /// Run the whole two-process demo on this machine: dealer, server and client processes over
+    /// TCP on 127.0.0.1, then print each party's result check, bytes and rounds.
+    Demo {
+        #[command(flatten)]
+        shape: ShapeArgs,
+        /// Network model applied to both parties: lan (1 Gbit/s, 0.2 ms), wan (100 Mbit/s,
+        /// 20 ms) or MBITS:MILLIS.
+        #[arg(long)]
+        net: Option<NetModel>,
+    },
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct ShapeArgs {
+    /// Rows of the client's matrix X.
+    #[arg(long, default_value_t = 64)]
+    m: usize,
+    /// Columns of X = rows of the server's matrix W.
+    #[arg(long, default_value_t = 64)]
+    k: usize,
+    /// Columns of W.
+    #[arg(long, default_value_t = 64)]
+    n: usize,
+    /// Number of secure products (each uses one fresh triple).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    repeat: u64,
+    /// Fractional bits of the fixed-point encoding.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=30))]
+    frac_bits: u32,
+}
+
+impl ShapeArgs {
+    fn spec(&self) -> Result<MatmulSpec> {
+        for (name, v) in [("m", self.m), ("k", self.k), ("n", self.n)] {
+            if v == 0 || v > 1 << 14 {
+                return Err(Error::Session(format!("--{name} {v}: must be in 1..=16384")));
+            }
+        }
+        Ok(MatmulSpec {
+            m: self.m,
+            k: self.k,
+            n: self.n,
+            repeat: self.repeat as usize,
+            fixed: FixedPoint::new(self.frac_bits)?,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Role {
+    /// P0, the model owner: holds W.
+    Server,
+    /// P1, the data owner: holds X.
+    Client,
+}
+
+#[derive(Args, Debug)]
+struct PartyArgs {
+    /// This party's role.
+    #[arg(long, value_enum)]
+    role: Role,
+    /// Listen on ADDR and wait for the peer (port 0 picks a free port; the address is printed).
+    #[arg(long, conflicts_with = "connect", required_unless_present = "connect")]
+    listen: Option<String>,
+    /// Connect to the peer at ADDR (retries until --connect-timeout).
+    #[arg(long)]
+    connect: Option<String>,
+    /// This party's preprocessing file from `prifft deal`.
+    #[arg(long)]
+    preproc: PathBuf,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    /// Seed of this party's demo input (default: random). Demo data only, never key material.
+    #[arg(long)]
+    input_seed: Option<u64>,
+    /// Keep the product secret-shared: skip the check that reveals inputs and product.
+    #[arg(long)]
+    no_check: bool,
+    /// Network model (see `prifft demo --help`).
+    #[arg(long)]
+    net: Option<NetModel>,
+    /// Seconds to wait for each message from the peer.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Seconds to wait for the peer to connect or accept.
+    #[arg(long, default_value_t = 60.0)]
+    connect_timeout: f64,
+    /// Write the revealed product here (raw little-endian u64, row-major).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Print the report as JSON on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
+    )
+    .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = hint(e.root()) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hint(e: &Error) -> Option<&'static str> {
+    match e {
+        Error::Net(prifft::net::NetError::PeerClosed) => {
+            Some("the other party stopped; see its output for the reason")
+        }
+        Error::Net(prifft::net::NetError::Timeout(_)) => {
+            Some("the other party is unreachable or stalled")
+        }
+        Error::Io { .. } => Some("preprocessing files come from `prifft deal --out-dir DIR`"),
+        _ => None,
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Devices { json } => devices(json),
+        Cmd::Deal { shape, out_dir } => deal(&shape.spec()?, &out_dir).map(|_| ()),
+        Cmd::Party(args) => party(args),
+        Cmd::Demo { shape, net } => demo(shape, net),
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn devices(json: bool) -> Result<()> {
+    let adapters = prifft::gpu::list_adapters();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&adapters).expect("serialisable"));
+        return Ok(());
+    }
+    if adapters.is_empty() {
+        println!("No GPU adapter found: prifft will run everything on the CPU.");
+        println!(
+            "(On Linux without a GPU, `apt-get install mesa-vulkan-drivers libvulkan1` gives the lavapipe software adapter.)"
+        );
+        return Ok(());
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        println!("[{i}] {} — {} {} ({})", a.name, a.backend, a.device_type, a.driver);
+        println!(
+            "    shader int64: {}; max storage binding {} MiB; max buffer {} MiB; workgroup storage {} KiB; {} invocations/workgroup; {} workgroups/dim",
+            if a.shader_int64 { "yes" } else { "no" },
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroup_storage_size >> 10,
+            a.max_compute_invocations_per_workgroup,
+            a.max_compute_workgroups_per_dimension
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "gpu"))]
+fn devices(_json: bool) -> Result<()> {
+    println!(
+        "This build has no GPU support (built without the `gpu` feature): everything runs on the CPU."
+    );
+    Ok(())
+}
+
+fn deal(spec: &MatmulSpec, out_dir: &Path) -> Result<[PathBuf; 2]> {
+    std::fs::create_dir_all(out_dir)
+        .map_err(|source| Error::Io { path: out_dir.to_path_buf(), source })?;
+    let [p0, p1] = session::deal(spec)?;
+    let paths = [out_dir.join("server.pp"), out_dir.join("client.pp")];
+    p0.write_file(&paths[0])?;
+    p1.write_file(&paths[1])?;
+    println!(
+        "dealer: {} matrix triple(s) for ({}×{})·({}×{}) → {} and {}",
+        spec.repeat,
+        spec.m,
+        spec.k,
+        spec.k,
+        spec.n,
+        paths[0].display(),
+        paths[1].display()
+    );
+    Ok(paths)
+}
+
+fn secs(v: f64, flag: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        Error::Session(format!("{flag} {v}: must be a non-negative number of seconds"))
+    })
+}
+
+fn party(args: PartyArgs) -> Result<()> {
+    let spec = args.shape.spec()?;
+    let id = match args.role {
+        Role::Server => PartyId::P0,
+        Role::Client => PartyId::P1,
+    };
+    let preproc =
+        Preproc::read_file(&args.preproc).map_err(|e| e.during("loading preprocessing"))?;
+    let config = TcpConfig {
+        read_timeout: secs(args.timeout, "--timeout")?,
+        write_timeout: secs(args.timeout, "--timeout")?,
+        connect_timeout: secs(args.connect_timeout, "--connect-timeout")?,
+        ..TcpConfig::default()
+    };
+    let tcp = match (&args.listen, &args.connect) {
+        (Some(addr), _) => {
+            let listener = Listener::bind(addr)
+                .map_err(|e| Error::from(e).during(format!("listening on {addr}")))?;
+            println!("listening on {}", listener.local_addr()?);
+            std::io::stdout().flush().ok();
+            listener
+                .accept(config)
+                .map_err(|e| Error::from(e).during("waiting for the other party"))?
+        }
+        (None, Some(addr)) => TcpChannel::connect(addr, config)?,
+        (None, None) => unreachable!("clap requires --listen or --connect"),
+    };
+    let channel: Box<dyn Channel> = match args.net {
+        Some(model) => Box::new(Shaped::new(tcp, model)),
+        None => Box::new(tcp),
+    };
+    let opts = PartyOptions {
+        spec,
+        input_seed: args.input_seed,
+        check: !args.no_check,
+        network: args.net.map(|m| m.to_string()),
+    };
+    let (report, product) = session::run_party(id, channel, preproc, &opts)?;
+    print!("{}", session::render(&report));
+    if let (Some(path), Some(product)) = (&args.output, &product) {
+        session::write_tensor(path, product)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report).expect("serialisable"));
+    }
+    match &report.check {
+        Some(c) if !c.ok => {
+            Err(Error::Session("the secure product is outside the documented error bound".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn demo(shape: ShapeArgs, net: Option<NetModel>) -> Result<()> {
+    let spec = shape.spec()?;
+    let dir = std::env::temp_dir().join(format!("prifft-demo-{}", std::process::id()));
+    let [server_pp, client_pp] = deal(&spec, &dir)?;
+    let exe = std::env::current_exe()
+        .map_err(|source| Error::Io { path: "current executable".into(), source })?;
+    let common = |cmd: &mut Command| {
+        cmd.args([
+            "--m",
+            &spec.m.to_string(),
+            "--k",
+            &spec.k.to_string(),
+            "--n",
+            &spec.n.to_string(),
+        ]);
+        cmd.args([
+            "--repeat",
+            &spec.repeat.to_string(),
+            "--frac-bits",
+            &spec.fixed.frac_bits().to_string(),
+        ]);
+        if let Some(m) = net {
+            cmd.args([
+                "--net",
+                &format!("{}:{}", m.bandwidth_bps / 1e6, m.latency.as_secs_f64() * 1e3),
+            ]);
+        }
+    };
+    let spawn_err = |source| Error::Io { path: exe.clone(), source };
+    let mut server_cmd = Command::new(&exe);
+    server_cmd
+        .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
+        .arg(&server_pp);
+    common(&mut server_cmd);
+    let mut server = server_cmd.stdout(Stdio::piped()).spawn().map_err(spawn_err)?;
+    let mut server_out = BufReader::new(server.stdout.take().expect("piped"));
+    let mut first = String::new();
+    server_out.read_line(&mut first).map_err(spawn_err)?;
+    let addr = first.trim().strip_prefix("listening on ").map(str::to_string);
+    let Some(addr) = addr else {
+        let _ = server.kill();
+        return Err(Error::Session("the server process did not start listening".into()));
+    };
+    println!("server listening on {addr}; starting the client");
+    let mut client_cmd = Command::new(&exe);
+    client_cmd.args(["party", "--role", "client", "--connect", &addr, "--preproc"]).arg(&client_pp);
+    common(&mut client_cmd);
+    let client = client_cmd.stdout(Stdio::piped()).spawn().map_err(spawn_err)?;
+    let client_out = client.wait_with_output().map_err(spawn_err)?;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut server_out, &mut rest).map_err(spawn_err)?;
+    let server_status = server.wait().map_err(spawn_err)?;
+    print!("{rest}{}", String::from_utf8_lossy(&client_out.stdout));
+    let _ = std::fs::remove_dir_all(&dir);
+    if server_status.success() && client_out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Session("a party failed (see its message above)".into()))
+    }
+}

@@ -79,9 +79,14 @@ fn open_masked<C: Channel>(
 pub fn mul<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, y: &Share) -> Result<Share> {
     let shape = x.shape().to_vec();
     if y.shape() != shape {
-        return Err(crate::Error::Shape { op: "beaver::mul", left: shape, right: y.shape().to_vec() });
+        return Err(crate::Error::Shape {
+            op: "beaver::mul",
+            left: shape,
+            right: y.shape().to_vec(),
+        });
     }
-    let [a, b, c]: [Share; 3] = ctx.preproc.take(MaterialKind::ElemTriple, &shape)?.try_into().expect("3 tensors");
+    let [a, b, c]: [Share; 3] =
+        ctx.preproc.take(MaterialKind::ElemTriple, &shape)?.try_into().expect("3 tensors");
     let d_mine = x.sub(&a)?;
     let e_mine = y.sub(&b)?;
     let opened = open_masked(ctx, "beaver::mul", &[d_mine.tensor(), e_mine.tensor()])?;
@@ -99,7 +104,8 @@ pub fn mul<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, y: &Share) -> Result<Sh
 /// Preprocessing errors, channel errors.
 pub fn square<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
     let shape = x.shape().to_vec();
-    let [a, c]: [Share; 2] = ctx.preproc.take(MaterialKind::SquarePair, &shape)?.try_into().expect("2 tensors");
+    let [a, c]: [Share; 2] =
+        ctx.preproc.take(MaterialKind::SquarePair, &shape)?.try_into().expect("2 tensors");
     let d_mine = x.sub(&a)?;
     let d = open_masked(ctx, "beaver::square", &[d_mine.tensor()])?.remove(0);
     let mut z = c.tensor().add(&d.mul_elem(a.tensor())?.scale(2))?;
@@ -119,9 +125,14 @@ pub fn matmul<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, y: &Share) -> Result
     let (m, k) = x.tensor().dims2("beaver::matmul")?;
     let (k2, n) = y.tensor().dims2("beaver::matmul")?;
     if k != k2 {
-        return Err(crate::Error::Shape { op: "beaver::matmul", left: x.shape().to_vec(), right: y.shape().to_vec() });
+        return Err(crate::Error::Shape {
+            op: "beaver::matmul",
+            left: x.shape().to_vec(),
+            right: y.shape().to_vec(),
+        });
     }
-    let [a, b, c]: [Share; 3] = ctx.preproc.take(MaterialKind::MatTriple, &[m, k, n])?.try_into().expect("3 tensors");
+    let [a, b, c]: [Share; 3] =
+        ctx.preproc.take(MaterialKind::MatTriple, &[m, k, n])?.try_into().expect("3 tensors");
     let d_mine = x.sub(&a)?;
     let e_mine = y.sub(&b)?;
     let opened = open_masked(ctx, "beaver::matmul", &[d_mine.tensor(), e_mine.tensor()])?;

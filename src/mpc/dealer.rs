@@ -48,7 +48,12 @@ impl Dealer {
     }
 
     /// Share each secret tensor and file the halves as one item of `kind` under a fresh id.
-    pub(crate) fn deal(&mut self, kind: MaterialKind, dims: &[usize], secrets: Vec<RingTensor>) -> Result<()> {
+    pub(crate) fn deal(
+        &mut self,
+        kind: MaterialKind,
+        dims: &[usize],
+        secrets: Vec<RingTensor>,
+    ) -> Result<()> {
         let id = MaterialId(self.rng.random());
         let (mut half0, mut half1) = (Vec::new(), Vec::new());
         for secret in secrets {

@@ -33,7 +33,11 @@ pub struct TwoPartyRun<T0, T1> {
 /// The first party's error. When one party fails, the other sees its channel close and stops
 /// too; the error reported is the one that is not a consequence of the other's
 /// ([`NetError::PeerClosed`] is reported only when both failed that way).
-pub fn run_two_party<T0, T1, F0, F1>(preproc: [Preproc; 2], f0: F0, f1: F1) -> Result<TwoPartyRun<T0, T1>>
+pub fn run_two_party<T0, T1, F0, F1>(
+    preproc: [Preproc; 2],
+    f0: F0,
+    f1: F1,
+) -> Result<TwoPartyRun<T0, T1>>
 where
     T0: Send,
     T1: Send,

@@ -117,6 +117,11 @@ impl<C: Channel> PartyCtx<C> {
         self.channel.cost()
     }
 
+    /// Communication so far, starting a new measurement window (see [`Metered::mark`]).
+    pub fn mark(&mut self) -> Cost {
+        self.channel.mark()
+    }
+
     /// The (metered) channel.
     pub fn channel(&mut self) -> &mut Metered<C> {
         &mut self.channel

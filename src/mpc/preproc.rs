@@ -59,7 +59,9 @@ impl MaterialKind {
         match self {
             Self::ElemTriple => vec![dims.to_vec(); 3],
             Self::SquarePair => vec![dims.to_vec(); 2],
-            Self::MatTriple => vec![vec![dims[0], dims[1]], vec![dims[1], dims[2]], vec![dims[0], dims[2]]],
+            Self::MatTriple => {
+                vec![vec![dims[0], dims[1]], vec![dims[1], dims[2]], vec![dims[0], dims[2]]]
+            }
         }
     }
 }
@@ -161,13 +163,21 @@ impl Preproc {
     ///
     /// # Errors
     /// [`PreprocError::Exhausted`] or [`PreprocError::WrongShape`] (the item stays in the store).
-    pub(crate) fn take(&mut self, kind: MaterialKind, dims: &[usize]) -> Result<Vec<Share>, PreprocError> {
+    pub(crate) fn take(
+        &mut self,
+        kind: MaterialKind,
+        dims: &[usize],
+    ) -> Result<Vec<Share>, PreprocError> {
         let available = self.remaining();
         let queue = self.queues.get_mut(&kind).filter(|q| !q.is_empty());
         let queue = queue.ok_or(PreprocError::Exhausted { expected: kind, available })?;
         let next = queue.front().expect("queue is not empty");
         if next.dims != dims {
-            return Err(PreprocError::WrongShape { kind, expected: dims.to_vec(), found: next.dims.clone() });
+            return Err(PreprocError::WrongShape {
+                kind,
+                expected: dims.to_vec(),
+                found: next.dims.clone(),
+            });
         }
         let material = queue.pop_front().expect("queue is not empty");
         Ok(material.tensors.into_iter().map(Share::new).collect())
@@ -206,15 +216,20 @@ impl Preproc {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, PreprocError> {
         let mut r = Reader { bytes, offset: 0 };
         if r.take(8)? != MAGIC {
-            return Err(PreprocError::Malformed("not a prifft preprocessing file (bad magic)".into()));
+            return Err(PreprocError::Malformed(
+                "not a prifft preprocessing file (bad magic)".into(),
+            ));
         }
         let version = r.u16()?;
         if version != VERSION {
-            return Err(PreprocError::Malformed(format!("format version {version}, this build reads {VERSION}")));
+            return Err(PreprocError::Malformed(format!(
+                "format version {version}, this build reads {VERSION}"
+            )));
         }
         let party = r.u8()?;
-        let party = PartyId::from_index(party as usize)
-            .ok_or_else(|| PreprocError::Malformed(format!("party byte {party} (must be 0 or 1)")))?;
+        let party = PartyId::from_index(party as usize).ok_or_else(|| {
+            PreprocError::Malformed(format!("party byte {party} (must be 0 or 1)"))
+        })?;
         if r.u8()? != 0 {
             return Err(PreprocError::Malformed("reserved header byte is not zero".into()));
         }
@@ -223,7 +238,8 @@ impl Preproc {
         let mut store = Preproc::new(party, bundle);
         for _ in 0..count {
             let kind = r.u8()?;
-            let kind = MaterialKind::from_u8(kind).ok_or_else(|| PreprocError::Malformed(format!("unknown item kind {kind}")))?;
+            let kind = MaterialKind::from_u8(kind)
+                .ok_or_else(|| PreprocError::Malformed(format!("unknown item kind {kind}")))?;
             let id = MaterialId(r.take(16)?.try_into().expect("16 bytes"));
             let rank = r.u8()? as usize;
             let rank_ok = match kind {
@@ -234,19 +250,31 @@ impl Preproc {
                 return Err(PreprocError::Malformed(format!("{kind} with rank {rank}")));
             }
             let dims = (0..rank)
-                .map(|_| r.u64().and_then(|d| usize::try_from(d).map_err(|_| PreprocError::Malformed("dimension too large".into()))))
+                .map(|_| {
+                    r.u64().and_then(|d| {
+                        usize::try_from(d)
+                            .map_err(|_| PreprocError::Malformed("dimension too large".into()))
+                    })
+                })
                 .collect::<Result<Vec<usize>, _>>()?;
             let mut tensors = Vec::new();
             for shape in kind.tensor_shapes(&dims) {
                 let elems = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-                let nbytes = elems.and_then(|e| e.checked_mul(8)).ok_or_else(|| PreprocError::Malformed("tensor size overflows".into()))?;
+                let nbytes = elems
+                    .and_then(|e| e.checked_mul(8))
+                    .ok_or_else(|| PreprocError::Malformed("tensor size overflows".into()))?;
                 let data = r.take(nbytes)?;
                 tensors.push(RingTensor::from_le_bytes(&shape, data).expect("length checked"));
             }
-            store.push(Material { id, kind, dims, tensors }).map_err(|_| PreprocError::Malformed(format!("item id {id} appears twice")))?;
+            store
+                .push(Material { id, kind, dims, tensors })
+                .map_err(|_| PreprocError::Malformed(format!("item id {id} appears twice")))?;
         }
         if r.offset != bytes.len() {
-            return Err(PreprocError::Malformed(format!("{} trailing byte(s) after {count} item(s)", bytes.len() - r.offset)));
+            return Err(PreprocError::Malformed(format!(
+                "{} trailing byte(s) after {count} item(s)",
+                bytes.len() - r.offset
+            )));
         }
         Ok(store)
     }
@@ -270,7 +298,8 @@ impl Preproc {
     /// # Errors
     /// [`Error::Io`] naming the path, or the [`from_bytes`](Self::from_bytes) errors.
     pub fn read_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Ok(Self::from_bytes(&bytes)?)
     }
 }

@@ -58,7 +58,11 @@ impl Share {
     /// [`Error::Shape`](crate::Error::Shape) when shapes differ.
     pub fn add_public(&self, party: PartyId, public: &RingTensor) -> Result<Share> {
         if self.shape() != public.shape() {
-            return Err(Error::Shape { op: "add_public", left: self.shape().to_vec(), right: public.shape().to_vec() });
+            return Err(Error::Shape {
+                op: "add_public",
+                left: self.shape().to_vec(),
+                right: public.shape().to_vec(),
+            });
         }
         match party {
             PartyId::P0 => Ok(Share(self.0.add(public)?)),

@@ -56,9 +56,17 @@ pub fn share_input<C: Channel>(
     shape: &[usize],
 ) -> Result<Share> {
     if ctx.id == owner {
-        let value = value.ok_or_else(|| Error::Shape { op: "share_input (owner has no value)", left: shape.to_vec(), right: vec![] })?;
+        let value = value.ok_or_else(|| Error::Shape {
+            op: "share_input (owner has no value)",
+            left: shape.to_vec(),
+            right: vec![],
+        })?;
         if value.shape() != shape {
-            return Err(Error::Shape { op: "share_input", left: shape.to_vec(), right: value.shape().to_vec() });
+            return Err(Error::Shape {
+                op: "share_input",
+                left: shape.to_vec(),
+                right: value.shape().to_vec(),
+            });
         }
         let mut seed = [0u8; INPUT_SEED_BYTES];
         ctx.rng().fill(&mut seed[..]);
@@ -67,11 +75,12 @@ pub fn share_input<C: Channel>(
         Ok(Share::new(value.sub(&mask)?))
     } else {
         let seed = ctx.channel().recv()?;
-        let seed: [u8; INPUT_SEED_BYTES] = seed.as_slice().try_into().map_err(|_| NetError::Protocol {
-            op: "share_input",
-            expected: format!("{INPUT_SEED_BYTES}-byte seed"),
-            got: format!("{} bytes", seed.len()),
-        })?;
+        let seed: [u8; INPUT_SEED_BYTES] =
+            seed.as_slice().try_into().map_err(|_| NetError::Protocol {
+                op: "share_input",
+                expected: format!("{INPUT_SEED_BYTES}-byte seed"),
+                got: format!("{} bytes", seed.len()),
+            })?;
         Ok(Share::new(RingTensor::random(shape, &mut ChaCha20Rng::from_seed(seed))))
     }
 }

@@ -56,14 +56,18 @@ impl FromStr for NetModel {
             "lan" => Ok(Self::LAN),
             "wan" => Ok(Self::WAN),
             _ => {
-                let err = || format!("network model {s:?}: use lan, wan or MBITS:MILLIS (e.g. 50:10)");
+                let err =
+                    || format!("network model {s:?}: use lan, wan or MBITS:MILLIS (e.g. 50:10)");
                 let (mbits, millis) = s.split_once(':').ok_or_else(err)?;
                 let mbits: f64 = mbits.parse().map_err(|_| err())?;
                 let millis: f64 = millis.parse().map_err(|_| err())?;
                 if !(mbits > 0.0 && mbits.is_finite() && millis >= 0.0 && millis.is_finite()) {
                     return Err(err());
                 }
-                Ok(Self { latency: Duration::from_secs_f64(millis / 1e3), bandwidth_bps: mbits * 1e6 })
+                Ok(Self {
+                    latency: Duration::from_secs_f64(millis / 1e3),
+                    bandwidth_bps: mbits * 1e6,
+                })
             }
         }
     }

@@ -118,14 +118,22 @@ impl TcpChannel {
         let deadline = Instant::now() + config.connect_timeout;
         loop {
             let attempt = addr.to_socket_addrs().and_then(|mut addrs| {
-                let target = addrs.next().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
-                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+                let target = addrs
+                    .next()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
                 TcpStream::connect_timeout(&target, left)
             });
             match attempt {
                 Ok(stream) => return Self::from_stream(stream, config),
                 Err(e) if Instant::now() + CONNECT_RETRY >= deadline => {
-                    return Err(NetError::Connect { addr: addr.to_string(), within: config.connect_timeout, source: e });
+                    return Err(NetError::Connect {
+                        addr: addr.to_string(),
+                        within: config.connect_timeout,
+                        source: e,
+                    });
                 }
                 Err(_) => std::thread::sleep(CONNECT_RETRY),
             }
@@ -151,14 +159,16 @@ impl TcpChannel {
         let (outbox, outbox_rx) = mpsc::sync_channel::<Vec<u8>>(SEND_QUEUE_FRAMES);
         let writer_error = Arc::new(Mutex::new(None));
         let writer_error_slot = Arc::clone(&writer_error);
-        let writer = std::thread::Builder::new().name("prifft-tcp-write".into()).spawn(move || {
-            for payload in outbox_rx {
-                if let Err(e) = write_frame(&mut write_half, &payload) {
-                    *writer_error_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((e.kind(), e.to_string()));
-                    return;
+        let writer =
+            std::thread::Builder::new().name("prifft-tcp-write".into()).spawn(move || {
+                for payload in outbox_rx {
+                    if let Err(e) = write_frame(&mut write_half, &payload) {
+                        *writer_error_slot.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some((e.kind(), e.to_string()));
+                        return;
+                    }
                 }
-            }
-        })?;
+            })?;
         Ok(Self {
             inbox,
             outbox: Some(outbox),
@@ -174,16 +184,17 @@ impl TcpChannel {
     fn writer_failure(&self) -> Option<NetError> {
         let slot = self.writer_error.lock().unwrap_or_else(|p| p.into_inner());
         slot.as_ref().map(|(kind, msg)| match kind {
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-                NetError::PeerClosed
-            }
+            io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted => NetError::PeerClosed,
             _ => NetError::Io(io::Error::new(*kind, msg.clone())),
         })
     }
 }
 
 fn write_frame(stream: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("frame longer than 4 GiB"))?;
+    let len =
+        u32::try_from(payload.len()).map_err(|_| io::Error::other("frame longer than 4 GiB"))?;
     stream.write_all(&len.to_le_bytes())?;
     stream.write_all(payload)?;
     stream.flush()
@@ -213,9 +224,9 @@ fn read_frame(stream: &mut TcpStream, max_frame: u64) -> Result<Frame, NetError>
 
 fn read_exact_or_closed(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), NetError> {
     stream.read_exact(buf).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-            NetError::PeerClosed
-        }
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted => NetError::PeerClosed,
         _ => NetError::Io(e),
     })
 }
@@ -272,7 +283,12 @@ mod tests {
 
     fn config(timeout_ms: u64) -> TcpConfig {
         let t = Duration::from_millis(timeout_ms);
-        TcpConfig { read_timeout: t, write_timeout: t, connect_timeout: Duration::from_secs(5), max_frame: 1 << 20 }
+        TcpConfig {
+            read_timeout: t,
+            write_timeout: t,
+            connect_timeout: Duration::from_secs(5),
+            max_frame: 1 << 20,
+        }
     }
 
     fn connected(timeout_ms: u64) -> (TcpChannel, TcpChannel) {

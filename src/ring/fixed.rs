@@ -73,7 +73,7 @@ impl FixedPoint {
         let scaled = (v * self.scale()).round();
         // 2^63 is exactly representable; i64 holds [−2^63, 2^63).
         const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-        if scaled >= LIMIT || scaled < -LIMIT || v.abs() >= (self.max_log2() as f64).exp2() {
+        if !(-LIMIT..LIMIT).contains(&scaled) || v.abs() >= (self.max_log2() as f64).exp2() {
             return Err(Error::FixedPointRange {
                 index,
                 frac_bits: self.frac_bits,

@@ -30,14 +30,18 @@ impl RingTensor {
     /// [`Error::Shape`] when `data.len()` is not the product of `shape`.
     pub fn from_vec(shape: &[usize], data: Vec<u64>) -> Result<Self> {
         let len = data.len();
-        ArrayD::from_shape_vec(IxDyn(shape), data)
-            .map(|data| Self { data })
-            .map_err(|_| Error::Shape { op: "RingTensor::from_vec", left: shape.to_vec(), right: vec![len] })
+        ArrayD::from_shape_vec(IxDyn(shape), data).map(|data| Self { data }).map_err(|_| {
+            Error::Shape { op: "RingTensor::from_vec", left: shape.to_vec(), right: vec![len] }
+        })
     }
 
     /// From an ndarray (copied into standard layout if needed).
     pub fn from_array(array: ArrayD<u64>) -> Self {
-        let data = if array.is_standard_layout() { array } else { array.as_standard_layout().into_owned() };
+        let data = if array.is_standard_layout() {
+            array
+        } else {
+            array.as_standard_layout().into_owned()
+        };
         Self { data }
     }
 
@@ -98,7 +102,12 @@ impl RingTensor {
         }
     }
 
-    fn zip_with(&self, other: &Self, op: &'static str, f: impl Fn(u64, u64) -> u64) -> Result<Self> {
+    fn zip_with(
+        &self,
+        other: &Self,
+        op: &'static str,
+        f: impl Fn(u64, u64) -> u64,
+    ) -> Result<Self> {
         self.check_same_shape(other, op)?;
         let data = self.as_slice().iter().zip(other.as_slice()).map(|(&a, &b)| f(a, b)).collect();
         Self::from_vec(self.shape(), data)
@@ -175,7 +184,11 @@ impl RingTensor {
         let (m, k) = self.dims2("matmul")?;
         let (k2, n) = other.dims2("matmul")?;
         if k != k2 {
-            return Err(Error::Shape { op: "matmul", left: self.shape().to_vec(), right: other.shape().to_vec() });
+            return Err(Error::Shape {
+                op: "matmul",
+                left: self.shape().to_vec(),
+                right: other.shape().to_vec(),
+            });
         }
         let mut out = vec![0u64; m * n];
         if n > 0 {
@@ -219,9 +232,16 @@ impl RingTensor {
     pub fn from_le_bytes(shape: &[usize], bytes: &[u8]) -> Result<Self> {
         let n: usize = shape.iter().product();
         if bytes.len() != n * 8 {
-            return Err(Error::Shape { op: "RingTensor::from_le_bytes", left: vec![n * 8], right: vec![bytes.len()] });
+            return Err(Error::Shape {
+                op: "RingTensor::from_le_bytes",
+                left: vec![n * 8],
+                right: vec![bytes.len()],
+            });
         }
-        let data = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("chunk of 8"))).collect();
+        let data = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("chunk of 8")))
+            .collect();
         Self::from_vec(shape, data)
     }
 }

@@ -1,0 +1,229 @@
+//! End to end: the `prifft` binary as two processes over TCP on 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prifft::mpc::PartyId;
+use prifft::ring::{FixedPoint, RingTensor};
+use prifft::session::{self, MatmulSpec};
+
+const BIN: &str = env!("CARGO_BIN_EXE_prifft");
+
+fn prifft() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+fn deal(dir: &Path, shape: &[&str]) {
+    let out = prifft().args(["deal", "--out-dir"]).arg(dir).args(shape).output().unwrap();
+    assert!(out.status.success(), "deal failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Start the server on a free port; returns the child, its address and its stdout reader.
+fn start_server(
+    dir: &Path,
+    extra: &[&str],
+) -> (Child, String, BufReader<std::process::ChildStdout>) {
+    let mut child = prifft()
+        .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
+        .arg(dir.join("server.pp"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("server said {line:?}"))
+        .to_string();
+    (child, addr, out)
+}
+
+fn start_client(dir: &Path, addr: &str, extra: &[&str]) -> Child {
+    prifft()
+        .args(["party", "--role", "client", "--connect", addr, "--preproc"])
+        .arg(dir.join("client.pp"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut s).unwrap();
+    s
+}
+
+fn last_json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().expect("some output"))
+        .expect("JSON report on the last line")
+}
+
+/// Wait for `child` at most `limit`; returns its exit status and how long it took.
+fn wait_within(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, start.elapsed());
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn two_processes_compute_a_64x64_fixed_point_product_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    deal(dir.path(), &[]);
+    let product = dir.path().join("product.bin");
+    let (mut server, addr, mut server_out) = start_server(
+        dir.path(),
+        &["--input-seed", "101", "--json", "--output", product.to_str().unwrap()],
+    );
+    let client = start_client(dir.path(), &addr, &["--input-seed", "202", "--json"]);
+    let client_out = client.wait_with_output().unwrap();
+    let mut server_stdout = String::new();
+    server_out.read_to_string(&mut server_stdout).unwrap();
+    let (status, _) = wait_within(&mut server, Duration::from_secs(30));
+    assert!(status.success(), "server failed: {}", stderr_of(&mut server));
+    assert!(
+        client_out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&client_out.stderr)
+    );
+
+    // Independent check: rebuild both inputs from their seeds and compare with the revealed product.
+    let spec = MatmulSpec { m: 64, k: 64, n: 64, repeat: 1, fixed: FixedPoint::default() };
+    let w = session::demo_input(&spec, PartyId::P0, 101).unwrap();
+    let x = session::demo_input(&spec, PartyId::P1, 202).unwrap();
+    let got = RingTensor::from_le_bytes(&[64, 64], &std::fs::read(&product).unwrap()).unwrap();
+    let want = session::plaintext_product(&x, &w, spec.fixed).unwrap();
+    for (&g, &e) in got.as_slice().iter().zip(want.as_slice()) {
+        let err = g.wrapping_sub(e) as i64;
+        assert!((0..=1).contains(&err), "error {err} ulp exceeds the local-truncation bound");
+    }
+
+    // Reported bytes equal protocols.md §9: 64·(mk + kn) bits per party, one round.
+    for report in
+        [last_json(&server_stdout), last_json(&String::from_utf8_lossy(&client_out.stdout))]
+    {
+        let products = &report["products"]["cost"];
+        assert_eq!(products["bytes_sent"], 8 * (64 * 64 + 64 * 64));
+        assert_eq!(products["bytes_received"], 8 * (64 * 64 + 64 * 64));
+        assert_eq!(products["rounds"], 1);
+        assert_eq!(report["check"]["ok"], true);
+        assert_eq!(report["input_sharing"]["cost"]["bytes_sent"], 32);
+    }
+}
+
+#[test]
+fn killing_one_party_mid_protocol_makes_the_other_fail_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    // 400 products at ≥ 40 ms each (20 ms one way, both directions) take ≥ 16 s: long enough
+    // to kill the client in the middle.
+    let shape = ["--m", "8", "--k", "8", "--n", "8", "--repeat", "400"];
+    deal(dir.path(), &shape);
+    let mut extra = shape.to_vec();
+    extra.extend(["--net", "wan", "--timeout", "5"]);
+    let (mut server, addr, _out) = start_server(dir.path(), &extra);
+    let mut client = start_client(dir.path(), &addr, &extra);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(client.try_wait().unwrap().is_none(), "client ended before it could be killed");
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let (status, took) = wait_within(&mut server, Duration::from_secs(20));
+    let err = stderr_of(&mut server);
+    assert!(!status.success());
+    assert!(took < Duration::from_secs(6), "server took {took:?} to notice");
+    assert!(
+        err.contains("secure product") && err.contains("closed the connection"),
+        "server said: {err}"
+    );
+}
+
+#[test]
+fn a_stalled_party_makes_the_other_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = ["--m", "8", "--k", "8", "--n", "8", "--repeat", "400"];
+    deal(dir.path(), &shape);
+    let mut extra = shape.to_vec();
+    extra.extend(["--net", "wan", "--timeout", "2"]);
+    let (mut server, addr, _out) = start_server(dir.path(), &extra);
+    let mut client = start_client(dir.path(), &addr, &extra);
+    std::thread::sleep(Duration::from_millis(1000));
+    // Freeze the client without closing its socket.
+    assert!(
+        Command::new("kill").args(["-STOP", &client.id().to_string()]).status().unwrap().success()
+    );
+    let (status, took) = wait_within(&mut server, Duration::from_secs(15));
+    let _ = client.kill();
+    let _ = client.wait();
+    let err = stderr_of(&mut server);
+    assert!(!status.success());
+    assert!(took < Duration::from_secs(5), "server took {took:?}");
+    assert!(err.contains("no message from the other party within 2s"), "server said: {err}");
+}
+
+#[test]
+fn files_from_different_dealer_runs_are_refused() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    deal(a.path(), &[]);
+    deal(b.path(), &[]);
+    let (mut server, addr, _out) = start_server(a.path(), &["--timeout", "10"]);
+    let mut client = start_client(b.path(), &addr, &["--timeout", "10"]);
+    let (status, _) = wait_within(&mut client, Duration::from_secs(15));
+    assert!(!status.success());
+    assert!(stderr_of(&mut client).contains("different dealer runs"));
+    let (status, _) = wait_within(&mut server, Duration::from_secs(15));
+    assert!(!status.success());
+}
+
+#[test]
+fn a_truncated_preprocessing_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    deal(dir.path(), &[]);
+    let path = dir.path().join("server.pp");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let out = prifft()
+        .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loading preprocessing") && err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn devices_lists_adapters_or_says_there_are_none() {
+    let out = prifft().args(["devices", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let adapters: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = adapters.as_array().map_or(0, Vec::len);
+    if std::env::var("PRIFFT_REQUIRE_GPU").as_deref() == Ok("1") {
+        assert!(
+            n > 0,
+            "PRIFFT_REQUIRE_GPU=1 but no adapter was found (install mesa-vulkan-drivers)"
+        );
+    } else if n == 0 {
+        eprintln!(
+            "no GPU adapter here: the listing is empty (set PRIFFT_REQUIRE_GPU=1 to make this fail)"
+        );
+    }
+    let human = prifft().arg("devices").output().unwrap();
+    assert!(human.status.success());
+    assert!(!human.stdout.is_empty());
+}
