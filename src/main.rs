@@ -49,11 +49,13 @@ enum Cmd {
     /// Run one party of the secure matrix-product session over TCP.
     ///
     /// The client holds X (m×k), the server W (k×n); together they compute shares of X·W in
-    /// fixed point with Beaver triples from `prifft deal`. Example, in two terminals:
+    /// fixed point with Beaver triples from `prifft deal`. Example (the two parties in two
+    /// terminals):
     ///
     ///   prifft deal --out-dir /tmp/pp
     ///   prifft party --role server --listen 127.0.0.1:7000 --preproc /tmp/pp/server.pp
     ///   prifft party --role client --connect 127.0.0.1:7000 --preproc /tmp/pp/client.pp
+    #[command(verbatim_doc_comment)]
     Party(PartyArgs),
     /// Run the whole two-process demo on this machine: dealer, server and client processes over
     /// TCP on 127.0.0.1, then print each party's result check, bytes and rounds.
