@@ -58,6 +58,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod fss;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod mpc;

@@ -1,0 +1,2 @@
+//! Function secret sharing: DPF and DCF keys, batched evaluation, and gates.
+pub mod aes;
