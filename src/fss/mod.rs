@@ -1,2 +1,18 @@
 //! Function secret sharing: DPF and DCF keys, batched evaluation, and gates.
+//!
+//! - [`aes`]: the fixed-key AES-MMO PRG of the GGM trees (and its security assumption);
+//! - [`dpf`] and [`dcf`]: key generation (dealer) and batched evaluation (party), n ∈ 1..=64,
+//!   outputs in Z_2^64 (1-bit outputs are the low bit: shares mod 2^64 reduce to XOR shares);
+//! - [`keys`]: the struct-of-arrays key layout and the versioned wire format.
+//!
+//! All APIs are batch-first: generation takes slices of (α, β), evaluation takes a key batch, a
+//! slice of inputs and an output slice, and runs on every rayon thread (wrap the call in a
+//! one-thread pool to use one core).
+
 pub mod aes;
+pub mod dcf;
+pub mod dpf;
+pub mod keys;
+mod tree;
+
+pub use keys::{KeyBatch, Scheme};

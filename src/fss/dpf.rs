@@ -1,0 +1,224 @@
+//! Distributed point function (Boyle–Gilboa–Ishai, CCS'16, Fig. 1) over Z_2^64.
+//!
+//! Keys for `f(x) = β·[x = α]` on n-bit inputs, n ∈ 1..=64: `eval(k0, x) + eval(k1, x) = f(x)`
+//! (mod 2^64), each key alone pseudorandom.
+//!
+//! **Construction.** The GGM tree of [`tree`](super::tree) with **early termination** by one
+//! level: a node at depth n − 1 expands into one block holding both leaves' 64-bit output words,
+//! and the final correction has one word per leaf (β placed at α's last bit).
+//!
+//! **Cost.** Point evaluation: n AES blocks (n − 1 seeds, one output block). Full-domain
+//! evaluation of all 2^n points: 2^n − 2 + 2^(n−1) blocks. Key generation: 2 blocks per level and
+//! party, 1 at the last level. Key size per party: `16 + 16(n − 1) + 16` bytes (1,040 B at n = 64;
+//! protocols.md's yardstick is n·(128 + 2) + 128 + 64 bits = 1,064 B).
+//!
+//! **What a key holder learns.** Nothing about α or β (every correction is masked by the other
+//! party's on-path PRG output).
+
+use rayon::prelude::*;
+
+use super::aes::{FixedKeyAes, fixed_aes};
+use super::dcf::check_batch;
+use super::keys::{KeyBatch, Scheme, check_domain, check_width};
+use super::tree::{GROUP, SEED_MASK, Scatter, VALUE_TWEAK, bit, mask64, mask128, par_eval, par_gen, random_seed, word};
+use crate::error::KeyError;
+use crate::mpc::PartyId;
+use crate::prg::ChaCha20Rng;
+
+/// Largest input width for full-domain evaluation (2^24 outputs = 128 MiB per key).
+pub const MAX_EVAL_ALL_BITS: u32 = 24;
+
+/// Dealer: DPF keys for `β_k·[x = α_k]` on n-bit inputs.
+///
+/// # Errors
+/// [`KeyError::Width`], [`KeyError::BatchLength`], [`KeyError::Domain`] as [`dcf::keygen`](super::dcf::keygen).
+pub fn keygen(n: u32, alphas: &[u64], betas: &[u64], rng: &mut ChaCha20Rng) -> Result<[KeyBatch; 2], KeyError> {
+    check_width(n)?;
+    if betas.len() != alphas.len() {
+        return Err(KeyError::BatchLength { what: "betas", expected: alphas.len(), found: betas.len() });
+    }
+    check_domain("alpha", alphas, n)?;
+    let len = alphas.len();
+    let mut k0 = KeyBatch::zeroed(Scheme::Dpf, PartyId::P0, n, len);
+    let mut k1 = KeyBatch::zeroed(Scheme::Dpf, PartyId::P1, n, len);
+    let out = GenOut {
+        roots: [Scatter::new(&mut k0.roots), Scatter::new(&mut k1.roots)],
+        seed_cw: Scatter::new(&mut k0.seed_cw),
+        last_cw: Scatter::new(&mut k0.last_cw),
+        len,
+    };
+    let aes = fixed_aes();
+    par_gen(len, rng, |first, count, rng| {
+        gen_group(aes, n, &alphas[first..first + count], &betas[first..first + count], first, rng, &out)
+    });
+    drop(out);
+    k1.seed_cw.clone_from(&k0.seed_cw);
+    k1.last_cw.clone_from(&k0.last_cw);
+    Ok([k0, k1])
+}
+
+struct GenOut {
+    roots: [Scatter<u128>; 2],
+    seed_cw: Scatter<u128>,
+    last_cw: Scatter<u64>,
+    len: usize,
+}
+
+fn gen_group(aes: &FixedKeyAes, n: u32, alphas: &[u64], betas: &[u64], first: usize, rng: &mut ChaCha20Rng, out: &GenOut) {
+    let g = alphas.len();
+    let mut seeds = [[0u128; 2]; GROUP];
+    let mut ctrl = [[0u8, 1u8]; GROUP];
+    for (j, s) in seeds.iter_mut().enumerate().take(g) {
+        *s = [random_seed(rng), random_seed(rng)];
+        for b in 0..2 {
+            // SAFETY: key index first + j belongs to this group only.
+            unsafe { out.roots[b].write(first + j, s[b]) };
+        }
+    }
+    let mut blocks = [0u128; 4 * GROUP];
+    for i in 0..n - 1 {
+        for j in 0..g {
+            for b in 0..2 {
+                blocks[4 * j + 2 * b] = seeds[j][b];
+                blocks[4 * j + 2 * b + 1] = seeds[j][b] | 1;
+            }
+        }
+        aes.hash_in_place(&mut blocks[..4 * g]);
+        for j in 0..g {
+            let a = bit(alphas[j], n, i);
+            let (keep, lose) = (a, 1 - a);
+            let child = |b: usize, side: usize| blocks[4 * j + 2 * b + side];
+            let seed_cw = (child(0, lose) ^ child(1, lose)) & SEED_MASK;
+            let t_left = ((child(0, 0) ^ child(1, 0)) as u8 & 1) ^ a as u8 ^ 1;
+            let t_right = ((child(0, 1) ^ child(1, 1)) as u8 & 1) ^ a as u8;
+            let t_keep = if keep == 0 { t_left } else { t_right };
+            for b in 0..2 {
+                let t = ctrl[j][b];
+                seeds[j][b] = (child(b, keep) & SEED_MASK) ^ (seed_cw & mask128(t));
+                ctrl[j][b] = (child(b, keep) as u8 & 1) ^ (t & t_keep);
+            }
+            // SAFETY: index of key first + j at level i, owned by this group.
+            unsafe { out.seed_cw.write(i as usize * out.len + first + j, seed_cw | t_left as u128 | (t_right as u128) << 1) };
+        }
+    }
+    for j in 0..g {
+        for b in 0..2 {
+            blocks[2 * j + b] = seeds[j][b] | VALUE_TWEAK;
+        }
+    }
+    aes.hash_in_place(&mut blocks[..2 * g]);
+    for j in 0..g {
+        let a = bit(alphas[j], n, n - 1);
+        let sign_neg = ctrl[j][1] == 1;
+        for side in 0..2 {
+            let target = if side == a { betas[j] } else { 0 };
+            let cw = target.wrapping_sub(word(blocks[2 * j], side)).wrapping_add(word(blocks[2 * j + 1], side));
+            // SAFETY: as above.
+            unsafe { out.last_cw.write(side * out.len + first + j, if sign_neg { cw.wrapping_neg() } else { cw }) };
+        }
+    }
+}
+
+/// Party: evaluate every key at its input, `out[k] = eval(keys[k], xs[k])`, on all threads.
+///
+/// # Errors
+/// [`KeyError::BatchLength`], [`KeyError::Domain`], [`KeyError::Mismatch`] for non-DPF keys.
+pub fn eval(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<(), KeyError> {
+    keys.expect(Scheme::Dpf, keys.party, keys.n)?;
+    check_batch(keys, xs, out)?;
+    let aes = fixed_aes();
+    par_eval(xs, out, |first, xs, out| eval_group(aes, keys, first, xs, out));
+    Ok(())
+}
+
+fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out: &mut [u64]) {
+    let (g, n, len) = (xs.len(), keys.n, keys.len);
+    let party = keys.party.index() as u8;
+    let mut seeds = [0u128; GROUP];
+    seeds[..g].copy_from_slice(&keys.roots[first..first + g]);
+    let mut ctrl = [party; GROUP];
+    let mut blocks = [0u128; GROUP];
+    for i in 0..n - 1 {
+        for j in 0..g {
+            blocks[j] = seeds[j] | bit(xs[j], n, i) as u128;
+        }
+        aes.hash_in_place(&mut blocks[..g]);
+        let level = i as usize * len + first;
+        for (j, &cw) in keys.seed_cw[level..level + g].iter().enumerate() {
+            let side = bit(xs[j], n, i);
+            let t = ctrl[j];
+            seeds[j] = (blocks[j] & SEED_MASK) ^ (cw & SEED_MASK & mask128(t));
+            ctrl[j] = (blocks[j] as u8 & 1) ^ (t & (cw >> side) as u8 & 1);
+        }
+    }
+    for j in 0..g {
+        blocks[j] = seeds[j] | VALUE_TWEAK;
+    }
+    aes.hash_in_place(&mut blocks[..g]);
+    for j in 0..g {
+        let side = bit(xs[j], n, n - 1);
+        let total = word(blocks[j], side).wrapping_add(keys.last_cw[side * len + first + j] & mask64(ctrl[j]));
+        out[j] = if party == 0 { total } else { total.wrapping_neg() };
+    }
+}
+
+/// Party: full-domain evaluation. `out[k·2^n + x] = eval(keys[k], x)` for every x in 0..2^n.
+///
+/// # Errors
+/// [`KeyError::Mismatch`] for non-DPF keys or n above [`MAX_EVAL_ALL_BITS`],
+/// [`KeyError::BatchLength`] when `out` is not `len·2^n` long.
+pub fn eval_all(keys: &KeyBatch, out: &mut [u64]) -> Result<(), KeyError> {
+    keys.expect(Scheme::Dpf, keys.party, keys.n)?;
+    if keys.n > MAX_EVAL_ALL_BITS {
+        return Err(KeyError::Mismatch {
+            what: "input width for full-domain evaluation",
+            expected: format!("≤ {MAX_EVAL_ALL_BITS}"),
+            found: keys.n.to_string(),
+        });
+    }
+    let domain = 1usize << keys.n;
+    if out.len() != keys.len * domain {
+        return Err(KeyError::BatchLength { what: "outputs", expected: keys.len * domain, found: out.len() });
+    }
+    let aes = fixed_aes();
+    out.par_chunks_mut(domain.max(1)).enumerate().for_each(|(k, out)| eval_all_one(aes, keys, k, out));
+    Ok(())
+}
+
+fn eval_all_one(aes: &FixedKeyAes, keys: &KeyBatch, k: usize, out: &mut [u64]) {
+    let (n, len) = (keys.n, keys.len);
+    let party = keys.party.index() as u8;
+    // Breadth first: `nodes` holds (seed | control bit) of every node of the current depth.
+    let mut nodes = vec![keys.roots[k] | party as u128];
+    let mut blocks = Vec::with_capacity(1 << (n - 1));
+    for i in 0..n - 1 {
+        let cw = keys.seed_cw[i as usize * len + k];
+        blocks.clear();
+        for &node in &nodes {
+            let s = node & SEED_MASK;
+            blocks.push(s);
+            blocks.push(s | 1);
+        }
+        aes.hash_in_place(&mut blocks);
+        nodes = blocks
+            .iter()
+            .enumerate()
+            .map(|(c, &child)| {
+                let t = nodes[c / 2] as u8 & 1;
+                let seed = (child & SEED_MASK) ^ (cw & SEED_MASK & mask128(t));
+                seed | ((child as u8 & 1) ^ (t & (cw >> (c & 1)) as u8 & 1)) as u128
+            })
+            .collect();
+    }
+    blocks.clear();
+    blocks.extend(nodes.iter().map(|&node| (node & SEED_MASK) | VALUE_TWEAK));
+    aes.hash_in_place(&mut blocks);
+    let last = [keys.last_cw[k], keys.last_cw[len + k]];
+    for (j, (&block, &node)) in blocks.iter().zip(&nodes).enumerate() {
+        let t = mask64(node as u8 & 1);
+        for side in 0..2 {
+            let total = word(block, side).wrapping_add(last[side] & t);
+            out[2 * j + side] = if party == 0 { total } else { total.wrapping_neg() };
+        }
+    }
+}

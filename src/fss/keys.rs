@@ -1,0 +1,251 @@
+//! Key batches: the struct-of-arrays layout shared by the CPU evaluator and the GPU kernels, and
+//! the versioned wire format.
+//!
+//! # Layout of one party's batch of `len` keys with input width `n`
+//!
+//! All arrays are level-major (entry of key `k` at level `i` at index `i·len + k`), so a group of
+//! consecutive keys reads consecutive memory at every level — on the CPU (interleaved
+//! evaluation) and on the GPU (coalesced loads).
+//!
+//! | array | type | length | content |
+//! |---|---|---|---|
+//! | `roots` | u128 | len | this party's root seed (bits 0–1 zero) |
+//! | `seed_cw` | u128 | (n−1)·len | seed correction (bits 2–127) with the control-bit corrections in bit 0 (left child) and bit 1 (right child) |
+//! | `value_cw` | u64 | (n−1)·len | DCF only: value correction of the level (DPF: empty) |
+//! | `last_cw` | u64 | 2·len | output correction of the last level for last input bit σ at `σ·len + k` |
+//!
+//! Everything but `roots` is identical in both parties' batches.
+//!
+//! One party's key size: DPF `16 + 16(n−1) + 16` bytes (n = 64: 1,040 B);
+//! DCF `16 + 24(n−1) + 16` bytes (n = 64: 1,544 B).
+//!
+//! # Wire format (version 1, little-endian)
+//!
+//! ```text
+//! magic "PRIFFTFK" (8) | version u16 | scheme u8 (1 = DCF, 2 = DPF) | party u8 | n u8 |
+//! output bits u8 (64) | reserved u16 = 0 | len u64 | body bytes u64 |
+//! body: roots | seed_cw | value_cw | last_cw
+//! ```
+//! Every field is checked on load; malformed, truncated or mismatched data is a [`KeyError`].
+
+use crate::error::KeyError;
+use crate::mpc::PartyId;
+
+const MAGIC: &[u8; 8] = b"PRIFFTFK";
+const VERSION: u16 = 1;
+const HEADER_BYTES: usize = 32;
+/// Ring outputs are 64-bit words.
+const OUTPUT_BITS: u8 = 64;
+
+/// Which function family a key batch shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Scheme {
+    /// Distributed comparison function: β·[x < α].
+    Dcf = 1,
+    /// Distributed point function: β·[x = α].
+    Dpf = 2,
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scheme::Dcf => "DCF",
+            Scheme::Dpf => "DPF",
+        })
+    }
+}
+
+/// One party's keys for a batch of functions of one scheme and input width.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyBatch {
+    pub(crate) scheme: Scheme,
+    pub(crate) party: PartyId,
+    pub(crate) n: u32,
+    pub(crate) len: usize,
+    pub(crate) roots: Vec<u128>,
+    pub(crate) seed_cw: Vec<u128>,
+    pub(crate) value_cw: Vec<u64>,
+    pub(crate) last_cw: Vec<u64>,
+}
+
+/// Check an input width.
+pub(crate) fn check_width(n: u32) -> Result<(), KeyError> {
+    if (1..=64).contains(&n) { Ok(()) } else { Err(KeyError::Width { n }) }
+}
+
+/// Check that every value fits in n bits.
+pub(crate) fn check_domain(what: &'static str, values: &[u64], n: u32) -> Result<(), KeyError> {
+    if n < 64
+        && let Some(index) = values.iter().position(|&x| x >> n != 0)
+    {
+        return Err(KeyError::Domain { what, index, n });
+    }
+    Ok(())
+}
+
+impl KeyBatch {
+    /// An all-zero batch with the right array sizes.
+    pub(crate) fn zeroed(scheme: Scheme, party: PartyId, n: u32, len: usize) -> Self {
+        let levels = (n - 1) as usize;
+        Self {
+            scheme,
+            party,
+            n,
+            len,
+            roots: vec![0; len],
+            seed_cw: vec![0; levels * len],
+            value_cw: vec![0; if scheme == Scheme::Dcf { levels * len } else { 0 }],
+            last_cw: vec![0; 2 * len],
+        }
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The party these keys belong to.
+    pub fn party(&self) -> PartyId {
+        self.party
+    }
+
+    /// Input width in bits.
+    pub fn input_bits(&self) -> u32 {
+        self.n
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty batch.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of one party's key (without the batch header).
+    pub fn key_bytes(scheme: Scheme, n: u32) -> usize {
+        let levels = n.saturating_sub(1) as usize;
+        let per_level = match scheme {
+            Scheme::Dcf => 24,
+            Scheme::Dpf => 16,
+        };
+        16 + per_level * levels + 16
+    }
+
+    /// The roots, seed corrections, value corrections and last-level corrections.
+    pub fn arrays(&self) -> (&[u128], &[u128], &[u64], &[u64]) {
+        (&self.roots, &self.seed_cw, &self.value_cw, &self.last_cw)
+    }
+
+    /// Check that the batch is what the caller expects.
+    ///
+    /// # Errors
+    /// [`KeyError::Mismatch`] naming the first differing property.
+    pub fn expect(&self, scheme: Scheme, party: PartyId, n: u32) -> Result<(), KeyError> {
+        let mismatch = |what, e: String, f: String| Err(KeyError::Mismatch { what, expected: e, found: f });
+        if self.scheme != scheme {
+            return mismatch("scheme", scheme.to_string(), self.scheme.to_string());
+        }
+        if self.party != party {
+            return mismatch("party", party.to_string(), self.party.to_string());
+        }
+        if self.n != n {
+            return mismatch("input width", n.to_string(), self.n.to_string());
+        }
+        Ok(())
+    }
+
+    /// Serialise (see the module docs).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body = Self::key_bytes(self.scheme, self.n) * self.len;
+        let mut out = Vec::with_capacity(HEADER_BYTES + body);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&[self.scheme as u8, self.party.index() as u8, self.n as u8, OUTPUT_BITS, 0, 0]);
+        out.extend_from_slice(&(self.len as u64).to_le_bytes());
+        out.extend_from_slice(&(body as u64).to_le_bytes());
+        for x in self.roots.iter().chain(&self.seed_cw) {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        for x in self.value_cw.iter().chain(&self.last_cw) {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out
+    }
+
+    /// Parse and validate.
+    ///
+    /// # Errors
+    /// [`KeyError::BadMagic`], [`KeyError::Version`], [`KeyError::Header`] (scheme, party, width,
+    /// output bits, reserved bytes, root seeds), [`KeyError::Truncated`], [`KeyError::Length`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        if bytes.len() < HEADER_BYTES {
+            return Err(KeyError::Truncated { needed: HEADER_BYTES as u64, found: bytes.len() as u64 });
+        }
+        if &bytes[..8] != MAGIC {
+            return Err(KeyError::BadMagic);
+        }
+        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if version != VERSION {
+            return Err(KeyError::Version { found: version, supported: VERSION });
+        }
+        let header = |field, value: u8| KeyError::Header { field, value: value as u64 };
+        let scheme = match bytes[10] {
+            1 => Scheme::Dcf,
+            2 => Scheme::Dpf,
+            v => return Err(header("scheme", v)),
+        };
+        let party = PartyId::from_index(bytes[11] as usize).ok_or(header("party", bytes[11]))?;
+        let n = bytes[12] as u32;
+        check_width(n).map_err(|_| header("input width", bytes[12]))?;
+        if bytes[13] != OUTPUT_BITS {
+            return Err(header("output bits", bytes[13]));
+        }
+        if bytes[14] != 0 || bytes[15] != 0 {
+            return Err(header("reserved", bytes[14] | bytes[15]));
+        }
+        let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+        let body = u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes"));
+        let expected = (Self::key_bytes(scheme, n) as u64).checked_mul(len);
+        let expected = expected.ok_or(KeyError::Header { field: "batch length", value: len })?;
+        if body != expected {
+            return Err(KeyError::Length { expected, found: body });
+        }
+        let present = (bytes.len() - HEADER_BYTES) as u64;
+        if present < expected {
+            return Err(KeyError::Truncated { needed: HEADER_BYTES as u64 + expected, found: bytes.len() as u64 });
+        }
+        if present > expected {
+            return Err(KeyError::Length { expected, found: present });
+        }
+        let len = usize::try_from(len).map_err(|_| KeyError::Header { field: "batch length", value: len })?;
+        let mut batch = Self::zeroed(scheme, party, n, len);
+        let mut rest = &bytes[HEADER_BYTES..];
+        let mut take = |count: usize| {
+            let (head, tail) = rest.split_at(count);
+            rest = tail;
+            head
+        };
+        for (dst, src) in batch.roots.iter_mut().zip(take(16 * len).chunks_exact(16)) {
+            *dst = u128::from_le_bytes(src.try_into().expect("16 bytes"));
+        }
+        let seeds = batch.seed_cw.len();
+        for (dst, src) in batch.seed_cw.iter_mut().zip(take(16 * seeds).chunks_exact(16)) {
+            *dst = u128::from_le_bytes(src.try_into().expect("16 bytes"));
+        }
+        let values = batch.value_cw.len();
+        for (dst, src) in batch.value_cw.iter_mut().zip(take(8 * values).chunks_exact(8)) {
+            *dst = u64::from_le_bytes(src.try_into().expect("8 bytes"));
+        }
+        for (dst, src) in batch.last_cw.iter_mut().zip(take(16 * len).chunks_exact(8)) {
+            *dst = u64::from_le_bytes(src.try_into().expect("8 bytes"));
+        }
+        if let Some(bad) = batch.roots.iter().find(|r| *r & 3 != 0) {
+            return Err(KeyError::Header { field: "root seed low bits", value: (bad & 3) as u64 });
+        }
+        Ok(batch)
+    }
+}

@@ -1,0 +1,104 @@
+//! Shared pieces of the GGM trees: seed conventions, bit order, parallel batching.
+//!
+//! A seed is a `u128` whose two low bits are zero (126 random bits). Expanding seed `s`:
+//! `H(s | 0)` and `H(s | 1)` are the left and right children (bit 0 of the block is the child's
+//! control bit, bits 2–127 its seed), `H(s | 2)` gives the node's two 64-bit output words (low
+//! half for the left child, high half for the right). Input bits are read most significant
+//! first.
+
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use crate::prg::ChaCha20Rng;
+
+/// Clears the control-bit slots of a block.
+pub(crate) const SEED_MASK: u128 = !3;
+/// Tweak of the output-word block.
+pub(crate) const VALUE_TWEAK: u128 = 2;
+/// Keys evaluated together, level by level, so the AES units see independent blocks.
+pub(crate) const GROUP: usize = 16;
+/// Keys per parallel task.
+pub(crate) const TASK: usize = 512;
+
+/// Bit `i` (0 = most significant) of the n-bit value `x`.
+#[inline(always)]
+pub(crate) fn bit(x: u64, n: u32, i: u32) -> usize {
+    ((x >> (n - 1 - i)) & 1) as usize
+}
+
+/// The 64-bit output word of side `side` from an output block.
+#[inline(always)]
+pub(crate) fn word(block: u128, side: usize) -> u64 {
+    (block >> (64 * side)) as u64
+}
+
+/// All ones if `t` is 1, zero if 0.
+#[inline(always)]
+pub(crate) fn mask64(t: u8) -> u64 {
+    0u64.wrapping_sub(t as u64)
+}
+
+/// All ones if `t` is 1, zero if 0.
+#[inline(always)]
+pub(crate) fn mask128(t: u8) -> u128 {
+    0u128.wrapping_sub(t as u128)
+}
+
+/// A fresh root seed.
+pub(crate) fn random_seed(rng: &mut ChaCha20Rng) -> u128 {
+    rng.random::<u128>() & SEED_MASK
+}
+
+/// Raw output arrays that parallel key-generation tasks fill at disjoint indices.
+pub(crate) struct Scatter<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: tasks write disjoint indices (each key index belongs to exactly one task), and the
+// owner of the underlying Vec does not touch it while tasks run.
+unsafe impl<T: Send> Send for Scatter<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Scatter<T> {}
+
+impl<T> Scatter<T> {
+    pub(crate) fn new(v: &mut [T]) -> Self {
+        Self { ptr: v.as_mut_ptr(), len: v.len() }
+    }
+
+    /// Write `value` at `index`.
+    ///
+    /// # Safety
+    /// No other task may access `index` while the scatter is in use.
+    #[inline(always)]
+    pub(crate) unsafe fn write(&self, index: usize, value: T) {
+        assert!(index < self.len, "scatter index {index} out of bounds {}", self.len);
+        // SAFETY: in bounds (checked); exclusive by the caller's contract.
+        unsafe { self.ptr.add(index).write(value) }
+    }
+}
+
+/// Run `task(first_key, count, rng)` over the batch in parallel chunks, each with its own
+/// ChaCha20 generator seeded from `rng` (so the dealer's randomness stays a CSPRNG stream).
+pub(crate) fn par_gen(len: usize, rng: &mut ChaCha20Rng, task: impl Fn(usize, usize, &mut ChaCha20Rng) + Sync) {
+    let seeds: Vec<[u8; 32]> = (0..len.div_ceil(TASK)).map(|_| rng.random()).collect();
+    seeds.into_par_iter().enumerate().for_each(|(c, seed)| {
+        let start = c * TASK;
+        let mut local = ChaCha20Rng::from_seed(seed);
+        let mut k = start;
+        while k < (start + TASK).min(len) {
+            let count = GROUP.min(len - k);
+            task(k, count, &mut local);
+            k += count;
+        }
+    });
+}
+
+/// Run `task(first_key, xs, out)` over groups of at most [`GROUP`] keys, in parallel chunks.
+pub(crate) fn par_eval(xs: &[u64], out: &mut [u64], task: impl Fn(usize, &[u64], &mut [u64]) + Sync) {
+    out.par_chunks_mut(TASK).zip(xs.par_chunks(TASK)).enumerate().for_each(|(c, (out, xs))| {
+        for (g, (out, xs)) in out.chunks_mut(GROUP).zip(xs.chunks(GROUP)).enumerate() {
+            task(c * TASK + g * GROUP, xs, out);
+        }
+    });
+}
