@@ -64,6 +64,7 @@ pub mod gpu;
 pub mod mpc;
 pub mod net;
 pub mod prg;
+pub mod bench;
 pub mod ring;
 pub mod session;
 

@@ -17,7 +17,7 @@
 //! output of the other party's on-path seed, which the holder cannot compute.
 
 use super::aes::{FixedKeyAes, fixed_aes};
-use super::keys::{KeyBatch, Scheme, check_domain, check_width};
+use super::keys::{KeyBatch, Scheme, check_domain, check_width, tiled};
 use super::tree::{GROUP, SEED_MASK, Scatter, VALUE_TWEAK, bit, mask64, mask128, par_eval, par_gen, random_seed, word};
 use crate::error::KeyError;
 use crate::mpc::PartyId;
@@ -29,38 +29,71 @@ use crate::prg::ChaCha20Rng;
 /// [`KeyError::Width`] unless 1 ≤ n ≤ 64, [`KeyError::BatchLength`] when the slices differ in
 /// length, [`KeyError::Domain`] when an α does not fit in n bits.
 pub fn keygen(n: u32, alphas: &[u64], betas: &[u64], rng: &mut ChaCha20Rng) -> Result<[KeyBatch; 2], KeyError> {
+    let mut keys = [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)];
+    keygen_into(n, alphas, betas, rng, &mut keys)?;
+    Ok(keys)
+}
+
+/// As [`keygen`], writing into `keys` (P0's and P1's batches) and reusing their memory, so a
+/// dealer that produces batch after batch allocates once.
+///
+/// # Errors
+/// As [`keygen`]; `keys` must hold P0's batch then P1's ([`KeyError::Mismatch`] otherwise).
+pub fn keygen_into(
+    n: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    rng: &mut ChaCha20Rng,
+    keys: &mut [KeyBatch; 2],
+) -> Result<(), KeyError> {
     check_width(n)?;
     if betas.len() != alphas.len() {
         return Err(KeyError::BatchLength { what: "betas", expected: alphas.len(), found: betas.len() });
     }
     check_domain("alpha", alphas, n)?;
+    if keys[0].party != PartyId::P0 || keys[1].party != PartyId::P1 {
+        return Err(KeyError::Mismatch { what: "party order", expected: "[P0, P1]".into(), found: format!("[{}, {}]", keys[0].party, keys[1].party) });
+    }
     let len = alphas.len();
-    let mut k0 = KeyBatch::zeroed(Scheme::Dcf, PartyId::P0, n, len);
-    let mut k1 = KeyBatch::zeroed(Scheme::Dcf, PartyId::P1, n, len);
+    let [k0, k1] = keys;
+    k0.reset(Scheme::Dcf, n, len);
+    k1.reset(Scheme::Dcf, n, len);
     let out = GenOut {
         roots: [Scatter::new(&mut k0.roots), Scatter::new(&mut k1.roots)],
-        seed_cw: Scatter::new(&mut k0.seed_cw),
-        value_cw: Scatter::new(&mut k0.value_cw),
-        last_cw: Scatter::new(&mut k0.last_cw),
+        seed_cw: [Scatter::new(&mut k0.seed_cw), Scatter::new(&mut k1.seed_cw)],
+        value_cw: [Scatter::new(&mut k0.value_cw), Scatter::new(&mut k1.value_cw)],
+        last_cw: [Scatter::new(&mut k0.last_cw), Scatter::new(&mut k1.last_cw)],
+        levels: (n - 1) as usize,
         len,
     };
     let aes = fixed_aes();
     par_gen(len, rng, |first, count, rng| {
         gen_group(aes, n, &alphas[first..first + count], &betas[first..first + count], first, rng, &out)
     });
-    drop(out);
-    k1.seed_cw.clone_from(&k0.seed_cw);
-    k1.value_cw.clone_from(&k0.value_cw);
-    k1.last_cw.clone_from(&k0.last_cw);
-    Ok([k0, k1])
+    Ok(())
 }
 
 struct GenOut {
     roots: [Scatter<u128>; 2],
-    seed_cw: Scatter<u128>,
-    value_cw: Scatter<u64>,
-    last_cw: Scatter<u64>,
+    seed_cw: [Scatter<u128>; 2],
+    value_cw: [Scatter<u64>; 2],
+    last_cw: [Scatter<u64>; 2],
+    levels: usize,
     len: usize,
+}
+
+impl GenOut {
+    /// Write one correction word to both parties' batches.
+    ///
+    /// # Safety
+    /// Index `idx` must belong to the calling group only.
+    unsafe fn put<T: Copy>(arrays: &[Scatter<T>; 2], idx: usize, value: T) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            arrays[0].write(idx, value);
+            arrays[1].write(idx, value);
+        }
+    }
 }
 
 /// Key generation for up to [`GROUP`] keys, interleaved level by level.
@@ -109,11 +142,11 @@ fn gen_group(aes: &FixedKeyAes, n: u32, alphas: &[u64], betas: &[u64], first: us
                 seeds[j][b] = (child(b, keep) & SEED_MASK) ^ (seed_cw & mask128(t));
                 ctrl[j][b] = (child(b, keep) as u8 & 1) ^ (t & t_keep);
             }
-            let idx = i as usize * out.len + first + j;
+            let idx = tiled(out.levels, out.len, i as usize, first + j);
             // SAFETY: index of key first + j at level i, owned by this group.
             unsafe {
-                out.seed_cw.write(idx, seed_cw | t_left as u128 | (t_right as u128) << 1);
-                out.value_cw.write(idx, value_cw);
+                GenOut::put(&out.seed_cw, idx, seed_cw | t_left as u128 | (t_right as u128) << 1);
+                GenOut::put(&out.value_cw, idx, value_cw);
             }
         }
     }
@@ -133,7 +166,7 @@ fn gen_group(aes: &FixedKeyAes, n: u32, alphas: &[u64], betas: &[u64], first: us
             let target = if side < a { betas[j] } else { 0 };
             let cw = target.wrapping_sub(on_path[j]).wrapping_sub(w0).wrapping_add(w1);
             // SAFETY: as above.
-            unsafe { out.last_cw.write(side * out.len + first + j, if sign_neg { cw.wrapping_neg() } else { cw }) };
+            unsafe { GenOut::put(&out.last_cw, tiled(2, out.len, side, first + j), if sign_neg { cw.wrapping_neg() } else { cw }) };
         }
     }
 }
@@ -164,16 +197,22 @@ pub(crate) fn check_batch(keys: &KeyBatch, xs: &[u64], out: &[u64]) -> Result<()
 /// Evaluation of up to [`GROUP`] consecutive keys, interleaved level by level.
 fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out: &mut [u64]) {
     let (g, n, len) = (xs.len(), keys.n, keys.len);
-    let party = keys.party.index() as u8;
-    let mut seeds = [0u128; GROUP];
-    seeds[..g].copy_from_slice(&keys.roots[first..first + g]);
-    let mut ctrl = [party; GROUP];
+    let party = keys.party.index() as u128;
+    // A node is its seed with its control bit in bit 0 (bit 1 is ignored).
+    let mut nodes = [0u128; GROUP];
+    // Input bits still to read, most significant first, at the top of the word.
+    let mut bits = [0u64; GROUP];
+    for j in 0..g {
+        nodes[j] = keys.roots[first + j] | party;
+        bits[j] = xs[j] << (64 - n);
+    }
     let mut acc = [0u64; GROUP];
     let mut blocks = [0u128; 2 * GROUP];
-    for i in 0..n - 1 {
+    for i in 0..(n - 1) as usize {
         for j in 0..g {
-            blocks[j] = seeds[j] | bit(xs[j], n, i) as u128;
-            blocks[GROUP + j] = seeds[j] | VALUE_TWEAK;
+            let seed = nodes[j] & SEED_MASK;
+            blocks[j] = seed | (bits[j] >> 63) as u128;
+            blocks[GROUP + j] = seed | VALUE_TWEAK;
         }
         if g == GROUP {
             aes.hash_in_place(&mut blocks);
@@ -181,26 +220,29 @@ fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out:
             aes.hash_in_place(&mut blocks[..g]);
             aes.hash_in_place(&mut blocks[GROUP..GROUP + g]);
         }
-        let level = i as usize * len + first;
+        let level = tiled((n - 1) as usize, len, i, first);
         let seed_cws = &keys.seed_cw[level..level + g];
         let value_cws = &keys.value_cw[level..level + g];
         for j in 0..g {
-            let side = bit(xs[j], n, i);
-            let t = ctrl[j];
-            acc[j] = acc[j].wrapping_add(word(blocks[GROUP + j], side)).wrapping_add(value_cws[j] & mask64(t));
+            let side = (bits[j] >> 63) as u32;
+            bits[j] <<= 1;
+            let t = nodes[j] as u8 & 1;
+            acc[j] = acc[j].wrapping_add(word(blocks[GROUP + j], side as usize)).wrapping_add(value_cws[j] & mask64(t));
+            // Correction with this side's control-bit correction moved into bit 0: one XOR
+            // updates seed and control bit together.
             let cw = seed_cws[j];
-            let child = blocks[j];
-            seeds[j] = (child & SEED_MASK) ^ (cw & SEED_MASK & mask128(t));
-            ctrl[j] = (child as u8 & 1) ^ (t & (cw >> side) as u8 & 1);
+            let cw_side = (cw & SEED_MASK) | ((cw >> side) & 1);
+            nodes[j] = blocks[j] ^ (cw_side & mask128(t));
         }
     }
     for j in 0..g {
-        blocks[j] = seeds[j] | VALUE_TWEAK;
+        blocks[j] = (nodes[j] & SEED_MASK) | VALUE_TWEAK;
     }
     aes.hash_in_place(&mut blocks[..g]);
     for j in 0..g {
-        let side = bit(xs[j], n, n - 1);
-        let total = acc[j].wrapping_add(word(blocks[j], side)).wrapping_add(keys.last_cw[side * len + first + j] & mask64(ctrl[j]));
+        let side = (bits[j] >> 63) as usize;
+        let last = keys.last_cw[tiled(2, len, side, first + j)];
+        let total = acc[j].wrapping_add(word(blocks[j], side)).wrapping_add(last & mask64(nodes[j] as u8 & 1));
         out[j] = if party == 0 { total } else { total.wrapping_neg() };
     }
 }

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::aes::{FixedKeyAes, fixed_aes};
 use super::dcf::check_batch;
-use super::keys::{KeyBatch, Scheme, check_domain, check_width};
+use super::keys::{KeyBatch, Scheme, check_domain, check_width, tiled};
 use super::tree::{GROUP, SEED_MASK, Scatter, VALUE_TWEAK, bit, mask64, mask128, par_eval, par_gen, random_seed, word};
 use crate::error::KeyError;
 use crate::mpc::PartyId;
@@ -33,35 +33,70 @@ pub const MAX_EVAL_ALL_BITS: u32 = 24;
 /// # Errors
 /// [`KeyError::Width`], [`KeyError::BatchLength`], [`KeyError::Domain`] as [`dcf::keygen`](super::dcf::keygen).
 pub fn keygen(n: u32, alphas: &[u64], betas: &[u64], rng: &mut ChaCha20Rng) -> Result<[KeyBatch; 2], KeyError> {
+    let mut keys = [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)];
+    keygen_into(n, alphas, betas, rng, &mut keys)?;
+    Ok(keys)
+}
+
+/// As [`keygen`], writing into `keys` (P0's and P1's batches) and reusing their memory, so a
+/// dealer that produces batch after batch allocates once.
+///
+/// # Errors
+/// As [`keygen`]; `keys` must hold P0's batch then P1's ([`KeyError::Mismatch`] otherwise).
+pub fn keygen_into(
+    n: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    rng: &mut ChaCha20Rng,
+    keys: &mut [KeyBatch; 2],
+) -> Result<(), KeyError> {
     check_width(n)?;
     if betas.len() != alphas.len() {
         return Err(KeyError::BatchLength { what: "betas", expected: alphas.len(), found: betas.len() });
     }
     check_domain("alpha", alphas, n)?;
+    if keys[0].party != PartyId::P0 || keys[1].party != PartyId::P1 {
+        return Err(KeyError::Mismatch { what: "party order", expected: "[P0, P1]".into(), found: format!("[{}, {}]", keys[0].party, keys[1].party) });
+    }
     let len = alphas.len();
-    let mut k0 = KeyBatch::zeroed(Scheme::Dpf, PartyId::P0, n, len);
-    let mut k1 = KeyBatch::zeroed(Scheme::Dpf, PartyId::P1, n, len);
+    let [k0, k1] = keys;
+    k0.reset(Scheme::Dpf, n, len);
+    k1.reset(Scheme::Dpf, n, len);
     let out = GenOut {
         roots: [Scatter::new(&mut k0.roots), Scatter::new(&mut k1.roots)],
-        seed_cw: Scatter::new(&mut k0.seed_cw),
-        last_cw: Scatter::new(&mut k0.last_cw),
+        seed_cw: [Scatter::new(&mut k0.seed_cw), Scatter::new(&mut k1.seed_cw)],
+
+        last_cw: [Scatter::new(&mut k0.last_cw), Scatter::new(&mut k1.last_cw)],
+        levels: (n - 1) as usize,
         len,
     };
     let aes = fixed_aes();
     par_gen(len, rng, |first, count, rng| {
         gen_group(aes, n, &alphas[first..first + count], &betas[first..first + count], first, rng, &out)
     });
-    drop(out);
-    k1.seed_cw.clone_from(&k0.seed_cw);
-    k1.last_cw.clone_from(&k0.last_cw);
-    Ok([k0, k1])
+    Ok(())
 }
 
 struct GenOut {
     roots: [Scatter<u128>; 2],
-    seed_cw: Scatter<u128>,
-    last_cw: Scatter<u64>,
+    seed_cw: [Scatter<u128>; 2],
+    last_cw: [Scatter<u64>; 2],
+    levels: usize,
     len: usize,
+}
+
+impl GenOut {
+    /// Write one correction word to both parties' batches.
+    ///
+    /// # Safety
+    /// Index `idx` must belong to the calling group only.
+    unsafe fn put<T: Copy>(arrays: &[Scatter<T>; 2], idx: usize, value: T) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            arrays[0].write(idx, value);
+            arrays[1].write(idx, value);
+        }
+    }
 }
 
 fn gen_group(aes: &FixedKeyAes, n: u32, alphas: &[u64], betas: &[u64], first: usize, rng: &mut ChaCha20Rng, out: &GenOut) {
@@ -98,7 +133,10 @@ fn gen_group(aes: &FixedKeyAes, n: u32, alphas: &[u64], betas: &[u64], first: us
                 ctrl[j][b] = (child(b, keep) as u8 & 1) ^ (t & t_keep);
             }
             // SAFETY: index of key first + j at level i, owned by this group.
-            unsafe { out.seed_cw.write(i as usize * out.len + first + j, seed_cw | t_left as u128 | (t_right as u128) << 1) };
+            unsafe {
+                let idx = tiled(out.levels, out.len, i as usize, first + j);
+                GenOut::put(&out.seed_cw, idx, seed_cw | t_left as u128 | (t_right as u128) << 1);
+            }
         }
     }
     for j in 0..g {
@@ -114,7 +152,7 @@ fn gen_group(aes: &FixedKeyAes, n: u32, alphas: &[u64], betas: &[u64], first: us
             let target = if side == a { betas[j] } else { 0 };
             let cw = target.wrapping_sub(word(blocks[2 * j], side)).wrapping_add(word(blocks[2 * j + 1], side));
             // SAFETY: as above.
-            unsafe { out.last_cw.write(side * out.len + first + j, if sign_neg { cw.wrapping_neg() } else { cw }) };
+            unsafe { GenOut::put(&out.last_cw, tiled(2, out.len, side, first + j), if sign_neg { cw.wrapping_neg() } else { cw }) };
         }
     }
 }
@@ -143,7 +181,7 @@ fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out:
             blocks[j] = seeds[j] | bit(xs[j], n, i) as u128;
         }
         aes.hash_in_place(&mut blocks[..g]);
-        let level = i as usize * len + first;
+        let level = tiled((n - 1) as usize, len, i as usize, first);
         for (j, &cw) in keys.seed_cw[level..level + g].iter().enumerate() {
             let side = bit(xs[j], n, i);
             let t = ctrl[j];
@@ -157,7 +195,7 @@ fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out:
     aes.hash_in_place(&mut blocks[..g]);
     for j in 0..g {
         let side = bit(xs[j], n, n - 1);
-        let total = word(blocks[j], side).wrapping_add(keys.last_cw[side * len + first + j] & mask64(ctrl[j]));
+        let total = word(blocks[j], side).wrapping_add(keys.last_cw[tiled(2, len, side, first + j)] & mask64(ctrl[j]));
         out[j] = if party == 0 { total } else { total.wrapping_neg() };
     }
 }
@@ -192,7 +230,7 @@ fn eval_all_one(aes: &FixedKeyAes, keys: &KeyBatch, k: usize, out: &mut [u64]) {
     let mut nodes = vec![keys.roots[k] | party as u128];
     let mut blocks = Vec::with_capacity(1 << (n - 1));
     for i in 0..n - 1 {
-        let cw = keys.seed_cw[i as usize * len + k];
+        let cw = keys.seed_cw[tiled((n - 1) as usize, len, i as usize, k)];
         blocks.clear();
         for &node in &nodes {
             let s = node & SEED_MASK;
@@ -213,7 +251,7 @@ fn eval_all_one(aes: &FixedKeyAes, keys: &KeyBatch, k: usize, out: &mut [u64]) {
     blocks.clear();
     blocks.extend(nodes.iter().map(|&node| (node & SEED_MASK) | VALUE_TWEAK));
     aes.hash_in_place(&mut blocks);
-    let last = [keys.last_cw[k], keys.last_cw[len + k]];
+    let last = [keys.last_cw[tiled(2, len, 0, k)], keys.last_cw[tiled(2, len, 1, k)]];
     for (j, (&block, &node)) in blocks.iter().zip(&nodes).enumerate() {
         let t = mask64(node as u8 & 1);
         for side in 0..2 {

@@ -3,16 +3,20 @@
 //!
 //! # Layout of one party's batch of `len` keys with input width `n`
 //!
-//! All arrays are level-major (entry of key `k` at level `i` at index `i·len + k`), so a group of
-//! consecutive keys reads consecutive memory at every level — on the CPU (interleaved
-//! evaluation) and on the GPU (coalesced loads).
+//! The per-level arrays are **tiled**: keys are split into tiles of [`TILE`] consecutive keys
+//! (the last tile may be narrower, width `w = min(TILE, len − tile_start)`), and within a tile
+//! the entries are level-major. Entry (level `i`, key `k`) lives at
+//! [`tiled`]`(levels, len, i, k) = tile_start·levels + i·w + (k − tile_start)`. So a tile of keys
+//! reads one contiguous run per level — coalesced loads for a GPU warp — and its whole key
+//! material is one contiguous block that the CPU streams through while it evaluates the tile's
+//! keys interleaved, level by level.
 //!
 //! | array | type | length | content |
 //! |---|---|---|---|
 //! | `roots` | u128 | len | this party's root seed (bits 0–1 zero) |
-//! | `seed_cw` | u128 | (n−1)·len | seed correction (bits 2–127) with the control-bit corrections in bit 0 (left child) and bit 1 (right child) |
-//! | `value_cw` | u64 | (n−1)·len | DCF only: value correction of the level (DPF: empty) |
-//! | `last_cw` | u64 | 2·len | output correction of the last level for last input bit σ at `σ·len + k` |
+//! | `seed_cw` | u128 | (n−1)·len, tiled with levels = n − 1 | seed correction (bits 2–127) with the control-bit corrections in bit 0 (left child) and bit 1 (right child) |
+//! | `value_cw` | u64 | (n−1)·len, tiled as `seed_cw` | DCF only: value correction of the level (DPF: empty) |
+//! | `last_cw` | u64 | 2·len, tiled with levels = 2 | output correction of the last level for last input bit σ (σ as the level) |
 //!
 //! Everything but `roots` is identical in both parties' batches.
 //!
@@ -32,6 +36,17 @@ use crate::error::KeyError;
 use crate::mpc::PartyId;
 
 const MAGIC: &[u8; 8] = b"PRIFFTFK";
+/// Keys per tile of the layout (a GPU warp; a CPU evaluation group).
+pub const TILE: usize = 32;
+
+/// Index of (level `level`, key `key`) in a tiled array of `levels` entries per key over a batch
+/// of `len` keys (see the module docs).
+#[inline(always)]
+pub fn tiled(levels: usize, len: usize, level: usize, key: usize) -> usize {
+    let tile_start = key / TILE * TILE;
+    let width = TILE.min(len - tile_start);
+    tile_start * levels + level * width + (key - tile_start)
+}
 const VERSION: u16 = 1;
 const HEADER_BYTES: usize = 32;
 /// Ring outputs are 64-bit words.
@@ -87,17 +102,36 @@ pub(crate) fn check_domain(what: &'static str, values: &[u64], n: u32) -> Result
 impl KeyBatch {
     /// An all-zero batch with the right array sizes.
     pub(crate) fn zeroed(scheme: Scheme, party: PartyId, n: u32, len: usize) -> Self {
-        let levels = (n - 1) as usize;
+        let mut batch = Self::empty(party);
+        batch.reset(scheme, n, len);
+        batch
+    }
+
+    /// An empty batch for `party`, to be filled by a `keygen_into`.
+    pub fn empty(party: PartyId) -> Self {
         Self {
-            scheme,
+            scheme: Scheme::Dcf,
             party,
-            n,
-            len,
-            roots: vec![0; len],
-            seed_cw: vec![0; levels * len],
-            value_cw: vec![0; if scheme == Scheme::Dcf { levels * len } else { 0 }],
-            last_cw: vec![0; 2 * len],
+            n: 1,
+            len: 0,
+            roots: Vec::new(),
+            seed_cw: Vec::new(),
+            value_cw: Vec::new(),
+            last_cw: Vec::new(),
         }
+    }
+
+    /// Size the arrays for a batch, reusing their memory (the contents are overwritten by key
+    /// generation).
+    pub(crate) fn reset(&mut self, scheme: Scheme, n: u32, len: usize) {
+        let levels = (n - 1) as usize;
+        self.scheme = scheme;
+        self.n = n;
+        self.len = len;
+        self.roots.resize(len, 0);
+        self.seed_cw.resize(levels * len, 0);
+        self.value_cw.resize(if scheme == Scheme::Dcf { levels * len } else { 0 }, 0);
+        self.last_cw.resize(2 * len, 0);
     }
 
     /// The scheme.

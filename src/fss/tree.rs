@@ -16,7 +16,7 @@ pub(crate) const SEED_MASK: u128 = !3;
 /// Tweak of the output-word block.
 pub(crate) const VALUE_TWEAK: u128 = 2;
 /// Keys evaluated together, level by level, so the AES units see independent blocks.
-pub(crate) const GROUP: usize = 16;
+pub(crate) const GROUP: usize = super::keys::TILE;
 /// Keys per parallel task.
 pub(crate) const TASK: usize = 512;
 
