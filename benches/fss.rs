@@ -8,8 +8,8 @@
 //! `RUSTFLAGS="-C target-cpu=native" cargo bench --bench fss`.
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fss_rs::dcf::{BoundState, CmpFn, Dcf, DcfImpl};
 use fss_rs::PointFn;
+use fss_rs::dcf::{BoundState, CmpFn, Dcf, DcfImpl};
 use fss_rs::dpf::{Dpf, DpfImpl};
 use fss_rs::group::Group;
 use fss_rs::group::byte::ByteGroup;
@@ -27,9 +27,15 @@ const FSS_RS_KEYS: usize = 1 << 12;
 
 fn pools() -> Vec<(String, rayon::ThreadPool)> {
     let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut v = vec![("prifft_1t".to_string(), rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap())];
+    let mut v = vec![(
+        "prifft_1t".to_string(),
+        rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap(),
+    )];
     if all > 1 {
-        v.push((format!("prifft_{all}t"), rayon::ThreadPoolBuilder::new().num_threads(all).build().unwrap()));
+        v.push((
+            format!("prifft_{all}t"),
+            rayon::ThreadPoolBuilder::new().num_threads(all).build().unwrap(),
+        ));
     }
     v
 }
@@ -55,14 +61,25 @@ macro_rules! fss_rs_bench {
         let mut rng = insecure_seeded_rng(99);
         let mut seeds = || -> [[u8; 16]; 2] { [rng.random(), rng.random()] };
         let beta = ByteGroup([7u8; 16]);
-        let alphas: Vec<[u8; $in_blen]> = $alphas[..FSS_RS_KEYS].iter().map(|&a| to_be::<$in_blen>(a)).collect();
-        let xs: Vec<[u8; $in_blen]> = $xs[..FSS_RS_KEYS].iter().map(|&x| to_be::<$in_blen>(x)).collect();
+        let alphas: Vec<[u8; $in_blen]> =
+            $alphas[..FSS_RS_KEYS].iter().map(|&a| to_be::<$in_blen>(a)).collect();
+        let xs: Vec<[u8; $in_blen]> =
+            $xs[..FSS_RS_KEYS].iter().map(|&x| to_be::<$in_blen>(x)).collect();
         if $name == "dcf" {
-            let prg = Aes128MatyasMeyerOseasPrg::<16, 2, 4>::new(&std::array::from_fn(|i| &prg_keys[i]));
+            let prg =
+                Aes128MatyasMeyerOseasPrg::<16, 2, 4>::new(&std::array::from_fn(|i| &prg_keys[i]));
             let scheme = DcfImpl::<$in_blen, 16, _>::new(prg);
-            let f = |a: &[u8; $in_blen]| CmpFn { alpha: *a, beta: beta.clone(), bound: BoundState::LtAlpha };
+            let f = |a: &[u8; $in_blen]| CmpFn {
+                alpha: *a,
+                beta: beta.clone(),
+                bound: BoundState::LtAlpha,
+            };
             let all_seeds: Vec<[[u8; 16]; 2]> = (0..FSS_RS_KEYS).map(|_| seeds()).collect();
-            let keys: Vec<_> = alphas.iter().zip(&all_seeds).map(|(a, s)| scheme.r#gen(&f(a), [&s[0], &s[1]])).collect();
+            let keys: Vec<_> = alphas
+                .iter()
+                .zip(&all_seeds)
+                .map(|(a, s)| scheme.r#gen(&f(a), [&s[0], &s[1]]))
+                .collect();
             // Check its outputs (XOR group): y0 ⊕ y1 = β·[x < α].
             for k in 0..64 {
                 let (mut y0, mut y1) = (ByteGroup::zero(), ByteGroup::zero());
@@ -74,7 +91,13 @@ macro_rules! fss_rs_bench {
             let mut group = $c.benchmark_group(format!("{}_keygen", $name));
             group.sample_size(10).throughput(Throughput::Elements(FSS_RS_KEYS as u64));
             group.bench_function(BenchmarkId::new("fss-rs_1t", $n), |b| {
-                b.iter(|| alphas.iter().zip(&all_seeds).map(|(a, s)| scheme.r#gen(&f(a), [&s[0], &s[1]])).collect::<Vec<_>>())
+                b.iter(|| {
+                    alphas
+                        .iter()
+                        .zip(&all_seeds)
+                        .map(|(a, s)| scheme.r#gen(&f(a), [&s[0], &s[1]]))
+                        .collect::<Vec<_>>()
+                })
             });
             group.finish();
             let mut group = $c.benchmark_group(format!("{}_eval", $name));
@@ -89,11 +112,16 @@ macro_rules! fss_rs_bench {
             });
             group.finish();
         } else {
-            let prg = Aes128MatyasMeyerOseasPrg::<16, 1, 2>::new(&std::array::from_fn(|i| &prg_keys[i]));
+            let prg =
+                Aes128MatyasMeyerOseasPrg::<16, 1, 2>::new(&std::array::from_fn(|i| &prg_keys[i]));
             let scheme = DpfImpl::<$in_blen, 16, _>::new(prg);
             let f = |a: &[u8; $in_blen]| PointFn { alpha: *a, beta: beta.clone() };
             let all_seeds: Vec<[[u8; 16]; 2]> = (0..FSS_RS_KEYS).map(|_| seeds()).collect();
-            let keys: Vec<_> = alphas.iter().zip(&all_seeds).map(|(a, s)| scheme.r#gen(&f(a), [&s[0], &s[1]])).collect();
+            let keys: Vec<_> = alphas
+                .iter()
+                .zip(&all_seeds)
+                .map(|(a, s)| scheme.r#gen(&f(a), [&s[0], &s[1]]))
+                .collect();
             for k in 0..64 {
                 let x = if k % 2 == 0 { alphas[k] } else { xs[k] };
                 let (mut y0, mut y1) = (ByteGroup::zero(), ByteGroup::zero());
@@ -105,7 +133,13 @@ macro_rules! fss_rs_bench {
             let mut group = $c.benchmark_group(format!("{}_keygen", $name));
             group.sample_size(10).throughput(Throughput::Elements(FSS_RS_KEYS as u64));
             group.bench_function(BenchmarkId::new("fss-rs_1t", $n), |b| {
-                b.iter(|| alphas.iter().zip(&all_seeds).map(|(a, s)| scheme.r#gen(&f(a), [&s[0], &s[1]])).collect::<Vec<_>>())
+                b.iter(|| {
+                    alphas
+                        .iter()
+                        .zip(&all_seeds)
+                        .map(|(a, s)| scheme.r#gen(&f(a), [&s[0], &s[1]]))
+                        .collect::<Vec<_>>()
+                })
             });
             group.finish();
             let mut group = $c.benchmark_group(format!("{}_eval", $name));
@@ -125,7 +159,13 @@ macro_rules! fss_rs_bench {
 
 fn prifft_bench(c: &mut Criterion, name: &str, n: u32) {
     let (alphas, betas, xs) = inputs(n, n as u64);
-    type KeygenInto = fn(u32, &[u64], &[u64], &mut prifft::prg::ChaCha20Rng, &mut [KeyBatch; 2]) -> Result<(), prifft::error::KeyError>;
+    type KeygenInto = fn(
+        u32,
+        &[u64],
+        &[u64],
+        &mut prifft::prg::ChaCha20Rng,
+        &mut [KeyBatch; 2],
+    ) -> Result<(), prifft::error::KeyError>;
     type Eval = fn(&KeyBatch, &[u64], &mut [u64]) -> Result<(), prifft::error::KeyError>;
     let (keygen, eval): (KeygenInto, Eval) =
         if name == "dcf" { (dcf::keygen_into, dcf::eval) } else { (dpf::keygen_into, dpf::eval) };

@@ -6,9 +6,9 @@
 
 use std::time::Instant;
 
+use crate::error::KeyError;
 use crate::fss::aes::fixed_aes;
 use crate::fss::{KeyBatch, Scheme, dcf, dpf};
-use crate::error::KeyError;
 use crate::mpc::PartyId;
 use crate::prg::{ChaCha20Rng, os_rng};
 
@@ -33,7 +33,8 @@ pub struct FssRow {
     pub aes_bound_ns: f64,
 }
 
-type KeygenInto = fn(u32, &[u64], &[u64], &mut ChaCha20Rng, &mut [KeyBatch; 2]) -> Result<(), KeyError>;
+type KeygenInto =
+    fn(u32, &[u64], &[u64], &mut ChaCha20Rng, &mut [KeyBatch; 2]) -> Result<(), KeyError>;
 type Eval = fn(&KeyBatch, &[u64], &mut [u64]) -> Result<(), KeyError>;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -78,7 +79,12 @@ pub fn blocks_per_eval(scheme: Scheme, n: u32) -> u32 {
 ///
 /// # Panics
 /// If a thread pool cannot be built (out of resources).
-pub fn fss(widths: &[u32], batch: usize, thread_counts: &[usize], mut progress: impl FnMut(&FssRow)) -> Vec<FssRow> {
+pub fn fss(
+    widths: &[u32],
+    batch: usize,
+    thread_counts: &[usize],
+    mut progress: impl FnMut(&FssRow),
+) -> Vec<FssRow> {
     let ns_per_block = {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("thread pool");
         pool.install(aes_ns_per_block)
@@ -88,24 +94,32 @@ pub fn fss(widths: &[u32], batch: usize, thread_counts: &[usize], mut progress: 
     for scheme in [Scheme::Dcf, Scheme::Dpf] {
         for &n in widths {
             let domain_mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-            let alphas: Vec<u64> = (0..batch).map(|_| rand::Rng::random::<u64>(&mut rng) & domain_mask).collect();
+            let alphas: Vec<u64> =
+                (0..batch).map(|_| rand::Rng::random::<u64>(&mut rng) & domain_mask).collect();
             let betas: Vec<u64> = (0..batch).map(|_| rand::Rng::random::<u64>(&mut rng)).collect();
-            let xs: Vec<u64> = (0..batch).map(|_| rand::Rng::random::<u64>(&mut rng) & domain_mask).collect();
+            let xs: Vec<u64> =
+                (0..batch).map(|_| rand::Rng::random::<u64>(&mut rng) & domain_mask).collect();
             let (keygen, eval): (KeygenInto, Eval) = match scheme {
                 Scheme::Dcf => (dcf::keygen_into, dcf::eval),
                 Scheme::Dpf => (dpf::keygen_into, dpf::eval),
             };
             for &threads in thread_counts {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("thread pool");
                 // The dealer reuses its key buffers from batch to batch (as a streaming dealer does).
                 let mut keys = [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)];
                 let keygen_ns = pool.install(|| {
-                    time_ns(3, || keygen(n, &alphas, &betas, &mut rng, &mut keys).expect("valid inputs"))
+                    time_ns(3, || {
+                        keygen(n, &alphas, &betas, &mut rng, &mut keys).expect("valid inputs")
+                    })
                 }) / batch as f64;
                 let k0 = &keys[0];
                 let mut out = vec![0u64; batch];
-                let eval_ns =
-                    pool.install(|| time_ns(5, || eval(k0, &xs, &mut out).expect("valid inputs"))) / batch as f64;
+                let eval_ns = pool
+                    .install(|| time_ns(5, || eval(k0, &xs, &mut out).expect("valid inputs")))
+                    / batch as f64;
                 let row = FssRow {
                     scheme: scheme.to_string().to_lowercase(),
                     n,

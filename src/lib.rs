@@ -57,6 +57,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod error;
 pub mod fss;
 #[cfg(feature = "gpu")]
@@ -64,7 +65,6 @@ pub mod gpu;
 pub mod mpc;
 pub mod net;
 pub mod prg;
-pub mod bench;
 pub mod ring;
 pub mod session;
 

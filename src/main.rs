@@ -209,7 +209,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Deal { shape, out_dir } => deal(&shape.spec()?, &out_dir).map(|_| ()),
         Cmd::Party(args) => party(args),
         Cmd::Demo { shape, net } => demo(shape, net),
-        Cmd::Bench(BenchCmd::Fss { json, batch_log2, widths }) => bench_fss(json, 1 << batch_log2, &widths),
+        Cmd::Bench(BenchCmd::Fss { json, batch_log2, widths }) => {
+            bench_fss(json, 1 << batch_log2, &widths)
+        }
     }
 }
 
@@ -255,8 +257,13 @@ fn bench_fss(json: bool, batch: usize, widths: &[u32]) -> Result<()> {
     let threads: Vec<usize> = if all > 1 { vec![1, all] } else { vec![1] };
     let aes = prifft::fss::aes::fixed_aes().implementation();
     if !json {
-        println!("FSS on this machine: {all} hardware thread(s), AES implementation {aes:?}, batch {batch}");
-        println!("{:<6}{:>4}{:>9}{:>14}{:>12}{:>14}{:>12}", "scheme", "n", "threads", "keygen ns/key", "eval ns/key", "AES bound ns", "key bytes");
+        println!(
+            "FSS on this machine: {all} hardware thread(s), AES implementation {aes:?}, batch {batch}"
+        );
+        println!(
+            "{:<6}{:>4}{:>9}{:>14}{:>12}{:>14}{:>12}",
+            "scheme", "n", "threads", "keygen ns/key", "eval ns/key", "AES bound ns", "key bytes"
+        );
     }
     let rows = prifft::bench::fss(widths, batch, &threads, |r| {
         if !json {
@@ -269,7 +276,9 @@ fn bench_fss(json: bool, batch: usize, widths: &[u32]) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).expect("serialisable"));
     } else {
-        println!("AES bound: blocks per evaluation (DCF 2n−1, DPF n) × this CPU's measured ns per block, per thread.");
+        println!(
+            "AES bound: blocks per evaluation (DCF 2n−1, DPF n) × this CPU's measured ns per block, per thread."
+        );
     }
     Ok(())
 }

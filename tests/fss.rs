@@ -6,7 +6,8 @@ use prifft::mpc::PartyId;
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
 
-type KeyGen = fn(u32, &[u64], &[u64], &mut prifft::prg::ChaCha20Rng) -> Result<[KeyBatch; 2], KeyError>;
+type KeyGen =
+    fn(u32, &[u64], &[u64], &mut prifft::prg::ChaCha20Rng) -> Result<[KeyBatch; 2], KeyError>;
 type KeyEval = fn(&KeyBatch, &[u64], &mut [u64]) -> Result<(), KeyError>;
 
 fn spec(scheme: Scheme, alpha: u64, beta: u64, x: u64) -> u64 {
@@ -25,7 +26,14 @@ fn fns(scheme: Scheme) -> (KeyGen, KeyEval) {
 }
 
 /// Keys for (α_k, β_k) evaluated at x_k by both parties; returns the reconstructions.
-fn reconstruct(scheme: Scheme, n: u32, alphas: &[u64], betas: &[u64], xs: &[u64], seed: u64) -> Vec<u64> {
+fn reconstruct(
+    scheme: Scheme,
+    n: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    xs: &[u64],
+    seed: u64,
+) -> Vec<u64> {
     let (keygen, eval) = fns(scheme);
     let [k0, k1] = keygen(n, alphas, betas, &mut insecure_seeded_rng(seed)).unwrap();
     let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
@@ -42,12 +50,27 @@ fn check_exhaustive(scheme: Scheme) {
         let alphas: Vec<u64> = if n <= 6 {
             (0..domain).collect()
         } else {
-            vec![0, 1, domain / 2, domain - 2, domain - 1, rng.random_range(0..domain), rng.random_range(0..domain)]
+            vec![
+                0,
+                1,
+                domain / 2,
+                domain - 2,
+                domain - 1,
+                rng.random_range(0..domain),
+                rng.random_range(0..domain),
+            ]
         };
         for &alpha in &alphas {
             let beta: u64 = rng.random();
             let xs: Vec<u64> = (0..domain).collect();
-            let got = reconstruct(scheme, n, &vec![alpha; xs.len()], &vec![beta; xs.len()], &xs, rng.random());
+            let got = reconstruct(
+                scheme,
+                n,
+                &vec![alpha; xs.len()],
+                &vec![beta; xs.len()],
+                &xs,
+                rng.random(),
+            );
             for (&x, &y) in xs.iter().zip(&got) {
                 assert_eq!(y, spec(scheme, alpha, beta, x), "{scheme} n={n} α={alpha} x={x}");
             }
@@ -79,14 +102,21 @@ fn check_wide(scheme: Scheme, n: u32) {
     while alphas.len() < 100_000 {
         let alpha = rng.random::<u64>() & max;
         // Half the inputs near α (shared high bits), half anywhere.
-        let x = if rng.random() { alpha ^ (rng.random::<u64>() & 0xffff) } else { rng.random::<u64>() };
+        let x =
+            if rng.random() { alpha ^ (rng.random::<u64>() & 0xffff) } else { rng.random::<u64>() };
         alphas.push(alpha);
         xs.push(x & max);
     }
     let betas: Vec<u64> = (0..alphas.len()).map(|_| rng.random()).collect();
     let got = reconstruct(scheme, n, &alphas, &betas, &xs, 3);
     for k in 0..xs.len() {
-        assert_eq!(got[k], spec(scheme, alphas[k], betas[k], xs[k]), "{scheme} n={n} α={} x={}", alphas[k], xs[k]);
+        assert_eq!(
+            got[k],
+            spec(scheme, alphas[k], betas[k], xs[k]),
+            "{scheme} n={n} α={} x={}",
+            alphas[k],
+            xs[k]
+        );
     }
 }
 
@@ -126,7 +156,11 @@ fn dpf_full_domain_matches_point_evaluation() {
         for k in 0..7 {
             for x in 0..domain {
                 let y = a0[k * domain + x].wrapping_add(a1[k * domain + x]);
-                assert_eq!(y, spec(Scheme::Dpf, alphas[k], betas[k], x as u64), "n={n} k={k} x={x}");
+                assert_eq!(
+                    y,
+                    spec(Scheme::Dpf, alphas[k], betas[k], x as u64),
+                    "n={n} k={k} x={x}"
+                );
             }
         }
     }
@@ -217,7 +251,14 @@ fn malformed_key_bad_length() {
 
 #[test]
 fn malformed_key_bad_party_scheme_width() {
-    for (offset, value, field) in [(11, 2u8, "party"), (10, 9, "scheme"), (12, 0, "input width"), (12, 65, "input width"), (13, 32, "output bits"), (14, 1, "reserved")] {
+    for (offset, value, field) in [
+        (11, 2u8, "party"),
+        (10, 9, "scheme"),
+        (12, 0, "input width"),
+        (12, 65, "input width"),
+        (13, 32, "output bits"),
+        (14, 1, "reserved"),
+    ] {
         let (_, mut bytes) = sample_keys();
         bytes[offset] = value;
         match KeyBatch::from_bytes(&bytes) {
@@ -231,20 +272,32 @@ fn malformed_key_bad_party_scheme_width() {
 fn malformed_key_truncated_body() {
     let (_, bytes) = sample_keys();
     for cut in [0, 10, 31, 32, 100, bytes.len() - 1] {
-        assert!(matches!(KeyBatch::from_bytes(&bytes[..cut]), Err(KeyError::Truncated { .. })), "cut at {cut}");
+        assert!(
+            matches!(KeyBatch::from_bytes(&bytes[..cut]), Err(KeyError::Truncated { .. })),
+            "cut at {cut}"
+        );
     }
 }
 
 #[test]
 fn mismatched_keys_and_inputs_are_errors() {
     let (k0, _) = sample_keys();
-    assert!(matches!(k0.expect(Scheme::Dpf, PartyId::P0, 16), Err(KeyError::Mismatch { what: "scheme", .. })));
-    assert!(matches!(k0.expect(Scheme::Dcf, PartyId::P1, 16), Err(KeyError::Mismatch { what: "party", .. })));
+    assert!(matches!(
+        k0.expect(Scheme::Dpf, PartyId::P0, 16),
+        Err(KeyError::Mismatch { what: "scheme", .. })
+    ));
+    assert!(matches!(
+        k0.expect(Scheme::Dcf, PartyId::P1, 16),
+        Err(KeyError::Mismatch { what: "party", .. })
+    ));
     assert!(matches!(k0.expect(Scheme::Dcf, PartyId::P0, 8), Err(KeyError::Mismatch { .. })));
     let mut out = vec![0; 2];
     assert!(matches!(dpf::eval(&k0, &[1, 2], &mut out), Err(KeyError::Mismatch { .. })));
     assert!(matches!(dcf::eval(&k0, &[1], &mut out), Err(KeyError::BatchLength { .. })));
-    assert!(matches!(dcf::eval(&k0, &[1, 1 << 16], &mut out), Err(KeyError::Domain { index: 1, .. })));
+    assert!(matches!(
+        dcf::eval(&k0, &[1, 1 << 16], &mut out),
+        Err(KeyError::Domain { index: 1, .. })
+    ));
     let mut rng = insecure_seeded_rng(8);
     assert!(matches!(dcf::keygen(0, &[], &[], &mut rng), Err(KeyError::Width { n: 0 })));
     assert!(matches!(dcf::keygen(65, &[], &[], &mut rng), Err(KeyError::Width { n: 65 })));
@@ -253,7 +306,10 @@ fn mismatched_keys_and_inputs_are_errors() {
     // Root seeds always have their control-bit slots clear: a key with them set is refused.
     let (_, mut bytes) = sample_keys();
     bytes[32] |= 1;
-    assert!(matches!(KeyBatch::from_bytes(&bytes), Err(KeyError::Header { field: "root seed low bits", .. })));
+    assert!(matches!(
+        KeyBatch::from_bytes(&bytes),
+        Err(KeyError::Header { field: "root seed low bits", .. })
+    ));
 }
 
 #[test]

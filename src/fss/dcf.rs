@@ -18,7 +18,10 @@
 
 use super::aes::{FixedKeyAes, fixed_aes};
 use super::keys::{KeyBatch, Scheme, check_domain, check_width, tiled};
-use super::tree::{GROUP, SEED_MASK, Scatter, VALUE_TWEAK, bit, mask64, mask128, par_eval, par_gen, random_seed, word};
+use super::tree::{
+    GROUP, SEED_MASK, Scatter, VALUE_TWEAK, bit, mask64, mask128, par_eval, par_gen, random_seed,
+    word,
+};
 use crate::error::KeyError;
 use crate::mpc::PartyId;
 use crate::prg::ChaCha20Rng;
@@ -28,7 +31,12 @@ use crate::prg::ChaCha20Rng;
 /// # Errors
 /// [`KeyError::Width`] unless 1 ≤ n ≤ 64, [`KeyError::BatchLength`] when the slices differ in
 /// length, [`KeyError::Domain`] when an α does not fit in n bits.
-pub fn keygen(n: u32, alphas: &[u64], betas: &[u64], rng: &mut ChaCha20Rng) -> Result<[KeyBatch; 2], KeyError> {
+pub fn keygen(
+    n: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    rng: &mut ChaCha20Rng,
+) -> Result<[KeyBatch; 2], KeyError> {
     let mut keys = [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)];
     keygen_into(n, alphas, betas, rng, &mut keys)?;
     Ok(keys)
@@ -48,11 +56,19 @@ pub fn keygen_into(
 ) -> Result<(), KeyError> {
     check_width(n)?;
     if betas.len() != alphas.len() {
-        return Err(KeyError::BatchLength { what: "betas", expected: alphas.len(), found: betas.len() });
+        return Err(KeyError::BatchLength {
+            what: "betas",
+            expected: alphas.len(),
+            found: betas.len(),
+        });
     }
     check_domain("alpha", alphas, n)?;
     if keys[0].party != PartyId::P0 || keys[1].party != PartyId::P1 {
-        return Err(KeyError::Mismatch { what: "party order", expected: "[P0, P1]".into(), found: format!("[{}, {}]", keys[0].party, keys[1].party) });
+        return Err(KeyError::Mismatch {
+            what: "party order",
+            expected: "[P0, P1]".into(),
+            found: format!("[{}, {}]", keys[0].party, keys[1].party),
+        });
     }
     let len = alphas.len();
     let [k0, k1] = keys;
@@ -68,7 +84,15 @@ pub fn keygen_into(
     };
     let aes = fixed_aes();
     par_gen(len, rng, |first, count, rng| {
-        gen_group(aes, n, &alphas[first..first + count], &betas[first..first + count], first, rng, &out)
+        gen_group(
+            aes,
+            n,
+            &alphas[first..first + count],
+            &betas[first..first + count],
+            first,
+            rng,
+            &out,
+        )
     });
     Ok(())
 }
@@ -97,7 +121,15 @@ impl GenOut {
 }
 
 /// Key generation for up to [`GROUP`] keys, interleaved level by level.
-fn gen_group(aes: &FixedKeyAes, n: u32, alphas: &[u64], betas: &[u64], first: usize, rng: &mut ChaCha20Rng, out: &GenOut) {
+fn gen_group(
+    aes: &FixedKeyAes,
+    n: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    first: usize,
+    rng: &mut ChaCha20Rng,
+    out: &GenOut,
+) {
     let g = alphas.len();
     let mut seeds = [[0u128; 2]; GROUP];
     let mut ctrl = [[0u8, 1u8]; GROUP];
@@ -135,7 +167,10 @@ fn gen_group(aes: &FixedKeyAes, n: u32, alphas: &[u64], betas: &[u64], first: us
                 target = target.wrapping_add(betas[j]);
             }
             let value_cw = signed(target);
-            on_path[j] = on_path[j].wrapping_add(value(0, keep)).wrapping_sub(value(1, keep)).wrapping_add(signed(value_cw));
+            on_path[j] = on_path[j]
+                .wrapping_add(value(0, keep))
+                .wrapping_sub(value(1, keep))
+                .wrapping_add(signed(value_cw));
             let t_keep = if keep == 0 { t_left } else { t_right };
             for b in 0..2 {
                 let t = ctrl[j][b];
@@ -166,7 +201,13 @@ fn gen_group(aes: &FixedKeyAes, n: u32, alphas: &[u64], betas: &[u64], first: us
             let target = if side < a { betas[j] } else { 0 };
             let cw = target.wrapping_sub(on_path[j]).wrapping_sub(w0).wrapping_add(w1);
             // SAFETY: as above.
-            unsafe { GenOut::put(&out.last_cw, tiled(2, out.len, side, first + j), if sign_neg { cw.wrapping_neg() } else { cw }) };
+            unsafe {
+                GenOut::put(
+                    &out.last_cw,
+                    tiled(2, out.len, side, first + j),
+                    if sign_neg { cw.wrapping_neg() } else { cw },
+                )
+            };
         }
     }
 }
@@ -189,7 +230,11 @@ pub(crate) fn check_batch(keys: &KeyBatch, xs: &[u64], out: &[u64]) -> Result<()
         return Err(KeyError::BatchLength { what: "inputs", expected: keys.len, found: xs.len() });
     }
     if out.len() != keys.len {
-        return Err(KeyError::BatchLength { what: "outputs", expected: keys.len, found: out.len() });
+        return Err(KeyError::BatchLength {
+            what: "outputs",
+            expected: keys.len,
+            found: out.len(),
+        });
     }
     check_domain("input", xs, keys.n)
 }
@@ -227,7 +272,9 @@ fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out:
             let side = (bits[j] >> 63) as u32;
             bits[j] <<= 1;
             let t = nodes[j] as u8 & 1;
-            acc[j] = acc[j].wrapping_add(word(blocks[GROUP + j], side as usize)).wrapping_add(value_cws[j] & mask64(t));
+            acc[j] = acc[j]
+                .wrapping_add(word(blocks[GROUP + j], side as usize))
+                .wrapping_add(value_cws[j] & mask64(t));
             // Correction with this side's control-bit correction moved into bit 0: one XOR
             // updates seed and control bit together.
             let cw = seed_cws[j];
@@ -242,7 +289,9 @@ fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out:
     for j in 0..g {
         let side = (bits[j] >> 63) as usize;
         let last = keys.last_cw[tiled(2, len, side, first + j)];
-        let total = acc[j].wrapping_add(word(blocks[j], side)).wrapping_add(last & mask64(nodes[j] as u8 & 1));
+        let total = acc[j]
+            .wrapping_add(word(blocks[j], side))
+            .wrapping_add(last & mask64(nodes[j] as u8 & 1));
         out[j] = if party == 0 { total } else { total.wrapping_neg() };
     }
 }

@@ -20,7 +20,10 @@ use rayon::prelude::*;
 use super::aes::{FixedKeyAes, fixed_aes};
 use super::dcf::check_batch;
 use super::keys::{KeyBatch, Scheme, check_domain, check_width, tiled};
-use super::tree::{GROUP, SEED_MASK, Scatter, VALUE_TWEAK, bit, mask64, mask128, par_eval, par_gen, random_seed, word};
+use super::tree::{
+    GROUP, SEED_MASK, Scatter, VALUE_TWEAK, bit, mask64, mask128, par_eval, par_gen, random_seed,
+    word,
+};
 use crate::error::KeyError;
 use crate::mpc::PartyId;
 use crate::prg::ChaCha20Rng;
@@ -32,7 +35,12 @@ pub const MAX_EVAL_ALL_BITS: u32 = 24;
 ///
 /// # Errors
 /// [`KeyError::Width`], [`KeyError::BatchLength`], [`KeyError::Domain`] as [`dcf::keygen`](super::dcf::keygen).
-pub fn keygen(n: u32, alphas: &[u64], betas: &[u64], rng: &mut ChaCha20Rng) -> Result<[KeyBatch; 2], KeyError> {
+pub fn keygen(
+    n: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    rng: &mut ChaCha20Rng,
+) -> Result<[KeyBatch; 2], KeyError> {
     let mut keys = [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)];
     keygen_into(n, alphas, betas, rng, &mut keys)?;
     Ok(keys)
@@ -52,11 +60,19 @@ pub fn keygen_into(
 ) -> Result<(), KeyError> {
     check_width(n)?;
     if betas.len() != alphas.len() {
-        return Err(KeyError::BatchLength { what: "betas", expected: alphas.len(), found: betas.len() });
+        return Err(KeyError::BatchLength {
+            what: "betas",
+            expected: alphas.len(),
+            found: betas.len(),
+        });
     }
     check_domain("alpha", alphas, n)?;
     if keys[0].party != PartyId::P0 || keys[1].party != PartyId::P1 {
-        return Err(KeyError::Mismatch { what: "party order", expected: "[P0, P1]".into(), found: format!("[{}, {}]", keys[0].party, keys[1].party) });
+        return Err(KeyError::Mismatch {
+            what: "party order",
+            expected: "[P0, P1]".into(),
+            found: format!("[{}, {}]", keys[0].party, keys[1].party),
+        });
     }
     let len = alphas.len();
     let [k0, k1] = keys;
@@ -72,7 +88,15 @@ pub fn keygen_into(
     };
     let aes = fixed_aes();
     par_gen(len, rng, |first, count, rng| {
-        gen_group(aes, n, &alphas[first..first + count], &betas[first..first + count], first, rng, &out)
+        gen_group(
+            aes,
+            n,
+            &alphas[first..first + count],
+            &betas[first..first + count],
+            first,
+            rng,
+            &out,
+        )
     });
     Ok(())
 }
@@ -99,7 +123,15 @@ impl GenOut {
     }
 }
 
-fn gen_group(aes: &FixedKeyAes, n: u32, alphas: &[u64], betas: &[u64], first: usize, rng: &mut ChaCha20Rng, out: &GenOut) {
+fn gen_group(
+    aes: &FixedKeyAes,
+    n: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    first: usize,
+    rng: &mut ChaCha20Rng,
+    out: &GenOut,
+) {
     let g = alphas.len();
     let mut seeds = [[0u128; 2]; GROUP];
     let mut ctrl = [[0u8, 1u8]; GROUP];
@@ -150,9 +182,17 @@ fn gen_group(aes: &FixedKeyAes, n: u32, alphas: &[u64], betas: &[u64], first: us
         let sign_neg = ctrl[j][1] == 1;
         for side in 0..2 {
             let target = if side == a { betas[j] } else { 0 };
-            let cw = target.wrapping_sub(word(blocks[2 * j], side)).wrapping_add(word(blocks[2 * j + 1], side));
+            let cw = target
+                .wrapping_sub(word(blocks[2 * j], side))
+                .wrapping_add(word(blocks[2 * j + 1], side));
             // SAFETY: as above.
-            unsafe { GenOut::put(&out.last_cw, tiled(2, out.len, side, first + j), if sign_neg { cw.wrapping_neg() } else { cw }) };
+            unsafe {
+                GenOut::put(
+                    &out.last_cw,
+                    tiled(2, out.len, side, first + j),
+                    if sign_neg { cw.wrapping_neg() } else { cw },
+                )
+            };
         }
     }
 }
@@ -195,7 +235,8 @@ fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out:
     aes.hash_in_place(&mut blocks[..g]);
     for j in 0..g {
         let side = bit(xs[j], n, n - 1);
-        let total = word(blocks[j], side).wrapping_add(keys.last_cw[tiled(2, len, side, first + j)] & mask64(ctrl[j]));
+        let total = word(blocks[j], side)
+            .wrapping_add(keys.last_cw[tiled(2, len, side, first + j)] & mask64(ctrl[j]));
         out[j] = if party == 0 { total } else { total.wrapping_neg() };
     }
 }
@@ -216,10 +257,16 @@ pub fn eval_all(keys: &KeyBatch, out: &mut [u64]) -> Result<(), KeyError> {
     }
     let domain = 1usize << keys.n;
     if out.len() != keys.len * domain {
-        return Err(KeyError::BatchLength { what: "outputs", expected: keys.len * domain, found: out.len() });
+        return Err(KeyError::BatchLength {
+            what: "outputs",
+            expected: keys.len * domain,
+            found: out.len(),
+        });
     }
     let aes = fixed_aes();
-    out.par_chunks_mut(domain.max(1)).enumerate().for_each(|(k, out)| eval_all_one(aes, keys, k, out));
+    out.par_chunks_mut(domain.max(1))
+        .enumerate()
+        .for_each(|(k, out)| eval_all_one(aes, keys, k, out));
     Ok(())
 }
 

@@ -179,7 +179,8 @@ impl KeyBatch {
     /// # Errors
     /// [`KeyError::Mismatch`] naming the first differing property.
     pub fn expect(&self, scheme: Scheme, party: PartyId, n: u32) -> Result<(), KeyError> {
-        let mismatch = |what, e: String, f: String| Err(KeyError::Mismatch { what, expected: e, found: f });
+        let mismatch =
+            |what, e: String, f: String| Err(KeyError::Mismatch { what, expected: e, found: f });
         if self.scheme != scheme {
             return mismatch("scheme", scheme.to_string(), self.scheme.to_string());
         }
@@ -198,7 +199,14 @@ impl KeyBatch {
         let mut out = Vec::with_capacity(HEADER_BYTES + body);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&[self.scheme as u8, self.party.index() as u8, self.n as u8, OUTPUT_BITS, 0, 0]);
+        out.extend_from_slice(&[
+            self.scheme as u8,
+            self.party.index() as u8,
+            self.n as u8,
+            OUTPUT_BITS,
+            0,
+            0,
+        ]);
         out.extend_from_slice(&(self.len as u64).to_le_bytes());
         out.extend_from_slice(&(body as u64).to_le_bytes());
         for x in self.roots.iter().chain(&self.seed_cw) {
@@ -217,7 +225,10 @@ impl KeyBatch {
     /// output bits, reserved bytes, root seeds), [`KeyError::Truncated`], [`KeyError::Length`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
         if bytes.len() < HEADER_BYTES {
-            return Err(KeyError::Truncated { needed: HEADER_BYTES as u64, found: bytes.len() as u64 });
+            return Err(KeyError::Truncated {
+                needed: HEADER_BYTES as u64,
+                found: bytes.len() as u64,
+            });
         }
         if &bytes[..8] != MAGIC {
             return Err(KeyError::BadMagic);
@@ -250,12 +261,16 @@ impl KeyBatch {
         }
         let present = (bytes.len() - HEADER_BYTES) as u64;
         if present < expected {
-            return Err(KeyError::Truncated { needed: HEADER_BYTES as u64 + expected, found: bytes.len() as u64 });
+            return Err(KeyError::Truncated {
+                needed: HEADER_BYTES as u64 + expected,
+                found: bytes.len() as u64,
+            });
         }
         if present > expected {
             return Err(KeyError::Length { expected, found: present });
         }
-        let len = usize::try_from(len).map_err(|_| KeyError::Header { field: "batch length", value: len })?;
+        let len = usize::try_from(len)
+            .map_err(|_| KeyError::Header { field: "batch length", value: len })?;
         let mut batch = Self::zeroed(scheme, party, n, len);
         let mut rest = &bytes[HEADER_BYTES..];
         let mut take = |count: usize| {

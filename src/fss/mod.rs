@@ -12,6 +12,7 @@
 pub mod aes;
 pub mod dcf;
 pub mod dpf;
+pub mod gates;
 pub mod keys;
 mod tree;
 

@@ -80,7 +80,11 @@ impl<T> Scatter<T> {
 
 /// Run `task(first_key, count, rng)` over the batch in parallel chunks, each with its own
 /// ChaCha20 generator seeded from `rng` (so the dealer's randomness stays a CSPRNG stream).
-pub(crate) fn par_gen(len: usize, rng: &mut ChaCha20Rng, task: impl Fn(usize, usize, &mut ChaCha20Rng) + Sync) {
+pub(crate) fn par_gen(
+    len: usize,
+    rng: &mut ChaCha20Rng,
+    task: impl Fn(usize, usize, &mut ChaCha20Rng) + Sync,
+) {
     let seeds: Vec<[u8; 32]> = (0..len.div_ceil(TASK)).map(|_| rng.random()).collect();
     seeds.into_par_iter().enumerate().for_each(|(c, seed)| {
         let start = c * TASK;
@@ -95,7 +99,11 @@ pub(crate) fn par_gen(len: usize, rng: &mut ChaCha20Rng, task: impl Fn(usize, us
 }
 
 /// Run `task(first_key, xs, out)` over groups of at most [`GROUP`] keys, in parallel chunks.
-pub(crate) fn par_eval(xs: &[u64], out: &mut [u64], task: impl Fn(usize, &[u64], &mut [u64]) + Sync) {
+pub(crate) fn par_eval(
+    xs: &[u64],
+    out: &mut [u64],
+    task: impl Fn(usize, &[u64], &mut [u64]) + Sync,
+) {
     out.par_chunks_mut(TASK).zip(xs.par_chunks(TASK)).enumerate().for_each(|(c, (out, xs))| {
         for (g, (out, xs)) in out.chunks_mut(GROUP).zip(xs.chunks(GROUP)).enumerate() {
             task(c * TASK + g * GROUP, xs, out);

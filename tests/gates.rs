@@ -1,0 +1,130 @@
+//! Gates on masked inputs: both parties' shares reconstruct to the cleartext spec, including the
+//! edges of each gate's documented input range.
+
+use prifft::fss::gates::{interval, lut, sign, signed_in};
+use prifft::prg::insecure_seeded_rng;
+use rand::Rng;
+
+/// Signed values of an m-bit range: edges and random ones, as ring elements (sign-extended).
+fn inputs(width: u32, count: usize, seed: u64) -> Vec<u64> {
+    let mut rng = insecure_seeded_rng(seed);
+    let (lo, hi) = (-(1i128 << (width - 1)), (1i128 << (width - 1)) - 1);
+    let mut v: Vec<i128> = vec![lo, lo + 1, -2, -1, 0, 1, 2, hi - 1, hi];
+    while v.len() < count {
+        v.push(rng.random_range(lo..=hi));
+    }
+    v.into_iter().map(|x| x as i64 as u64).collect()
+}
+
+fn masks_and_masked(xs: &[u64], seed: u64) -> (Vec<u64>, Vec<u64>) {
+    let mut rng = insecure_seeded_rng(seed);
+    let masks: Vec<u64> = xs.iter().map(|_| rng.random()).collect();
+    let masked = xs.iter().zip(&masks).map(|(x, r)| x.wrapping_add(*r)).collect();
+    (masks, masked)
+}
+
+fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect()
+}
+
+#[test]
+fn sign_drelu_and_less_than_match_their_specs() {
+    for width in [2u32, 3, 8, 24, 37, 63, 64] {
+        let xs = inputs(width, 2000, width as u64);
+        let (masks, masked) = masks_and_masked(&xs, 100 + width as u64);
+        let [k0, k1] = sign::keygen(width, &masks, &mut insecure_seeded_rng(7)).unwrap();
+        let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
+        sign::msb(&k0, &masked, &mut y0).unwrap();
+        sign::msb(&k1, &masked, &mut y1).unwrap();
+        for (k, (&x, y)) in xs.iter().zip(add(&y0, &y1)).enumerate() {
+            assert_eq!(
+                y,
+                sign::msb_spec(x, width),
+                "msb width {width} x = {} (#{k})",
+                signed_in(x, width)
+            );
+        }
+        sign::drelu(&k0, &masked, &mut y0).unwrap();
+        sign::drelu(&k1, &masked, &mut y1).unwrap();
+        for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
+            assert_eq!(y, 1 - sign::msb_spec(x, width), "drelu width {width}");
+        }
+        // x < c for inputs and constants in the quarter range (so x − c stays in range).
+        if width >= 3 {
+            let quarter = 1i64.checked_shl(width - 2).unwrap_or(i64::MAX);
+            let xs_q: Vec<u64> = xs.iter().map(|&x| (signed_in(x, width) / 2) as u64).collect();
+            let (masks, masked) = masks_and_masked(&xs_q, 200 + width as u64);
+            let [k0, k1] = sign::keygen(width, &masks, &mut insecure_seeded_rng(8)).unwrap();
+            for c in [0i64, 1, -1, quarter - 1, -quarter, 5 % quarter] {
+                sign::less_than(&k0, &masked, c as u64, &mut y0).unwrap();
+                sign::less_than(&k1, &masked, c as u64, &mut y1).unwrap();
+                for (&x, y) in xs_q.iter().zip(add(&y0, &y1)) {
+                    assert_eq!(
+                        y,
+                        (signed_in(x, width) < c) as u64,
+                        "width {width}: {} < {c}",
+                        signed_in(x, width)
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn interval_containment_matches_its_spec() {
+    for width in [1u32, 2, 8, 20, 64] {
+        let xs = inputs(width, 1500, 300 + width as u64);
+        let (masks, masked) = masks_and_masked(&xs, 400 + width as u64);
+        let [k0, k1] = interval::keygen(width, &masks, &mut insecure_seeded_rng(9)).unwrap();
+        let lo = if width == 64 { i64::MIN } else { -(1i64 << (width - 1)) };
+        let hi = if width == 64 { None } else { Some(1i64 << (width - 1)) };
+        let mut bounds = vec![(lo, 0), (0, 1), (-1, 1), (lo, lo), (0, 0)];
+        if let Some(hi) = hi {
+            bounds.push((lo, hi));
+            bounds.push((hi / 2, hi));
+            bounds.push((-hi / 3, hi / 5));
+        }
+        let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
+        for (p, q) in bounds {
+            interval::contains(&k0, &masked, p, q, &mut y0).unwrap();
+            interval::contains(&k1, &masked, p, q, &mut y1).unwrap();
+            for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
+                assert_eq!(
+                    y,
+                    interval::spec(x, width, p, q),
+                    "width {width}: {p} ≤ {} < {q}",
+                    signed_in(x, width)
+                );
+            }
+        }
+    }
+    // The full 64-bit range [−2^63, 2^63) is "always": its upper bound 2^63 does not fit in i64,
+    // so it is expressed as the complement of nothing; bounds outside the range are errors.
+    let [k0, _] = interval::keygen(8, &[0], &mut insecure_seeded_rng(10)).unwrap();
+    let mut out = [0u64];
+    assert!(interval::contains(&k0, &[0], -129, 0, &mut out).is_err());
+    assert!(interval::contains(&k0, &[0], 0, 129, &mut out).is_err());
+    assert!(interval::contains(&k0, &[0], 5, 4, &mut out).is_err());
+}
+
+#[test]
+fn lookup_tables_match_the_table() {
+    let mut rng = insecure_seeded_rng(11);
+    for bits in [1u32, 4, 8, 10] {
+        let domain = 1usize << bits;
+        let table: Vec<u64> = (0..domain).map(|_| rng.random()).collect();
+        let xs: Vec<u64> = (0..500)
+            .map(|k| if k < domain { k as u64 } else { rng.random_range(0..domain as u64) })
+            .collect();
+        let (masks, masked) = masks_and_masked(&xs, 500 + bits as u64);
+        let [k0, k1] = lut::keygen(bits, &masks, &mut rng).unwrap();
+        let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
+        lut::lookup(&k0, &table, &masked, &mut y0).unwrap();
+        lut::lookup(&k1, &table, &masked, &mut y1).unwrap();
+        for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
+            assert_eq!(y, table[x as usize], "b = {bits}, x = {x}");
+        }
+        assert!(lut::lookup(&k0, &table[1..], &masked, &mut y0).is_err());
+    }
+}
