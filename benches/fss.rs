@@ -84,7 +84,10 @@ macro_rules! fss_rs_bench {
             for k in 0..64 {
                 let (mut y0, mut y1) = (ByteGroup::zero(), ByteGroup::zero());
                 scheme.eval(false, &keys[k], &[&xs[k]], &mut [&mut y0]);
-                scheme.eval(true, &keys[k], &[&xs[k]], &mut [&mut y1]);
+                // Its keys carry both parties' root seeds; party 1 evaluates with its own first.
+                let mut k1 = keys[k].clone();
+                k1.s0s = vec![keys[k].s0s[1]];
+                scheme.eval(true, &k1, &[&xs[k]], &mut [&mut y1]);
                 let want = if $xs[k] < $alphas[k] { beta.clone() } else { ByteGroup::zero() };
                 assert!((y0 + y1).0 == want.0, "fss-rs DCF does not verify");
             }
@@ -126,7 +129,9 @@ macro_rules! fss_rs_bench {
                 let x = if k % 2 == 0 { alphas[k] } else { xs[k] };
                 let (mut y0, mut y1) = (ByteGroup::zero(), ByteGroup::zero());
                 scheme.eval(false, &keys[k], &[&x], &mut [&mut y0]);
-                scheme.eval(true, &keys[k], &[&x], &mut [&mut y1]);
+                let mut k1 = keys[k].clone();
+                k1.s0s = vec![keys[k].s0s[1]];
+                scheme.eval(true, &k1, &[&x], &mut [&mut y1]);
                 let want = if x == alphas[k] { beta.clone() } else { ByteGroup::zero() };
                 assert!((y0 + y1).0 == want.0, "fss-rs DPF does not verify");
             }

@@ -221,8 +221,27 @@ pub fn eval(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<(), KeyError
     keys.expect(Scheme::Dcf, keys.party, keys.n)?;
     check_batch(keys, xs, out)?;
     let aes = fixed_aes();
-    par_eval(xs, out, |first, xs, out| eval_group(aes, keys, first, xs, out));
+    #[cfg(target_arch = "x86_64")]
+    if aes.implementation() == super::aes::AesImpl::Vaes512 {
+        par_eval(xs, out, |first, xs, out| {
+            if xs.len() == GROUP {
+                // SAFETY: Vaes512 is only selected on CPUs with AVX-512F and VAES; `first`
+                // starts a full tile (groups are tile-aligned and this one is full).
+                unsafe { super::simd::dcf_tile(aes.round_keys(), keys, first, xs, out) }
+            } else {
+                eval_group(aes, keys, first, xs, out)
+            }
+        });
+        return Ok(());
+    }
+    eval_scalar(keys, xs, out);
     Ok(())
+}
+
+/// The portable evaluator (any CPU): the reference the vectorised tiles are tested against.
+pub(crate) fn eval_scalar(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) {
+    let aes = fixed_aes();
+    par_eval(xs, out, |first, xs, out| eval_group(aes, keys, first, xs, out));
 }
 
 pub(crate) fn check_batch(keys: &KeyBatch, xs: &[u64], out: &[u64]) -> Result<(), KeyError> {

@@ -14,6 +14,8 @@ pub mod dcf;
 pub mod dpf;
 pub mod gates;
 pub mod keys;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 mod tree;
 
 pub use keys::{KeyBatch, Scheme};
