@@ -1,7 +1,7 @@
 //! Gates on masked inputs: both parties' shares reconstruct to the cleartext spec, including the
 //! edges of each gate's documented input range.
 
-use prifft::fss::gates::{interval, lut, sign, signed_in};
+use prifft::fss::gates::{interval, lut, shift, sign, signed_in};
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
 
@@ -126,5 +126,60 @@ fn lookup_tables_match_the_table() {
             assert_eq!(y, table[x as usize], "b = {bits}, x = {x}");
         }
         assert!(lut::lookup(&k0, &table[1..], &masked, &mut y0).is_err());
+    }
+}
+
+#[test]
+fn faithful_shifts_are_exact() {
+    for (width, by) in [(2u32, 1u32), (8, 3), (24, 12), (40, 16), (64, 16), (64, 63), (37, 1)] {
+        let xs = inputs(width, 2000, 600 + width as u64);
+        let (masks, masked) = masks_and_masked(&xs, 700 + by as u64);
+        let [k0, k1] = shift::keygen(width, by, &masks, &mut insecure_seeded_rng(12)).unwrap();
+        let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
+        shift::ars(&k0, &masked, &mut y0).unwrap();
+        shift::ars(&k1, &masked, &mut y1).unwrap();
+        for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
+            assert_eq!(
+                y,
+                shift::ars_spec(x, width, by),
+                "ars m={width} s={by} x={}",
+                signed_in(x, width)
+            );
+        }
+        // Unsigned view of the same inputs.
+        shift::lrs(&k0, &masked, &mut y0).unwrap();
+        shift::lrs(&k1, &masked, &mut y1).unwrap();
+        for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
+            assert_eq!(y, shift::lrs_spec(x, width, by), "lrs m={width} s={by}");
+        }
+    }
+    assert!(shift::keygen(8, 8, &[0], &mut insecure_seeded_rng(13)).is_err());
+    assert!(shift::keygen(8, 0, &[0], &mut insecure_seeded_rng(13)).is_err());
+}
+
+#[test]
+fn digits_follow_from_shifts() {
+    // Base-2^4 digits of 16-bit unsigned values: d_i = lrs(y, 4i) − 16·lrs(y, 4(i+1)).
+    let width = 16;
+    let mut rng = insecure_seeded_rng(14);
+    let ys: Vec<u64> = (0..300).map(|_| rng.random_range(0..1u64 << width)).collect();
+    let (masks, masked) = masks_and_masked(&ys, 15);
+    let mut shifted = vec![ys.iter().map(|_| 0u64).collect::<Vec<_>>(); 5];
+    shifted[0] = {
+        // lrs by 0 is y itself: P0 and P1 start from shares of y (here: y, 0).
+        ys.clone()
+    };
+    for (i, s) in [4u32, 8, 12].iter().enumerate() {
+        let [k0, k1] = shift::keygen(width, *s, &masks, &mut rng).unwrap();
+        let (mut y0, mut y1) = (vec![0; ys.len()], vec![0; ys.len()]);
+        shift::lrs(&k0, &masked, &mut y0).unwrap();
+        shift::lrs(&k1, &masked, &mut y1).unwrap();
+        shifted[i + 1] = add(&y0, &y1);
+    }
+    for (k, &y) in ys.iter().enumerate() {
+        for i in 0..4 {
+            let digit = shifted[i][k].wrapping_sub(shifted[i + 1][k].wrapping_mul(16));
+            assert_eq!(digit, (y >> (4 * i)) & 15, "digit {i} of {y}");
+        }
     }
 }

@@ -48,7 +48,13 @@ unsafe fn control_mask(node: __m512i, one: __m512i) -> __m512i {
 /// # Safety
 /// The CPU must support AVX-512F and VAES; `first` must start a full tile of `keys`.
 #[target_feature(enable = "avx512f,vaes,aes,avx2")]
-pub(super) unsafe fn dcf_tile(rk: &[u128; 11], keys: &KeyBatch, first: usize, xs: &[u64], out: &mut [u64]) {
+pub(super) unsafe fn dcf_tile(
+    rk: &[u128; 11],
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &mut [u64],
+) {
     tile(rk, keys, first, xs, out, true)
 }
 
@@ -57,16 +63,32 @@ pub(super) unsafe fn dcf_tile(rk: &[u128; 11], keys: &KeyBatch, first: usize, xs
 /// # Safety
 /// As [`dcf_tile`].
 #[target_feature(enable = "avx512f,vaes,aes,avx2")]
-pub(super) unsafe fn dpf_tile(rk: &[u128; 11], keys: &KeyBatch, first: usize, xs: &[u64], out: &mut [u64]) {
+pub(super) unsafe fn dpf_tile(
+    rk: &[u128; 11],
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &mut [u64],
+) {
     tile(rk, keys, first, xs, out, false)
 }
 
 #[inline(always)]
-unsafe fn tile(rk: &[u128; 11], keys: &KeyBatch, first: usize, xs: &[u64], out: &mut [u64], comparison: bool) {
-    debug_assert!(first % TILE == 0 && first + TILE <= keys.len && xs.len() == TILE && out.len() == TILE);
+unsafe fn tile(
+    rk: &[u128; 11],
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &mut [u64],
+    comparison: bool,
+) {
+    debug_assert!(
+        first % TILE == 0 && first + TILE <= keys.len && xs.len() == TILE && out.len() == TILE
+    );
     let (n, len) = (keys.n, keys.len);
     let levels = (n - 1) as usize;
-    let rk: [__m512i; 11] = std::array::from_fn(|i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+    let rk: [__m512i; 11] =
+        std::array::from_fn(|i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
     // Per lane: low half / high half.
     let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
     let two = _mm512_set_epi64(0, 2, 0, 2, 0, 2, 0, 2);
@@ -75,7 +97,9 @@ unsafe fn tile(rk: &[u128; 11], keys: &KeyBatch, first: usize, xs: &[u64], out: 
     let party_bit = _mm512_set_epi64(0, party, 0, party, 0, party, 0, party);
 
     let roots = keys.roots.as_ptr().add(first).cast::<__m512i>();
-    let mut node: [__m512i; VECS] = std::array::from_fn(|j| _mm512_or_si512(_mm512_loadu_si512(roots.add(j).cast()), party_bit));
+    let mut node: [__m512i; VECS] = std::array::from_fn(|j| {
+        _mm512_or_si512(_mm512_loadu_si512(roots.add(j).cast()), party_bit)
+    });
     let shift = _mm512_set1_epi64((64 - n) as i64);
     let mut bits: [__m512i; VECS] = std::array::from_fn(|j| {
         let x = load_words(xs.as_ptr().add(4 * j));
@@ -94,7 +118,11 @@ unsafe fn tile(rk: &[u128; 11], keys: &KeyBatch, first: usize, xs: &[u64], out: 
             let vcws = keys.value_cw.as_ptr().add(base);
             for j in 0..VECS {
                 let right = _mm512_test_epi64_mask(side[j], side[j]);
-                let v = _mm512_mask_blend_epi64(right, words[j], _mm512_shuffle_epi32(words[j], _MM_PERM_DCDC));
+                let v = _mm512_mask_blend_epi64(
+                    right,
+                    words[j],
+                    _mm512_shuffle_epi32(words[j], _MM_PERM_DCDC),
+                );
                 let tm = control_mask(node[j], one);
                 let vcw = _mm512_and_si512(load_words(vcws.add(4 * j)), tm);
                 acc[j] = _mm512_add_epi64(acc[j], _mm512_add_epi64(v, vcw));
@@ -103,21 +131,32 @@ unsafe fn tile(rk: &[u128; 11], keys: &KeyBatch, first: usize, xs: &[u64], out: 
         for j in 0..VECS {
             let tm = control_mask(node[j], one);
             let cw = _mm512_loadu_si512(cws.add(j).cast());
-            let cw_side = _mm512_or_si512(_mm512_and_si512(cw, seed_mask), _mm512_and_si512(_mm512_srlv_epi64(cw, side[j]), one));
+            let cw_side = _mm512_or_si512(
+                _mm512_and_si512(cw, seed_mask),
+                _mm512_and_si512(_mm512_srlv_epi64(cw, side[j]), one),
+            );
             node[j] = _mm512_xor_si512(child[j], _mm512_and_si512(cw_side, tm));
             bits[j] = _mm512_slli_epi64(bits[j], 1);
         }
     }
     // Last level: the output block, and one correction per last input bit.
-    let words = mmo(std::array::from_fn(|j| _mm512_or_si512(_mm512_and_si512(node[j], seed_mask), two)), &rk);
+    let words = mmo(
+        std::array::from_fn(|j| _mm512_or_si512(_mm512_and_si512(node[j], seed_mask), two)),
+        &rk,
+    );
     let last0 = keys.last_cw.as_ptr().add(tiled(2, len, 0, first));
     let last1 = keys.last_cw.as_ptr().add(tiled(2, len, 1, first));
     let mut lanes = [0u64; 8];
     for j in 0..VECS {
         let side = _mm512_srli_epi64(bits[j], 63);
         let right = _mm512_test_epi64_mask(side, side);
-        let v = _mm512_mask_blend_epi64(right, words[j], _mm512_shuffle_epi32(words[j], _MM_PERM_DCDC));
-        let cw = _mm512_mask_blend_epi64(right, load_words(last0.add(4 * j)), load_words(last1.add(4 * j)));
+        let v =
+            _mm512_mask_blend_epi64(right, words[j], _mm512_shuffle_epi32(words[j], _MM_PERM_DCDC));
+        let cw = _mm512_mask_blend_epi64(
+            right,
+            load_words(last0.add(4 * j)),
+            load_words(last1.add(4 * j)),
+        );
         let tm = control_mask(node[j], one);
         let total = _mm512_add_epi64(acc[j], _mm512_add_epi64(v, _mm512_and_si512(cw, tm)));
         _mm512_storeu_si512(lanes.as_mut_ptr().cast(), total);
@@ -148,7 +187,8 @@ mod tests {
             for len in [32usize, 33, 64 + 31, 1000] {
                 let alphas: Vec<u64> = (0..len).map(|_| rng.random::<u64>() & mask).collect();
                 let betas: Vec<u64> = (0..len).map(|_| rng.random()).collect();
-                let xs: Vec<u64> = alphas.iter().map(|a| (a ^ (rng.random::<u64>() & 7)) & mask).collect();
+                let xs: Vec<u64> =
+                    alphas.iter().map(|a| (a ^ (rng.random::<u64>() & 7)) & mask).collect();
                 for dcf_scheme in [true, false] {
                     let keys = if dcf_scheme {
                         dcf::keygen(n, &alphas, &betas, &mut rng).unwrap()
