@@ -179,7 +179,8 @@ fn one_party_output_looks_random() {
         let [k0, _] = keygen(64, &alphas, &vec![1; len], &mut rng).unwrap();
         let mut y0 = vec![0; len];
         eval(&k0, &alphas, &mut y0).unwrap();
-        let small = y0.iter().filter(|&&y| y < 1 << 32 || y > u64::MAX - (1 << 32)).count();
+        let small =
+            y0.iter().filter(|&&y| !((1 << 32)..=u64::MAX - (1 << 32)).contains(&y)).count();
         assert!(small < 8, "{scheme}: {small} of {len} outputs are small: shares are not masked");
         let ones: u32 = y0.iter().map(|y| y.count_ones()).sum();
         let mean = ones as f64 / len as f64;
@@ -256,7 +257,7 @@ fn malformed_key_bad_party_scheme_width() {
         (10, 9, "scheme"),
         (12, 0, "input width"),
         (12, 65, "input width"),
-        (13, 32, "output bits"),
+        (13, 32, "output words"),
         (14, 1, "reserved"),
     ] {
         let (_, mut bytes) = sample_keys();

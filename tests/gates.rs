@@ -1,7 +1,7 @@
 //! Gates on masked inputs: both parties' shares reconstruct to the cleartext spec, including the
 //! edges of each gate's documented input range.
 
-use prifft::fss::gates::{interval, lut, shift, sign, signed_in};
+use prifft::fss::gates::{interval, lut, relu, shift, sign, signed_in, spline};
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
 
@@ -9,7 +9,10 @@ use rand::Rng;
 fn inputs(width: u32, count: usize, seed: u64) -> Vec<u64> {
     let mut rng = insecure_seeded_rng(seed);
     let (lo, hi) = (-(1i128 << (width - 1)), (1i128 << (width - 1)) - 1);
-    let mut v: Vec<i128> = vec![lo, lo + 1, -2, -1, 0, 1, 2, hi - 1, hi];
+    let mut v: Vec<i128> = [lo, lo + 1, -2, -1, 0, 1, 2, hi - 1, hi]
+        .into_iter()
+        .filter(|x| (lo..=hi).contains(x))
+        .collect();
     while v.len() < count {
         v.push(rng.random_range(lo..=hi));
     }
@@ -181,5 +184,89 @@ fn digits_follow_from_shifts() {
             let digit = shifted[i][k].wrapping_sub(shifted[i + 1][k].wrapping_mul(16));
             assert_eq!(digit, (y >> (4 * i)) & 15, "digit {i} of {y}");
         }
+    }
+}
+
+#[test]
+fn relu_in_one_round_matches_its_spec() {
+    for width in [2u32, 16, 40, 64] {
+        let xs = inputs(width, 2000, 800 + width as u64);
+        let (masks, masked) = masks_and_masked(&xs, 900 + width as u64);
+        let [k0, k1] = relu::keygen(width, &masks, &mut insecure_seeded_rng(16)).unwrap();
+        let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
+        relu::relu(&k0, &masked, &mut y0).unwrap();
+        relu::relu(&k1, &masked, &mut y1).unwrap();
+        for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
+            assert_eq!(y, relu::spec(x), "relu width {width} x = {}", x as i64);
+        }
+    }
+}
+
+#[test]
+fn splines_match_their_spec() {
+    let mut rng = insecure_seeded_rng(17);
+    for (width, degree, pieces) in
+        [(8u32, 0usize, 3usize), (16, 1, 4), (24, 2, 5), (64, 3, 2), (12, 2, 1)]
+    {
+        let half = 1i64 << (width - 1).min(62);
+        let mut breaks: Vec<i64> =
+            (0..pieces - 1).map(|_| rng.random_range(-half + 1..half)).collect();
+        breaks.sort();
+        breaks.dedup();
+        let pieces = breaks.len() + 1;
+        let coeffs: Vec<Vec<u64>> =
+            (0..pieces).map(|_| (0..=degree).map(|_| rng.random()).collect()).collect();
+        let s = spline::Spline { width, breaks: breaks.clone(), coeffs };
+        let mut xs = inputs(width, 1500, 1000 + width as u64);
+        // Inputs at and next to every breakpoint.
+        for &b in &breaks {
+            xs.extend([b - 1, b, b + 1].map(|v| v as u64));
+        }
+        let xs: Vec<u64> =
+            xs.into_iter().filter(|&x| signed_in(x, width) as i128 == x as i64 as i128).collect();
+        let (masks, masked) = masks_and_masked(&xs, 1100 + width as u64);
+        let [k0, k1] = spline::keygen(width, degree, &masks, &mut rng).unwrap();
+        let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
+        spline::eval(&k0, &s, &masked, &mut y0).unwrap();
+        spline::eval(&k1, &s, &masked, &mut y1).unwrap();
+        for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
+            assert_eq!(y, s.spec(x), "spline width {width} degree {degree} x = {}", x as i64);
+        }
+    }
+}
+
+#[test]
+fn multi_word_dcf_reconstructs_every_word() {
+    use prifft::fss::dcf;
+    let mut rng = insecure_seeded_rng(18);
+    for (n, words) in [(1u32, 2u32), (8, 3), (64, 5)] {
+        let len = 300;
+        let mask = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+        let alphas: Vec<u64> = (0..len).map(|_| rng.random::<u64>() & mask).collect();
+        let betas: Vec<u64> = (0..len * words as usize).map(|_| rng.random()).collect();
+        let xs: Vec<u64> =
+            alphas
+                .iter()
+                .map(|&a| {
+                    if rng.random() { a.wrapping_sub(1) & mask } else { rng.random::<u64>() & mask }
+                })
+                .collect();
+        let [k0, k1] = dcf::keygen_words(n, words, &alphas, &betas, &mut rng).unwrap();
+        let w = words as usize;
+        let (mut y0, mut y1) = (vec![0; len * w], vec![0; len * w]);
+        dcf::eval(&k0, &xs, &mut y0).unwrap();
+        dcf::eval(&k1, &xs, &mut y1).unwrap();
+        for k in 0..len {
+            for q in 0..w {
+                let want = if xs[k] < alphas[k] { betas[k * w + q] } else { 0 };
+                assert_eq!(
+                    y0[k * w + q].wrapping_add(y1[k * w + q]),
+                    want,
+                    "n={n} w={words} k={k} q={q}"
+                );
+            }
+        }
+        let back = prifft::fss::KeyBatch::from_bytes(&k0.to_bytes()).unwrap();
+        assert_eq!(back, k0);
     }
 }

@@ -17,7 +17,9 @@
 //! output of the other party's on-path seed, which the holder cannot compute.
 
 use super::aes::{FixedKeyAes, fixed_aes};
-use super::keys::{KeyBatch, Scheme, check_domain, check_width, tiled};
+use rayon::prelude::*;
+
+use super::keys::{KeyBatch, MAX_WORDS, Scheme, check_domain, check_width, tiled};
 use super::tree::{
     GROUP, SEED_MASK, Scatter, VALUE_TWEAK, bit, mask64, mask128, par_eval, par_gen, random_seed,
     word,
@@ -37,8 +39,23 @@ pub fn keygen(
     betas: &[u64],
     rng: &mut ChaCha20Rng,
 ) -> Result<[KeyBatch; 2], KeyError> {
+    keygen_words(n, 1, alphas, betas, rng)
+}
+
+/// Dealer: DCF keys with a vector payload of `words` ring elements: `f(x) = β_k·[x < α_k]` where
+/// `β_k = betas[k·words .. (k+1)·words]`. Evaluation costs one more AES block per level and word.
+///
+/// # Errors
+/// As [`keygen`], and [`KeyError::Mismatch`] unless 1 ≤ words ≤ [`MAX_WORDS`].
+pub fn keygen_words(
+    n: u32,
+    words: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    rng: &mut ChaCha20Rng,
+) -> Result<[KeyBatch; 2], KeyError> {
     let mut keys = [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)];
-    keygen_into(n, alphas, betas, rng, &mut keys)?;
+    keygen_into_words(n, words, alphas, betas, rng, &mut keys)?;
     Ok(keys)
 }
 
@@ -54,11 +71,34 @@ pub fn keygen_into(
     rng: &mut ChaCha20Rng,
     keys: &mut [KeyBatch; 2],
 ) -> Result<(), KeyError> {
+    keygen_into_words(n, 1, alphas, betas, rng, keys)
+}
+
+/// As [`keygen_words`], writing into `keys`.
+///
+/// # Errors
+/// As [`keygen_words`] and [`keygen_into`].
+pub fn keygen_into_words(
+    n: u32,
+    words: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    rng: &mut ChaCha20Rng,
+    keys: &mut [KeyBatch; 2],
+) -> Result<(), KeyError> {
     check_width(n)?;
-    if betas.len() != alphas.len() {
+    if !(1..=MAX_WORDS).contains(&words) {
+        return Err(KeyError::Mismatch {
+            what: "payload words",
+            expected: format!("1..={MAX_WORDS}"),
+            found: words.to_string(),
+        });
+    }
+    let w = words as usize;
+    if betas.len() != alphas.len() * w {
         return Err(KeyError::BatchLength {
             what: "betas",
-            expected: alphas.len(),
+            expected: alphas.len() * w,
             found: betas.len(),
         });
     }
@@ -72,29 +112,30 @@ pub fn keygen_into(
     }
     let len = alphas.len();
     let [k0, k1] = keys;
-    k0.reset(Scheme::Dcf, n, len);
-    k1.reset(Scheme::Dcf, n, len);
+    k0.reset(Scheme::Dcf, n, len, words);
+    k1.reset(Scheme::Dcf, n, len, words);
     let out = GenOut {
         roots: [Scatter::new(&mut k0.roots), Scatter::new(&mut k1.roots)],
         seed_cw: [Scatter::new(&mut k0.seed_cw), Scatter::new(&mut k1.seed_cw)],
         value_cw: [Scatter::new(&mut k0.value_cw), Scatter::new(&mut k1.value_cw)],
         last_cw: [Scatter::new(&mut k0.last_cw), Scatter::new(&mut k1.last_cw)],
         levels: (n - 1) as usize,
+        words: w,
         len,
     };
     let aes = fixed_aes();
     par_gen(len, rng, |first, count, rng| {
-        gen_group(
-            aes,
-            n,
-            &alphas[first..first + count],
-            &betas[first..first + count],
-            first,
-            rng,
-            &out,
-        )
+        let betas = &betas[first * w..(first + count) * w];
+        gen_group(aes, n, &alphas[first..first + count], betas, first, rng, &out)
     });
     Ok(())
+}
+
+/// Input of the output-word block `q` of a node with seed `seed`: the value tweak in the low
+/// bits, `q` folded into the seed bits (distinct inputs for distinct q; q = 0 is `seed | 2`).
+#[inline(always)]
+fn value_input(seed: u128, q: usize) -> u128 {
+    (seed ^ ((q as u128) << 2)) | VALUE_TWEAK
 }
 
 struct GenOut {
@@ -103,6 +144,7 @@ struct GenOut {
     value_cw: [Scatter<u64>; 2],
     last_cw: [Scatter<u64>; 2],
     levels: usize,
+    words: usize,
     len: usize,
 }
 
@@ -130,10 +172,11 @@ fn gen_group(
     rng: &mut ChaCha20Rng,
     out: &GenOut,
 ) {
-    let g = alphas.len();
+    let (g, w) = (alphas.len(), out.words);
     let mut seeds = [[0u128; 2]; GROUP];
     let mut ctrl = [[0u8, 1u8]; GROUP];
-    let mut on_path = [0u64; GROUP]; // Vα: the reconstructed output accumulated along α's path
+    // Vα per word: the reconstructed output accumulated along α's path.
+    let mut on_path = vec![0u64; g * w];
     for (j, s) in seeds.iter_mut().enumerate().take(g) {
         *s = [random_seed(rng), random_seed(rng)];
         for b in 0..2 {
@@ -141,36 +184,55 @@ fn gen_group(
             unsafe { out.roots[b].write(first + j, s[b]) };
         }
     }
-    let mut blocks = [0u128; 6 * GROUP];
+    // Per key and party: left child, right child, then w output-word blocks.
+    let per_party = 2 + w;
+    let mut blocks = vec![0u128; 2 * per_party * g];
+    let value_levels = out.levels * w;
     for i in 0..n - 1 {
         for j in 0..g {
             for b in 0..2 {
-                let base = 6 * j + 3 * b;
+                let base = (2 * j + b) * per_party;
                 blocks[base] = seeds[j][b];
                 blocks[base + 1] = seeds[j][b] | 1;
-                blocks[base + 2] = seeds[j][b] | VALUE_TWEAK;
+                for q in 0..w {
+                    blocks[base + 2 + q] = value_input(seeds[j][b], q);
+                }
             }
         }
-        aes.hash_in_place(&mut blocks[..6 * g]);
+        aes.hash_in_place(&mut blocks);
         for j in 0..g {
             let a = bit(alphas[j], n, i);
             let (keep, lose) = (a, 1 - a);
-            let child = |b: usize, side: usize| blocks[6 * j + 3 * b + side];
-            let value = |b: usize, side: usize| word(blocks[6 * j + 3 * b + 2], side);
+            let child = |b: usize, side: usize| blocks[(2 * j + b) * per_party + side];
+            let value = |b: usize, q: usize, side: usize| {
+                word(blocks[(2 * j + b) * per_party + 2 + q], side)
+            };
             let seed_cw = (child(0, lose) ^ child(1, lose)) & SEED_MASK;
             let t_left = ((child(0, 0) ^ child(1, 0)) as u8 & 1) ^ a as u8 ^ 1;
             let t_right = ((child(0, 1) ^ child(1, 1)) as u8 & 1) ^ a as u8;
             let sign_neg = ctrl[j][1] == 1; // (−1)^{t1}
             let signed = |v: u64| if sign_neg { v.wrapping_neg() } else { v };
-            let mut target = value(1, lose).wrapping_sub(value(0, lose)).wrapping_sub(on_path[j]);
-            if a == 1 {
-                target = target.wrapping_add(betas[j]);
+            for q in 0..w {
+                let acc = &mut on_path[j * w + q];
+                let mut target =
+                    value(1, q, lose).wrapping_sub(value(0, q, lose)).wrapping_sub(*acc);
+                if a == 1 {
+                    target = target.wrapping_add(betas[j * w + q]);
+                }
+                let value_cw = signed(target);
+                *acc = acc
+                    .wrapping_add(value(0, q, keep))
+                    .wrapping_sub(value(1, q, keep))
+                    .wrapping_add(signed(value_cw));
+                // SAFETY: index of key first + j at value level i·w + q, owned by this group.
+                unsafe {
+                    GenOut::put(
+                        &out.value_cw,
+                        tiled(value_levels, out.len, i as usize * w + q, first + j),
+                        value_cw,
+                    )
+                };
             }
-            let value_cw = signed(target);
-            on_path[j] = on_path[j]
-                .wrapping_add(value(0, keep))
-                .wrapping_sub(value(1, keep))
-                .wrapping_add(signed(value_cw));
             let t_keep = if keep == 0 { t_left } else { t_right };
             for b in 0..2 {
                 let t = ctrl[j][b];
@@ -180,39 +242,40 @@ fn gen_group(
             let idx = tiled(out.levels, out.len, i as usize, first + j);
             // SAFETY: index of key first + j at level i, owned by this group.
             unsafe {
-                GenOut::put(&out.seed_cw, idx, seed_cw | t_left as u128 | (t_right as u128) << 1);
-                GenOut::put(&out.value_cw, idx, value_cw);
+                GenOut::put(&out.seed_cw, idx, seed_cw | t_left as u128 | (t_right as u128) << 1)
+            };
+        }
+    }
+    // Last level: output words only, one correction per child and word.
+    for j in 0..g {
+        for b in 0..2 {
+            for q in 0..w {
+                blocks[(2 * j + b) * w + q] = value_input(seeds[j][b], q);
             }
         }
     }
-    // Last level: output words only, one correction per child.
-    for j in 0..g {
-        for b in 0..2 {
-            blocks[2 * j + b] = seeds[j][b] | VALUE_TWEAK;
-        }
-    }
-    aes.hash_in_place(&mut blocks[..2 * g]);
+    aes.hash_in_place(&mut blocks[..2 * w * g]);
     for j in 0..g {
         let a = bit(alphas[j], n, n - 1);
         let sign_neg = ctrl[j][1] == 1;
         for side in 0..2 {
-            let w0 = word(blocks[2 * j], side);
-            let w1 = word(blocks[2 * j + 1], side);
-            let target = if side < a { betas[j] } else { 0 };
-            let cw = target.wrapping_sub(on_path[j]).wrapping_sub(w0).wrapping_add(w1);
-            // SAFETY: as above.
-            unsafe {
-                GenOut::put(
-                    &out.last_cw,
-                    tiled(2, out.len, side, first + j),
-                    if sign_neg { cw.wrapping_neg() } else { cw },
-                )
-            };
+            for q in 0..w {
+                let w0 = word(blocks[2 * j * w + q], side);
+                let w1 = word(blocks[(2 * j + 1) * w + q], side);
+                let target = if side < a { betas[j * w + q] } else { 0 };
+                let cw = target.wrapping_sub(on_path[j * w + q]).wrapping_sub(w0).wrapping_add(w1);
+                let cw = if sign_neg { cw.wrapping_neg() } else { cw };
+                // SAFETY: as above.
+                unsafe {
+                    GenOut::put(&out.last_cw, tiled(2 * w, out.len, side * w + q, first + j), cw)
+                };
+            }
         }
     }
 }
 
-/// Party: evaluate every key at its input, `out[k] = eval(keys[k], xs[k])`, on all threads.
+/// Party: evaluate every key at its input, `out[k] = eval(keys[k], xs[k])`, on all threads. For
+/// a w-word payload, `out[k·w + q]` is word q of key k's output.
 ///
 /// # Errors
 /// [`KeyError::BatchLength`] when `xs` or `out` do not match the batch, [`KeyError::Domain`]
@@ -221,6 +284,14 @@ pub fn eval(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<(), KeyError
     keys.expect(Scheme::Dcf, keys.party, keys.n)?;
     check_batch(keys, xs, out)?;
     let aes = fixed_aes();
+    if keys.words > 1 {
+        let w = keys.words as usize;
+        out.par_chunks_mut(GROUP * w)
+            .zip(xs.par_chunks(GROUP))
+            .enumerate()
+            .for_each(|(c, (out, xs))| eval_group_words(aes, keys, c * GROUP, xs, out));
+        return Ok(());
+    }
     #[cfg(target_arch = "x86_64")]
     if aes.implementation() == super::aes::AesImpl::Vaes512 {
         par_eval(xs, out, |first, xs, out| {
@@ -248,12 +319,9 @@ pub(crate) fn check_batch(keys: &KeyBatch, xs: &[u64], out: &[u64]) -> Result<()
     if xs.len() != keys.len {
         return Err(KeyError::BatchLength { what: "inputs", expected: keys.len, found: xs.len() });
     }
-    if out.len() != keys.len {
-        return Err(KeyError::BatchLength {
-            what: "outputs",
-            expected: keys.len,
-            found: out.len(),
-        });
+    let expected = keys.len * keys.words as usize;
+    if out.len() != expected {
+        return Err(KeyError::BatchLength { what: "outputs", expected, found: out.len() });
     }
     check_domain("input", xs, keys.n)
 }
@@ -312,5 +380,53 @@ fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out:
             .wrapping_add(word(blocks[j], side))
             .wrapping_add(last & mask64(nodes[j] as u8 & 1));
         out[j] = if party == 0 { total } else { total.wrapping_neg() };
+    }
+}
+
+/// Evaluation of up to [`GROUP`] consecutive keys with a multi-word payload.
+fn eval_group_words(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out: &mut [u64]) {
+    let (g, n, len, w) = (xs.len(), keys.n, keys.len, keys.words as usize);
+    let levels = (n - 1) as usize;
+    let party = keys.party.index() as u128;
+    let mut nodes: Vec<u128> = (0..g).map(|j| keys.roots[first + j] | party).collect();
+    let mut acc = vec![0u64; g * w];
+    // Per key: the chosen child, then w output-word blocks.
+    let mut blocks = vec![0u128; g * (1 + w)];
+    for i in 0..n {
+        let last = i == n - 1;
+        let per_key = if last { w } else { 1 + w };
+        for j in 0..g {
+            let seed = nodes[j] & SEED_MASK;
+            let base = j * per_key;
+            if !last {
+                blocks[base] = seed | bit(xs[j], n, i) as u128;
+            }
+            for q in 0..w {
+                blocks[base + per_key - w + q] = value_input(seed, q);
+            }
+        }
+        aes.hash_in_place(&mut blocks[..g * per_key]);
+        for j in 0..g {
+            let side = bit(xs[j], n, i);
+            let t = nodes[j] as u8 & 1;
+            let base = j * per_key;
+            for q in 0..w {
+                let cw = if last {
+                    keys.last_cw[tiled(2 * w, len, side * w + q, first + j)]
+                } else {
+                    keys.value_cw[tiled(levels * w, len, i as usize * w + q, first + j)]
+                };
+                let v = word(blocks[base + per_key - w + q], side);
+                acc[j * w + q] = acc[j * w + q].wrapping_add(v).wrapping_add(cw & mask64(t));
+            }
+            if !last {
+                let cw = keys.seed_cw[tiled(levels, len, i as usize, first + j)];
+                let cw_side = (cw & SEED_MASK) | ((cw >> side) & 1);
+                nodes[j] = blocks[base] ^ (cw_side & mask128(t));
+            }
+        }
+    }
+    for (y, a) in out.iter_mut().zip(acc) {
+        *y = if party == 0 { a } else { a.wrapping_neg() };
     }
 }

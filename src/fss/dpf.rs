@@ -76,8 +76,8 @@ pub fn keygen_into(
     }
     let len = alphas.len();
     let [k0, k1] = keys;
-    k0.reset(Scheme::Dpf, n, len);
-    k1.reset(Scheme::Dpf, n, len);
+    k0.reset(Scheme::Dpf, n, len, 1);
+    k1.reset(Scheme::Dpf, n, len, 1);
     let out = GenOut {
         roots: [Scatter::new(&mut k0.roots), Scatter::new(&mut k1.roots)],
         seed_cw: [Scatter::new(&mut k0.seed_cw), Scatter::new(&mut k1.seed_cw)],

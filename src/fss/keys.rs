@@ -15,19 +15,22 @@
 //! |---|---|---|---|
 //! | `roots` | u128 | len | this party's root seed (bits 0–1 zero) |
 //! | `seed_cw` | u128 | (n−1)·len, tiled with levels = n − 1 | seed correction (bits 2–127) with the control-bit corrections in bit 0 (left child) and bit 1 (right child) |
-//! | `value_cw` | u64 | (n−1)·len, tiled as `seed_cw` | DCF only: value correction of the level (DPF: empty) |
-//! | `last_cw` | u64 | 2·len, tiled with levels = 2 | output correction of the last level for last input bit σ (σ as the level) |
+//! | `value_cw` | u64 | (n−1)·w·len, tiled with levels = (n−1)·w | DCF only: word q of level i's value correction at "level" i·w + q (DPF: empty) |
+//! | `last_cw` | u64 | 2·w·len, tiled with levels = 2w | word q of the last level's output correction for last input bit σ at "level" σ·w + q |
+//!
+//! `w` is the number of 64-bit output words (the payload β is a vector of w ring elements;
+//! DPF batches and scalar DCFs have w = 1).
 //!
 //! Everything but `roots` is identical in both parties' batches.
 //!
 //! One party's key size: DPF `16 + 16(n−1) + 16` bytes (n = 64: 1,040 B);
-//! DCF `16 + 24(n−1) + 16` bytes (n = 64: 1,544 B).
+//! DCF `16 + (16 + 8w)(n−1) + 16w` bytes (w = 1, n = 64: 1,544 B).
 //!
 //! # Wire format (version 1, little-endian)
 //!
 //! ```text
 //! magic "PRIFFTFK" (8) | version u16 | scheme u8 (1 = DCF, 2 = DPF) | party u8 | n u8 |
-//! output bits u8 (64) | reserved u16 = 0 | len u64 | body bytes u64 |
+//! output words w u8 (64-bit words; 1..=16, DPF 1) | reserved u16 = 0 | len u64 | body bytes u64 |
 //! body: roots | seed_cw | value_cw | last_cw
 //! ```
 //! Every field is checked on load; malformed, truncated or mismatched data is a [`KeyError`].
@@ -49,8 +52,8 @@ pub fn tiled(levels: usize, len: usize, level: usize, key: usize) -> usize {
 }
 const VERSION: u16 = 1;
 const HEADER_BYTES: usize = 32;
-/// Ring outputs are 64-bit words.
-const OUTPUT_BITS: u8 = 64;
+/// Most 64-bit output words a DCF payload may have.
+pub const MAX_WORDS: u32 = 16;
 
 /// Which function family a key batch shares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,6 +81,7 @@ pub struct KeyBatch {
     pub(crate) party: PartyId,
     pub(crate) n: u32,
     pub(crate) len: usize,
+    pub(crate) words: u32,
     pub(crate) roots: Vec<u128>,
     pub(crate) seed_cw: Vec<u128>,
     pub(crate) value_cw: Vec<u64>,
@@ -101,9 +105,9 @@ pub(crate) fn check_domain(what: &'static str, values: &[u64], n: u32) -> Result
 
 impl KeyBatch {
     /// An all-zero batch with the right array sizes.
-    pub(crate) fn zeroed(scheme: Scheme, party: PartyId, n: u32, len: usize) -> Self {
+    pub(crate) fn zeroed(scheme: Scheme, party: PartyId, n: u32, len: usize, words: u32) -> Self {
         let mut batch = Self::empty(party);
-        batch.reset(scheme, n, len);
+        batch.reset(scheme, n, len, words);
         batch
     }
 
@@ -114,6 +118,7 @@ impl KeyBatch {
             party,
             n: 1,
             len: 0,
+            words: 1,
             roots: Vec::new(),
             seed_cw: Vec::new(),
             value_cw: Vec::new(),
@@ -123,15 +128,22 @@ impl KeyBatch {
 
     /// Size the arrays for a batch, reusing their memory (the contents are overwritten by key
     /// generation).
-    pub(crate) fn reset(&mut self, scheme: Scheme, n: u32, len: usize) {
+    pub(crate) fn reset(&mut self, scheme: Scheme, n: u32, len: usize, words: u32) {
         let levels = (n - 1) as usize;
+        let w = words as usize;
         self.scheme = scheme;
         self.n = n;
         self.len = len;
+        self.words = words;
         self.roots.resize(len, 0);
         self.seed_cw.resize(levels * len, 0);
-        self.value_cw.resize(if scheme == Scheme::Dcf { levels * len } else { 0 }, 0);
-        self.last_cw.resize(2 * len, 0);
+        self.value_cw.resize(if scheme == Scheme::Dcf { levels * w * len } else { 0 }, 0);
+        self.last_cw.resize(2 * w * len, 0);
+    }
+
+    /// Output words per evaluation (the payload width).
+    pub fn words(&self) -> u32 {
+        self.words
     }
 
     /// The scheme.
@@ -159,14 +171,20 @@ impl KeyBatch {
         self.len == 0
     }
 
-    /// Bytes of one party's key (without the batch header).
+    /// Bytes of one party's key with a one-word payload (without the batch header).
     pub fn key_bytes(scheme: Scheme, n: u32) -> usize {
+        Self::key_bytes_words(scheme, n, 1)
+    }
+
+    /// Bytes of one party's key with a `words`-word payload.
+    pub fn key_bytes_words(scheme: Scheme, n: u32, words: u32) -> usize {
         let levels = n.saturating_sub(1) as usize;
+        let w = words as usize;
         let per_level = match scheme {
-            Scheme::Dcf => 24,
+            Scheme::Dcf => 16 + 8 * w,
             Scheme::Dpf => 16,
         };
-        16 + per_level * levels + 16
+        16 + per_level * levels + 16 * w
     }
 
     /// The roots, seed corrections, value corrections and last-level corrections.
@@ -195,7 +213,7 @@ impl KeyBatch {
 
     /// Serialise (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let body = Self::key_bytes(self.scheme, self.n) * self.len;
+        let body = Self::key_bytes_words(self.scheme, self.n, self.words) * self.len;
         let mut out = Vec::with_capacity(HEADER_BYTES + body);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -203,7 +221,7 @@ impl KeyBatch {
             self.scheme as u8,
             self.party.index() as u8,
             self.n as u8,
-            OUTPUT_BITS,
+            self.words as u8,
             0,
             0,
         ]);
@@ -246,15 +264,20 @@ impl KeyBatch {
         let party = PartyId::from_index(bytes[11] as usize).ok_or(header("party", bytes[11]))?;
         let n = bytes[12] as u32;
         check_width(n).map_err(|_| header("input width", bytes[12]))?;
-        if bytes[13] != OUTPUT_BITS {
-            return Err(header("output bits", bytes[13]));
+        let words = bytes[13] as u32;
+        let words_ok = match scheme {
+            Scheme::Dcf => (1..=MAX_WORDS).contains(&words),
+            Scheme::Dpf => words == 1,
+        };
+        if !words_ok {
+            return Err(header("output words", bytes[13]));
         }
         if bytes[14] != 0 || bytes[15] != 0 {
             return Err(header("reserved", bytes[14] | bytes[15]));
         }
         let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
         let body = u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes"));
-        let expected = (Self::key_bytes(scheme, n) as u64).checked_mul(len);
+        let expected = (Self::key_bytes_words(scheme, n, words) as u64).checked_mul(len);
         let expected = expected.ok_or(KeyError::Header { field: "batch length", value: len })?;
         if body != expected {
             return Err(KeyError::Length { expected, found: body });
@@ -271,7 +294,7 @@ impl KeyBatch {
         }
         let len = usize::try_from(len)
             .map_err(|_| KeyError::Header { field: "batch length", value: len })?;
-        let mut batch = Self::zeroed(scheme, party, n, len);
+        let mut batch = Self::zeroed(scheme, party, n, len, words);
         let mut rest = &bytes[HEADER_BYTES..];
         let mut take = |count: usize| {
             let (head, tail) = rest.split_at(count);
@@ -289,7 +312,8 @@ impl KeyBatch {
         for (dst, src) in batch.value_cw.iter_mut().zip(take(8 * values).chunks_exact(8)) {
             *dst = u64::from_le_bytes(src.try_into().expect("8 bytes"));
         }
-        for (dst, src) in batch.last_cw.iter_mut().zip(take(16 * len).chunks_exact(8)) {
+        let lasts = batch.last_cw.len();
+        for (dst, src) in batch.last_cw.iter_mut().zip(take(8 * lasts).chunks_exact(8)) {
             *dst = u64::from_le_bytes(src.try_into().expect("8 bytes"));
         }
         if let Some(bad) = batch.roots.iter().find(|r| *r & 3 != 0) {

@@ -83,7 +83,10 @@ unsafe fn tile(
     comparison: bool,
 ) {
     debug_assert!(
-        first % TILE == 0 && first + TILE <= keys.len && xs.len() == TILE && out.len() == TILE
+        first.is_multiple_of(TILE)
+            && first + TILE <= keys.len
+            && xs.len() == TILE
+            && out.len() == TILE
     );
     let (n, len) = (keys.n, keys.len);
     let levels = (n - 1) as usize;

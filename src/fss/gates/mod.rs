@@ -15,12 +15,16 @@
 //! | [`sign::msb`] / DReLU / less-than a constant | 1 DCF on m − 1 bits + 1 word | 1 | 16 + 24(m − 2) + 16 + 8 |
 //! | [`interval::contains`] `[p ≤ x < q)` | 1 DCF on m bits | 2 | 16 + 24(m − 1) + 16 |
 //! | [`lut::lookup`] `T[x]`, b-bit index | 1 DPF on b bits | full domain (2^b) | 16 + 16(b − 1) + 16 |
+//! | [`relu::relu`] (DReLU and select in one round) | 1 two-word DCF on m − 1 bits + 3 words | 1 | 16 + 32(m − 2) + 32 + 24 |
+//! | [`spline::eval`], k pieces of degree d | 1 (d+1)-word DCF on m bits + d + 1 words | k + 1 | 16 + (16 + 8(d+1))(m − 1) + 16(d+1) + 8(d+1) |
 //! | [`shift::ars`] / [`shift::lrs`] exact `⌊x / 2^s⌋` (truncation, digits) | 1 DCF on m bits + 1 on s bits + 1 word | 2 | 56 + 24(m − 1) + 24(s − 1) |
 
 pub mod interval;
 pub mod lut;
+pub mod relu;
 pub mod shift;
 pub mod sign;
+pub mod spline;
 
 /// `x mod 2^m` for m in 1..=64.
 #[inline]

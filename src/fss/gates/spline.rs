@@ -1,0 +1,195 @@
+//! Piecewise polynomials (splines) in one round: one vector-payload DCF for all pieces.
+//!
+//! **Function.** Public breakpoints `−2^(m−1) = b_0 < b_1 < … < b_k = 2^(m−1)` and public
+//! coefficients `c_{i,j}` (ring elements, degree ≤ d): for `x ∈ [b_i, b_(i+1))`,
+//! `f(x) = Σ_j c_{i,j}·x^j` computed exactly in Z_2^64 (fixed-point callers encode the
+//! coefficients at their scale and truncate afterwards).
+//!
+//! **Construction** (after Boyle et al., EUROCRYPT'21, splines). Write `x = x̂ − r`. Expanding,
+//! `f(x) = Σ_i Σ_e coef_{i,e}(x̂) · ([x ∈ piece i]·r^e)` where
+//! `coef_{i,e}(x̂) = (−1)^e Σ_{j≥e} C(j, e)·c_{i,j}·x̂^(j−e)` is public. The products
+//! `[x ∈ piece i]·r^e` come from the interval formula of [`interval`](super::interval) with a
+//! DCF whose payload is `(1, r, …, r^d)`: evaluated at each breakpoint it gives shares of
+//! `[· < r_m]·r^e`, and the dealer adds shares of `r^e` for the public terms. One key serves
+//! all pieces; each breakpoint costs one evaluation.
+//!
+//! **Privacy:** as the DCF. **Cost:** one m-bit DCF key with d + 1 words, k + 1 evaluations
+//! (d + 2 AES blocks per level each) per element.
+
+use rand::Rng;
+
+use super::reduce;
+use crate::error::KeyError;
+use crate::fss::{KeyBatch, Scheme, dcf};
+use crate::prg::ChaCha20Rng;
+
+/// A public piecewise polynomial on signed m-bit inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spline {
+    /// Input width m.
+    pub width: u32,
+    /// Inner breakpoints b_1 < … < b_(k−1) (the outer ones are the ends of the range).
+    pub breaks: Vec<i64>,
+    /// Coefficients per piece, lowest degree first; every piece has degree + 1 entries.
+    pub coeffs: Vec<Vec<u64>>,
+}
+
+impl Spline {
+    /// Degree d (coefficients per piece − 1).
+    pub fn degree(&self) -> usize {
+        self.coeffs.first().map_or(0, |c| c.len().saturating_sub(1))
+    }
+
+    fn check(&self) -> Result<(), KeyError> {
+        let half = 1i128 << (self.width - 1);
+        let bad = !(1..=64).contains(&self.width)
+            || self.coeffs.len() != self.breaks.len() + 1
+            || self.coeffs.iter().any(|c| c.len() != self.degree() + 1)
+            || self.degree() + 1 > crate::fss::keys::MAX_WORDS as usize
+            || self.breaks.windows(2).any(|w| w[0] >= w[1])
+            || self.breaks.iter().any(|&b| !(-half < b as i128 && (b as i128) < half));
+        if bad {
+            return Err(KeyError::Mismatch {
+                what: "spline",
+                expected: "increasing inner breakpoints inside the range, one coefficient list per piece, degree < 16".into(),
+                found: format!("{} breakpoints, {} pieces", self.breaks.len(), self.coeffs.len()),
+            });
+        }
+        Ok(())
+    }
+
+    /// The cleartext function.
+    pub fn spec(&self, x: u64) -> u64 {
+        let xs = super::signed_in(reduce(x, self.width), self.width);
+        let piece = self.breaks.iter().filter(|&&b| b <= xs).count();
+        let mut power = 1u64;
+        let mut acc = 0u64;
+        for &c in &self.coeffs[piece] {
+            acc = acc.wrapping_add(c.wrapping_mul(power));
+            power = power.wrapping_mul(x);
+        }
+        acc
+    }
+}
+
+/// One party's spline keys (for one spline's degree and width).
+#[derive(Clone, Debug)]
+pub struct SplineKeys {
+    /// Input width m.
+    pub width: u32,
+    /// DCF on m bits with payload (1, r, …, r^d).
+    pub dcf: KeyBatch,
+    /// Shares of r^e, e = 0..=d, per element.
+    pub mask_powers: Vec<u64>,
+}
+
+/// Dealer: keys for evaluating degree-`degree` splines on inputs masked by `masks`.
+///
+/// # Errors
+/// [`KeyError::Width`] for a bad width, [`KeyError::Mismatch`] for a degree ≥ 16.
+pub fn keygen(
+    width: u32,
+    degree: usize,
+    masks: &[u64],
+    rng: &mut ChaCha20Rng,
+) -> Result<[SplineKeys; 2], KeyError> {
+    let words = degree + 1;
+    let alphas: Vec<u64> = masks.iter().map(|&r| reduce(r, width)).collect();
+    let mut betas = Vec::with_capacity(words * masks.len());
+    let (mut p0, mut p1) =
+        (Vec::with_capacity(betas.capacity()), Vec::with_capacity(betas.capacity()));
+    for &r in masks {
+        let mut power = 1u64;
+        for _ in 0..words {
+            betas.push(power);
+            let share: u64 = rng.random();
+            p0.push(share);
+            p1.push(power.wrapping_sub(share));
+            power = power.wrapping_mul(r);
+        }
+    }
+    let [k0, k1] = dcf::keygen_words(width, words as u32, &alphas, &betas, rng)?;
+    Ok([
+        SplineKeys { width, dcf: k0, mask_powers: p0 },
+        SplineKeys { width, dcf: k1, mask_powers: p1 },
+    ])
+}
+
+/// Party: shares of `spline(x)` for each masked input.
+///
+/// # Errors
+/// [`KeyError::Mismatch`] for an invalid spline or keys of another width or degree;
+/// [`KeyError::BatchLength`] for mismatched lengths.
+pub fn eval(
+    keys: &SplineKeys,
+    spline: &Spline,
+    masked: &[u64],
+    out: &mut [u64],
+) -> Result<(), KeyError> {
+    spline.check()?;
+    let (m, party) = (keys.width, keys.dcf.party());
+    let words = spline.degree() + 1;
+    keys.dcf.expect(Scheme::Dcf, party, m)?;
+    if spline.width != m || keys.dcf.words() as usize != words {
+        return Err(KeyError::Mismatch {
+            what: "spline keys",
+            expected: format!("width {} and {} words", spline.width, words),
+            found: format!("width {m} and {} words", keys.dcf.words()),
+        });
+    }
+    let len = masked.len();
+    if keys.mask_powers.len() != words * len || out.len() != len {
+        return Err(KeyError::BatchLength {
+            what: "masked inputs",
+            expected: keys.dcf.len(),
+            found: len,
+        });
+    }
+    let half = 1u64 << (m - 1);
+    let hat: Vec<u64> = masked.iter().map(|&x| reduce(x.wrapping_add(half), m)).collect();
+    // Unsigned boundaries c_t ∈ [0, N]: 0, inner breakpoints shifted, N.
+    let mut bounds: Vec<i128> = vec![0];
+    bounds.extend(spline.breaks.iter().map(|&b| b as i128 + half as i128));
+    bounds.push(1i128 << m);
+    // E_t[e] = shares of [y < c_t]·r^e  =  D(û − c_t)[e] − D(û)[e] + [û < c_t]·⟨r^e⟩.
+    // D(û) cancels between consecutive boundaries, so only D(û − c_t) and the public part are kept.
+    let mut below: Vec<Vec<u64>> = Vec::with_capacity(bounds.len());
+    for &c in &bounds {
+        let points: Vec<u64> = hat.iter().map(|&u| reduce(u.wrapping_sub(c as u64), m)).collect();
+        let mut y = vec![0u64; words * len];
+        dcf::eval(&keys.dcf, &points, &mut y)?;
+        for (k, &u) in hat.iter().enumerate() {
+            if (u as i128) < c {
+                for e in 0..words {
+                    y[k * words + e] =
+                        y[k * words + e].wrapping_add(keys.mask_powers[k * words + e]);
+                }
+            }
+        }
+        below.push(y);
+    }
+    for (k, o) in out.iter_mut().enumerate() {
+        let xh = masked[k];
+        let mut acc = 0u64;
+        for (i, coeffs) in spline.coeffs.iter().enumerate() {
+            for e in 0..words {
+                // coef_{i,e}(x̂) = (−1)^e Σ_{j≥e} C(j,e)·c_{i,j}·x̂^(j−e)
+                let mut coef = 0u64;
+                let mut power = 1u64;
+                let mut binom = 1u64; // C(j, e) for j = e, e+1, …
+                for j in e..words {
+                    coef = coef.wrapping_add(binom.wrapping_mul(coeffs[j]).wrapping_mul(power));
+                    power = power.wrapping_mul(xh);
+                    binom = binom * (j + 1) as u64 / (j + 1 - e) as u64;
+                }
+                if e % 2 == 1 {
+                    coef = coef.wrapping_neg();
+                }
+                let ind_r = below[i + 1][k * words + e].wrapping_sub(below[i][k * words + e]);
+                acc = acc.wrapping_add(coef.wrapping_mul(ind_r));
+            }
+        }
+        *o = acc;
+    }
+    Ok(())
+}
