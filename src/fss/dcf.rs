@@ -3,7 +3,7 @@
 //! Keys for `f(x) = β·[x < α]` on n-bit inputs, n ∈ 1..=64: `eval(k0, x) + eval(k1, x) = f(x)`
 //! (mod 2^64), and each key alone is pseudorandom (it hides α and β).
 //!
-//! **Construction.** The GGM tree of [`tree`](super::tree) with one value correction per level,
+//! **Construction.** The GGM tree of the [module docs](super) with one value correction per level,
 //! as in the paper, with one change at the last level: instead of a last seed correction plus a
 //! final output correction `CW_{n+1}`, the last level carries two value corrections, one per
 //! child, chosen so that the on-path leaf (x = α) gets 0 and its sibling gets β·[α_n = 1].

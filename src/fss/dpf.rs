@@ -3,7 +3,7 @@
 //! Keys for `f(x) = β·[x = α]` on n-bit inputs, n ∈ 1..=64: `eval(k0, x) + eval(k1, x) = f(x)`
 //! (mod 2^64), each key alone pseudorandom.
 //!
-//! **Construction.** The GGM tree of [`tree`](super::tree) with **early termination** by one
+//! **Construction.** The GGM tree of the [module docs](super) with **early termination** by one
 //! level: a node at depth n − 1 expands into one block holding both leaves' 64-bit output words,
 //! and the final correction has one word per leaf (β placed at α's last bit).
 //!

@@ -59,9 +59,9 @@ pub const MAX_WORDS: u32 = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Scheme {
-    /// Distributed comparison function: β·[x < α].
+    /// Distributed comparison function: `β·[x < α]`.
     Dcf = 1,
-    /// Distributed point function: β·[x = α].
+    /// Distributed point function: `β·[x = α]`.
     Dpf = 2,
 }
 
