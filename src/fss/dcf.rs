@@ -21,8 +21,8 @@ use rayon::prelude::*;
 
 use super::keys::{KeyBatch, MAX_WORDS, Scheme, check_domain, check_width, tiled};
 use super::tree::{
-    GROUP, SEED_MASK, Scatter, VALUE_TWEAK, bit, mask64, mask128, par_eval, par_gen, random_seed,
-    word,
+    GROUP, PairOut, SEED_MASK, Scatter, VALUE_TWEAK, bit, gen_full_tile, mask64, mask128, par_eval,
+    par_gen, random_seed, word,
 };
 use crate::error::KeyError;
 use crate::mpc::PartyId;
@@ -86,6 +86,31 @@ pub fn keygen_into_words(
     rng: &mut ChaCha20Rng,
     keys: &mut [KeyBatch; 2],
 ) -> Result<(), KeyError> {
+    generate(n, words, alphas, betas, rng, keys, true)
+}
+
+/// The scalar generator only (the reference the vector tiles are tested against).
+#[cfg(test)]
+pub(crate) fn keygen_scalar(
+    n: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    rng: &mut ChaCha20Rng,
+) -> [KeyBatch; 2] {
+    let mut keys = [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)];
+    generate(n, 1, alphas, betas, rng, &mut keys, false).expect("valid inputs");
+    keys
+}
+
+fn generate(
+    n: u32,
+    words: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    rng: &mut ChaCha20Rng,
+    keys: &mut [KeyBatch; 2],
+    vector: bool,
+) -> Result<(), KeyError> {
     check_width(n)?;
     if !(1..=MAX_WORDS).contains(&words) {
         return Err(KeyError::Mismatch {
@@ -124,9 +149,26 @@ pub fn keygen_into_words(
         len,
     };
     let aes = fixed_aes();
+    let pair = PairOut {
+        roots: &out.roots,
+        seed_cw: &out.seed_cw,
+        value_cw: Some(&out.value_cw),
+        last_cw: &out.last_cw,
+        levels: out.levels,
+        len,
+    };
     par_gen(len, rng, |first, count, rng| {
         let betas = &betas[first * w..(first + count) * w];
-        gen_group(aes, n, &alphas[first..first + count], betas, first, rng, &out)
+        let alphas = &alphas[first..first + count];
+        if w == 1 && gen_full_tile(vector, n, alphas, betas, first, rng, &pair) {
+            return;
+        }
+        // Literal word counts let the compiler specialise the common payload widths.
+        match w {
+            1 => gen_group(aes, n, 1, alphas, betas, first, rng, &out),
+            2 => gen_group(aes, n, 2, alphas, betas, first, rng, &out),
+            _ => gen_group(aes, n, w, alphas, betas, first, rng, &out),
+        }
     });
     Ok(())
 }
@@ -163,16 +205,20 @@ impl GenOut {
 }
 
 /// Key generation for up to [`GROUP`] keys, interleaved level by level.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // the group's inputs, its place in the batch and the outputs
 fn gen_group(
     aes: &FixedKeyAes,
     n: u32,
+    w: usize,
     alphas: &[u64],
     betas: &[u64],
     first: usize,
     rng: &mut ChaCha20Rng,
     out: &GenOut,
 ) {
-    let (g, w) = (alphas.len(), out.words);
+    let g = alphas.len();
+    debug_assert_eq!(w, out.words);
     let mut seeds = [[0u128; 2]; GROUP];
     let mut ctrl = [[0u8, 1u8]; GROUP];
     // Vα per word: the reconstructed output accumulated along α's path.

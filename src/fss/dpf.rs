@@ -21,8 +21,8 @@ use super::aes::{FixedKeyAes, fixed_aes};
 use super::dcf::check_batch;
 use super::keys::{KeyBatch, Scheme, check_domain, check_width, tiled};
 use super::tree::{
-    GROUP, SEED_MASK, Scatter, VALUE_TWEAK, bit, mask64, mask128, par_eval, par_gen, random_seed,
-    word,
+    GROUP, PairOut, SEED_MASK, Scatter, VALUE_TWEAK, bit, gen_full_tile, mask64, mask128, par_eval,
+    par_gen, random_seed, word,
 };
 use crate::error::KeyError;
 use crate::mpc::PartyId;
@@ -58,6 +58,30 @@ pub fn keygen_into(
     rng: &mut ChaCha20Rng,
     keys: &mut [KeyBatch; 2],
 ) -> Result<(), KeyError> {
+    generate(n, alphas, betas, rng, keys, true)
+}
+
+/// The scalar generator only (the reference the vector tiles are tested against).
+#[cfg(test)]
+pub(crate) fn keygen_scalar(
+    n: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    rng: &mut ChaCha20Rng,
+) -> [KeyBatch; 2] {
+    let mut keys = [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)];
+    generate(n, alphas, betas, rng, &mut keys, false).expect("valid inputs");
+    keys
+}
+
+fn generate(
+    n: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    rng: &mut ChaCha20Rng,
+    keys: &mut [KeyBatch; 2],
+    vector: bool,
+) -> Result<(), KeyError> {
     check_width(n)?;
     if betas.len() != alphas.len() {
         return Err(KeyError::BatchLength {
@@ -87,16 +111,20 @@ pub fn keygen_into(
         len,
     };
     let aes = fixed_aes();
+    let pair = PairOut {
+        roots: &out.roots,
+        seed_cw: &out.seed_cw,
+        value_cw: None,
+        last_cw: &out.last_cw,
+        levels: out.levels,
+        len,
+    };
     par_gen(len, rng, |first, count, rng| {
-        gen_group(
-            aes,
-            n,
-            &alphas[first..first + count],
-            &betas[first..first + count],
-            first,
-            rng,
-            &out,
-        )
+        let (alphas, betas) = (&alphas[first..first + count], &betas[first..first + count]);
+        if gen_full_tile(vector, n, alphas, betas, first, rng, &pair) {
+            return;
+        }
+        gen_group(aes, n, alphas, betas, first, rng, &out)
     });
     Ok(())
 }

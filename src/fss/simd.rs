@@ -170,6 +170,186 @@ unsafe fn tile(
     }
 }
 
+/// Where one full tile's key material goes: for each party, pointers to the tile's first entry
+/// of `roots`, `seed_cw`, `value_cw` (DCF only; one word) and `last_cw` (tile-local layout:
+/// level i of key j at `i·TILE + j`).
+pub(super) struct TileOut {
+    pub roots: [*mut u128; 2],
+    pub seed_cw: [*mut u128; 2],
+    pub value_cw: [*mut u64; 2],
+    pub last_cw: [*mut u64; 2],
+}
+
+/// Store the low 64-bit halves of the 4 lanes of `v` at `p`.
+#[inline(always)]
+unsafe fn store_words(p: *mut u64, v: __m512i) {
+    let idx = _mm512_set_epi64(6, 4, 2, 0, 6, 4, 2, 0);
+    _mm256_storeu_si256(p.cast(), _mm512_castsi512_si256(_mm512_permutexvar_epi64(idx, v)));
+}
+
+/// Conditional negation of the low halves: `−x` where `m` is all ones, `x` where zero.
+#[inline(always)]
+unsafe fn negate_if(x: __m512i, m: __m512i) -> __m512i {
+    _mm512_sub_epi64(_mm512_xor_si512(x, m), m)
+}
+
+/// Key generation for one full tile of DCF (one-word payload) or DPF keys: the same keys, bit
+/// for bit, as the scalar generator given the same root seeds.
+///
+/// # Safety
+/// The CPU must support AVX-512F and VAES; `out` must point to a full tile's entries in
+/// batches of input width `n`.
+#[target_feature(enable = "avx512f,vaes,aes,avx2")]
+pub(super) unsafe fn gen_tile(
+    rk: &[u128; 11],
+    n: u32,
+    comparison: bool,
+    alphas: &[u64],
+    betas: &[u64],
+    roots: &[[u128; 2]],
+    out: &TileOut,
+) {
+    debug_assert!(alphas.len() == TILE && betas.len() == TILE && roots.len() == TILE);
+    let levels = (n - 1) as usize;
+    let rk: [__m512i; 11] =
+        std::array::from_fn(|i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+    let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
+    let two = _mm512_set_epi64(0, 2, 0, 2, 0, 2, 0, 2);
+    let low_half = _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1);
+    let seed_mask = _mm512_set_epi64(-1, !3, -1, !3, -1, !3, -1, !3);
+    let shift = _mm512_set1_epi64((64 - n) as i64);
+
+    // Party b's nodes (seed | control bit), 4 keys per vector.
+    let mut nodes: [[__m512i; VECS]; 2] = [[_mm512_setzero_si512(); VECS]; 2];
+    for b in 0..2 {
+        for j in 0..VECS {
+            let lanes: [u128; 4] = std::array::from_fn(|l| roots[4 * j + l][b]);
+            let v = _mm512_loadu_si512(lanes.as_ptr().cast());
+            _mm512_storeu_si512(out.roots[b].add(4 * j).cast(), v);
+            nodes[b][j] = if b == 1 { _mm512_or_si512(v, one) } else { v };
+        }
+    }
+    let mut abits: [__m512i; VECS] = std::array::from_fn(|j| {
+        _mm512_and_si512(_mm512_sllv_epi64(load_words(alphas.as_ptr().add(4 * j)), shift), low_half)
+    });
+    let beta: [__m512i; VECS] =
+        std::array::from_fn(|j| _mm512_and_si512(load_words(betas.as_ptr().add(4 * j)), low_half));
+    let mut on_path = [_mm512_setzero_si512(); VECS];
+
+    for i in 0..levels {
+        let seeds: [[__m512i; VECS]; 2] = std::array::from_fn(|b| {
+            std::array::from_fn(|j| _mm512_and_si512(nodes[b][j], seed_mask))
+        });
+        let left: [[__m512i; VECS]; 2] = std::array::from_fn(|b| mmo(seeds[b], &rk));
+        let right: [[__m512i; VECS]; 2] = std::array::from_fn(|b| {
+            mmo(std::array::from_fn(|j| _mm512_or_si512(seeds[b][j], one)), &rk)
+        });
+        let words: [[__m512i; VECS]; 2] = if comparison {
+            std::array::from_fn(|b| {
+                mmo(std::array::from_fn(|j| _mm512_or_si512(seeds[b][j], two)), &rk)
+            })
+        } else {
+            [[_mm512_setzero_si512(); VECS]; 2]
+        };
+        for j in 0..VECS {
+            let a = _mm512_srli_epi64(abits[j], 63);
+            let a_low: __mmask8 = _mm512_test_epi64_mask(a, a); // low halves of lanes with α_i = 1
+            let a_lane: __mmask8 = a_low | (a_low << 1); // both halves
+            let keep: [__m512i; 2] =
+                std::array::from_fn(|b| _mm512_mask_blend_epi64(a_lane, left[b][j], right[b][j]));
+            let lose: [__m512i; 2] =
+                std::array::from_fn(|b| _mm512_mask_blend_epi64(a_lane, right[b][j], left[b][j]));
+            let seed_cw = _mm512_and_si512(_mm512_xor_si512(lose[0], lose[1]), seed_mask);
+            let t_left = _mm512_xor_si512(
+                _mm512_xor_si512(
+                    _mm512_and_si512(_mm512_xor_si512(left[0][j], left[1][j]), one),
+                    a,
+                ),
+                one,
+            );
+            let t_right = _mm512_xor_si512(
+                _mm512_and_si512(_mm512_xor_si512(right[0][j], right[1][j]), one),
+                a,
+            );
+            let t_keep = _mm512_mask_blend_epi64(a_low, t_left, t_right);
+            let cw_word =
+                _mm512_or_si512(_mm512_or_si512(seed_cw, t_left), _mm512_slli_epi64(t_right, 1));
+            for b in 0..2 {
+                _mm512_storeu_si512(out.seed_cw[b].add(i * TILE + 4 * j).cast(), cw_word);
+            }
+            if comparison {
+                // (−1)^{t1} as a mask: all ones where party 1's control bit is set.
+                let t1 = _mm512_and_si512(nodes[1][j], one);
+                let neg = _mm512_sub_epi64(_mm512_setzero_si512(), t1);
+                let hi: [__m512i; 2] =
+                    std::array::from_fn(|b| _mm512_shuffle_epi32(words[b][j], _MM_PERM_DCDC));
+                let v_lose: [__m512i; 2] =
+                    std::array::from_fn(|b| _mm512_mask_blend_epi64(a_low, hi[b], words[b][j]));
+                let v_keep: [__m512i; 2] =
+                    std::array::from_fn(|b| _mm512_mask_blend_epi64(a_low, words[b][j], hi[b]));
+                let beta_if = _mm512_maskz_mov_epi64(a_low, beta[j]);
+                let target = _mm512_add_epi64(
+                    _mm512_sub_epi64(_mm512_sub_epi64(v_lose[1], v_lose[0]), on_path[j]),
+                    beta_if,
+                );
+                let value_cw = negate_if(target, neg);
+                // Vα += vKeep0 − vKeep1 + (−1)^{t1}·VCW, and (−1)^{t1}·VCW = target.
+                on_path[j] = _mm512_add_epi64(
+                    on_path[j],
+                    _mm512_add_epi64(_mm512_sub_epi64(v_keep[0], v_keep[1]), target),
+                );
+                for b in 0..2 {
+                    store_words(out.value_cw[b].add(i * TILE + 4 * j), value_cw);
+                }
+            }
+            for b in 0..2 {
+                let tm = control_mask(nodes[b][j], one);
+                let t = _mm512_and_si512(nodes[b][j], one);
+                let seed = _mm512_xor_si512(
+                    _mm512_and_si512(keep[b], seed_mask),
+                    _mm512_and_si512(seed_cw, tm),
+                );
+                let ctrl =
+                    _mm512_xor_si512(_mm512_and_si512(keep[b], one), _mm512_and_si512(t, t_keep));
+                nodes[b][j] = _mm512_or_si512(seed, ctrl);
+            }
+            abits[j] = _mm512_slli_epi64(abits[j], 1);
+        }
+    }
+    // Last level: one output block per party; one correction per last input bit.
+    let words: [[__m512i; VECS]; 2] = std::array::from_fn(|b| {
+        mmo(
+            std::array::from_fn(|j| _mm512_or_si512(_mm512_and_si512(nodes[b][j], seed_mask), two)),
+            &rk,
+        )
+    });
+    for j in 0..VECS {
+        let a = _mm512_srli_epi64(abits[j], 63);
+        let a_low: __mmask8 = _mm512_test_epi64_mask(a, a);
+        let neg = _mm512_sub_epi64(_mm512_setzero_si512(), _mm512_and_si512(nodes[1][j], one));
+        for side in 0..2 {
+            let w: [__m512i; 2] = std::array::from_fn(|b| {
+                if side == 0 {
+                    words[b][j]
+                } else {
+                    _mm512_shuffle_epi32(words[b][j], _MM_PERM_DCDC)
+                }
+            });
+            // DCF: β where side < α_n (side 0, α_n = 1), minus Vα. DPF: β where side = α_n.
+            let target = match (comparison, side) {
+                (true, 0) => _mm512_sub_epi64(_mm512_maskz_mov_epi64(a_low, beta[j]), on_path[j]),
+                (true, _) => _mm512_sub_epi64(_mm512_setzero_si512(), on_path[j]),
+                (false, 0) => _mm512_maskz_mov_epi64(!a_low & 0x55, beta[j]),
+                (false, _) => _mm512_maskz_mov_epi64(a_low, beta[j]),
+            };
+            let cw = negate_if(_mm512_add_epi64(_mm512_sub_epi64(target, w[0]), w[1]), neg);
+            for b in 0..2 {
+                store_words(out.last_cw[b].add(side * TILE + 4 * j), cw);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rand::Rng;
@@ -177,6 +357,29 @@ mod tests {
     use crate::fss::aes::{AesImpl, best_impl};
     use crate::fss::{dcf, dpf};
     use crate::prg::insecure_seeded_rng;
+
+    #[test]
+    fn vector_key_generation_equals_the_scalar_generator() {
+        if best_impl() != AesImpl::Vaes512 {
+            eprintln!("skipped: this CPU has no AVX-512/VAES, the vector path is not used here");
+            return;
+        }
+        let mut rng = insecure_seeded_rng(2);
+        for n in [1u32, 2, 17, 64] {
+            let mask = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+            for len in [32usize, 64 + 5, 600] {
+                let alphas: Vec<u64> = (0..len).map(|_| rng.random::<u64>() & mask).collect();
+                let betas: Vec<u64> = (0..len).map(|_| rng.random()).collect();
+                let seed: u64 = rng.random();
+                let fast = dcf::keygen(n, &alphas, &betas, &mut insecure_seeded_rng(seed)).unwrap();
+                let slow = dcf::keygen_scalar(n, &alphas, &betas, &mut insecure_seeded_rng(seed));
+                assert_eq!(fast, slow, "DCF n={n} len={len}");
+                let fast = dpf::keygen(n, &alphas, &betas, &mut insecure_seeded_rng(seed)).unwrap();
+                let slow = dpf::keygen_scalar(n, &alphas, &betas, &mut insecure_seeded_rng(seed));
+                assert_eq!(fast, slow, "DPF n={n} len={len}");
+            }
+        }
+    }
 
     #[test]
     fn vector_tiles_equal_the_scalar_path_per_party() {

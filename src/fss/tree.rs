@@ -76,6 +76,21 @@ impl<T> Scatter<T> {
         // SAFETY: in bounds (checked); exclusive by the caller's contract.
         unsafe { self.ptr.add(index).write(value) }
     }
+
+    /// Pointer to `count` entries starting at `index`, for a task that writes all of them.
+    ///
+    /// # Safety
+    /// No other task may access `index..index + count` while the scatter is in use.
+    #[inline(always)]
+    pub(crate) unsafe fn run(&self, index: usize, count: usize) -> *mut T {
+        assert!(
+            index + count <= self.len,
+            "scatter run {index}+{count} out of bounds {}",
+            self.len
+        );
+        // SAFETY: in bounds (checked).
+        unsafe { self.ptr.add(index) }
+    }
 }
 
 /// Run `task(first_key, count, rng)` over the batch in parallel chunks, each with its own
@@ -109,4 +124,69 @@ pub(crate) fn par_eval(
             task(c * TASK + g * GROUP, xs, out);
         }
     });
+}
+
+/// One party-pair of output arrays that a tile of key generation fills.
+pub(crate) struct PairOut<'a> {
+    pub roots: &'a [Scatter<u128>; 2],
+    pub seed_cw: &'a [Scatter<u128>; 2],
+    /// DCF only (one-word payload).
+    pub value_cw: Option<&'a [Scatter<u64>; 2]>,
+    pub last_cw: &'a [Scatter<u64>; 2],
+    pub levels: usize,
+    pub len: usize,
+}
+
+/// Generate the full tile at `first` with the AVX-512/VAES code when `vector` is set and the CPU
+/// has it, drawing root seeds from `rng` in the scalar generator's order (so both paths give
+/// the same keys). Returns false when the tile must go to the scalar generator instead.
+#[allow(unused_variables)] // everything is unused on other architectures
+pub(crate) fn gen_full_tile(
+    vector: bool,
+    n: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    first: usize,
+    rng: &mut ChaCha20Rng,
+    out: &PairOut<'_>,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let aes = super::aes::fixed_aes();
+        if !vector || alphas.len() != GROUP || aes.implementation() != super::aes::AesImpl::Vaes512
+        {
+            return false;
+        }
+        let roots: [[u128; 2]; GROUP] =
+            std::array::from_fn(|_| [random_seed(rng), random_seed(rng)]);
+        let base = super::keys::tiled(out.levels, out.len, 0, first);
+        let last = super::keys::tiled(2, out.len, 0, first);
+        // SAFETY: the tile's entries belong to this task only; the runs are bounds-checked.
+        let tile = unsafe {
+            super::simd::TileOut {
+                roots: std::array::from_fn(|b| out.roots[b].run(first, GROUP)),
+                seed_cw: std::array::from_fn(|b| out.seed_cw[b].run(base, out.levels * GROUP)),
+                value_cw: std::array::from_fn(|b| match out.value_cw {
+                    Some(v) => v[b].run(base, out.levels * GROUP),
+                    None => std::ptr::null_mut(),
+                }),
+                last_cw: std::array::from_fn(|b| out.last_cw[b].run(last, 2 * GROUP)),
+            }
+        };
+        // SAFETY: Vaes512 implies AVX-512F and VAES; `tile` points at a full tile.
+        unsafe {
+            super::simd::gen_tile(
+                aes.round_keys(),
+                n,
+                out.value_cw.is_some(),
+                alphas,
+                betas,
+                &roots,
+                &tile,
+            )
+        };
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
