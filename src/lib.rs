@@ -57,6 +57,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod bench;
 pub mod error;
 pub mod fss;

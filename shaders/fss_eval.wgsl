@@ -1,0 +1,129 @@
+// Batched DCF and DPF evaluation: one invocation per key, reading the exact bytes of the CPU's
+// `KeyBatch` (tiled struct-of-arrays layout, see src/fss/keys.rs). Prepended on the host with
+// u64.wgsl and aes.wgsl. Outputs are bit-identical to the CPU evaluator.
+
+struct FssParams {
+    // Input width n (1..=64).
+    n: u32,
+    // Keys in this dispatch (a run of whole tiles of the batch, or its end).
+    len: u32,
+    // 0 or 1.
+    party: u32,
+    // Invocations per row of the 2-D dispatch grid.
+    row: u32,
+}
+
+@group(0) @binding(0) var<uniform> aes: AesParams;
+@group(0) @binding(1) var<storage, read> aes_tables: array<u32>;
+@group(0) @binding(2) var<uniform> params: FssParams;
+@group(0) @binding(3) var<storage, read> roots: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> seed_cw: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read> value_cw: array<vec2<u32>>;
+@group(0) @binding(6) var<storage, read> last_cw: array<vec2<u32>>;
+@group(0) @binding(7) var<storage, read> xs: array<vec2<u32>>;
+@group(0) @binding(8) var<storage, read_write> out: array<vec2<u32>>;
+
+const TILE: u32 = 32u;
+const WORKGROUP: u32 = 64u;
+
+// Index of (level, key) in a tiled array with `levels` entries per key (keys.rs::tiled).
+fn tiled(levels: u32, len: u32, level: u32, key: u32) -> u32 {
+    let tile_start = key / TILE * TILE;
+    let width = min(TILE, len - tile_start);
+    return tile_start * levels + level * width + (key - tile_start);
+}
+
+// Bit i (0 = most significant) of the n-bit value x.
+fn input_bit(x: vec2<u32>, n: u32, i: u32) -> u32 {
+    let p = n - 1u - i;
+    if (p >= 32u) {
+        return (x.y >> (p - 32u)) & 1u;
+    }
+    return (x.x >> p) & 1u;
+}
+
+fn with_low_bits(block: vec4<u32>, bits: u32) -> vec4<u32> {
+    return vec4<u32>((block.x & ~3u) | bits, block.y, block.z, block.w);
+}
+
+fn output_word(block: vec4<u32>, side: u32) -> vec2<u32> {
+    return select(block.xy, block.zw, side == 1u);
+}
+
+// Child seed correction with this side's control-bit correction moved into bit 0.
+fn corrected(child: vec4<u32>, cw: vec4<u32>, side: u32, t: u32) -> vec4<u32> {
+    if (t == 0u) {
+        return child;
+    }
+    let cw_side = vec4<u32>((cw.x & ~3u) | ((cw.x >> side) & 1u), cw.y, cw.z, cw.w);
+    return child ^ cw_side;
+}
+
+fn key_index(gid: vec3<u32>) -> u32 {
+    return gid.x + gid.y * params.row;
+}
+
+@compute @workgroup_size(64)
+fn dcf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+    load_aes_tables(local, WORKGROUP);
+    let k = key_index(gid);
+    if (k >= params.len) {
+        return;
+    }
+    let n = params.n;
+    let levels = n - 1u;
+    let x = xs[k];
+    var node = roots[k] | vec4<u32>(params.party, 0u, 0u, 0u);
+    var acc = vec2<u32>(0u, 0u);
+    for (var i = 0u; i < levels; i++) {
+        let side = input_bit(x, n, i);
+        let t = node.x & 1u;
+        let child = mmo(with_low_bits(node, side));
+        let words = mmo(with_low_bits(node, 2u));
+        let idx = tiled(levels, params.len, i, k);
+        acc = add64(acc, output_word(words, side));
+        if (t == 1u) {
+            acc = add64(acc, value_cw[idx]);
+        }
+        node = corrected(child, seed_cw[idx], side, t);
+    }
+    let side = input_bit(x, n, levels);
+    let words = mmo(with_low_bits(node, 2u));
+    var total = add64(acc, output_word(words, side));
+    if ((node.x & 1u) == 1u) {
+        total = add64(total, last_cw[tiled(2u, params.len, side, k)]);
+    }
+    if (params.party == 1u) {
+        total = neg64(total);
+    }
+    out[k] = total;
+}
+
+@compute @workgroup_size(64)
+fn dpf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+    load_aes_tables(local, WORKGROUP);
+    let k = key_index(gid);
+    if (k >= params.len) {
+        return;
+    }
+    let n = params.n;
+    let levels = n - 1u;
+    let x = xs[k];
+    var node = roots[k] | vec4<u32>(params.party, 0u, 0u, 0u);
+    for (var i = 0u; i < levels; i++) {
+        let side = input_bit(x, n, i);
+        let t = node.x & 1u;
+        let child = mmo(with_low_bits(node, side));
+        node = corrected(child, seed_cw[tiled(levels, params.len, i, k)], side, t);
+    }
+    let side = input_bit(x, n, levels);
+    let words = mmo(with_low_bits(node, 2u));
+    var total = output_word(words, side);
+    if ((node.x & 1u) == 1u) {
+        total = add64(total, last_cw[tiled(2u, params.len, side, k)]);
+    }
+    if (params.party == 1u) {
+        total = neg64(total);
+    }
+    out[k] = total;
+}

@@ -1,0 +1,161 @@
+//! Batch-first compute backends: the same operations on the CPU (the reference) and on GPUs.
+//!
+//! Every implementation returns the same bits for the same inputs — per party, as raw shares —
+//! which the tests check for every kernel. Where no GPU exists, [`Cpu`] does the work.
+
+use crate::error::{Error, Result};
+use crate::fss::{KeyBatch, Scheme, dcf, dpf};
+use crate::mpc::{PartyId, Share, trunc};
+use crate::ring::RingTensor;
+
+/// Elementwise Z_2^64 operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElemOp {
+    /// a + b
+    Add = 0,
+    /// a − b
+    Sub = 1,
+    /// a · b
+    Mul = 2,
+}
+
+impl ElemOp {
+    /// The cleartext operation.
+    pub fn apply(self, a: u64, b: u64) -> u64 {
+        match self {
+            ElemOp::Add => a.wrapping_add(b),
+            ElemOp::Sub => a.wrapping_sub(b),
+            ElemOp::Mul => a.wrapping_mul(b),
+        }
+    }
+}
+
+/// The operations the secure protocols offload.
+pub trait Backend: Send + Sync {
+    /// A human-readable name (the adapter, or "CPU (n threads)").
+    fn name(&self) -> String;
+
+    /// Evaluate a DCF or DPF batch (one-word payloads): `out[k] = eval(keys[k], xs[k])`.
+    ///
+    /// # Errors
+    /// The evaluators' key errors; device errors.
+    fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()>;
+
+    /// `out[i] = a[i] op b[i]` over Z_2^64.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] on length mismatch; device errors.
+    fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()>;
+
+    /// One party's local truncation of its shares by `shift` bits.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] on length mismatch or `shift` ≥ 64; device errors.
+    fn trunc_shares(&self, party: PartyId, shift: u32, x: &[u64], out: &mut [u64]) -> Result<()>;
+
+    /// `out = a (m×k) · b (k×n)` over Z_2^64, row-major.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] on mismatched lengths; device errors.
+    fn matmul(
+        &self,
+        a: &[u64],
+        b: &[u64],
+        dims: (usize, usize, usize),
+        out: &mut [u64],
+    ) -> Result<()>;
+}
+
+/// The CPU reference backend (rayon across cores, AVX-512/VAES where present).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu;
+
+impl Backend for Cpu {
+    fn name(&self) -> String {
+        format!("CPU ({} threads)", rayon::current_num_threads())
+    }
+
+    fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
+        match keys.scheme() {
+            Scheme::Dcf => dcf::eval(keys, xs, out)?,
+            Scheme::Dpf => dpf::eval(keys, xs, out)?,
+        }
+        Ok(())
+    }
+
+    fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
+        if a.len() != b.len() || a.len() != out.len() {
+            return Err(Error::Shape {
+                op: "elementwise",
+                left: vec![a.len(), b.len()],
+                right: vec![out.len()],
+            });
+        }
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = op.apply(x, y);
+        }
+        Ok(())
+    }
+
+    fn trunc_shares(&self, party: PartyId, shift: u32, x: &[u64], out: &mut [u64]) -> Result<()> {
+        if x.len() != out.len() || shift >= 64 {
+            return Err(Error::Shape {
+                op: "trunc_shares",
+                left: vec![x.len(), shift as usize],
+                right: vec![out.len()],
+            });
+        }
+        let shares = Share::new(RingTensor::from_vec(&[x.len()], x.to_vec())?);
+        out.copy_from_slice(trunc::trunc_local(party, &shares, shift).tensor().as_slice());
+        Ok(())
+    }
+
+    fn matmul(
+        &self,
+        a: &[u64],
+        b: &[u64],
+        (m, k, n): (usize, usize, usize),
+        out: &mut [u64],
+    ) -> Result<()> {
+        if a.len() != m * k || b.len() != k * n || out.len() != m * n {
+            return Err(Error::Shape {
+                op: "matmul",
+                left: vec![m, k, n],
+                right: vec![a.len(), b.len(), out.len()],
+            });
+        }
+        let c = RingTensor::from_vec(&[m, k], a.to_vec())?
+            .matmul(&RingTensor::from_vec(&[k, n], b.to_vec())?)?;
+        out.copy_from_slice(c.as_slice());
+        Ok(())
+    }
+}
+
+#[cfg(feature = "gpu")]
+impl Backend for crate::gpu::GpuDevice {
+    fn name(&self) -> String {
+        format!("{} ({})", self.info().name, self.info().backend)
+    }
+
+    fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
+        crate::gpu::GpuDevice::eval_fss(self, keys, xs, out)
+    }
+
+    fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
+        crate::gpu::GpuDevice::elementwise(self, op, a, b, out)
+    }
+
+    fn trunc_shares(&self, party: PartyId, shift: u32, x: &[u64], out: &mut [u64]) -> Result<()> {
+        crate::gpu::GpuDevice::trunc_shares(self, party, shift, x, out)
+    }
+
+    fn matmul(
+        &self,
+        a: &[u64],
+        b: &[u64],
+        dims: (usize, usize, usize),
+        out: &mut [u64],
+    ) -> Result<()> {
+        crate::gpu::GpuDevice::matmul(self, a, b, dims, self.has_int64(), out)
+    }
+}

@@ -1,0 +1,530 @@
+//! One GPU (wgpu adapter + device): buffers, the pipeline cache and the kernels.
+//!
+//! Every operation uploads its inputs, dispatches, and reads the result back, synchronously
+//! (`device.poll(wait)`), so timings taken around a call include all three. Work larger than
+//! one storage-buffer binding is split into chunks that each fit (a key batch by whole tiles,
+//! elementwise data by elements, a matmul by rows of A).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use wgpu::util::DeviceExt;
+
+use super::shaders::ShaderId;
+use super::{AdapterSummary, summarize};
+use crate::backend::ElemOp;
+use crate::error::{Error, Result};
+use crate::fss::KeyBatch;
+use crate::fss::aes::{fixed_aes, sbox};
+use crate::fss::keys::{Scheme, TILE, tiled};
+
+/// Invocations per workgroup of the FSS and elementwise kernels.
+const FSS_WORKGROUP: u32 = 64;
+const ELEM_WORKGROUP: u32 = 256;
+/// Rows and columns of one matmul tile (ring.wgsl's MM_TILE).
+const MM_TILE: u32 = 16;
+
+/// An opened GPU.
+pub struct GpuDevice {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: AdapterSummary,
+    int64: bool,
+    max_binding: u64,
+    max_workgroups: u32,
+    pipelines: Mutex<HashMap<(ShaderId, &'static str), wgpu::ComputePipeline>>,
+    aes_round_keys: wgpu::Buffer,
+    aes_tables: wgpu::Buffer,
+}
+
+impl std::fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuDevice")
+            .field("adapter", &self.info.name)
+            .field("int64", &self.int64)
+            .finish()
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct FssParams {
+    n: u32,
+    len: u32,
+    party: u32,
+    row: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RingParams {
+    len: u32,
+    op: u32,
+    shift: u32,
+    row: u32,
+    m: u32,
+    k: u32,
+    n: u32,
+    pad: u32,
+}
+
+/// `T0[x] = 2·S(x) | S(x) << 8 | S(x) << 16 | 3·S(x) << 24`, then the S-box (aes.wgsl).
+fn aes_tables() -> Vec<u32> {
+    let xtime = |b: u32| ((b << 1) ^ if b & 0x80 != 0 { 0x1b } else { 0 }) & 0xff;
+    let s = sbox();
+    let t0 = s.iter().map(|&v| {
+        let v = v as u32;
+        xtime(v) | v << 8 | v << 16 | (xtime(v) ^ v) << 24
+    });
+    t0.chain(s.iter().map(|&v| v as u32)).collect()
+}
+
+/// All adapters wgpu sees (honouring `WGPU_BACKEND`).
+pub fn adapters() -> Vec<wgpu::Adapter> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+impl GpuDevice {
+    /// Open every adapter (those that fail to open are logged and skipped).
+    pub fn open_all() -> Vec<GpuDevice> {
+        adapters()
+            .into_iter()
+            .filter_map(|a| match GpuDevice::open(a) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    log::warn!("skipping a GPU adapter: {e}");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Open the first adapter, preferring real GPUs over software ones; `None` when there is none.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] when an adapter exists but cannot be opened.
+    pub fn open_default() -> Result<Option<GpuDevice>> {
+        let mut all = adapters();
+        all.sort_by_key(|a| match a.get_info().device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        });
+        all.into_iter().next().map(GpuDevice::open).transpose()
+    }
+
+    /// Open one adapter with its own limits and, where offered, SHADER_INT64.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] when the device cannot be created.
+    pub fn open(adapter: wgpu::Adapter) -> Result<GpuDevice> {
+        let info = summarize(&adapter);
+        let int64 = adapter.features().contains(wgpu::Features::SHADER_INT64);
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("prifft"),
+            required_features: if int64 {
+                wgpu::Features::SHADER_INT64
+            } else {
+                wgpu::Features::empty()
+            },
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::Gpu(format!("{}: cannot open the device: {e}", info.name)))?;
+        let round_keys: Vec<u8> =
+            fixed_aes().round_keys().iter().flat_map(|k| k.to_le_bytes()).collect();
+        let aes_round_keys = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("prifft aes round keys"),
+            contents: &round_keys,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let aes_tables = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("prifft aes tables"),
+            contents: bytemuck::cast_slice(&aes_tables()),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        Ok(GpuDevice {
+            max_binding: (limits.max_storage_buffer_binding_size).min(limits.max_buffer_size),
+            max_workgroups: limits.max_compute_workgroups_per_dimension,
+            device,
+            queue,
+            info,
+            int64,
+            pipelines: Mutex::new(HashMap::new()),
+            aes_round_keys,
+            aes_tables,
+        })
+    }
+
+    /// What the adapter is.
+    pub fn info(&self) -> &AdapterSummary {
+        &self.info
+    }
+
+    /// Whether the native 64-bit matmul can run here.
+    pub fn has_int64(&self) -> bool {
+        self.int64
+    }
+
+    /// Bytes one storage binding may hold on this device (chunks stay below it).
+    pub fn max_binding(&self) -> u64 {
+        self.max_binding
+    }
+
+    /// Use at most `bytes` per binding (below the device's limit): exercises the chunked paths
+    /// with small inputs in tests, or caps per-dispatch memory.
+    pub fn limit_binding(&mut self, bytes: u64) {
+        self.max_binding = self.max_binding.min(bytes.max(256));
+    }
+
+    fn pipeline(&self, shader: ShaderId, entry: &'static str) -> wgpu::ComputePipeline {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry((shader, entry))
+            .or_insert_with(|| {
+                let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.label()),
+                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                });
+                self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+            })
+            .clone()
+    }
+
+    fn storage(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+        // A binding cannot be empty: pad to one 16-byte element.
+        let padded;
+        let contents = if bytes.is_empty() {
+            padded = [0u8; 16];
+            &padded[..]
+        } else {
+            bytes
+        };
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+    }
+
+    fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    }
+
+    fn output(&self, label: &str, words: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (words * 8) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A 2-D grid of workgroups covering `groups` (≤ max per dimension in x).
+    fn grid(&self, groups: u32) -> (u32, u32) {
+        let x = groups.clamp(1, self.max_workgroups);
+        (x, groups.div_ceil(x).max(1))
+    }
+
+    /// Dispatch `entry` with `bindings` and copy `out` (u64 words) back into `dst`.
+    fn run(
+        &self,
+        shader: ShaderId,
+        entry: &'static str,
+        bindings: &[(u32, &wgpu::Buffer)],
+        grid: (u32, u32),
+        out: &wgpu::Buffer,
+        dst: &mut [u64],
+    ) -> Result<()> {
+        let pipeline = self.pipeline(shader, entry);
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
+            .iter()
+            .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(entry),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let bytes = (dst.len() * 8) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("prifft readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(entry),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(grid.0, grid.1, 1);
+        }
+        encoder.copy_buffer_to_buffer(out, 0, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("{}: waiting for {entry}: {e}", self.info.name)))?;
+        rx.recv()
+            .map_err(|_| {
+                Error::Gpu(format!("{}: readback of {entry} was dropped", self.info.name))
+            })?
+            .map_err(|e| Error::Gpu(format!("{}: readback of {entry}: {e}", self.info.name)))?;
+        let view = staging.get_mapped_range(..).map_err(|e| {
+            Error::Gpu(format!("{}: mapping the readback of {entry}: {e}", self.info.name))
+        })?;
+        dst.copy_from_slice(bytemuck::cast_slice(&view));
+        Ok(())
+    }
+
+    /// Evaluate a DCF or DPF batch with a one-word payload: bit-identical to
+    /// [`dcf::eval`](crate::fss::dcf::eval) / [`dpf::eval`](crate::fss::dpf::eval).
+    ///
+    /// # Errors
+    /// Key errors as the CPU evaluators; [`Error::Gpu`] for device failures or multi-word
+    /// payloads (not on the GPU yet).
+    pub fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
+        crate::fss::dcf::check_batch(keys, xs, out)?;
+        if keys.words() != 1 {
+            return Err(Error::Gpu("multi-word DCF payloads are evaluated on the CPU only".into()));
+        }
+        let (n, len) = (keys.input_bits(), keys.len());
+        let levels = (n - 1) as usize;
+        let entry = if keys.scheme() == Scheme::Dcf { "dcf_eval" } else { "dpf_eval" };
+        // Keys per dispatch: whole tiles whose largest array (the seed corrections) fits a binding.
+        let per_key = (16 * levels).max(16) as u64;
+        let chunk = ((self.max_binding / per_key) as usize / TILE * TILE).max(TILE);
+        let (roots, seed_cw, value_cw, last_cw) = keys.arrays();
+        let mut first = 0;
+        while first < len {
+            let count = chunk.min(len - first);
+            let base = if levels == 0 { 0 } else { tiled(levels, len, 0, first) };
+            let groups = (count as u32).div_ceil(FSS_WORKGROUP);
+            let grid = self.grid(groups);
+            let params = FssParams {
+                n,
+                len: count as u32,
+                party: keys.party().index() as u32,
+                row: grid.0 * FSS_WORKGROUP,
+            };
+            let params = self.uniform("prifft fss params", &params);
+            let b_roots =
+                self.storage("prifft roots", bytemuck::cast_slice(&roots[first..first + count]));
+            let b_seed = self.storage(
+                "prifft seed_cw",
+                bytemuck::cast_slice(&seed_cw[base..base + levels * count]),
+            );
+            let b_last = self.storage(
+                "prifft last_cw",
+                bytemuck::cast_slice(&last_cw[2 * first..2 * (first + count)]),
+            );
+            let b_xs =
+                self.storage("prifft inputs", bytemuck::cast_slice(&xs[first..first + count]));
+            let b_out = self.output("prifft outputs", count);
+            let mut bindings = vec![
+                (0, &self.aes_round_keys),
+                (1, &self.aes_tables),
+                (2, &params),
+                (3, &b_roots),
+                (4, &b_seed),
+                (6, &b_last),
+                (7, &b_xs),
+                (8, &b_out),
+            ];
+            let b_value;
+            if keys.scheme() == Scheme::Dcf {
+                b_value = self.storage(
+                    "prifft value_cw",
+                    bytemuck::cast_slice(&value_cw[base..base + levels * count]),
+                );
+                bindings.push((5, &b_value));
+            }
+            self.run(
+                ShaderId::FssEval,
+                entry,
+                &bindings,
+                grid,
+                &b_out,
+                &mut out[first..first + count],
+            )?;
+            first += count;
+        }
+        Ok(())
+    }
+
+    /// Elementwise `out = a op b` over Z_2^64.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] on length mismatch, [`Error::Gpu`] for device failures.
+    pub fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
+        if a.len() != b.len() || a.len() != out.len() {
+            return Err(Error::Shape {
+                op: "gpu elementwise",
+                left: vec![a.len(), b.len()],
+                right: vec![out.len()],
+            });
+        }
+        self.elementwise_op(op as u32, 0, a, Some(b), out)
+    }
+
+    /// One party's local truncation of its shares by `shift` bits
+    /// ([`trunc_local`](crate::mpc::trunc::trunc_local) on the GPU).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] on length mismatch or `shift` ≥ 64, [`Error::Gpu`] for device failures.
+    pub fn trunc_shares(
+        &self,
+        party: crate::mpc::PartyId,
+        shift: u32,
+        x: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        if x.len() != out.len() || shift >= 64 {
+            return Err(Error::Shape {
+                op: "gpu trunc_shares",
+                left: vec![x.len(), shift as usize],
+                right: vec![out.len()],
+            });
+        }
+        self.elementwise_op(3 + party.index() as u32, shift, x, None, out)
+    }
+
+    fn elementwise_op(
+        &self,
+        op: u32,
+        shift: u32,
+        a: &[u64],
+        b: Option<&[u64]>,
+        out: &mut [u64],
+    ) -> Result<()> {
+        let chunk = (self.max_binding / 8) as usize;
+        let mut first = 0;
+        while first < a.len() {
+            let count = chunk.min(a.len() - first);
+            let grid = self.grid((count as u32).div_ceil(ELEM_WORKGROUP));
+            let params = RingParams {
+                len: count as u32,
+                op,
+                shift,
+                row: grid.0 * ELEM_WORKGROUP,
+                m: 0,
+                k: 0,
+                n: 0,
+                pad: 0,
+            };
+            let params = self.uniform("prifft ring params", &params);
+            let b_a = self.storage("prifft a", bytemuck::cast_slice(&a[first..first + count]));
+            let b_b = match b {
+                Some(b) => self.storage("prifft b", bytemuck::cast_slice(&b[first..first + count])),
+                None => self.storage("prifft b (unused)", &[]),
+            };
+            let b_out = self.output("prifft c", count);
+            let bindings = [(0, &params), (1, &b_a), (2, &b_b), (3, &b_out)];
+            self.run(
+                ShaderId::Ring,
+                "elementwise",
+                &bindings,
+                grid,
+                &b_out,
+                &mut out[first..first + count],
+            )?;
+            first += count;
+        }
+        Ok(())
+    }
+
+    /// The Z_2^64 matrix product `a (m×k) · b (k×n)` in row-major slices, with the native
+    /// 64-bit kernel when `int64` is set (and offered), else the u32-limb kernel.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] on mismatched lengths, [`Error::Gpu`] when B does not fit one binding or
+    /// the device fails.
+    pub fn matmul(
+        &self,
+        a: &[u64],
+        b: &[u64],
+        (m, k, n): (usize, usize, usize),
+        int64: bool,
+        out: &mut [u64],
+    ) -> Result<()> {
+        if a.len() != m * k || b.len() != k * n || out.len() != m * n {
+            return Err(Error::Shape {
+                op: "gpu matmul",
+                left: vec![m, k, n],
+                right: vec![a.len(), b.len(), out.len()],
+            });
+        }
+        if m * n == 0 {
+            return Ok(());
+        }
+        if (k * n * 8) as u64 > self.max_binding {
+            return Err(Error::Gpu(format!(
+                "matmul: B ({k}×{n}) exceeds one storage binding on {}",
+                self.info.name
+            )));
+        }
+        let shader = if int64 && self.int64 { ShaderId::RingInt64 } else { ShaderId::Ring };
+        let row_bytes = (k.max(n) * 8).max(8) as u64;
+        let rows_per_chunk = ((self.max_binding / row_bytes) as usize).max(1);
+        let b_b = self.storage("prifft matmul b", bytemuck::cast_slice(b));
+        let mut row = 0;
+        while row < m {
+            let rows = rows_per_chunk.min(m - row);
+            let params = RingParams {
+                len: 0,
+                op: 0,
+                shift: 0,
+                row: 0,
+                m: rows as u32,
+                k: k as u32,
+                n: n as u32,
+                pad: 0,
+            };
+            let params = self.uniform("prifft matmul params", &params);
+            let b_a = self
+                .storage("prifft matmul a", bytemuck::cast_slice(&a[row * k..(row + rows) * k]));
+            let b_out = self.output("prifft matmul c", rows * n);
+            let grid = ((n as u32).div_ceil(MM_TILE), (rows as u32).div_ceil(MM_TILE));
+            let bindings = [(0, &params), (1, &b_a), (2, &b_b), (3, &b_out)];
+            self.run(
+                shader,
+                "matmul",
+                &bindings,
+                grid,
+                &b_out,
+                &mut out[row * n..(row + rows) * n],
+            )?;
+            row += rows;
+        }
+        Ok(())
+    }
+}

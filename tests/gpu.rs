@@ -1,0 +1,173 @@
+//! L2: every GPU kernel returns the CPU's bits, per party, at batch sizes 0, 1, 255, 256, 257,
+//! 2^16 and beyond one storage binding, each run twice. Without an adapter the tests skip with a
+//! message — unless PRIFFT_REQUIRE_GPU=1 (CI, on lavapipe), where they fail.
+#![cfg(feature = "gpu")]
+
+use prifft::backend::{Backend, Cpu, ElemOp};
+use prifft::fss::{dcf, dpf};
+use prifft::gpu::GpuDevice;
+use prifft::mpc::PartyId;
+use prifft::prg::insecure_seeded_rng;
+use rand::Rng;
+
+fn device() -> Option<GpuDevice> {
+    match GpuDevice::open_default().expect("an adapter exists but cannot be opened") {
+        Some(d) => {
+            eprintln!(
+                "GPU tests on {} ({}, {})",
+                d.info().name,
+                d.info().backend,
+                d.info().device_type
+            );
+            Some(d)
+        }
+        None if std::env::var("PRIFFT_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!(
+                "PRIFFT_REQUIRE_GPU=1 but no GPU adapter was found (install mesa-vulkan-drivers for lavapipe)"
+            )
+        }
+        None => {
+            eprintln!("skipped: no GPU adapter (set PRIFFT_REQUIRE_GPU=1 to make this a failure)");
+            None
+        }
+    }
+}
+
+const SIZES: [usize; 6] = [0, 1, 255, 256, 257, 1 << 16];
+
+fn random(len: usize, mask: u64, seed: u64) -> Vec<u64> {
+    let mut rng = insecure_seeded_rng(seed);
+    (0..len).map(|_| rng.random::<u64>() & mask).collect()
+}
+
+/// GPU twice vs CPU once, per party.
+fn check_fss(gpu: &GpuDevice, scheme_dcf: bool, n: u32, len: usize) {
+    let mask = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+    let alphas = random(len, mask, 1 + len as u64);
+    let betas = random(len, u64::MAX, 2);
+    let mut xs = random(len, mask, 3);
+    for k in (0..len).step_by(3) {
+        xs[k] = alphas[k]; // hit x = α (DPF) and its neighbourhood
+    }
+    let mut rng = insecure_seeded_rng(4);
+    let keys = if scheme_dcf {
+        dcf::keygen(n, &alphas, &betas, &mut rng)
+    } else {
+        dpf::keygen(n, &alphas, &betas, &mut rng)
+    };
+    for k in keys.unwrap() {
+        let mut want = vec![0; len];
+        Cpu.eval_fss(&k, &xs, &mut want).unwrap();
+        for run in 0..2 {
+            let mut got = vec![1; len];
+            gpu.eval_fss(&k, &xs, &mut got).unwrap();
+            assert!(
+                got == want,
+                "{} n={n} len={len} party {} run {run}: GPU != CPU",
+                if scheme_dcf { "DCF" } else { "DPF" },
+                k.party()
+            );
+        }
+    }
+}
+
+#[test]
+fn dcf_and_dpf_evaluation_match_the_cpu() {
+    let Some(gpu) = device() else { return };
+    for len in SIZES {
+        for n in [1u32, 16, 64] {
+            if len == 1 << 16 && n != 64 {
+                continue;
+            }
+            check_fss(&gpu, true, n, len);
+            check_fss(&gpu, false, n, len);
+        }
+    }
+}
+
+#[test]
+fn key_batches_larger_than_one_binding_are_chunked() {
+    let Some(mut gpu) = device() else { return };
+    // 64 KiB bindings: a 64-bit DCF key's seed corrections take 1,008 bytes, so 1,000 keys need
+    // 16 chunks (the last one partial); the same code path splits 2^18 keys under 128 MiB.
+    gpu.limit_binding(64 << 10);
+    check_fss(&gpu, true, 64, 1000);
+    check_fss(&gpu, false, 64, 1000);
+    check_fss(&gpu, true, 64, 64 + 1);
+}
+
+#[test]
+fn elementwise_and_truncation_match_the_cpu() {
+    let Some(gpu) = device() else { return };
+    for len in SIZES {
+        let a = random(len, u64::MAX, 5);
+        let mut b = random(len, u64::MAX, 6);
+        for (i, v) in [0, 1, 0xffff, 0x1_0000, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, u64::MAX]
+            .iter()
+            .enumerate()
+        {
+            if i < len {
+                b[i] = *v;
+            }
+        }
+        for op in [ElemOp::Add, ElemOp::Sub, ElemOp::Mul] {
+            let mut want = vec![0; len];
+            Cpu.elementwise(op, &a, &b, &mut want).unwrap();
+            for _ in 0..2 {
+                let mut got = vec![1; len];
+                gpu.elementwise(op, &a, &b, &mut got).unwrap();
+                assert!(got == want, "{op:?} len={len}");
+            }
+        }
+        for party in [PartyId::P0, PartyId::P1] {
+            for shift in [1u32, 16, 31, 32, 33, 63] {
+                let mut want = vec![0; len];
+                Cpu.trunc_shares(party, shift, &a, &mut want).unwrap();
+                let mut got = vec![1; len];
+                gpu.trunc_shares(party, shift, &a, &mut got).unwrap();
+                assert!(got == want, "trunc {party} by {shift}, len={len}");
+            }
+        }
+    }
+}
+
+#[test]
+fn elementwise_beyond_one_binding() {
+    let Some(gpu) = device() else { return };
+    // One element more than a binding holds.
+    let len = (gpu.max_binding() / 8) as usize + 1;
+    let a = random(len, u64::MAX, 7);
+    let b = random(len, u64::MAX, 8);
+    let mut want = vec![0; len];
+    Cpu.elementwise(ElemOp::Mul, &a, &b, &mut want).unwrap();
+    for _ in 0..2 {
+        let mut got = vec![1; len];
+        gpu.elementwise(ElemOp::Mul, &a, &b, &mut got).unwrap();
+        assert!(got == want, "len={len}");
+    }
+}
+
+#[test]
+fn matmul_limbs_and_int64_match_the_cpu() {
+    let Some(gpu) = device() else { return };
+    let mut variants = vec![false];
+    if gpu.has_int64() {
+        variants.push(true);
+    } else {
+        eprintln!("this adapter has no SHADER_INT64: only the u32-limb matmul is tested");
+    }
+    for (m, k, n) in [(0, 3, 4), (1, 1, 1), (1, 257, 1), (17, 33, 15), (64, 64, 64), (130, 96, 70)]
+    {
+        let a = random(m * k, u64::MAX, 9);
+        let b = random(k * n, u64::MAX, 10);
+        let mut want = vec![0; m * n];
+        Cpu.matmul(&a, &b, (m, k, n), &mut want).unwrap();
+        for &int64 in &variants {
+            for _ in 0..2 {
+                let mut got = vec![1; m * n];
+                gpu.matmul(&a, &b, (m, k, n), int64, &mut got).unwrap();
+                assert!(got == want, "matmul {m}×{k}·{k}×{n} int64={int64}");
+            }
+        }
+    }
+}
