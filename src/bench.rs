@@ -137,3 +137,155 @@ pub fn fss(
     }
     rows
 }
+
+/// One row of `prifft bench gpu`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GpuRow {
+    /// Device (adapter name and backend, or the CPU).
+    pub device: String,
+    /// What was measured: `dcf64_eval`, `dpf64_eval`, `matmul_limbs`, `matmul_int64`.
+    pub kernel: String,
+    /// Keys, or m = k = n of the matmul.
+    pub size: usize,
+    /// Upload seconds (0 on the CPU).
+    pub upload_s: f64,
+    /// Seconds of one synchronised dispatch with resident inputs (the whole call on the CPU).
+    pub dispatch_s: f64,
+    /// Readback seconds (0 on the CPU).
+    pub readback_s: f64,
+    /// Nanoseconds per key evaluation (FSS rows), dispatch only.
+    pub ns_per_eval: Option<f64>,
+    /// Nanoseconds per key including upload and readback (FSS rows, GPU).
+    pub ns_per_eval_with_transfer: Option<f64>,
+    /// Multiply-accumulates per second / 1e9 (matmul rows).
+    pub gmac_per_s: Option<f64>,
+}
+
+/// Run the GPU benchmark on every adapter, with the CPU baseline measured in the same run.
+/// Every GPU output is compared with the CPU's before its time is reported.
+///
+/// # Errors
+/// Device errors, or [`Error::Gpu`](crate::Error::Gpu) when a GPU result differs from the CPU.
+#[cfg(feature = "gpu")]
+pub fn gpu(
+    keys_log2: u32,
+    matmul: usize,
+    mut progress: impl FnMut(&GpuRow),
+) -> crate::Result<Vec<GpuRow>> {
+    use crate::backend::{Backend, Cpu};
+    use crate::gpu::GpuDevice;
+    use rand::Rng;
+
+    let mut rng = os_rng();
+    let batch = 1usize << keys_log2;
+    let alphas: Vec<u64> = (0..batch).map(|_| rng.random()).collect();
+    let betas: Vec<u64> = (0..batch).map(|_| rng.random()).collect();
+    let xs: Vec<u64> = (0..batch).map(|_| rng.random()).collect();
+    let a: Vec<u64> = (0..matmul * matmul).map(|_| rng.random()).collect();
+    let b: Vec<u64> = (0..matmul * matmul).map(|_| rng.random()).collect();
+    let macs = (matmul * matmul * matmul) as f64;
+    let mut rows = Vec::new();
+    let mut emit = |row: GpuRow, rows: &mut Vec<GpuRow>| {
+        progress(&row);
+        rows.push(row);
+    };
+
+    let cpu_name = Cpu.name();
+    let mut cpu_out: Vec<(Scheme, Vec<u64>)> = Vec::new();
+    let mut keys_by_scheme = Vec::new();
+    for scheme in [Scheme::Dcf, Scheme::Dpf] {
+        let [k0, _] = match scheme {
+            Scheme::Dcf => dcf::keygen(64, &alphas, &betas, &mut rng)?,
+            Scheme::Dpf => dpf::keygen(64, &alphas, &betas, &mut rng)?,
+        };
+        let mut out = vec![0u64; batch];
+        let secs = time_ns(3, || Cpu.eval_fss(&k0, &xs, &mut out).expect("valid")) / 1e9;
+        emit(
+            GpuRow {
+                device: cpu_name.clone(),
+                kernel: format!("{}64_eval", scheme.to_string().to_lowercase()),
+                size: batch,
+                upload_s: 0.0,
+                dispatch_s: secs,
+                readback_s: 0.0,
+                ns_per_eval: Some(secs * 1e9 / batch as f64),
+                ns_per_eval_with_transfer: None,
+                gmac_per_s: None,
+            },
+            &mut rows,
+        );
+        cpu_out.push((scheme, out));
+        keys_by_scheme.push(k0);
+    }
+    let mut cpu_mm = vec![0u64; matmul * matmul];
+    let secs =
+        time_ns(3, || Cpu.matmul(&a, &b, (matmul, matmul, matmul), &mut cpu_mm).expect("valid"))
+            / 1e9;
+    emit(
+        GpuRow {
+            device: cpu_name,
+            kernel: "matmul".into(),
+            size: matmul,
+            upload_s: 0.0,
+            dispatch_s: secs,
+            readback_s: 0.0,
+            ns_per_eval: None,
+            ns_per_eval_with_transfer: None,
+            gmac_per_s: Some(macs / secs / 1e9),
+        },
+        &mut rows,
+    );
+
+    for gpu in GpuDevice::open_all() {
+        let name = Backend::name(&gpu);
+        for (keys, (scheme, want)) in keys_by_scheme.iter().zip(&cpu_out) {
+            let (t, got) = gpu.time_fss(keys, &xs, 5)?;
+            if &got != want {
+                return Err(crate::Error::Gpu(format!(
+                    "{name}: {scheme} outputs differ from the CPU"
+                )));
+            }
+            emit(
+                GpuRow {
+                    device: name.clone(),
+                    kernel: format!("{}64_eval", scheme.to_string().to_lowercase()),
+                    size: batch,
+                    upload_s: t.upload,
+                    dispatch_s: t.dispatch,
+                    readback_s: t.readback,
+                    ns_per_eval: Some(t.dispatch * 1e9 / batch as f64),
+                    ns_per_eval_with_transfer: Some(
+                        (t.upload + t.dispatch + t.readback) * 1e9 / batch as f64,
+                    ),
+                    gmac_per_s: None,
+                },
+                &mut rows,
+            );
+        }
+        let mut variants = vec![false];
+        if gpu.has_int64() {
+            variants.push(true);
+        }
+        for int64 in variants {
+            let (t, got) = gpu.time_matmul(&a, &b, (matmul, matmul, matmul), int64, 5)?;
+            if got != cpu_mm {
+                return Err(crate::Error::Gpu(format!("{name}: matmul differs from the CPU")));
+            }
+            emit(
+                GpuRow {
+                    device: name.clone(),
+                    kernel: if int64 { "matmul_int64" } else { "matmul_limbs" }.into(),
+                    size: matmul,
+                    upload_s: t.upload,
+                    dispatch_s: t.dispatch,
+                    readback_s: t.readback,
+                    ns_per_eval: None,
+                    ns_per_eval_with_transfer: None,
+                    gmac_per_s: Some(macs / t.dispatch / 1e9),
+                },
+                &mut rows,
+            );
+        }
+    }
+    Ok(rows)
+}

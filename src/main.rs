@@ -87,6 +87,21 @@ enum BenchCmd {
         #[arg(long, value_delimiter = ',', default_value = "16,32,64", value_parser = clap::value_parser!(u32).range(1..=64))]
         widths: Vec<u32>,
     },
+    /// GPU kernels on every adapter beside the CPU, in one run: 64-bit DCF/DPF evaluation with
+    /// resident keys (upload, dispatch and readback separated) and the Z_2^64 matmul in GMAC/s.
+    /// Each GPU result is checked against the CPU's before it is reported. Software adapters
+    /// (lavapipe) give correctness, not GPU performance.
+    Gpu {
+        /// Print one JSON list of rows instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// log2 of the number of keys.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=24))]
+        keys_log2: u32,
+        /// Side of the square matmul.
+        #[arg(long, default_value_t = 512)]
+        matmul: usize,
+    },
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -212,6 +227,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench(BenchCmd::Fss { json, batch_log2, widths }) => {
             bench_fss(json, 1 << batch_log2, &widths)
         }
+        Cmd::Bench(BenchCmd::Gpu { json, keys_log2, matmul }) => bench_gpu(json, keys_log2, matmul),
     }
 }
 
@@ -281,6 +297,44 @@ fn bench_fss(json: bool, batch: usize, widths: &[u32]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(feature = "gpu")]
+fn bench_gpu(json: bool, keys_log2: u32, matmul: usize) -> Result<()> {
+    if !json {
+        println!(
+            "{:<44}{:>14}{:>10}{:>11}{:>11}{:>11}{:>12}{:>10}",
+            "device", "kernel", "size", "upload s", "dispatch s", "readback s", "ns/eval", "GMAC/s"
+        );
+    }
+    let rows = prifft::bench::gpu(keys_log2, matmul, |r| {
+        if !json {
+            let opt =
+                |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+            println!(
+                "{:<44}{:>14}{:>10}{:>11.4}{:>11.5}{:>11.4}{:>12}{:>10}",
+                r.device.chars().take(43).collect::<String>(),
+                r.kernel,
+                r.size,
+                r.upload_s,
+                r.dispatch_s,
+                r.readback_s,
+                opt(r.ns_per_eval, 2),
+                opt(r.gmac_per_s, 1)
+            );
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("serialisable"));
+    } else if rows.iter().all(|r| r.device.starts_with("CPU")) {
+        println!("No GPU adapter: only the CPU rows above.");
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "gpu"))]
+fn bench_gpu(_json: bool, _keys_log2: u32, _matmul: usize) -> Result<()> {
+    Err(Error::Gpu("this build has no GPU support (built without the `gpu` feature)".into()))
 }
 
 fn deal(spec: &MatmulSpec, out_dir: &Path) -> Result<[PathBuf; 2]> {

@@ -46,6 +46,30 @@ impl std::fmt::Debug for GpuDevice {
     }
 }
 
+/// Seconds spent in each phase of a GPU operation.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct PhaseTimes {
+    /// Creating and filling the input buffers.
+    pub upload: f64,
+    /// One dispatch, inputs resident, synchronised.
+    pub dispatch: f64,
+    /// Copying the output back to the host.
+    pub readback: f64,
+}
+
+/// One dispatch's worth of uploaded key material.
+struct FssChunk {
+    entry: &'static str,
+    grid: (u32, u32),
+    params: wgpu::Buffer,
+    roots: wgpu::Buffer,
+    seed_cw: wgpu::Buffer,
+    value_cw: Option<wgpu::Buffer>,
+    last_cw: wgpu::Buffer,
+    xs: wgpu::Buffer,
+    out: wgpu::Buffer,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct FssParams {
@@ -253,6 +277,19 @@ impl GpuDevice {
         out: &wgpu::Buffer,
         dst: &mut [u64],
     ) -> Result<()> {
+        self.dispatch(shader, entry, bindings, grid, 1)?;
+        self.readback(entry, out, dst)
+    }
+
+    /// Dispatch `entry` `reps` times in one submission and wait for it.
+    fn dispatch(
+        &self,
+        shader: ShaderId,
+        entry: &'static str,
+        bindings: &[(u32, &wgpu::Buffer)],
+        grid: (u32, u32),
+        reps: usize,
+    ) -> Result<()> {
         let pipeline = self.pipeline(shader, entry);
         let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
             .iter()
@@ -266,13 +303,6 @@ impl GpuDevice {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let bytes = (dst.len() * 8) as u64;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("prifft readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
@@ -283,27 +313,194 @@ impl GpuDevice {
             });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(grid.0, grid.1, 1);
+            for _ in 0..reps {
+                pass.dispatch_workgroups(grid.0, grid.1, 1);
+            }
         }
+        self.queue.submit([encoder.finish()]);
+        self.wait(entry)
+    }
+
+    fn wait(&self, what: &str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("{}: waiting for {what}: {e}", self.info.name)))
+    }
+
+    /// Copy `out` (u64 words) into `dst` through a staging buffer.
+    fn readback(&self, entry: &str, out: &wgpu::Buffer, dst: &mut [u64]) -> Result<()> {
+        let bytes = (dst.len() * 8) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("prifft readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         encoder.copy_buffer_to_buffer(out, 0, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("{}: waiting for {entry}: {e}", self.info.name)))?;
+        self.wait(entry)?;
+        let gpu = |what: &str| Error::Gpu(format!("{}: {what} of {entry}", self.info.name));
         rx.recv()
-            .map_err(|_| {
-                Error::Gpu(format!("{}: readback of {entry} was dropped", self.info.name))
-            })?
-            .map_err(|e| Error::Gpu(format!("{}: readback of {entry}: {e}", self.info.name)))?;
-        let view = staging.get_mapped_range(..).map_err(|e| {
-            Error::Gpu(format!("{}: mapping the readback of {entry}: {e}", self.info.name))
-        })?;
+            .map_err(|_| gpu("dropped readback"))?
+            .map_err(|e| gpu(&format!("readback ({e})")))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| gpu(&format!("mapping the readback ({e})")))?;
         dst.copy_from_slice(bytemuck::cast_slice(&view));
         Ok(())
+    }
+
+    /// Upload one chunk of a key batch and its inputs.
+    fn fss_chunk(&self, keys: &KeyBatch, xs: &[u64], first: usize, count: usize) -> FssChunk {
+        let (n, len) = (keys.input_bits(), keys.len());
+        let levels = (n - 1) as usize;
+        let base = if levels == 0 { 0 } else { tiled(levels, len, 0, first) };
+        let grid = self.grid((count as u32).div_ceil(FSS_WORKGROUP));
+        let params = FssParams {
+            n,
+            len: count as u32,
+            party: keys.party().index() as u32,
+            row: grid.0 * FSS_WORKGROUP,
+        };
+        let (roots, seed_cw, value_cw, last_cw) = keys.arrays();
+        FssChunk {
+            entry: if keys.scheme() == Scheme::Dcf { "dcf_eval" } else { "dpf_eval" },
+            grid,
+            params: self.uniform("prifft fss params", &params),
+            roots: self.storage("prifft roots", bytemuck::cast_slice(&roots[first..first + count])),
+            seed_cw: self.storage(
+                "prifft seed_cw",
+                bytemuck::cast_slice(&seed_cw[base..base + levels * count]),
+            ),
+            value_cw: (keys.scheme() == Scheme::Dcf).then(|| {
+                self.storage(
+                    "prifft value_cw",
+                    bytemuck::cast_slice(&value_cw[base..base + levels * count]),
+                )
+            }),
+            last_cw: self.storage(
+                "prifft last_cw",
+                bytemuck::cast_slice(&last_cw[2 * first..2 * (first + count)]),
+            ),
+            xs: self.storage("prifft inputs", bytemuck::cast_slice(&xs[first..first + count])),
+            out: self.output("prifft outputs", count),
+        }
+    }
+
+    fn fss_bindings<'a>(&'a self, c: &'a FssChunk) -> Vec<(u32, &'a wgpu::Buffer)> {
+        let mut b = vec![
+            (0, &self.aes_round_keys),
+            (1, &self.aes_tables),
+            (2, &c.params),
+            (3, &c.roots),
+            (4, &c.seed_cw),
+            (6, &c.last_cw),
+            (7, &c.xs),
+            (8, &c.out),
+        ];
+        if let Some(v) = &c.value_cw {
+            b.push((5, v));
+        }
+        b
+    }
+
+    /// Keys per dispatch: whole tiles whose largest array (the seed corrections) fits a binding.
+    fn fss_chunk_keys(&self, keys: &KeyBatch) -> usize {
+        let per_key = (16 * (keys.input_bits() as u64 - 1)).max(16);
+        ((self.max_binding / per_key) as usize / TILE * TILE).max(TILE)
+    }
+
+    /// Time one party's evaluation of `keys` with the keys **resident**: upload once, dispatch
+    /// `reps` times, read back once. Returns the seconds of each phase (dispatch per repetition)
+    /// and the outputs (for checking).
+    ///
+    /// # Errors
+    /// As [`eval_fss`](Self::eval_fss); [`Error::Gpu`] when the batch needs more than one chunk.
+    pub fn time_fss(
+        &self,
+        keys: &KeyBatch,
+        xs: &[u64],
+        reps: usize,
+    ) -> Result<(PhaseTimes, Vec<u64>)> {
+        let mut out = vec![0u64; keys.len()];
+        crate::fss::dcf::check_batch(keys, xs, &out)?;
+        if keys.len() > self.fss_chunk_keys(keys) || keys.is_empty() || keys.words() != 1 {
+            return Err(Error::Gpu(format!(
+                "time_fss: {} keys do not fit one dispatch",
+                keys.len()
+            )));
+        }
+        let t = std::time::Instant::now();
+        let chunk = self.fss_chunk(keys, xs, 0, keys.len());
+        self.wait("upload")?;
+        let upload = t.elapsed().as_secs_f64();
+        let bindings = self.fss_bindings(&chunk);
+        self.dispatch(ShaderId::FssEval, chunk.entry, &bindings, chunk.grid, 1)?; // warm-up (pipeline JIT)
+        let t = std::time::Instant::now();
+        self.dispatch(ShaderId::FssEval, chunk.entry, &bindings, chunk.grid, reps)?;
+        let dispatch = t.elapsed().as_secs_f64() / reps as f64;
+        let t = std::time::Instant::now();
+        self.readback(chunk.entry, &chunk.out, &mut out)?;
+        Ok((PhaseTimes { upload, dispatch, readback: t.elapsed().as_secs_f64() }, out))
+    }
+
+    /// Time the matmul (`int64` selects the native kernel) with resident inputs, as
+    /// [`time_fss`](Self::time_fss).
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] when the inputs need more than one binding or the device fails.
+    pub fn time_matmul(
+        &self,
+        a: &[u64],
+        b: &[u64],
+        (m, k, n): (usize, usize, usize),
+        int64: bool,
+        reps: usize,
+    ) -> Result<(PhaseTimes, Vec<u64>)> {
+        if a.len() != m * k
+            || b.len() != k * n
+            || ((m * k).max(k * n).max(m * n) * 8) as u64 > self.max_binding
+        {
+            return Err(Error::Gpu(format!(
+                "time_matmul: {m}×{k}·{k}×{n} does not fit one binding"
+            )));
+        }
+        let shader = if int64 && self.int64 { ShaderId::RingInt64 } else { ShaderId::Ring };
+        let t = std::time::Instant::now();
+        let params = RingParams {
+            len: 0,
+            op: 0,
+            shift: 0,
+            row: 0,
+            m: m as u32,
+            k: k as u32,
+            n: n as u32,
+            pad: 0,
+        };
+        let params = self.uniform("prifft matmul params", &params);
+        let b_a = self.storage("prifft matmul a", bytemuck::cast_slice(a));
+        let b_b = self.storage("prifft matmul b", bytemuck::cast_slice(b));
+        let b_out = self.output("prifft matmul c", m * n);
+        self.wait("upload")?;
+        let upload = t.elapsed().as_secs_f64();
+        let grid = ((n as u32).div_ceil(MM_TILE), (m as u32).div_ceil(MM_TILE));
+        let bindings = [(0, &params), (1, &b_a), (2, &b_b), (3, &b_out)];
+        self.dispatch(shader, "matmul", &bindings, grid, 1)?;
+        let t = std::time::Instant::now();
+        self.dispatch(shader, "matmul", &bindings, grid, reps)?;
+        let dispatch = t.elapsed().as_secs_f64() / reps as f64;
+        let t = std::time::Instant::now();
+        let mut out = vec![0u64; m * n];
+        self.readback("matmul", &b_out, &mut out)?;
+        Ok((PhaseTimes { upload, dispatch, readback: t.elapsed().as_secs_f64() }, out))
     }
 
     /// Evaluate a DCF or DPF batch with a one-word payload: bit-identical to
@@ -317,63 +514,18 @@ impl GpuDevice {
         if keys.words() != 1 {
             return Err(Error::Gpu("multi-word DCF payloads are evaluated on the CPU only".into()));
         }
-        let (n, len) = (keys.input_bits(), keys.len());
-        let levels = (n - 1) as usize;
-        let entry = if keys.scheme() == Scheme::Dcf { "dcf_eval" } else { "dpf_eval" };
-        // Keys per dispatch: whole tiles whose largest array (the seed corrections) fits a binding.
-        let per_key = (16 * levels).max(16) as u64;
-        let chunk = ((self.max_binding / per_key) as usize / TILE * TILE).max(TILE);
-        let (roots, seed_cw, value_cw, last_cw) = keys.arrays();
+        let chunk_keys = self.fss_chunk_keys(keys);
         let mut first = 0;
-        while first < len {
-            let count = chunk.min(len - first);
-            let base = if levels == 0 { 0 } else { tiled(levels, len, 0, first) };
-            let groups = (count as u32).div_ceil(FSS_WORKGROUP);
-            let grid = self.grid(groups);
-            let params = FssParams {
-                n,
-                len: count as u32,
-                party: keys.party().index() as u32,
-                row: grid.0 * FSS_WORKGROUP,
-            };
-            let params = self.uniform("prifft fss params", &params);
-            let b_roots =
-                self.storage("prifft roots", bytemuck::cast_slice(&roots[first..first + count]));
-            let b_seed = self.storage(
-                "prifft seed_cw",
-                bytemuck::cast_slice(&seed_cw[base..base + levels * count]),
-            );
-            let b_last = self.storage(
-                "prifft last_cw",
-                bytemuck::cast_slice(&last_cw[2 * first..2 * (first + count)]),
-            );
-            let b_xs =
-                self.storage("prifft inputs", bytemuck::cast_slice(&xs[first..first + count]));
-            let b_out = self.output("prifft outputs", count);
-            let mut bindings = vec![
-                (0, &self.aes_round_keys),
-                (1, &self.aes_tables),
-                (2, &params),
-                (3, &b_roots),
-                (4, &b_seed),
-                (6, &b_last),
-                (7, &b_xs),
-                (8, &b_out),
-            ];
-            let b_value;
-            if keys.scheme() == Scheme::Dcf {
-                b_value = self.storage(
-                    "prifft value_cw",
-                    bytemuck::cast_slice(&value_cw[base..base + levels * count]),
-                );
-                bindings.push((5, &b_value));
-            }
+        while first < keys.len() {
+            let count = chunk_keys.min(keys.len() - first);
+            let chunk = self.fss_chunk(keys, xs, first, count);
+            let bindings = self.fss_bindings(&chunk);
             self.run(
                 ShaderId::FssEval,
-                entry,
+                chunk.entry,
                 &bindings,
-                grid,
-                &b_out,
+                chunk.grid,
+                &chunk.out,
                 &mut out[first..first + count],
             )?;
             first += count;

@@ -11,7 +11,7 @@
 mod device;
 pub mod shaders;
 
-pub use device::{GpuDevice, adapters};
+pub use device::{GpuDevice, PhaseTimes, adapters};
 
 /// What `prifft devices` reports about one adapter.
 #[derive(Clone, Debug, serde::Serialize)]
