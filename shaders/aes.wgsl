@@ -10,28 +10,16 @@ struct AesParams {
     round_keys: array<vec4<u32>, 11>,
 }
 
-// T0 in workgroup memory, replicated TABLE_COPIES times and interleaved (entry x of copy c at
-// x·TABLE_COPIES + c) so that the lanes of a warp, each reading its own copy, hit different
-// memory banks: random table lookups would otherwise serialise on bank conflicts. 16 copies =
-// 16 KiB, WebGPU's default workgroup-storage limit. The S-box is byte 1 of T0.
-const TABLE_COPIES: u32 = 16u;
-var<workgroup> t0_table: array<u32, 4096>;
-var<private> table_lane: u32;
+// T0 and the S-box, filled from the `aes_tables` storage buffer by each workgroup.
+var<workgroup> t0_table: array<u32, 256>;
+var<workgroup> sbox_table: array<u32, 256>;
 
 fn load_aes_tables(local_index: u32, workgroup_size: u32) {
-    for (var i = local_index; i < 256u * TABLE_COPIES; i += workgroup_size) {
-        t0_table[i] = aes_tables[i / TABLE_COPIES];
+    for (var i = local_index; i < 256u; i += workgroup_size) {
+        t0_table[i] = aes_tables[i];
+        sbox_table[i] = aes_tables[256u + i];
     }
-    table_lane = local_index % TABLE_COPIES;
     workgroupBarrier();
-}
-
-fn t0(x: u32) -> u32 {
-    return t0_table[x * TABLE_COPIES + table_lane];
-}
-
-fn sbox(x: u32) -> u32 {
-    return (t0(x) >> 8u) & 0xffu;
 }
 
 fn rotl(x: u32, r: u32) -> u32 {
@@ -45,10 +33,10 @@ fn byte_of(x: u32, r: u32) -> u32 {
 fn aes_round(s: vec4<u32>, rk: vec4<u32>) -> vec4<u32> {
     var out: vec4<u32>;
     for (var j = 0u; j < 4u; j++) {
-        out[j] = t0(byte_of(s[j], 0u))
-            ^ rotl(t0(byte_of(s[(j + 1u) % 4u], 1u)), 8u)
-            ^ rotl(t0(byte_of(s[(j + 2u) % 4u], 2u)), 16u)
-            ^ rotl(t0(byte_of(s[(j + 3u) % 4u], 3u)), 24u)
+        out[j] = t0_table[byte_of(s[j], 0u)]
+            ^ rotl(t0_table[byte_of(s[(j + 1u) % 4u], 1u)], 8u)
+            ^ rotl(t0_table[byte_of(s[(j + 2u) % 4u], 2u)], 16u)
+            ^ rotl(t0_table[byte_of(s[(j + 3u) % 4u], 3u)], 24u)
             ^ rk[j];
     }
     return out;
@@ -57,10 +45,10 @@ fn aes_round(s: vec4<u32>, rk: vec4<u32>) -> vec4<u32> {
 fn aes_last_round(s: vec4<u32>, rk: vec4<u32>) -> vec4<u32> {
     var out: vec4<u32>;
     for (var j = 0u; j < 4u; j++) {
-        out[j] = sbox(byte_of(s[j], 0u))
-            | (sbox(byte_of(s[(j + 1u) % 4u], 1u)) << 8u)
-            | (sbox(byte_of(s[(j + 2u) % 4u], 2u)) << 16u)
-            | (sbox(byte_of(s[(j + 3u) % 4u], 3u)) << 24u);
+        out[j] = sbox_table[byte_of(s[j], 0u)]
+            | (sbox_table[byte_of(s[(j + 1u) % 4u], 1u)] << 8u)
+            | (sbox_table[byte_of(s[(j + 2u) % 4u], 2u)] << 16u)
+            | (sbox_table[byte_of(s[(j + 3u) % 4u], 3u)] << 24u);
         out[j] ^= rk[j];
     }
     return out;

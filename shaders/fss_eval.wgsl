@@ -24,7 +24,7 @@ struct FssParams {
 @group(0) @binding(8) var<storage, read_write> out: array<vec2<u32>>;
 
 const TILE: u32 = 32u;
-const WORKGROUP: u32 = 128u;
+const WORKGROUP: u32 = 64u;
 
 // Index of (level, key) in a tiled array with `levels` entries per key (keys.rs::tiled).
 fn tiled(levels: u32, len: u32, level: u32, key: u32) -> u32 {
@@ -63,7 +63,7 @@ fn key_index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * params.row;
 }
 
-@compute @workgroup_size(128)
+@compute @workgroup_size(64)
 fn dcf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) local: u32) {
     load_aes_tables(local, WORKGROUP);
     let k = key_index(gid);
@@ -99,7 +99,7 @@ fn dcf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
     out[k] = total;
 }
 
-@compute @workgroup_size(128)
+@compute @workgroup_size(64)
 fn dpf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) local: u32) {
     load_aes_tables(local, WORKGROUP);
     let k = key_index(gid);

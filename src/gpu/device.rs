@@ -19,7 +19,7 @@ use crate::fss::aes::{fixed_aes, sbox};
 use crate::fss::keys::{Scheme, TILE, tiled};
 
 /// Invocations per workgroup of the FSS and elementwise kernels.
-const FSS_WORKGROUP: u32 = 128;
+const FSS_WORKGROUP: u32 = 64;
 const ELEM_WORKGROUP: u32 = 256;
 /// Rows and columns of one matmul tile (ring.wgsl's MM_TILE).
 const MM_TILE: u32 = 16;
