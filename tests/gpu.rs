@@ -171,3 +171,40 @@ fn matmul_limbs_and_int64_match_the_cpu() {
         }
     }
 }
+
+#[test]
+fn scheduler_over_gpu_and_cpu_gives_the_same_bits_as_one_device() {
+    use prifft::backend::Scheduler;
+    let Some(gpu) = device() else { return };
+    // Equal weights force a real split between the GPU and the CPU; the cross-check recomputes
+    // samples of the GPU's parts on the CPU.
+    let s = Scheduler::new(vec![Box::new(gpu), Box::new(Cpu)])
+        .with_weights(&[1.0, 1.0])
+        .with_crosscheck(true);
+    let len = 3000;
+    let alphas = random(len, u64::MAX, 11);
+    let xs = random(len, u64::MAX, 12);
+    for keys in dcf::keygen(64, &alphas, &alphas, &mut insecure_seeded_rng(13)).unwrap() {
+        let (mut got, mut want) = (vec![0; len], vec![0; len]);
+        s.eval_fss(&keys, &xs, &mut got).unwrap();
+        Cpu.eval_fss(&keys, &xs, &mut want).unwrap();
+        assert!(got == want, "scheduled DCF, party {}", keys.party());
+    }
+    let (mut got, mut want) = (vec![0; len], vec![0; len]);
+    s.elementwise(ElemOp::Mul, &alphas, &xs, &mut got).unwrap();
+    Cpu.elementwise(ElemOp::Mul, &alphas, &xs, &mut want).unwrap();
+    assert!(got == want);
+    let (m, k, n) = (45, 33, 20);
+    let (a, b) = (random(m * k, u64::MAX, 14), random(k * n, u64::MAX, 15));
+    let (mut got, mut want) = (vec![0; m * n], vec![0; m * n]);
+    s.matmul(&a, &b, (m, k, n), &mut got).unwrap();
+    Cpu.matmul(&a, &b, (m, k, n), &mut want).unwrap();
+    assert!(got == want);
+    // Measured weights (no override) still give the same bits.
+    let Some(gpu) = device() else { return };
+    let s = Scheduler::new(vec![Box::new(gpu), Box::new(Cpu)]);
+    let (mut got, mut want) = (vec![0; len], vec![0; len]);
+    s.elementwise(ElemOp::Add, &alphas, &xs, &mut got).unwrap();
+    Cpu.elementwise(ElemOp::Add, &alphas, &xs, &mut want).unwrap();
+    assert!(got == want, "measured weights {:?}", s.names());
+}

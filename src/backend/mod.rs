@@ -3,6 +3,10 @@
 //! Every implementation returns the same bits for the same inputs — per party, as raw shares —
 //! which the tests check for every kernel. Where no GPU exists, [`Cpu`] does the work.
 
+mod scheduler;
+
+pub use scheduler::{CROSSCHECK_ENV, Scheduler};
+
 use crate::error::{Error, Result};
 use crate::fss::{KeyBatch, Scheme, dcf, dpf};
 use crate::mpc::{PartyId, Share, trunc};
@@ -34,6 +38,11 @@ impl ElemOp {
 pub trait Backend: Send + Sync {
     /// A human-readable name (the adapter, or "CPU (n threads)").
     fn name(&self) -> String;
+
+    /// Whether this is the CPU reference (cross-checks skip it).
+    fn is_reference(&self) -> bool {
+        false
+    }
 
     /// Evaluate a DCF or DPF batch (one-word payloads): `out[k] = eval(keys[k], xs[k])`.
     ///
@@ -73,6 +82,10 @@ pub struct Cpu;
 impl Backend for Cpu {
     fn name(&self) -> String {
         format!("CPU ({} threads)", rayon::current_num_threads())
+    }
+
+    fn is_reference(&self) -> bool {
+        true
     }
 
     fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
