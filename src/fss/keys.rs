@@ -200,7 +200,8 @@ impl KeyBatch {
     /// [`KeyError::BatchLength`] for a range that is out of bounds or not tile-aligned.
     pub fn sub_batch(&self, first: usize, count: usize) -> Result<KeyBatch, KeyError> {
         let end = first.checked_add(count).filter(|&e| e <= self.len);
-        let aligned = first.is_multiple_of(TILE) && (count.is_multiple_of(TILE) || end == Some(self.len));
+        let aligned =
+            first.is_multiple_of(TILE) && (count.is_multiple_of(TILE) || end == Some(self.len));
         let Some(end) = end.filter(|_| aligned) else {
             return Err(KeyError::BatchLength {
                 what: "sub-batch range",
