@@ -127,3 +127,55 @@ fn dpf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
     }
     out[k] = total;
 }
+
+// Lookup table T[x] from a DPF key with α = r (gates/lut.rs): expand the key over its whole
+// b-bit domain, depth first — the nodes of the current path stay in private memory and only the
+// part of the path that changes from one leaf pair to the next is recomputed (≈ 1.5·2^b AES
+// blocks) — and accumulate Σ_j T[(x̂ − j) mod 2^b]·e(j). `xs` holds the masked indices.
+@group(0) @binding(9) var<storage, read> table: array<vec2<u32>>;
+
+const MAX_LUT_BITS: u32 = 24u;
+
+@compute @workgroup_size(64)
+fn lut_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+    load_aes_tables(local, WORKGROUP);
+    let k = key_index(gid);
+    if (k >= params.len) {
+        return;
+    }
+    let b = params.n;
+    let levels = b - 1u;
+    let domain_mask = (1u << b) - 1u;
+    let index = xs[k].x & domain_mask;
+    var nodes: array<vec4<u32>, MAX_LUT_BITS>;
+    nodes[0] = roots[k] | vec4<u32>(params.party, 0u, 0u, 0u);
+    var acc = vec2<u32>(0u, 0u);
+    let pairs = 1u << levels;
+    for (var p = 0u; p < pairs; p++) {
+        // Depths whose node changes from leaf pair p − 1 to p (all of them for p = 0).
+        var start = 1u;
+        if (p > 0u) {
+            start = levels - firstLeadingBit(p ^ (p - 1u));
+        }
+        for (var d = start; d <= levels; d++) {
+            let parent = nodes[d - 1u];
+            let side = (p >> (levels - d)) & 1u;
+            let child = mmo(with_low_bits(parent, side));
+            nodes[d] = corrected(child, seed_cw[tiled(levels, params.len, d - 1u, k)], side, parent.x & 1u);
+        }
+        let leaf = nodes[levels];
+        let words = mmo(with_low_bits(leaf, 2u));
+        for (var side = 0u; side < 2u; side++) {
+            var e = output_word(words, side);
+            if ((leaf.x & 1u) == 1u) {
+                e = add64(e, last_cw[tiled(2u, params.len, side, k)]);
+            }
+            if (params.party == 1u) {
+                e = neg64(e);
+            }
+            let j = 2u * p + side;
+            acc = add64(acc, mul64(table[(index - j) & domain_mask], e));
+        }
+    }
+    out[k] = acc;
+}

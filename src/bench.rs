@@ -236,8 +236,42 @@ pub fn gpu(
         &mut rows,
     );
 
+    // Lookup tables: 8-bit index, 2^(keys_log2 − 4) elements, uploads included.
+    let lut_len = (batch >> 4).max(1);
+    let table: Vec<u64> = (0..256).map(|_| rng.random()).collect();
+    let [lut_keys, _] = dpf::keygen(
+        8,
+        &alphas[..lut_len].iter().map(|a| a & 255).collect::<Vec<_>>(),
+        &vec![1; lut_len],
+        &mut rng,
+    )?;
+    let lut_row = |device: String, secs: f64| GpuRow {
+        device,
+        kernel: "lut8_with_transfer".into(),
+        size: lut_len,
+        upload_s: 0.0,
+        dispatch_s: secs,
+        readback_s: 0.0,
+        ns_per_eval: Some(secs * 1e9 / lut_len as f64),
+        ns_per_eval_with_transfer: None,
+        gmac_per_s: None,
+    };
+    let mut cpu_lut = vec![0u64; lut_len];
+    let secs =
+        time_ns(3, || Cpu.lut(&lut_keys, &table, &xs[..lut_len], &mut cpu_lut).expect("valid"))
+            / 1e9;
+    emit(lut_row(Cpu.name(), secs), &mut rows);
+
     for gpu in GpuDevice::open_all() {
         let name = Backend::name(&gpu);
+        let mut got = vec![0u64; lut_len];
+        let secs =
+            time_ns(3, || gpu.lut(&lut_keys, &table, &xs[..lut_len], &mut got).expect("valid"))
+                / 1e9;
+        if got != cpu_lut {
+            return Err(crate::Error::Gpu(format!("{name}: lookup outputs differ from the CPU")));
+        }
+        emit(lut_row(name.clone(), secs), &mut rows);
         for (keys, (scheme, want)) in keys_by_scheme.iter().zip(&cpu_out) {
             let (t, got) = gpu.time_fss(keys, &xs, 5)?;
             if &got != want {

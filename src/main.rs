@@ -22,6 +22,10 @@ use prifft::{Error, Result};
 #[derive(Parser, Debug)]
 #[command(name = "prifft", version, about, long_about)]
 struct Cli {
+    /// Recompute a random sample of every GPU result on the CPU and fail on any difference
+    /// (same as PRIFFT_GPU_CROSSCHECK=1).
+    #[arg(long, global = true)]
+    gpu_crosscheck: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -193,6 +197,10 @@ fn main() -> ExitCode {
     )
     .init();
     let cli = Cli::parse();
+    if cli.gpu_crosscheck {
+        // SAFETY: set once at start-up, before any thread exists.
+        unsafe { std::env::set_var(prifft::backend::CROSSCHECK_ENV, "1") };
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -303,7 +311,7 @@ fn bench_fss(json: bool, batch: usize, widths: &[u32]) -> Result<()> {
 fn bench_gpu(json: bool, keys_log2: u32, matmul: usize) -> Result<()> {
     if !json {
         println!(
-            "{:<44}{:>14}{:>10}{:>11}{:>11}{:>11}{:>12}{:>10}",
+            "{:<44}{:>20}{:>10}{:>11}{:>11}{:>11}{:>12}{:>10}",
             "device", "kernel", "size", "upload s", "dispatch s", "readback s", "ns/eval", "GMAC/s"
         );
     }
@@ -312,7 +320,7 @@ fn bench_gpu(json: bool, keys_log2: u32, matmul: usize) -> Result<()> {
             let opt =
                 |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
             println!(
-                "{:<44}{:>14}{:>10}{:>11.4}{:>11.5}{:>11.4}{:>12}{:>10}",
+                "{:<44}{:>20}{:>10}{:>11.4}{:>11.5}{:>11.4}{:>12}{:>10}",
                 r.device.chars().take(43).collect::<String>(),
                 r.kernel,
                 r.size,

@@ -208,3 +208,28 @@ fn scheduler_over_gpu_and_cpu_gives_the_same_bits_as_one_device() {
     Cpu.elementwise(ElemOp::Add, &alphas, &xs, &mut want).unwrap();
     assert!(got == want, "measured weights {:?}", s.names());
 }
+
+#[test]
+fn lookup_tables_match_the_cpu() {
+    let Some(gpu) = device() else { return };
+    for bits in [1u32, 4, 8] {
+        let domain = 1usize << bits;
+        let table = random(domain, u64::MAX, 16 + bits as u64);
+        for len in [0usize, 1, 255, 257] {
+            let masks = random(len, u64::MAX, 17);
+            let masked = random(len, u64::MAX, 18);
+            let alphas: Vec<u64> = masks.iter().map(|m| m & (domain as u64 - 1)).collect();
+            let keys =
+                dpf::keygen(bits, &alphas, &vec![1; len], &mut insecure_seeded_rng(19)).unwrap();
+            for k in &keys {
+                let mut want = vec![0; len];
+                Cpu.lut(k, &table, &masked, &mut want).unwrap();
+                for _ in 0..2 {
+                    let mut got = vec![1; len];
+                    gpu.lut(k, &table, &masked, &mut got).unwrap();
+                    assert!(got == want, "lut b={bits} len={len} party {}", k.party());
+                }
+            }
+        }
+    }
+}

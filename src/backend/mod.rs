@@ -50,6 +50,19 @@ pub trait Backend: Send + Sync {
     /// The evaluators' key errors; device errors.
     fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()>;
 
+    /// Lookup tables: shares of `table[x]` per masked index, from DPF keys with α = the mask
+    /// ([`gates::lut`](crate::fss::gates::lut)).
+    ///
+    /// # Errors
+    /// [`check_lookup`](crate::fss::gates::lut::check_lookup)'s errors; device errors.
+    fn lut(
+        &self,
+        dpf_keys: &KeyBatch,
+        table: &[u64],
+        masked: &[u64],
+        out: &mut [u64],
+    ) -> Result<()>;
+
     /// `out[i] = a[i] op b[i]` over Z_2^64.
     ///
     /// # Errors
@@ -94,6 +107,16 @@ impl Backend for Cpu {
             Scheme::Dpf => dpf::eval(keys, xs, out)?,
         }
         Ok(())
+    }
+
+    fn lut(
+        &self,
+        dpf_keys: &KeyBatch,
+        table: &[u64],
+        masked: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        Ok(crate::fss::gates::lut::lookup_dpf(dpf_keys, table, masked, out)?)
     }
 
     fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
@@ -152,6 +175,16 @@ impl Backend for crate::gpu::GpuDevice {
 
     fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
         crate::gpu::GpuDevice::eval_fss(self, keys, xs, out)
+    }
+
+    fn lut(
+        &self,
+        dpf_keys: &KeyBatch,
+        table: &[u64],
+        masked: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        crate::gpu::GpuDevice::lut(self, dpf_keys, table, masked, out)
     }
 
     fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {

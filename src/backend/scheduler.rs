@@ -245,6 +245,36 @@ impl Backend for Scheduler {
         })
     }
 
+    fn lut(
+        &self,
+        dpf_keys: &KeyBatch,
+        table: &[u64],
+        masked: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        crate::fss::gates::lut::check_lookup(dpf_keys, table, masked, out)?;
+        // A lookup costs about 2^b key evaluations: the DPF weights of this width apply.
+        let weights = self.weights(Kind::Fss(Scheme::Dpf, dpf_keys.input_bits()))?;
+        let ranges = Self::split(&weights, dpf_keys.len(), TILE);
+        self.run_ranges(&ranges, out, |backend, (first, count), part| {
+            let sub = dpf_keys.sub_batch(first, count)?;
+            let masked = &masked[first..first + count];
+            backend.lut(&sub, table, masked, part)?;
+            self.check_sample(backend, part, |i| {
+                let tile = i / TILE * TILE;
+                let tile_len = TILE.min(count - tile);
+                let mut y = vec![0; tile_len];
+                Cpu.lut(
+                    &sub.sub_batch(tile, tile_len)?,
+                    table,
+                    &masked[tile..tile + tile_len],
+                    &mut y,
+                )?;
+                Ok(y[i - tile])
+            })
+        })
+    }
+
     fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
         if a.len() != b.len() || a.len() != out.len() {
             return Err(Error::Shape {

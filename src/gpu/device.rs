@@ -533,6 +533,40 @@ impl GpuDevice {
         Ok(())
     }
 
+    /// Lookup tables from DPF keys (full-domain expansion per element on the GPU): bit-identical
+    /// to [`lookup_dpf`](crate::fss::gates::lut::lookup_dpf).
+    ///
+    /// # Errors
+    /// [`check_lookup`](crate::fss::gates::lut::check_lookup)'s errors; device errors.
+    pub fn lut(
+        &self,
+        dpf_keys: &KeyBatch,
+        table: &[u64],
+        masked: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        crate::fss::gates::lut::check_lookup(dpf_keys, table, masked, out)?;
+        let b_table = self.storage("prifft lut table", bytemuck::cast_slice(table));
+        let chunk_keys = self.fss_chunk_keys(dpf_keys);
+        let mut first = 0;
+        while first < dpf_keys.len() {
+            let count = chunk_keys.min(dpf_keys.len() - first);
+            let chunk = self.fss_chunk(dpf_keys, masked, first, count);
+            let mut bindings = self.fss_bindings(&chunk);
+            bindings.push((9, &b_table));
+            self.run(
+                ShaderId::FssEval,
+                "lut_eval",
+                &bindings,
+                chunk.grid,
+                &chunk.out,
+                &mut out[first..first + count],
+            )?;
+            first += count;
+        }
+        Ok(())
+    }
+
     /// Elementwise `out = a op b` over Z_2^64.
     ///
     /// # Errors
