@@ -57,6 +57,17 @@ pub struct PhaseTimes {
     pub readback: f64,
 }
 
+/// A submitted chunk awaiting readback.
+struct Submitted {
+    staging: wgpu::Buffer,
+    index: wgpu::SubmissionIndex,
+    mapped: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+    entry: &'static str,
+    /// First item of the chunk and item count (outputs are `count` × words per item).
+    first: usize,
+    count: usize,
+}
+
 /// One dispatch's worth of uploaded key material.
 struct FssChunk {
     entry: &'static str,
@@ -267,29 +278,15 @@ impl GpuDevice {
         (x, groups.div_ceil(x).max(1))
     }
 
-    /// Dispatch `entry` with `bindings` and copy `out` (u64 words) back into `dst`.
-    fn run(
+    /// Record `reps` dispatches of `entry` with `bindings` into `encoder`.
+    fn encode(
         &self,
-        shader: ShaderId,
-        entry: &'static str,
-        bindings: &[(u32, &wgpu::Buffer)],
-        grid: (u32, u32),
-        out: &wgpu::Buffer,
-        dst: &mut [u64],
-    ) -> Result<()> {
-        self.dispatch(shader, entry, bindings, grid, 1)?;
-        self.readback(entry, out, dst)
-    }
-
-    /// Dispatch `entry` `reps` times in one submission and wait for it.
-    fn dispatch(
-        &self,
-        shader: ShaderId,
-        entry: &'static str,
+        encoder: &mut wgpu::CommandEncoder,
+        (shader, entry): (ShaderId, &'static str),
         bindings: &[(u32, &wgpu::Buffer)],
         grid: (u32, u32),
         reps: usize,
-    ) -> Result<()> {
+    ) {
         let pipeline = self.pipeline(shader, entry);
         let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
             .iter()
@@ -303,20 +300,30 @@ impl GpuDevice {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(entry),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        for _ in 0..reps {
+            pass.dispatch_workgroups(grid.0, grid.1, 1);
+        }
+    }
+
+    /// Dispatch `entry` `reps` times in one submission and wait for it.
+    fn dispatch(
+        &self,
+        shader: ShaderId,
+        entry: &'static str,
+        bindings: &[(u32, &wgpu::Buffer)],
+        grid: (u32, u32),
+        reps: usize,
+    ) -> Result<()> {
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(entry),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            for _ in 0..reps {
-                pass.dispatch_workgroups(grid.0, grid.1, 1);
-            }
-        }
+        self.encode(&mut encoder, (shader, entry), bindings, grid, reps);
         self.queue.submit([encoder.finish()]);
         self.wait(entry)
     }
@@ -329,8 +336,38 @@ impl GpuDevice {
     }
 
     /// Copy `out` (u64 words) into `dst` through a staging buffer.
-    fn readback(&self, entry: &str, out: &wgpu::Buffer, dst: &mut [u64]) -> Result<()> {
-        let bytes = (dst.len() * 8) as u64;
+    fn readback(&self, entry: &'static str, out: &wgpu::Buffer, dst: &mut [u64]) -> Result<()> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("prifft readback"),
+            size: out.size(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        encoder.copy_buffer_to_buffer(out, 0, &staging, 0, out.size());
+        let index = self.queue.submit([encoder.finish()]);
+        let (tx, mapped) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.collect(Submitted { staging, index, mapped, entry, first: 0, count: dst.len() }, dst)
+    }
+
+    /// Encode `entry`'s dispatch and the copy of `out` into a fresh readback buffer, submit
+    /// without waiting, and request the mapping. The chunk's input buffers may be dropped after
+    /// this returns (the queue keeps them alive until the GPU is done).
+    fn submit(
+        &self,
+        shader: ShaderId,
+        entry: &'static str,
+        bindings: &[(u32, &wgpu::Buffer)],
+        grid: (u32, u32),
+        out: &wgpu::Buffer,
+        (first, count): (usize, usize),
+    ) -> Submitted {
+        let bytes = out.size();
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("prifft readback"),
             size: bytes,
@@ -339,22 +376,60 @@ impl GpuDevice {
         });
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
+        self.encode(&mut encoder, (shader, entry), bindings, grid, 1);
         encoder.copy_buffer_to_buffer(out, 0, &staging, 0, bytes);
-        self.queue.submit([encoder.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let index = self.queue.submit([encoder.finish()]);
+        let (tx, mapped) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.wait(entry)?;
-        let gpu = |what: &str| Error::Gpu(format!("{}: {what} of {entry}", self.info.name));
-        rx.recv()
+        Submitted { staging, index, mapped, entry, first, count }
+    }
+
+    /// Wait for one submitted chunk and copy its output into `dst`.
+    fn collect(&self, s: Submitted, dst: &mut [u64]) -> Result<()> {
+        let gpu = |what: &str| Error::Gpu(format!("{}: {what} of {}", self.info.name, s.entry));
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: Some(s.index), timeout: None })
+            .map_err(|e| gpu(&format!("waiting ({e})")))?;
+        s.mapped
+            .recv()
             .map_err(|_| gpu("dropped readback"))?
             .map_err(|e| gpu(&format!("readback ({e})")))?;
-        let view = staging
+        let view = s
+            .staging
             .get_mapped_range(..)
             .map_err(|e| gpu(&format!("mapping the readback ({e})")))?;
         dst.copy_from_slice(bytemuck::cast_slice(&view));
+        Ok(())
+    }
+
+    /// Run `total` items in chunks of `chunk`, overlapping work: chunk i + 1 is uploaded and
+    /// submitted before chunk i is read back, so the host's uploads and copies run while the GPU
+    /// computes. At most two chunks are in flight (bounded memory).
+    fn pipelined(
+        &self,
+        total: usize,
+        chunk: usize,
+        dst: &mut [u64],
+        words_per_item: usize,
+        submit_chunk: impl Fn(usize, usize) -> Submitted,
+    ) -> Result<()> {
+        let mut pending: std::collections::VecDeque<Submitted> = std::collections::VecDeque::new();
+        let mut first = 0;
+        while first < total || !pending.is_empty() {
+            if first < total {
+                let count = chunk.min(total - first);
+                pending.push_back(submit_chunk(first, count));
+                first += count;
+            }
+            if pending.len() > 1 || first >= total {
+                let s = pending.pop_front().expect("a chunk is pending");
+                let range = s.first * words_per_item..(s.first + s.count) * words_per_item;
+                self.collect(s, &mut dst[range])?;
+            }
+        }
         Ok(())
     }
 
@@ -514,23 +589,18 @@ impl GpuDevice {
         if keys.words() != 1 {
             return Err(Error::Gpu("multi-word DCF payloads are evaluated on the CPU only".into()));
         }
-        let chunk_keys = self.fss_chunk_keys(keys);
-        let mut first = 0;
-        while first < keys.len() {
-            let count = chunk_keys.min(keys.len() - first);
+        self.pipelined(keys.len(), self.fss_chunk_keys(keys), out, 1, |first, count| {
             let chunk = self.fss_chunk(keys, xs, first, count);
             let bindings = self.fss_bindings(&chunk);
-            self.run(
+            self.submit(
                 ShaderId::FssEval,
                 chunk.entry,
                 &bindings,
                 chunk.grid,
                 &chunk.out,
-                &mut out[first..first + count],
-            )?;
-            first += count;
-        }
-        Ok(())
+                (first, count),
+            )
+        })
     }
 
     /// Lookup tables from DPF keys (full-domain expansion per element on the GPU): bit-identical
@@ -547,24 +617,19 @@ impl GpuDevice {
     ) -> Result<()> {
         crate::fss::gates::lut::check_lookup(dpf_keys, table, masked, out)?;
         let b_table = self.storage("prifft lut table", bytemuck::cast_slice(table));
-        let chunk_keys = self.fss_chunk_keys(dpf_keys);
-        let mut first = 0;
-        while first < dpf_keys.len() {
-            let count = chunk_keys.min(dpf_keys.len() - first);
+        self.pipelined(dpf_keys.len(), self.fss_chunk_keys(dpf_keys), out, 1, |first, count| {
             let chunk = self.fss_chunk(dpf_keys, masked, first, count);
             let mut bindings = self.fss_bindings(&chunk);
             bindings.push((9, &b_table));
-            self.run(
+            self.submit(
                 ShaderId::FssEval,
                 "lut_eval",
                 &bindings,
                 chunk.grid,
                 &chunk.out,
-                &mut out[first..first + count],
-            )?;
-            first += count;
-        }
-        Ok(())
+                (first, count),
+            )
+        })
     }
 
     /// Elementwise `out = a op b` over Z_2^64.
@@ -612,10 +677,7 @@ impl GpuDevice {
         b: Option<&[u64]>,
         out: &mut [u64],
     ) -> Result<()> {
-        let chunk = (self.max_binding / 8) as usize;
-        let mut first = 0;
-        while first < a.len() {
-            let count = chunk.min(a.len() - first);
+        self.pipelined(a.len(), (self.max_binding / 8) as usize, out, 1, |first, count| {
             let grid = self.grid((count as u32).div_ceil(ELEM_WORKGROUP));
             let params = RingParams {
                 len: count as u32,
@@ -635,17 +697,8 @@ impl GpuDevice {
             };
             let b_out = self.output("prifft c", count);
             let bindings = [(0, &params), (1, &b_a), (2, &b_b), (3, &b_out)];
-            self.run(
-                ShaderId::Ring,
-                "elementwise",
-                &bindings,
-                grid,
-                &b_out,
-                &mut out[first..first + count],
-            )?;
-            first += count;
-        }
-        Ok(())
+            self.submit(ShaderId::Ring, "elementwise", &bindings, grid, &b_out, (first, count))
+        })
     }
 
     /// The Z_2^64 matrix product `a (m×k) · b (k×n)` in row-major slices, with the native
@@ -682,9 +735,7 @@ impl GpuDevice {
         let row_bytes = (k.max(n) * 8).max(8) as u64;
         let rows_per_chunk = ((self.max_binding / row_bytes) as usize).max(1);
         let b_b = self.storage("prifft matmul b", bytemuck::cast_slice(b));
-        let mut row = 0;
-        while row < m {
-            let rows = rows_per_chunk.min(m - row);
+        self.pipelined(m, rows_per_chunk, out, n, |row, rows| {
             let params = RingParams {
                 len: 0,
                 op: 0,
@@ -701,16 +752,7 @@ impl GpuDevice {
             let b_out = self.output("prifft matmul c", rows * n);
             let grid = ((n as u32).div_ceil(MM_TILE), (rows as u32).div_ceil(MM_TILE));
             let bindings = [(0, &params), (1, &b_a), (2, &b_b), (3, &b_out)];
-            self.run(
-                shader,
-                "matmul",
-                &bindings,
-                grid,
-                &b_out,
-                &mut out[row * n..(row + rows) * n],
-            )?;
-            row += rows;
-        }
-        Ok(())
+            self.submit(shader, "matmul", &bindings, grid, &b_out, (row, rows))
+        })
     }
 }
