@@ -34,6 +34,56 @@ impl ElemOp {
     }
 }
 
+/// Check the lengths of an elementwise operation.
+///
+/// # Errors
+/// [`Error::Shape`] unless `a`, `b` and `out` have one length.
+pub fn check_elementwise(a: &[u64], b: &[u64], out: &[u64]) -> Result<()> {
+    if a.len() != b.len() || a.len() != out.len() {
+        return Err(Error::Shape {
+            op: "elementwise",
+            left: vec![a.len(), b.len()],
+            right: vec![out.len()],
+        });
+    }
+    Ok(())
+}
+
+/// Check a share truncation.
+///
+/// # Errors
+/// [`Error::Shape`] unless `x` and `out` have one length and `shift` < 64.
+pub fn check_trunc(x: &[u64], shift: u32, out: &[u64]) -> Result<()> {
+    if x.len() != out.len() || shift >= 64 {
+        return Err(Error::Shape {
+            op: "trunc_shares",
+            left: vec![x.len(), shift as usize],
+            right: vec![out.len()],
+        });
+    }
+    Ok(())
+}
+
+/// Check a matrix product's lengths against (m, k, n).
+///
+/// # Errors
+/// [`Error::Shape`] unless `a` is m·k, `b` k·n and `out` m·n long.
+pub fn check_matmul(
+    a: &[u64],
+    b: &[u64],
+    (m, k, n): (usize, usize, usize),
+    out: &[u64],
+) -> Result<()> {
+    if a.len() != m * k || b.len() != k * n || out.len() != m * n {
+        return Err(Error::Shape {
+            op: "matmul",
+            left: vec![m, k, n],
+            right: vec![a.len(), b.len(), out.len()],
+        });
+    }
+    Ok(())
+}
+
 /// The operations the secure protocols offload.
 pub trait Backend: Send + Sync {
     /// A human-readable name (the adapter, or "CPU (n threads)").
@@ -120,13 +170,7 @@ impl Backend for Cpu {
     }
 
     fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
-        if a.len() != b.len() || a.len() != out.len() {
-            return Err(Error::Shape {
-                op: "elementwise",
-                left: vec![a.len(), b.len()],
-                right: vec![out.len()],
-            });
-        }
+        check_elementwise(a, b, out)?;
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
             *o = op.apply(x, y);
         }
@@ -134,13 +178,7 @@ impl Backend for Cpu {
     }
 
     fn trunc_shares(&self, party: PartyId, shift: u32, x: &[u64], out: &mut [u64]) -> Result<()> {
-        if x.len() != out.len() || shift >= 64 {
-            return Err(Error::Shape {
-                op: "trunc_shares",
-                left: vec![x.len(), shift as usize],
-                right: vec![out.len()],
-            });
-        }
+        check_trunc(x, shift, out)?;
         let shares = Share::new(RingTensor::from_vec(&[x.len()], x.to_vec())?);
         out.copy_from_slice(trunc::trunc_local(party, &shares, shift).tensor().as_slice());
         Ok(())
@@ -153,13 +191,7 @@ impl Backend for Cpu {
         (m, k, n): (usize, usize, usize),
         out: &mut [u64],
     ) -> Result<()> {
-        if a.len() != m * k || b.len() != k * n || out.len() != m * n {
-            return Err(Error::Shape {
-                op: "matmul",
-                left: vec![m, k, n],
-                right: vec![a.len(), b.len(), out.len()],
-            });
-        }
+        check_matmul(a, b, (m, k, n), out)?;
         let c = RingTensor::from_vec(&[m, k], a.to_vec())?
             .matmul(&RingTensor::from_vec(&[k, n], b.to_vec())?)?;
         out.copy_from_slice(c.as_slice());

@@ -276,13 +276,7 @@ impl Backend for Scheduler {
     }
 
     fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
-        if a.len() != b.len() || a.len() != out.len() {
-            return Err(Error::Shape {
-                op: "elementwise",
-                left: vec![a.len(), b.len()],
-                right: vec![out.len()],
-            });
-        }
+        super::check_elementwise(a, b, out)?;
         let ranges = Self::split(&self.weights(Kind::Elementwise)?, a.len(), 1);
         self.run_ranges(&ranges, out, |backend, (first, count), part| {
             backend.elementwise(op, &a[first..first + count], &b[first..first + count], part)?;
@@ -291,13 +285,7 @@ impl Backend for Scheduler {
     }
 
     fn trunc_shares(&self, party: PartyId, shift: u32, x: &[u64], out: &mut [u64]) -> Result<()> {
-        if x.len() != out.len() || shift >= 64 {
-            return Err(Error::Shape {
-                op: "trunc_shares",
-                left: vec![x.len(), shift as usize],
-                right: vec![out.len()],
-            });
-        }
+        super::check_trunc(x, shift, out)?;
         let ranges = Self::split(&self.weights(Kind::Elementwise)?, x.len(), 1);
         self.run_ranges(&ranges, out, |backend, (first, count), part| {
             backend.trunc_shares(party, shift, &x[first..first + count], part)?;
@@ -316,13 +304,7 @@ impl Backend for Scheduler {
         (m, k, n): (usize, usize, usize),
         out: &mut [u64],
     ) -> Result<()> {
-        if a.len() != m * k || b.len() != k * n || out.len() != m * n {
-            return Err(Error::Shape {
-                op: "matmul",
-                left: vec![m, k, n],
-                right: vec![a.len(), b.len(), out.len()],
-            });
-        }
+        super::check_matmul(a, b, (m, k, n), out)?;
         let rows = Self::split(&self.weights(Kind::Matmul)?, m, 1);
         let elements: Vec<(usize, usize)> = rows.iter().map(|&(r, c)| (r * n, c * n)).collect();
         self.run_ranges(&elements, out, |backend, (first, count), part| {

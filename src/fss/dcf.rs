@@ -19,7 +19,7 @@
 use super::aes::{FixedKeyAes, fixed_aes};
 use rayon::prelude::*;
 
-use super::keys::{KeyBatch, MAX_WORDS, Scheme, check_domain, check_width, tiled};
+use super::keys::{KeyBatch, MAX_WORDS, Scheme, check_domain, prepare_keygen, tiled};
 use super::tree::{
     GROUP, PairOut, SEED_MASK, Scatter, VALUE_TWEAK, bit, gen_full_tile, mask64, mask128, par_eval,
     par_gen, random_seed, word,
@@ -111,7 +111,6 @@ fn generate(
     keys: &mut [KeyBatch; 2],
     vector: bool,
 ) -> Result<(), KeyError> {
-    check_width(n)?;
     if !(1..=MAX_WORDS).contains(&words) {
         return Err(KeyError::Mismatch {
             what: "payload words",
@@ -119,26 +118,10 @@ fn generate(
             found: words.to_string(),
         });
     }
+    prepare_keygen(Scheme::Dcf, n, words, alphas, betas, keys)?;
     let w = words as usize;
-    if betas.len() != alphas.len() * w {
-        return Err(KeyError::BatchLength {
-            what: "betas",
-            expected: alphas.len() * w,
-            found: betas.len(),
-        });
-    }
-    check_domain("alpha", alphas, n)?;
-    if keys[0].party != PartyId::P0 || keys[1].party != PartyId::P1 {
-        return Err(KeyError::Mismatch {
-            what: "party order",
-            expected: "[P0, P1]".into(),
-            found: format!("[{}, {}]", keys[0].party, keys[1].party),
-        });
-    }
     let len = alphas.len();
     let [k0, k1] = keys;
-    k0.reset(Scheme::Dcf, n, len, words);
-    k1.reset(Scheme::Dcf, n, len, words);
     let out = GenOut {
         roots: [Scatter::new(&mut k0.roots), Scatter::new(&mut k1.roots)],
         seed_cw: [Scatter::new(&mut k0.seed_cw), Scatter::new(&mut k1.seed_cw)],

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::aes::{FixedKeyAes, fixed_aes};
 use super::dcf::check_batch;
-use super::keys::{KeyBatch, Scheme, check_domain, check_width, tiled};
+use super::keys::{KeyBatch, Scheme, prepare_keygen, tiled};
 use super::tree::{
     GROUP, PairOut, SEED_MASK, Scatter, VALUE_TWEAK, bit, gen_full_tile, mask64, mask128, par_eval,
     par_gen, random_seed, word,
@@ -82,26 +82,9 @@ fn generate(
     keys: &mut [KeyBatch; 2],
     vector: bool,
 ) -> Result<(), KeyError> {
-    check_width(n)?;
-    if betas.len() != alphas.len() {
-        return Err(KeyError::BatchLength {
-            what: "betas",
-            expected: alphas.len(),
-            found: betas.len(),
-        });
-    }
-    check_domain("alpha", alphas, n)?;
-    if keys[0].party != PartyId::P0 || keys[1].party != PartyId::P1 {
-        return Err(KeyError::Mismatch {
-            what: "party order",
-            expected: "[P0, P1]".into(),
-            found: format!("[{}, {}]", keys[0].party, keys[1].party),
-        });
-    }
+    prepare_keygen(Scheme::Dpf, n, 1, alphas, betas, keys)?;
     let len = alphas.len();
     let [k0, k1] = keys;
-    k0.reset(Scheme::Dpf, n, len, 1);
-    k1.reset(Scheme::Dpf, n, len, 1);
     let out = GenOut {
         roots: [Scatter::new(&mut k0.roots), Scatter::new(&mut k1.roots)],
         seed_cw: [Scatter::new(&mut k0.seed_cw), Scatter::new(&mut k1.seed_cw)],

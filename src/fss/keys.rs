@@ -93,6 +93,39 @@ pub(crate) fn check_width(n: u32) -> Result<(), KeyError> {
     if (1..=64).contains(&n) { Ok(()) } else { Err(KeyError::Width { n }) }
 }
 
+/// Check a key-generation call: width, one payload of `words` per α, every α in the domain, and
+/// output batches in the order [P0, P1]; then size both batches for it.
+pub(crate) fn prepare_keygen(
+    scheme: Scheme,
+    n: u32,
+    words: u32,
+    alphas: &[u64],
+    betas: &[u64],
+    keys: &mut [KeyBatch; 2],
+) -> Result<(), KeyError> {
+    check_width(n)?;
+    let w = words as usize;
+    if betas.len() != alphas.len() * w {
+        return Err(KeyError::BatchLength {
+            what: "betas",
+            expected: alphas.len() * w,
+            found: betas.len(),
+        });
+    }
+    check_domain("alpha", alphas, n)?;
+    if keys[0].party != PartyId::P0 || keys[1].party != PartyId::P1 {
+        return Err(KeyError::Mismatch {
+            what: "party order",
+            expected: "[P0, P1]".into(),
+            found: format!("[{}, {}]", keys[0].party, keys[1].party),
+        });
+    }
+    for k in keys.iter_mut() {
+        k.reset(scheme, n, alphas.len(), words);
+    }
+    Ok(())
+}
+
 /// Check that every value fits in n bits.
 pub(crate) fn check_domain(what: &'static str, values: &[u64], n: u32) -> Result<(), KeyError> {
     if n < 64

@@ -637,13 +637,7 @@ impl GpuDevice {
     /// # Errors
     /// [`Error::Shape`] on length mismatch, [`Error::Gpu`] for device failures.
     pub fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
-        if a.len() != b.len() || a.len() != out.len() {
-            return Err(Error::Shape {
-                op: "gpu elementwise",
-                left: vec![a.len(), b.len()],
-                right: vec![out.len()],
-            });
-        }
+        crate::backend::check_elementwise(a, b, out)?;
         self.elementwise_op(op as u32, 0, a, Some(b), out)
     }
 
@@ -659,13 +653,7 @@ impl GpuDevice {
         x: &[u64],
         out: &mut [u64],
     ) -> Result<()> {
-        if x.len() != out.len() || shift >= 64 {
-            return Err(Error::Shape {
-                op: "gpu trunc_shares",
-                left: vec![x.len(), shift as usize],
-                right: vec![out.len()],
-            });
-        }
+        crate::backend::check_trunc(x, shift, out)?;
         self.elementwise_op(3 + party.index() as u32, shift, x, None, out)
     }
 
@@ -715,13 +703,7 @@ impl GpuDevice {
         int64: bool,
         out: &mut [u64],
     ) -> Result<()> {
-        if a.len() != m * k || b.len() != k * n || out.len() != m * n {
-            return Err(Error::Shape {
-                op: "gpu matmul",
-                left: vec![m, k, n],
-                right: vec![a.len(), b.len(), out.len()],
-            });
-        }
+        crate::backend::check_matmul(a, b, (m, k, n), out)?;
         if m * n == 0 {
             return Ok(());
         }
