@@ -11,6 +11,11 @@ struct FssParams {
     party: u32,
     // Invocations per row of the 2-D dispatch grid.
     row: u32,
+    // `lut_eval` only: 0 accumulates the table lookup, 1 writes the full domain (DPF eval-all).
+    mode: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> aes: AesParams;
@@ -132,6 +137,8 @@ fn dpf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
 // b-bit domain, depth first — the nodes of the current path stay in private memory and only the
 // part of the path that changes from one leaf pair to the next is recomputed (≈ 1.5·2^b AES
 // blocks) — and accumulate Σ_j T[(x̂ − j) mod 2^b]·e(j). `xs` holds the masked indices.
+// With params.mode = 1 the same expansion is the DPF's full-domain evaluation instead:
+// out[k·2^b + j] = e(j) (`table` and `xs` are then not read).
 @group(0) @binding(9) var<storage, read> table: array<vec2<u32>>;
 
 const MAX_LUT_BITS: u32 = 24u;
@@ -146,7 +153,11 @@ fn lut_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
     let b = params.n;
     let levels = b - 1u;
     let domain_mask = (1u << b) - 1u;
-    let index = xs[k].x & domain_mask;
+    let full_domain = params.mode == 1u;
+    var index = 0u;
+    if (!full_domain) {
+        index = xs[k].x & domain_mask;
+    }
     var nodes: array<vec4<u32>, MAX_LUT_BITS>;
     nodes[0] = roots[k] | vec4<u32>(params.party, 0u, 0u, 0u);
     var acc = vec2<u32>(0u, 0u);
@@ -174,8 +185,14 @@ fn lut_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
                 e = neg64(e);
             }
             let j = 2u * p + side;
-            acc = add64(acc, mul64(table[(index - j) & domain_mask], e));
+            if (full_domain) {
+                out[(k << b) + j] = e;
+            } else {
+                acc = add64(acc, mul64(table[(index - j) & domain_mask], e));
+            }
         }
     }
-    out[k] = acc;
+    if (!full_domain) {
+        out[k] = acc;
+    }
 }

@@ -233,3 +233,35 @@ fn lookup_tables_match_the_cpu() {
         }
     }
 }
+
+#[test]
+fn dpf_full_domain_evaluation_matches_the_cpu() {
+    let Some(mut gpu) = device() else { return };
+    for bits in [1u32, 5, 10] {
+        for len in [0usize, 1, 33] {
+            let alphas = random(len, (1 << bits) - 1, 20);
+            let betas = random(len, u64::MAX, 21);
+            for k in dpf::keygen(bits, &alphas, &betas, &mut insecure_seeded_rng(22)).unwrap() {
+                let mut want = vec![0; len << bits];
+                dpf::eval_all(&k, &mut want).unwrap();
+                for _ in 0..2 {
+                    let mut got = vec![1; len << bits];
+                    gpu.dpf_eval_all(&k, &mut got).unwrap();
+                    assert!(got == want, "eval-all b={bits} len={len} party {}", k.party());
+                }
+            }
+        }
+    }
+    // Chunked: 256 B of outputs per key at b = 5, so a 16 KiB binding takes 64 keys at a time.
+    gpu.limit_binding(16 << 10);
+    let alphas = random(200, 31, 23);
+    for k in dpf::keygen(5, &alphas, &alphas, &mut insecure_seeded_rng(24)).unwrap() {
+        let (mut want, mut got) = (vec![0; 200 << 5], vec![1; 200 << 5]);
+        dpf::eval_all(&k, &mut want).unwrap();
+        gpu.dpf_eval_all(&k, &mut got).unwrap();
+        assert!(got == want, "chunked eval-all, party {}", k.party());
+    }
+    // A domain whose tile of outputs cannot fit one binding is a clear error, not a crash.
+    let [k0, _] = dpf::keygen(10, &[0], &[1], &mut insecure_seeded_rng(25)).unwrap();
+    assert!(gpu.dpf_eval_all(&k0, &mut vec![0; 1 << 10]).is_err());
+}

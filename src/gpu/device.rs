@@ -88,6 +88,9 @@ struct FssParams {
     len: u32,
     party: u32,
     row: u32,
+    /// `lut_eval`: 0 lookup, 1 full-domain evaluation.
+    mode: u32,
+    pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -435,6 +438,19 @@ impl GpuDevice {
 
     /// Upload one chunk of a key batch and its inputs.
     fn fss_chunk(&self, keys: &KeyBatch, xs: &[u64], first: usize, count: usize) -> FssChunk {
+        self.fss_chunk_mode(keys, Some(xs), first, count, 0)
+    }
+
+    /// As [`fss_chunk`](Self::fss_chunk); `mode` 1 is the full-domain evaluation (no inputs,
+    /// 2^n outputs per key).
+    fn fss_chunk_mode(
+        &self,
+        keys: &KeyBatch,
+        xs: Option<&[u64]>,
+        first: usize,
+        count: usize,
+        mode: u32,
+    ) -> FssChunk {
         let (n, len) = (keys.input_bits(), keys.len());
         let levels = (n - 1) as usize;
         let base = if levels == 0 { 0 } else { tiled(levels, len, 0, first) };
@@ -444,6 +460,8 @@ impl GpuDevice {
             len: count as u32,
             party: keys.party().index() as u32,
             row: grid.0 * FSS_WORKGROUP,
+            mode,
+            pad: [0; 3],
         };
         let (roots, seed_cw, value_cw, last_cw) = keys.arrays();
         FssChunk {
@@ -465,8 +483,11 @@ impl GpuDevice {
                 "prifft last_cw",
                 bytemuck::cast_slice(&last_cw[2 * first..2 * (first + count)]),
             ),
-            xs: self.storage("prifft inputs", bytemuck::cast_slice(&xs[first..first + count])),
-            out: self.output("prifft outputs", count),
+            xs: self.storage(
+                "prifft inputs",
+                xs.map_or(&[][..], |xs| bytemuck::cast_slice(&xs[first..first + count])),
+            ),
+            out: self.output("prifft outputs", if mode == 1 { count << n } else { count }),
         }
     }
 
@@ -621,6 +642,46 @@ impl GpuDevice {
             let chunk = self.fss_chunk(dpf_keys, masked, first, count);
             let mut bindings = self.fss_bindings(&chunk);
             bindings.push((9, &b_table));
+            self.submit(
+                ShaderId::FssEval,
+                "lut_eval",
+                &bindings,
+                chunk.grid,
+                &chunk.out,
+                (first, count),
+            )
+        })
+    }
+
+    /// DPF full-domain evaluation: `out[k·2^n + x] = eval(keys[k], x)`, bit-identical to
+    /// [`dpf::eval_all`](crate::fss::dpf::eval_all).
+    ///
+    /// # Errors
+    /// [`dpf::eval_all`](crate::fss::dpf::eval_all)'s key and length errors; device errors.
+    pub fn dpf_eval_all(&self, keys: &KeyBatch, out: &mut [u64]) -> Result<()> {
+        keys.expect(Scheme::Dpf, keys.party(), keys.input_bits())?;
+        let n = keys.input_bits();
+        if n > crate::fss::dpf::MAX_EVAL_ALL_BITS || out.len() != keys.len() << n {
+            return Err(Error::Shape {
+                op: "dpf_eval_all",
+                left: vec![keys.len(), n as usize],
+                right: vec![out.len()],
+            });
+        }
+        // Keys per dispatch: whole tiles whose outputs (2^n words each) fit a binding.
+        let per_key = (8u64 << n).max(16 * (n as u64 - 1));
+        if per_key * TILE as u64 > self.max_binding {
+            return Err(Error::Gpu(format!(
+                "dpf_eval_all: a tile of {TILE} keys with {n}-bit domains exceeds one binding on {}; use fewer bits",
+                self.info.name
+            )));
+        }
+        let chunk = (self.max_binding / per_key) as usize / TILE * TILE;
+        let empty = self.storage("prifft lut table (unused)", &[]);
+        self.pipelined(keys.len(), chunk, out, 1 << n, |first, count| {
+            let chunk = self.fss_chunk_mode(keys, None, first, count, 1);
+            let mut bindings = self.fss_bindings(&chunk);
+            bindings.push((9, &empty));
             self.submit(
                 ShaderId::FssEval,
                 "lut_eval",
