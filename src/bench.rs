@@ -323,3 +323,59 @@ pub fn gpu(
     }
     Ok(rows)
 }
+
+/// One row of the lookup-table comparison in `prifft bench fss`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LutRow {
+    /// Index bits b.
+    pub index_bits: u32,
+    /// Elements.
+    pub batch: usize,
+    /// DPF: dealer ns per element (both parties), one party's evaluation ns, key bytes.
+    pub dpf: (f64, f64, usize),
+    /// One-hot shares: dealer ns per element, evaluation ns, key bytes.
+    pub onehot: (f64, f64, usize),
+}
+
+/// Lookup tables two ways — DPF full-domain expansion vs one-hot shares from the dealer — at
+/// several index widths, on all threads.
+///
+/// # Panics
+/// Never for the widths used (1..=24).
+pub fn lut_choice(widths: &[u32], batch: usize) -> Vec<LutRow> {
+    use crate::fss::gates::lut;
+    use rand::Rng;
+    let mut rng = os_rng();
+    widths
+        .iter()
+        .map(|&b| {
+            let domain = 1usize << b;
+            let table: Vec<u64> = (0..domain).map(|_| rng.random()).collect();
+            let masks: Vec<u64> = (0..batch).map(|_| rng.random()).collect();
+            let masked: Vec<u64> = (0..batch).map(|_| rng.random()).collect();
+            let mut out = vec![0u64; batch];
+            let mut dpf_keys = None;
+            let dpf_gen =
+                time_ns(3, || dpf_keys = Some(lut::keygen(b, &masks, &mut rng).expect("valid")))
+                    / batch as f64;
+            let [d0, _] = dpf_keys.expect("generated");
+            let dpf_eval =
+                time_ns(3, || lut::lookup(&d0, &table, &masked, &mut out).expect("valid"))
+                    / batch as f64;
+            let mut hot_keys = None;
+            let hot_gen = time_ns(3, || {
+                hot_keys = Some(lut::onehot_keygen(b, &masks, &mut rng).expect("valid"))
+            }) / batch as f64;
+            let [h0, _] = hot_keys.expect("generated");
+            let hot_eval =
+                time_ns(3, || lut::onehot_lookup(&h0, &table, &masked, &mut out).expect("valid"))
+                    / batch as f64;
+            LutRow {
+                index_bits: b,
+                batch,
+                dpf: (dpf_gen, dpf_eval, KeyBatch::key_bytes(Scheme::Dpf, b)),
+                onehot: (hot_gen, hot_eval, 8 * domain),
+            }
+        })
+        .collect()
+}

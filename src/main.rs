@@ -299,9 +299,29 @@ fn bench_fss(json: bool, batch: usize, widths: &[u32]) -> Result<()> {
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).expect("serialisable"));
-    } else {
+        return Ok(());
+    }
+    println!(
+        "AES bound: blocks per evaluation (DCF 2n−1, DPF n) × this CPU's measured ns per block, per thread."
+    );
+    let lut_batch = (batch >> 4).max(1);
+    println!(
+        "\nLookup tables, {lut_batch} elements, all threads: DPF full-domain expansion vs one-hot shares"
+    );
+    println!(
+        "{:>4}{:>16}{:>14}{:>12}{:>16}{:>14}{:>12}",
+        "b",
+        "DPF deal ns",
+        "DPF eval ns",
+        "DPF key B",
+        "1-hot deal ns",
+        "1-hot eval ns",
+        "1-hot key B"
+    );
+    for r in prifft::bench::lut_choice(&[4, 8, 12], lut_batch) {
         println!(
-            "AES bound: blocks per evaluation (DCF 2n−1, DPF n) × this CPU's measured ns per block, per thread."
+            "{:>4}{:>16.0}{:>14.0}{:>12}{:>16.0}{:>14.0}{:>12}",
+            r.index_bits, r.dpf.0, r.dpf.1, r.dpf.2, r.onehot.0, r.onehot.1, r.onehot.2
         );
     }
     Ok(())

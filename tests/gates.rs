@@ -129,6 +129,13 @@ fn lookup_tables_match_the_table() {
             assert_eq!(y, table[x as usize], "b = {bits}, x = {x}");
         }
         assert!(lut::lookup(&k0, &table[1..], &masked, &mut y0).is_err());
+        // The one-hot alternative gives the same reconstruction.
+        let [o0, o1] = lut::onehot_keygen(bits, &masks, &mut rng).unwrap();
+        lut::onehot_lookup(&o0, &table, &masked, &mut y0).unwrap();
+        lut::onehot_lookup(&o1, &table, &masked, &mut y1).unwrap();
+        for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
+            assert_eq!(y, table[x as usize], "one-hot b = {bits}, x = {x}");
+        }
     }
 }
 

@@ -17,26 +17,53 @@ use super::keys::{KeyBatch, TILE, tiled};
 /// Vectors of 4 keys per tile.
 const VECS: usize = TILE / 4;
 
-#[inline(always)]
+/// `[e(0), e(1), …, e(n − 1)]` of vectors, built in place. A closure (`std::array::from_fn`)
+/// would not inherit the caller's target features, so the intrinsics inside it would become
+/// function calls — a 5× slowdown measured here.
+macro_rules! vecs {
+    ($n:expr, |$i:ident| $e:expr) => {{
+        let mut out = [_mm512_setzero_si512(); $n];
+        for $i in 0..$n {
+            out[$i] = $e;
+        }
+        out
+    }};
+}
+
+/// Per party (2) arrays of `VECS` vectors.
+macro_rules! pair {
+    (|$b:ident| $e:expr) => {{
+        let mut out = [[_mm512_setzero_si512(); VECS]; 2];
+        for $b in 0..2 {
+            out[$b] = $e;
+        }
+        out
+    }};
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,vaes,avx2")]
 unsafe fn mmo(x: [__m512i; VECS], rk: &[__m512i; 11]) -> [__m512i; VECS] {
-    let mut s: [__m512i; VECS] = std::array::from_fn(|j| _mm512_xor_si512(x[j], rk[0]));
+    let mut s: [__m512i; VECS] = vecs!(VECS, |j| _mm512_xor_si512(x[j], rk[0]));
     for key in &rk[1..10] {
         for v in s.iter_mut() {
             *v = _mm512_aesenc_epi128(*v, *key);
         }
     }
-    std::array::from_fn(|j| _mm512_xor_si512(_mm512_aesenclast_epi128(s[j], rk[10]), x[j]))
+    vecs!(VECS, |j| _mm512_xor_si512(_mm512_aesenclast_epi128(s[j], rk[10]), x[j]))
 }
 
 /// Load the 64-bit entries of 4 consecutive keys into the low halves of 4 lanes.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,vaes,avx2")]
 unsafe fn load_words(p: *const u64) -> __m512i {
     let idx = _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0);
     _mm512_permutexvar_epi64(idx, _mm512_castsi256_si512(_mm256_loadu_si256(p.cast())))
 }
 
 /// All-ones 128-bit lanes where the lane's control bit (bit 0) is set.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,vaes,avx2")]
 unsafe fn control_mask(node: __m512i, one: __m512i) -> __m512i {
     let t = _mm512_sub_epi64(_mm512_setzero_si512(), _mm512_and_si512(node, one));
     _mm512_shuffle_epi32(t, _MM_PERM_BABA)
@@ -73,7 +100,8 @@ pub(super) unsafe fn dpf_tile(
     tile(rk, keys, first, xs, out, false)
 }
 
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,vaes,aes,avx2")]
 unsafe fn tile(
     rk: &[u128; 11],
     keys: &KeyBatch,
@@ -91,7 +119,7 @@ unsafe fn tile(
     let (n, len) = (keys.n, keys.len);
     let levels = (n - 1) as usize;
     let rk: [__m512i; 11] =
-        std::array::from_fn(|i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+        vecs!(11, |i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
     // Per lane: low half / high half.
     let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
     let two = _mm512_set_epi64(0, 2, 0, 2, 0, 2, 0, 2);
@@ -100,11 +128,10 @@ unsafe fn tile(
     let party_bit = _mm512_set_epi64(0, party, 0, party, 0, party, 0, party);
 
     let roots = keys.roots.as_ptr().add(first).cast::<__m512i>();
-    let mut node: [__m512i; VECS] = std::array::from_fn(|j| {
-        _mm512_or_si512(_mm512_loadu_si512(roots.add(j).cast()), party_bit)
-    });
+    let mut node: [__m512i; VECS] =
+        vecs!(VECS, |j| _mm512_or_si512(_mm512_loadu_si512(roots.add(j).cast()), party_bit));
     let shift = _mm512_set1_epi64((64 - n) as i64);
-    let mut bits: [__m512i; VECS] = std::array::from_fn(|j| {
+    let mut bits: [__m512i; VECS] = vecs!(VECS, |j| {
         let x = load_words(xs.as_ptr().add(4 * j));
         _mm512_and_si512(_mm512_sllv_epi64(x, shift), _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1))
     });
@@ -113,11 +140,11 @@ unsafe fn tile(
     for i in 0..levels {
         let base = tiled(levels, len, i, first);
         let cws = keys.seed_cw.as_ptr().add(base).cast::<__m512i>();
-        let side: [__m512i; VECS] = std::array::from_fn(|j| _mm512_srli_epi64(bits[j], 63));
-        let seed: [__m512i; VECS] = std::array::from_fn(|j| _mm512_and_si512(node[j], seed_mask));
-        let child = mmo(std::array::from_fn(|j| _mm512_or_si512(seed[j], side[j])), &rk);
+        let side: [__m512i; VECS] = vecs!(VECS, |j| _mm512_srli_epi64(bits[j], 63));
+        let seed: [__m512i; VECS] = vecs!(VECS, |j| _mm512_and_si512(node[j], seed_mask));
+        let child = mmo(vecs!(VECS, |j| _mm512_or_si512(seed[j], side[j])), &rk);
         if comparison {
-            let words = mmo(std::array::from_fn(|j| _mm512_or_si512(seed[j], two)), &rk);
+            let words = mmo(vecs!(VECS, |j| _mm512_or_si512(seed[j], two)), &rk);
             let vcws = keys.value_cw.as_ptr().add(base);
             for j in 0..VECS {
                 let right = _mm512_test_epi64_mask(side[j], side[j]);
@@ -143,10 +170,8 @@ unsafe fn tile(
         }
     }
     // Last level: the output block, and one correction per last input bit.
-    let words = mmo(
-        std::array::from_fn(|j| _mm512_or_si512(_mm512_and_si512(node[j], seed_mask), two)),
-        &rk,
-    );
+    let words =
+        mmo(vecs!(VECS, |j| _mm512_or_si512(_mm512_and_si512(node[j], seed_mask), two)), &rk);
     let last0 = keys.last_cw.as_ptr().add(tiled(2, len, 0, first));
     let last1 = keys.last_cw.as_ptr().add(tiled(2, len, 1, first));
     let mut lanes = [0u64; 8];
@@ -181,14 +206,16 @@ pub(super) struct TileOut {
 }
 
 /// Store the low 64-bit halves of the 4 lanes of `v` at `p`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,vaes,avx2")]
 unsafe fn store_words(p: *mut u64, v: __m512i) {
     let idx = _mm512_set_epi64(6, 4, 2, 0, 6, 4, 2, 0);
     _mm256_storeu_si256(p.cast(), _mm512_castsi512_si256(_mm512_permutexvar_epi64(idx, v)));
 }
 
 /// Conditional negation of the low halves: `−x` where `m` is all ones, `x` where zero.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,vaes,avx2")]
 unsafe fn negate_if(x: __m512i, m: __m512i) -> __m512i {
     _mm512_sub_epi64(_mm512_xor_si512(x, m), m)
 }
@@ -212,7 +239,7 @@ pub(super) unsafe fn gen_tile(
     debug_assert!(alphas.len() == TILE && betas.len() == TILE && roots.len() == TILE);
     let levels = (n - 1) as usize;
     let rk: [__m512i; 11] =
-        std::array::from_fn(|i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+        vecs!(11, |i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
     let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
     let two = _mm512_set_epi64(0, 2, 0, 2, 0, 2, 0, 2);
     let low_half = _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1);
@@ -229,25 +256,21 @@ pub(super) unsafe fn gen_tile(
             nodes[b][j] = if b == 1 { _mm512_or_si512(v, one) } else { v };
         }
     }
-    let mut abits: [__m512i; VECS] = std::array::from_fn(|j| {
+    let mut abits: [__m512i; VECS] = vecs!(VECS, |j| {
         _mm512_and_si512(_mm512_sllv_epi64(load_words(alphas.as_ptr().add(4 * j)), shift), low_half)
     });
     let beta: [__m512i; VECS] =
-        std::array::from_fn(|j| _mm512_and_si512(load_words(betas.as_ptr().add(4 * j)), low_half));
+        vecs!(VECS, |j| _mm512_and_si512(load_words(betas.as_ptr().add(4 * j)), low_half));
     let mut on_path = [_mm512_setzero_si512(); VECS];
 
     for i in 0..levels {
-        let seeds: [[__m512i; VECS]; 2] = std::array::from_fn(|b| {
-            std::array::from_fn(|j| _mm512_and_si512(nodes[b][j], seed_mask))
-        });
-        let left: [[__m512i; VECS]; 2] = std::array::from_fn(|b| mmo(seeds[b], &rk));
-        let right: [[__m512i; VECS]; 2] = std::array::from_fn(|b| {
-            mmo(std::array::from_fn(|j| _mm512_or_si512(seeds[b][j], one)), &rk)
-        });
+        let seeds: [[__m512i; VECS]; 2] =
+            pair!(|b| vecs!(VECS, |j| _mm512_and_si512(nodes[b][j], seed_mask)));
+        let left: [[__m512i; VECS]; 2] = pair!(|b| mmo(seeds[b], &rk));
+        let right: [[__m512i; VECS]; 2] =
+            pair!(|b| mmo(vecs!(VECS, |j| _mm512_or_si512(seeds[b][j], one)), &rk));
         let words: [[__m512i; VECS]; 2] = if comparison {
-            std::array::from_fn(|b| {
-                mmo(std::array::from_fn(|j| _mm512_or_si512(seeds[b][j], two)), &rk)
-            })
+            pair!(|b| mmo(vecs!(VECS, |j| _mm512_or_si512(seeds[b][j], two)), &rk))
         } else {
             [[_mm512_setzero_si512(); VECS]; 2]
         };
@@ -256,9 +279,9 @@ pub(super) unsafe fn gen_tile(
             let a_low: __mmask8 = _mm512_test_epi64_mask(a, a); // low halves of lanes with α_i = 1
             let a_lane: __mmask8 = a_low | (a_low << 1); // both halves
             let keep: [__m512i; 2] =
-                std::array::from_fn(|b| _mm512_mask_blend_epi64(a_lane, left[b][j], right[b][j]));
+                vecs!(2, |b| _mm512_mask_blend_epi64(a_lane, left[b][j], right[b][j]));
             let lose: [__m512i; 2] =
-                std::array::from_fn(|b| _mm512_mask_blend_epi64(a_lane, right[b][j], left[b][j]));
+                vecs!(2, |b| _mm512_mask_blend_epi64(a_lane, right[b][j], left[b][j]));
             let seed_cw = _mm512_and_si512(_mm512_xor_si512(lose[0], lose[1]), seed_mask);
             let t_left = _mm512_xor_si512(
                 _mm512_xor_si512(
@@ -282,11 +305,11 @@ pub(super) unsafe fn gen_tile(
                 let t1 = _mm512_and_si512(nodes[1][j], one);
                 let neg = _mm512_sub_epi64(_mm512_setzero_si512(), t1);
                 let hi: [__m512i; 2] =
-                    std::array::from_fn(|b| _mm512_shuffle_epi32(words[b][j], _MM_PERM_DCDC));
+                    vecs!(2, |b| _mm512_shuffle_epi32(words[b][j], _MM_PERM_DCDC));
                 let v_lose: [__m512i; 2] =
-                    std::array::from_fn(|b| _mm512_mask_blend_epi64(a_low, hi[b], words[b][j]));
+                    vecs!(2, |b| _mm512_mask_blend_epi64(a_low, hi[b], words[b][j]));
                 let v_keep: [__m512i; 2] =
-                    std::array::from_fn(|b| _mm512_mask_blend_epi64(a_low, words[b][j], hi[b]));
+                    vecs!(2, |b| _mm512_mask_blend_epi64(a_low, words[b][j], hi[b]));
                 let beta_if = _mm512_maskz_mov_epi64(a_low, beta[j]);
                 let target = _mm512_add_epi64(
                     _mm512_sub_epi64(_mm512_sub_epi64(v_lose[1], v_lose[0]), on_path[j]),
@@ -317,18 +340,15 @@ pub(super) unsafe fn gen_tile(
         }
     }
     // Last level: one output block per party; one correction per last input bit.
-    let words: [[__m512i; VECS]; 2] = std::array::from_fn(|b| {
-        mmo(
-            std::array::from_fn(|j| _mm512_or_si512(_mm512_and_si512(nodes[b][j], seed_mask), two)),
-            &rk,
-        )
+    let words: [[__m512i; VECS]; 2] = pair!(|b| {
+        mmo(vecs!(VECS, |j| _mm512_or_si512(_mm512_and_si512(nodes[b][j], seed_mask), two)), &rk)
     });
     for j in 0..VECS {
         let a = _mm512_srli_epi64(abits[j], 63);
         let a_low: __mmask8 = _mm512_test_epi64_mask(a, a);
         let neg = _mm512_sub_epi64(_mm512_setzero_si512(), _mm512_and_si512(nodes[1][j], one));
         for side in 0..2 {
-            let w: [__m512i; 2] = std::array::from_fn(|b| {
+            let w: [__m512i; 2] = vecs!(2, |b| {
                 if side == 0 {
                     words[b][j]
                 } else {
