@@ -77,6 +77,9 @@ pub enum Error {
         /// The error.
         source: Box<Error>,
     },
+    /// A data set is missing or malformed, or cannot be split as asked.
+    #[error("data: {0}")]
+    Data(String),
     /// A GPU adapter or device could not be used.
     #[error("GPU: {0}")]
     Gpu(String),

@@ -60,6 +60,7 @@
 pub mod backend;
 pub mod bench;
 pub mod error;
+pub mod fl;
 pub mod fss;
 #[cfg(feature = "gpu")]
 pub mod gpu;

@@ -61,6 +61,31 @@ enum Cmd {
     ///   prifft party --role client --connect 127.0.0.1:7000 --preproc /tmp/pp/client.pp
     #[command(verbatim_doc_comment)]
     Party(PartyArgs),
+    /// Split Fashion-MNIST among clients (IID, Dirichlet label skew or shards) and print each
+    /// client's class histogram — the non-IID setting of the federated-learning experiments.
+    Partition {
+        /// iid, dirichlet or shards.
+        #[arg(long, default_value = "dirichlet")]
+        scheme: String,
+        /// Dirichlet concentration β (smaller = more skewed).
+        #[arg(long, default_value_t = 0.5)]
+        beta: f64,
+        /// Number of clients.
+        #[arg(long, default_value_t = 10)]
+        clients: usize,
+        /// Minimum samples per client (Dirichlet).
+        #[arg(long, default_value_t = 10)]
+        min_per_client: usize,
+        /// Shards per client (shards).
+        #[arg(long, default_value_t = 2)]
+        shards_per_client: usize,
+        /// Seed of the split (default: random).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Directory of the Fashion-MNIST IDX files.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Measure throughput on this machine (medians of repeated runs, in one process).
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -251,6 +276,34 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Deal { shape, out_dir } => deal(&shape.spec()?, &out_dir).map(|_| ()),
         Cmd::Party(args) => party(args),
         Cmd::Demo { shape, net } => demo(shape, net),
+        Cmd::Partition { scheme, beta, clients, min_per_client, shards_per_client, seed, data } => {
+            use prifft::fl::partition::{self, Scheme};
+            let scheme = match scheme.as_str() {
+                "iid" => Scheme::Iid,
+                "dirichlet" => Scheme::Dirichlet { beta, min_per_client },
+                "shards" => Scheme::Shards { per_client: shards_per_client },
+                other => {
+                    return Err(Error::Data(format!(
+                        "unknown scheme {other:?}: use iid, dirichlet or shards"
+                    )));
+                }
+            };
+            let (train, _) = prifft::fl::data::fashion_mnist(data.as_deref())?;
+            let seed = seed.unwrap_or_else(|| rand::Rng::random(&mut prifft::prg::os_rng()));
+            let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(seed);
+            let parts =
+                partition::partition(&train.labels, train.classes, clients, scheme, &mut rng)?;
+            println!("Fashion-MNIST training set, {clients} clients, {scheme:?}, seed {seed}");
+            print!(
+                "{}",
+                partition::render_histogram(&partition::class_histogram(
+                    &parts,
+                    &train.labels,
+                    train.classes
+                ))
+            );
+            Ok(())
+        }
         Cmd::Bench(BenchCmd::Fss { json, batch_log2, widths }) => {
             bench_fss(json, 1 << batch_log2, &widths)
         }

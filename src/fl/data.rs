@@ -1,0 +1,189 @@
+//! Image data sets in IDX format (MNIST, Fashion-MNIST), gzip-compressed or not.
+//!
+//! Fashion-MNIST comes from Debian's `dataset-fashion-mnist` package (MIT licence), installed
+//! under [`FASHION_MNIST_DIR`]; a missing file is an error that says how to get it.
+//!
+//! IDX: a big-endian header — two zero bytes, a type byte (0x08 = u8), the number of
+//! dimensions — then one big-endian u32 per dimension and the data. Every size is checked
+//! against the file before anything is allocated.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Where Debian's `dataset-fashion-mnist` puts the files.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Class names of Fashion-MNIST, by label.
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// A labelled image set, pixels scaled to [0, 1], row-major, one image after another.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// `len × rows × cols` pixels in [0, 1].
+    pub images: Vec<f32>,
+    /// One label per image.
+    pub labels: Vec<u8>,
+    /// Image height.
+    pub rows: usize,
+    /// Image width.
+    pub cols: usize,
+    /// Number of classes (labels are below it).
+    pub classes: usize,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels of image `i`.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let size = self.rows * self.cols;
+        &self.images[i * size..(i + 1) * size]
+    }
+
+    /// Images per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+}
+
+fn data_error(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error::Data(format!("{}: {what}", path.display()))
+}
+
+/// Read a file, decompressing gzip when it starts with the gzip magic.
+fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::Data(format!(
+                "{} not found: install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or give the directory of the IDX files",
+                path.display()
+            ))
+        } else {
+            Error::Io { path: path.to_path_buf(), source }
+        }
+    })?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| data_error(path, format!("corrupt gzip data ({e})")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Parse an IDX file of unsigned bytes: returns the dimensions and the data.
+///
+/// # Errors
+/// [`Error::Data`] for a bad header, a type other than u8, or a length that disagrees with the
+/// dimensions.
+pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+        return Err(data_error(path, "not an IDX file (bad magic)"));
+    }
+    if bytes[2] != 0x08 {
+        return Err(data_error(
+            path,
+            format!(
+                "IDX element type 0x{:02x}, only unsigned bytes (0x08) are supported",
+                bytes[2]
+            ),
+        ));
+    }
+    let rank = bytes[3] as usize;
+    let header = 4 + 4 * rank;
+    if rank == 0 || bytes.len() < header {
+        return Err(data_error(path, "truncated IDX header"));
+    }
+    let dims: Vec<usize> = bytes[4..header]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")) as usize)
+        .collect();
+    let total = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    match total {
+        Some(total) if total == bytes.len() - header => Ok((dims, bytes[header..].to_vec())),
+        Some(total) => Err(data_error(
+            path,
+            format!(
+                "IDX dimensions {dims:?} need {total} bytes, the file has {}",
+                bytes.len() - header
+            ),
+        )),
+        None => Err(data_error(path, format!("IDX dimensions {dims:?} overflow"))),
+    }
+}
+
+/// Load an image file and its label file (IDX, optionally gzip).
+///
+/// # Errors
+/// [`Error::Data`] for missing or malformed files, mismatched counts, or labels ≥ `classes`.
+pub fn load_idx_pair(images: &Path, labels: &Path, classes: usize) -> Result<Dataset> {
+    let (idims, pixels) = parse_idx(&read_maybe_gzip(images)?, images)?;
+    let (ldims, labs) = parse_idx(&read_maybe_gzip(labels)?, labels)?;
+    let [count, rows, cols] = idims[..] else {
+        return Err(data_error(
+            images,
+            format!("expected 3 dimensions (count, rows, cols), found {idims:?}"),
+        ));
+    };
+    if ldims != [count] {
+        return Err(data_error(labels, format!("{ldims:?} labels for {count} images")));
+    }
+    if let Some(bad) = labs.iter().position(|&l| l as usize >= classes) {
+        return Err(data_error(
+            labels,
+            format!("label {} at index {bad} is not below {classes}", labs[bad]),
+        ));
+    }
+    Ok(Dataset {
+        images: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+        labels: labs,
+        rows,
+        cols,
+        classes,
+    })
+}
+
+/// Fashion-MNIST's training (60,000) and test (10,000) sets from `dir` (default
+/// [`FASHION_MNIST_DIR`]).
+///
+/// # Errors
+/// As [`load_idx_pair`]; a missing directory says how to install the package.
+pub fn fashion_mnist(dir: Option<&Path>) -> Result<(Dataset, Dataset)> {
+    let dir: PathBuf = dir.map_or_else(|| PathBuf::from(FASHION_MNIST_DIR), Path::to_path_buf);
+    let file = |name: &str| dir.join(name);
+    let train = load_idx_pair(
+        &file("train-images-idx3-ubyte.gz"),
+        &file("train-labels-idx1-ubyte.gz"),
+        10,
+    )?;
+    let test =
+        load_idx_pair(&file("t10k-images-idx3-ubyte.gz"), &file("t10k-labels-idx1-ubyte.gz"), 10)?;
+    Ok((train, test))
+}

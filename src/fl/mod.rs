@@ -1,0 +1,5 @@
+//! Federated learning: data sets, non-IID partitioners (and, next, the CNN stack, FedAvg,
+//! FedProx, MOON and FedProc).
+
+pub mod data;
+pub mod partition;
