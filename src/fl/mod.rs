@@ -2,4 +2,5 @@
 //! FedProx, MOON and FedProc).
 
 pub mod data;
+pub mod nn;
 pub mod partition;
