@@ -2,5 +2,6 @@
 //! FedProx, MOON and FedProc).
 
 pub mod data;
+pub mod model;
 pub mod nn;
 pub mod partition;
