@@ -107,6 +107,21 @@ impl SimpleCnn {
         self.head.forward(r.view())
     }
 
+    /// Drop every layer's forward-pass cache (after inference, and before replicating the
+    /// model, so that copies do not carry large activations).
+    pub fn clear_caches(&mut self) {
+        self.conv1.clear();
+        self.conv2.clear();
+        self.pool1.clear();
+        self.pool2.clear();
+        self.fc1.clear();
+        self.fc2.clear();
+        self.head.clear();
+        for r in [&mut self.relu1, &mut self.relu2, &mut self.relu3, &mut self.relu4] {
+            r.clear();
+        }
+    }
+
     /// Every trainable parameter.
     pub fn params(&mut self) -> Vec<&mut Param> {
         let mut p = self.conv1.params();
@@ -136,6 +151,7 @@ impl SimpleCnn {
         } else {
             let size = images.len() / labels.len();
             let per = labels.len().div_ceil(parts);
+            self.clear_caches();
             let mut replicas: Vec<SimpleCnn> = (0..parts).map(|_| self.clone()).collect();
             let losses: Vec<(f32, usize)> = {
                 use rayon::prelude::*;
@@ -204,6 +220,7 @@ impl SimpleCnn {
                 correct += (pred == y as usize) as usize;
             }
         }
+        self.clear_caches();
         correct as f64 / data.len().max(1) as f64
     }
 }

@@ -174,6 +174,11 @@ impl Conv2d {
     pub fn params(&mut self) -> Vec<&mut Param> {
         vec![&mut self.weight, &mut self.bias]
     }
+
+    /// Drop what the last forward pass kept for the backward pass.
+    pub fn clear(&mut self) {
+        self.cache = None;
+    }
 }
 
 /// 2×2 max-pooling with stride 2.
@@ -206,6 +211,11 @@ impl MaxPool2 {
         }
         self.cache = Some((arg, x.len()));
         out
+    }
+
+    /// Drop what the last forward pass kept for the backward pass.
+    pub fn clear(&mut self) {
+        self.cache = None;
     }
 
     /// Route each output gradient to its window's maximum.
@@ -258,6 +268,11 @@ impl Linear {
     pub fn params(&mut self) -> Vec<&mut Param> {
         vec![&mut self.weight, &mut self.bias]
     }
+
+    /// Drop what the last forward pass kept for the backward pass.
+    pub fn clear(&mut self) {
+        self.cache = None;
+    }
 }
 
 /// max(x, 0), remembering the mask.
@@ -275,6 +290,11 @@ impl Relu {
                 *v = 0.0;
             }
         }
+    }
+
+    /// Drop the mask of the last forward pass.
+    pub fn clear(&mut self) {
+        self.mask = Vec::new();
     }
 
     /// In place.
