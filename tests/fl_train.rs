@@ -60,3 +60,18 @@ fn a_short_run_on_fashion_mnist_learns() {
     assert!(second < first, "loss {first} → {second}");
     assert!(acc > 0.5, "test accuracy after 2 epochs on 6,000 images: {acc}");
 }
+
+#[test]
+fn fedprox_with_zero_mu_is_fedavg_and_rounds_are_reproducible() {
+    use prifft::fl::rounds::{self, Algo, FlConfig};
+    let train = synthetic(256, 4);
+    let test = synthetic(64, 5);
+    let parts = vec![(0..100).collect::<Vec<_>>(), (100..256).collect()];
+    let cfg = FlConfig { rounds: 2, local_epochs: 1, fraction: 1.0, sgd: SgdConfig::default(), seed: 6 };
+    let avg = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
+    let prox0 = rounds::run(Algo::FedProx { mu: 0.0 }, &train, &test, &parts, &cfg, |_, _| {});
+    let again = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
+    assert_eq!(avg.len(), 2);
+    assert_eq!(avg, prox0);
+    assert_eq!(avg, again);
+}

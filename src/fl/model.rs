@@ -28,6 +28,8 @@ pub struct SimpleCnn {
     /// The classifier on the representation.
     pub head: Linear,
     batch: usize,
+    /// FedProx: the global weights w_g and μ; each step adds μ(w − w_g) to the gradient.
+    proximal: Option<(Vec<Array2<f32>>, f32)>,
 }
 
 /// Hyper-parameters of local SGD (fedproc.md: lr 0.01, momentum 0.9, weight decay 1e−5, batch 64).
@@ -65,6 +67,7 @@ impl SimpleCnn {
             relu4: Relu::default(),
             head: Linear::new(FEATURES, classes, rng),
             batch: 0,
+            proximal: None,
         }
     }
 
@@ -174,10 +177,37 @@ impl SimpleCnn {
             }
             losses.iter().map(|&(l, n)| l * n as f32).sum::<f32>() / total
         };
-        for p in self.params() {
+        let proximal = self.proximal.take();
+        for (i, p) in self.params().into_iter().enumerate() {
+            if let Some((anchor, mu)) = &proximal {
+                // d/dw of μ/2‖w − w_g‖² (FedProx).
+                ndarray::Zip::from(&mut p.grad)
+                    .and(&p.value)
+                    .and(&anchor[i])
+                    .for_each(|g, &w, &a| *g += mu * (w - a));
+            }
             p.sgd_step(cfg.lr, cfg.momentum, cfg.weight_decay);
         }
+        self.proximal = proximal;
         loss
+    }
+
+    /// The parameter values, in [`params`](Self::params) order.
+    pub fn weights(&mut self) -> Vec<Array2<f32>> {
+        self.params().into_iter().map(|p| p.value.clone()).collect()
+    }
+
+    /// Overwrite the parameter values (in [`params`](Self::params) order) and reset momentum.
+    pub fn set_weights(&mut self, weights: &[Array2<f32>]) {
+        for (p, w) in self.params().into_iter().zip(weights) {
+            p.value.assign(w);
+            p.reset_optimizer();
+        }
+    }
+
+    /// FedProx: pull local training towards `anchor` with strength μ (None to stop).
+    pub fn set_proximal(&mut self, proximal: Option<(Vec<Array2<f32>>, f32)>) {
+        self.proximal = proximal;
     }
 
     /// One epoch over `indices` of `data` in shuffled batches; returns the mean loss.

@@ -32,6 +32,12 @@ impl Param {
         Self::new(Array2::from_shape_fn((rows, cols), |_| dist.sample(rng)))
     }
 
+    /// Zero the momentum and gradient (a fresh optimiser, as each FL round starts one).
+    pub fn reset_optimizer(&mut self) {
+        self.momentum.fill(0.0);
+        self.grad.fill(0.0);
+    }
+
     /// SGD with momentum μ and weight decay λ (PyTorch's convention:
     /// v ← μv + (g + λw), w ← w − lr·v), then clears the gradient.
     pub fn sgd_step(&mut self, lr: f32, momentum: f32, weight_decay: f32) {
