@@ -67,7 +67,8 @@ fn fedprox_with_zero_mu_is_fedavg_and_rounds_are_reproducible() {
     let train = synthetic(256, 4);
     let test = synthetic(64, 5);
     let parts = vec![(0..100).collect::<Vec<_>>(), (100..256).collect()];
-    let cfg = FlConfig { rounds: 2, local_epochs: 1, fraction: 1.0, sgd: SgdConfig::default(), seed: 6 };
+    let cfg =
+        FlConfig { rounds: 2, local_epochs: 1, fraction: 1.0, sgd: SgdConfig::default(), seed: 6 };
     let avg = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
     let prox0 = rounds::run(Algo::FedProx { mu: 0.0 }, &train, &test, &parts, &cfg, |_, _| {});
     let again = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
