@@ -21,8 +21,8 @@ use rayon::prelude::*;
 
 use super::keys::{KeyBatch, MAX_WORDS, Scheme, check_domain, prepare_keygen, tiled};
 use super::tree::{
-    GROUP, PairOut, SEED_MASK, Scatter, VALUE_TWEAK, bit, gen_full_tile, mask64, mask128, par_eval,
-    par_gen, random_seed, word,
+    GROUP, PairOut, SEED_MASK, Scatter, VALUE_TWEAK, bit, eval_tiles, gen_full_tile, mask64,
+    mask128, par_gen, random_seed, word,
 };
 use crate::error::KeyError;
 use crate::mpc::PartyId;
@@ -321,27 +321,14 @@ pub fn eval(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<(), KeyError
             .for_each(|(c, (out, xs))| eval_group_words(aes, keys, c * GROUP, xs, out));
         return Ok(());
     }
-    #[cfg(target_arch = "x86_64")]
-    if aes.implementation() == super::aes::AesImpl::Vaes512 {
-        par_eval(xs, out, |first, xs, out| {
-            if xs.len() == GROUP {
-                // SAFETY: Vaes512 is only selected on CPUs with AVX-512F and VAES; `first`
-                // starts a full tile (groups are tile-aligned and this one is full).
-                unsafe { super::simd::dcf_tile(aes.round_keys(), keys, first, xs, out) }
-            } else {
-                eval_group(aes, keys, first, xs, out)
-            }
-        });
-        return Ok(());
-    }
-    eval_scalar(keys, xs, out);
+    eval_tiles(keys, xs, out, true, eval_group);
     Ok(())
 }
 
 /// The portable evaluator (any CPU): the reference the vectorised tiles are tested against.
+#[cfg(test)]
 pub(crate) fn eval_scalar(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) {
-    let aes = fixed_aes();
-    par_eval(xs, out, |first, xs, out| eval_group(aes, keys, first, xs, out));
+    eval_tiles(keys, xs, out, false, eval_group);
 }
 
 pub(crate) fn check_batch(keys: &KeyBatch, xs: &[u64], out: &[u64]) -> Result<(), KeyError> {

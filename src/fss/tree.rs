@@ -114,7 +114,7 @@ pub(crate) fn par_gen(
 }
 
 /// Run `task(first_key, xs, out)` over groups of at most [`GROUP`] keys, in parallel chunks.
-pub(crate) fn par_eval(
+fn par_eval(
     xs: &[u64],
     out: &mut [u64],
     task: impl Fn(usize, &[u64], &mut [u64]) + Sync,
@@ -189,4 +189,34 @@ pub(crate) fn gen_full_tile(
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// Evaluate a one-word key batch on all threads: full tiles with the AVX-512/VAES code when
+/// `vector` is set and the CPU has it, every other group with the scalar `group` evaluator.
+pub(crate) fn eval_tiles(
+    keys: &super::KeyBatch,
+    xs: &[u64],
+    out: &mut [u64],
+    vector: bool,
+    group: impl Fn(&super::aes::FixedKeyAes, &super::KeyBatch, usize, &[u64], &mut [u64]) + Sync,
+) {
+    let aes = super::aes::fixed_aes();
+    #[cfg(target_arch = "x86_64")]
+    let vector = vector && aes.implementation() == super::aes::AesImpl::Vaes512;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = vector;
+    par_eval(xs, out, |first, xs, out| {
+        #[cfg(target_arch = "x86_64")]
+        if vector && xs.len() == GROUP {
+            let tile = match keys.scheme() {
+                super::Scheme::Dcf => super::simd::dcf_tile,
+                super::Scheme::Dpf => super::simd::dpf_tile,
+            };
+            // SAFETY: `vector` implies AVX-512F and VAES; `first` starts a full tile (groups are
+            // tile-aligned and this one is full).
+            unsafe { tile(aes.round_keys(), keys, first, xs, out) };
+            return;
+        }
+        group(aes, keys, first, xs, out)
+    });
 }
