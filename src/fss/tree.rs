@@ -114,11 +114,7 @@ pub(crate) fn par_gen(
 }
 
 /// Run `task(first_key, xs, out)` over groups of at most [`GROUP`] keys, in parallel chunks.
-fn par_eval(
-    xs: &[u64],
-    out: &mut [u64],
-    task: impl Fn(usize, &[u64], &mut [u64]) + Sync,
-) {
+fn par_eval(xs: &[u64], out: &mut [u64], task: impl Fn(usize, &[u64], &mut [u64]) + Sync) {
     out.par_chunks_mut(TASK).zip(xs.par_chunks(TASK)).enumerate().for_each(|(c, (out, xs))| {
         for (g, (out, xs)) in out.chunks_mut(GROUP).zip(xs.chunks(GROUP)).enumerate() {
             task(c * TASK + g * GROUP, xs, out);
