@@ -588,15 +588,19 @@ fn fl(
         )?;
         for (algo, fin) in algos.iter().zip(finals.iter_mut()) {
             let cfg = FlConfig { rounds, local_epochs, fraction, sgd: Default::default(), seed };
-            let t = std::time::Instant::now();
+            let bar = indicatif::ProgressBar::new(rounds as u64).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix:>16} [{bar:30}] round {pos}/{len} {msg} ({elapsed})",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{} seed {seed}", algo.name()));
             let acc = rounds::run(*algo, &train, &test, &parts, &cfg, |round, acc| {
-                eprint!(
-                    "\r{} seed {seed}: round {round}/{rounds}, test accuracy {:.2} %   ",
-                    algo.name(),
-                    100.0 * acc
-                );
+                bar.set_position(round as u64);
+                bar.set_message(format!("test accuracy {:.2} %", 100.0 * acc));
             });
-            eprintln!("({:.0} s)", t.elapsed().as_secs_f64());
+            bar.finish();
             for (r, a) in acc.iter().enumerate() {
                 csv += &format!("{},{beta},{seed},{},{a:.4}\n", algo.name(), r + 1);
             }
