@@ -114,6 +114,9 @@ enum Cmd {
         /// Number of seeds (seeds 1..=K; each seed fixes the partition and the initialisation).
         #[arg(long, default_value_t = 1)]
         seeds: u64,
+        /// Aggregate with pairwise masks so the server sees only the sum of the updates.
+        #[arg(long)]
+        secure_agg: bool,
         /// CSV output path.
         #[arg(long, default_value = "fl_results.csv")]
         out: PathBuf,
@@ -331,20 +334,28 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Deal { shape, out_dir } => deal(&shape.spec()?, &out_dir).map(|_| ()),
         Cmd::Party(args) => party(args),
         Cmd::Demo { shape, net } => demo(shape, net),
-        Cmd::Fl { algo, beta, clients, rounds, local_epochs, fraction, mu, seeds, out, data } => {
-            fl(
-                &algo,
-                beta,
-                clients,
-                rounds,
-                local_epochs,
-                fraction,
-                mu,
-                seeds,
-                &out,
-                data.as_deref(),
-            )
-        }
+        Cmd::Fl {
+            algo,
+            beta,
+            clients,
+            rounds,
+            local_epochs,
+            fraction,
+            mu,
+            seeds,
+            secure_agg,
+            out,
+            data,
+        } => fl(
+            &algo,
+            beta,
+            clients,
+            (rounds, local_epochs, fraction, secure_agg),
+            mu,
+            seeds,
+            &out,
+            data.as_deref(),
+        ),
         Cmd::Centralized { epochs, seed, data } => {
             let (train, test) = prifft::fl::data::fashion_mnist(data.as_deref())?;
             let seed = seed.unwrap_or_else(|| rand::Rng::random(&mut prifft::prg::os_rng()));
@@ -555,9 +566,7 @@ fn fl(
     algos: &[String],
     beta: f64,
     clients: usize,
-    rounds: usize,
-    local_epochs: usize,
-    fraction: f64,
+    (rounds, local_epochs, fraction, secure_agg): (usize, usize, f64, bool),
     mu: f32,
     seeds: u64,
     out: &Path,
@@ -587,7 +596,14 @@ fn fl(
             &mut rng,
         )?;
         for (algo, fin) in algos.iter().zip(finals.iter_mut()) {
-            let cfg = FlConfig { rounds, local_epochs, fraction, sgd: Default::default(), seed };
+            let cfg = FlConfig {
+                rounds,
+                local_epochs,
+                fraction,
+                sgd: Default::default(),
+                seed,
+                secure_agg,
+            };
             let bar = indicatif::ProgressBar::new(rounds as u64).with_style(
                 indicatif::ProgressStyle::with_template(
                     "{prefix:>16} [{bar:30}] round {pos}/{len} {msg} ({elapsed})",

@@ -67,12 +67,40 @@ fn fedprox_with_zero_mu_is_fedavg_and_rounds_are_reproducible() {
     let train = synthetic(256, 4);
     let test = synthetic(64, 5);
     let parts = vec![(0..100).collect::<Vec<_>>(), (100..256).collect()];
-    let cfg =
-        FlConfig { rounds: 2, local_epochs: 1, fraction: 1.0, sgd: SgdConfig::default(), seed: 6 };
+    let cfg = FlConfig {
+        rounds: 2,
+        local_epochs: 1,
+        fraction: 1.0,
+        sgd: SgdConfig::default(),
+        seed: 6,
+        secure_agg: false,
+    };
     let avg = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
     let prox0 = rounds::run(Algo::FedProx { mu: 0.0 }, &train, &test, &parts, &cfg, |_, _| {});
     let again = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
     assert_eq!(avg.len(), 2);
     assert_eq!(avg, prox0);
     assert_eq!(avg, again);
+}
+
+#[test]
+fn secure_aggregation_gives_the_same_model_up_to_fixed_point_rounding() {
+    use prifft::fl::rounds::{self, Algo, FlConfig};
+    let train = synthetic(256, 7);
+    let test = synthetic(200, 8);
+    let parts = vec![(0..80).collect::<Vec<_>>(), (80..170).collect(), (170..256).collect()];
+    let mut cfg = FlConfig {
+        rounds: 2,
+        local_epochs: 1,
+        fraction: 1.0,
+        sgd: SgdConfig::default(),
+        seed: 9,
+        secure_agg: false,
+    };
+    let plain = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
+    cfg.secure_agg = true;
+    let secure = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
+    for (a, b) in plain.iter().zip(&secure) {
+        assert!((a - b).abs() <= 0.02, "accuracy {a} in the clear vs {b} with secure aggregation");
+    }
 }

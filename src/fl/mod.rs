@@ -6,3 +6,4 @@ pub mod model;
 pub mod nn;
 pub mod partition;
 pub mod rounds;
+pub mod secagg;

@@ -3,7 +3,8 @@
 //! Each round a fraction of the clients is sampled; each starts from the global weights with a
 //! fresh optimiser, trains E local epochs on its own data (FedProx adds μ/2‖w − w_g‖² to the
 //! loss), and the server averages the returned weights in proportion to the clients' data
-//! sizes. The global model's test accuracy is recorded after every round.
+//! sizes — in the clear, or with secure aggregation so that the server only sees the weighted
+//! sum. The global model's test accuracy is recorded after every round.
 
 use ndarray::Array2;
 use rand::seq::index::sample;
@@ -11,7 +12,9 @@ use rand::{Rng, SeedableRng};
 
 use super::data::Dataset;
 use super::model::{SgdConfig, SimpleCnn};
+use super::secagg::{self, Participant};
 use crate::prg::ChaCha20Rng;
+use crate::ring::FixedPoint;
 
 /// A federated algorithm.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,7 +52,13 @@ pub struct FlConfig {
     /// Seed of initialisation, sampling and shuffling (experiments are reproducible; nothing
     /// here is secret).
     pub seed: u64,
+    /// Aggregate with pairwise masks ([`secagg`](super::secagg)) so the server sees only the
+    /// weighted sum; weights travel in fixed point with [`SECAGG_FRAC_BITS`] fractional bits.
+    pub secure_agg: bool,
 }
+
+/// Fractional bits of model weights in secure aggregation (resolution 6·10⁻⁸).
+pub const SECAGG_FRAC_BITS: u32 = 24;
 
 /// Run `algo` over the clients' index sets `parts` of `train`; returns the global model's test
 /// accuracy after each round. `progress(round, accuracy)` is called after each round.
@@ -71,7 +80,16 @@ pub fn run(
         let total: usize = chosen.iter().map(|&c| parts[c].len()).sum();
         let mut sum: Vec<Array2<f32>> =
             global_weights.iter().map(|w| Array2::zeros(w.raw_dim())).collect();
-        for &c in &chosen {
+        // Secure aggregation: fresh key pairs per round, exchanged through the server.
+        let participants: Vec<Participant> = if cfg.secure_agg {
+            (0..chosen.len()).map(Participant::new).collect()
+        } else {
+            Vec::new()
+        };
+        let publics: Vec<_> = participants.iter().map(|p| p.public).collect();
+        let fixed = FixedPoint::new(SECAGG_FRAC_BITS).expect("valid");
+        let mut uploads = Vec::with_capacity(chosen.len());
+        for (slot, &c) in chosen.iter().enumerate() {
             let mut local = global.clone();
             local.set_weights(&global_weights);
             if let Algo::FedProx { mu } = algo {
@@ -82,8 +100,26 @@ pub fn run(
                 local.train_epoch(train, &parts[c], &cfg.sgd, &mut local_rng);
             }
             let weight = parts[c].len() as f32 / total.max(1) as f32;
-            for (s, w) in sum.iter_mut().zip(local.weights()) {
-                s.scaled_add(weight, &w);
+            if cfg.secure_agg {
+                let flat: Vec<f64> = local
+                    .weights()
+                    .iter()
+                    .flat_map(|w| w.iter().map(|&v| (v * weight) as f64))
+                    .collect();
+                let masked = participants[slot].mask(&flat, fixed, &publics, round as u64);
+                uploads.push(masked.expect("model weights are inside the fixed-point range"));
+            } else {
+                for (s, w) in sum.iter_mut().zip(local.weights()) {
+                    s.scaled_add(weight, &w);
+                }
+            }
+        }
+        if cfg.secure_agg {
+            let total = secagg::aggregate(&uploads, chosen.len(), fixed)
+                .expect("every sampled client uploads");
+            let mut it = total.into_iter();
+            for s in sum.iter_mut() {
+                s.iter_mut().for_each(|v| *v = it.next().expect("one value per weight") as f32);
             }
         }
         global.set_weights(&sum);
