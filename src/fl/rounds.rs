@@ -52,7 +52,7 @@ pub struct FlConfig {
     /// Seed of initialisation, sampling and shuffling (experiments are reproducible; nothing
     /// here is secret).
     pub seed: u64,
-    /// Aggregate with pairwise masks ([`secagg`](super::secagg)) so the server sees only the
+    /// Aggregate with pairwise masks ([`super::secagg`]) so the server sees only the
     /// weighted sum; weights travel in fixed point with [`SECAGG_FRAC_BITS`] fractional bits.
     pub secure_agg: bool,
 }
