@@ -7,7 +7,7 @@
 //! for a like-for-like comparison. Build both with the same flags, e.g.
 //! `RUSTFLAGS="-C target-cpu=native" cargo bench --bench fss`.
 
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fss_rs::PointFn;
 use fss_rs::dcf::{BoundState, CmpFn, Dcf, DcfImpl};
 use fss_rs::dpf::{Dpf, DpfImpl};
@@ -91,29 +91,26 @@ macro_rules! fss_rs_bench {
                 let want = if $xs[k] < $alphas[k] { beta.clone() } else { ByteGroup::zero() };
                 assert!((y0 + y1).0 == want.0, "fss-rs DCF does not verify");
             }
-            let mut group = $c.benchmark_group(format!("{}_keygen", $name));
-            group.sample_size(10).throughput(Throughput::Elements(FSS_RS_KEYS as u64));
-            group.bench_function(BenchmarkId::new("fss-rs_1t", $n), |b| {
-                b.iter(|| {
-                    alphas
+            keygen_and_eval(
+                $c,
+                $name,
+                ("fss-rs_1t", $n, FSS_RS_KEYS),
+                || {
+                    let keys: Vec<_> = alphas
                         .iter()
                         .zip(&all_seeds)
                         .map(|(a, s)| scheme.r#gen(&f(a), [&s[0], &s[1]]))
-                        .collect::<Vec<_>>()
-                })
-            });
-            group.finish();
-            let mut group = $c.benchmark_group(format!("{}_eval", $name));
-            group.sample_size(10).throughput(Throughput::Elements(FSS_RS_KEYS as u64));
-            group.bench_function(BenchmarkId::new("fss-rs_1t", $n), |b| {
-                let mut y = ByteGroup::zero();
-                b.iter(|| {
+                        .collect();
+                    std::hint::black_box(keys);
+                },
+                || {
+                    let mut y = ByteGroup::zero();
                     for (k, x) in keys.iter().zip(&xs) {
                         scheme.eval(false, k, &[x], &mut [&mut y]);
                     }
-                })
-            });
-            group.finish();
+                    std::hint::black_box(y);
+                },
+            );
         } else {
             let prg =
                 Aes128MatyasMeyerOseasPrg::<16, 1, 2>::new(&std::array::from_fn(|i| &prg_keys[i]));
@@ -135,29 +132,26 @@ macro_rules! fss_rs_bench {
                 let want = if x == alphas[k] { beta.clone() } else { ByteGroup::zero() };
                 assert!((y0 + y1).0 == want.0, "fss-rs DPF does not verify");
             }
-            let mut group = $c.benchmark_group(format!("{}_keygen", $name));
-            group.sample_size(10).throughput(Throughput::Elements(FSS_RS_KEYS as u64));
-            group.bench_function(BenchmarkId::new("fss-rs_1t", $n), |b| {
-                b.iter(|| {
-                    alphas
+            keygen_and_eval(
+                $c,
+                $name,
+                ("fss-rs_1t", $n, FSS_RS_KEYS),
+                || {
+                    let keys: Vec<_> = alphas
                         .iter()
                         .zip(&all_seeds)
                         .map(|(a, s)| scheme.r#gen(&f(a), [&s[0], &s[1]]))
-                        .collect::<Vec<_>>()
-                })
-            });
-            group.finish();
-            let mut group = $c.benchmark_group(format!("{}_eval", $name));
-            group.sample_size(10).throughput(Throughput::Elements(FSS_RS_KEYS as u64));
-            group.bench_function(BenchmarkId::new("fss-rs_1t", $n), |b| {
-                let mut y = ByteGroup::zero();
-                b.iter(|| {
+                        .collect();
+                    std::hint::black_box(keys);
+                },
+                || {
+                    let mut y = ByteGroup::zero();
                     for (k, x) in keys.iter().zip(&xs) {
                         scheme.eval(false, k, &[x], &mut [&mut y]);
                     }
-                })
-            });
-            group.finish();
+                    std::hint::black_box(y);
+                },
+            );
         }
     }};
 }
@@ -185,22 +179,33 @@ fn prifft_bench(c: &mut Criterion, name: &str, n: u32) {
         let hit = if name == "dcf" { xs[k] < alphas[k] } else { xs[k] == alphas[k] };
         assert_eq!(y0[k].wrapping_add(y1[k]), if hit { betas[k] } else { 0 });
     }
+    let mut out = vec![0u64; BATCH];
+    // Key generation is timed into its own reused buffers; evaluation reads the checked keys.
+    let mut scratch = [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)];
     for (label, pool) in pools() {
-        let mut group = c.benchmark_group(format!("{name}_keygen"));
-        group.sample_size(10).throughput(Throughput::Elements(BATCH as u64));
-        group.bench_function(BenchmarkId::new(&label, n), |b| {
-            b.iter(|| pool.install(|| keygen(n, &alphas, &betas, &mut rng, &mut keys).unwrap()))
-        });
-        group.finish();
-        let mut group = c.benchmark_group(format!("{name}_eval"));
-        group.sample_size(10).throughput(Throughput::Elements(BATCH as u64));
-        group.bench_function(BenchmarkId::new(&label, n), |b| {
-            b.iter_batched_ref(
-                || vec![0u64; BATCH],
-                |out| pool.install(|| eval(&keys[0], &xs, out).unwrap()),
-                BatchSize::LargeInput,
-            )
-        });
+        keygen_and_eval(
+            c,
+            name,
+            (&label, n, BATCH),
+            || pool.install(|| keygen(n, &alphas, &betas, &mut rng, &mut scratch).unwrap()),
+            || pool.install(|| eval(&keys[0], &xs, &mut out).unwrap()),
+        );
+    }
+}
+
+/// The `{name}_keygen` and `{name}_eval` groups for one implementation (`label`) at width n,
+/// `elements` keys per iteration.
+fn keygen_and_eval(
+    c: &mut Criterion,
+    name: &str,
+    (label, n, elements): (&str, u32, usize),
+    mut keygen: impl FnMut(),
+    mut eval: impl FnMut(),
+) {
+    for (kind, f) in [("keygen", &mut keygen as &mut dyn FnMut()), ("eval", &mut eval)] {
+        let mut group = c.benchmark_group(format!("{name}_{kind}"));
+        group.sample_size(10).throughput(Throughput::Elements(elements as u64));
+        group.bench_function(BenchmarkId::new(label, n), |b| b.iter(&mut *f));
         group.finish();
     }
 }
