@@ -82,18 +82,28 @@ enum Cmd {
         /// Seed of the split (default: random).
         #[arg(long)]
         seed: Option<u64>,
+        /// Also draw the histogram as stacked bars into this PNG file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
         /// Directory of the Fashion-MNIST IDX files.
         #[arg(long)]
         data: Option<PathBuf>,
     },
-    /// Federated training on Fashion-MNIST split among clients by Dirichlet label skew: each
-    /// algorithm and seed on the same partition; prints the test accuracy per round, writes a
-    /// CSV (algo, seed, round, accuracy) and a final table (mean ± std over seeds).
+    /// Federated training on Fashion-MNIST split among clients by Dirichlet label skew: every
+    /// algorithm and seed on the same partition per seed, the same network, rounds and local
+    /// epochs. Shows a progress bar per run, writes a CSV of the test accuracy after every
+    /// round (algo, beta, seed, round, test_accuracy) and a PNG plot of accuracy against
+    /// round (mean over seeds, band = range), and prints the final table (mean ± std over
+    /// seeds).
+    ///
+    /// Example (the README's table): prifft fl --algo fedavg,fedprox,moon,fedproc
+    ///   --fedproc-tau 1,0.5,0.1 --beta 0.1 --rounds 20 --seeds 3
+    #[command(verbatim_doc_comment)]
     Fl {
-        /// Comma-separated algorithms: fedavg, fedprox.
-        #[arg(long, value_delimiter = ',', default_value = "fedavg,fedprox")]
+        /// Comma-separated algorithms: fedavg, fedprox, moon, fedproc.
+        #[arg(long, value_delimiter = ',', default_value = "fedavg,fedprox,moon,fedproc")]
         algo: Vec<String>,
-        /// Dirichlet concentration β.
+        /// Dirichlet concentration β (smaller = more skewed).
         #[arg(long, default_value_t = 0.5)]
         beta: f64,
         /// Clients.
@@ -111,15 +121,32 @@ enum Cmd {
         /// FedProx μ.
         #[arg(long, default_value_t = 0.01)]
         mu: f32,
+        /// MOON's weight μ of the model-contrastive loss.
+        #[arg(long, default_value_t = 1.0)]
+        moon_mu: f32,
+        /// MOON's temperature τ.
+        #[arg(long, default_value_t = 0.5)]
+        moon_tau: f32,
+        /// FedProc's prototype-loss temperature τ; several values run FedProc once per value
+        /// (1 = cosine logits, the paper's choice).
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        fedproc_tau: Vec<f32>,
+        /// FedProc's α horizon H: α_t = 1 − t/H (default: the number of rounds, as the paper).
+        #[arg(long)]
+        fedproc_horizon: Option<usize>,
         /// Number of seeds (seeds 1..=K; each seed fixes the partition and the initialisation).
         #[arg(long, default_value_t = 1)]
         seeds: u64,
-        /// Aggregate with pairwise masks so the server sees only the sum of the updates.
+        /// Aggregate with pairwise masks so the server sees only the sums of the updates (and
+        /// of FedProc's per-class sums and counts).
         #[arg(long)]
         secure_agg: bool,
         /// CSV output path.
         #[arg(long, default_value = "fl_results.csv")]
         out: PathBuf,
+        /// PNG plot path (default: the CSV path with .png).
+        #[arg(long)]
+        plot: Option<PathBuf>,
         /// Directory of the Fashion-MNIST IDX files.
         #[arg(long)]
         data: Option<PathBuf>,
@@ -342,26 +369,56 @@ fn run(cli: Cli) -> Result<()> {
             local_epochs,
             fraction,
             mu,
+            moon_mu,
+            moon_tau,
+            fedproc_tau,
+            fedproc_horizon,
             seeds,
             secure_agg,
             out,
+            plot,
             data,
-        } => fl(
-            &algo,
-            beta,
-            clients,
-            (rounds, local_epochs, fraction, secure_agg),
-            mu,
-            seeds,
-            &out,
-            data.as_deref(),
-        ),
+        } => {
+            use prifft::fl::rounds::Algo;
+            let mut algos = Vec::new();
+            for a in &algo {
+                match a.as_str() {
+                    "fedavg" => algos.push(Algo::FedAvg),
+                    "fedprox" => algos.push(Algo::FedProx { mu }),
+                    "moon" => algos.push(Algo::Moon { mu: moon_mu, tau: moon_tau }),
+                    "fedproc" => algos.extend(
+                        fedproc_tau
+                            .iter()
+                            .map(|&tau| Algo::FedProc { tau, horizon: fedproc_horizon }),
+                    ),
+                    other => {
+                        return Err(Error::Data(format!(
+                            "unknown algorithm {other:?}: use fedavg, fedprox, moon or fedproc"
+                        )));
+                    }
+                }
+            }
+            if let Some(&tau) = fedproc_tau.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
+                return Err(Error::Data(format!("--fedproc-tau {tau}: must be positive")));
+            }
+            let plot = plot.unwrap_or_else(|| out.with_extension("png"));
+            let cfg = prifft::fl::rounds::FlConfig {
+                rounds,
+                local_epochs,
+                fraction,
+                sgd: Default::default(),
+                seed: 0,
+                secure_agg,
+            };
+            fl(&algos, beta, clients, cfg, seeds, (&out, &plot), data.as_deref())
+        }
         Cmd::Centralized { epochs, seed, data } => {
             let (train, test) = prifft::fl::data::fashion_mnist(data.as_deref())?;
             let seed = seed.unwrap_or_else(|| rand::Rng::random(&mut prifft::prg::os_rng()));
             let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(seed);
             let mut model = prifft::fl::model::SimpleCnn::new(train.classes, &mut rng);
             let cfg = prifft::fl::model::SgdConfig::default();
+            let mut ce = prifft::fl::model::LocalLoss::CrossEntropy;
             let all: Vec<usize> = (0..train.len()).collect();
             println!(
                 "centralised simple CNN on Fashion-MNIST, SGD lr {} momentum {} wd {} batch {}, seed {seed}",
@@ -369,7 +426,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             for epoch in 1..=epochs {
                 let t = std::time::Instant::now();
-                let loss = model.train_epoch(&train, &all, &cfg, &mut rng);
+                let loss = model.train_epoch(&train, &all, &cfg, &mut ce, &mut rng);
                 let secs = t.elapsed().as_secs_f64();
                 println!(
                     "epoch {epoch:>3}: train loss {loss:.4}, test accuracy {:.2} %, {secs:.1} s",
@@ -378,7 +435,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Partition { scheme, beta, clients, min_per_client, shards_per_client, seed, data } => {
+        Cmd::Partition {
+            scheme,
+            beta,
+            clients,
+            min_per_client,
+            shards_per_client,
+            seed,
+            plot,
+            data,
+        } => {
             use prifft::fl::partition::{self, Scheme};
             let scheme = match scheme.as_str() {
                 "iid" => Scheme::Iid,
@@ -395,15 +461,15 @@ fn run(cli: Cli) -> Result<()> {
             let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(seed);
             let parts =
                 partition::partition(&train.labels, train.classes, clients, scheme, &mut rng)?;
-            println!("Fashion-MNIST training set, {clients} clients, {scheme:?}, seed {seed}");
-            print!(
-                "{}",
-                partition::render_histogram(&partition::class_histogram(
-                    &parts,
-                    &train.labels,
-                    train.classes
-                ))
-            );
+            let title =
+                format!("Fashion-MNIST training set, {clients} clients, {scheme:?}, seed {seed}");
+            println!("{title}");
+            let histogram = partition::class_histogram(&parts, &train.labels, train.classes);
+            print!("{}", partition::render_histogram(&histogram));
+            if let Some(path) = plot {
+                prifft::fl::plot::class_histogram(&path, &title, &histogram)?;
+                println!("plot: {}", path.display());
+            }
             Ok(())
         }
         Cmd::Bench(BenchCmd::Fss { json, batch_log2, widths }) => {
@@ -411,25 +477,37 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Bench(BenchCmd::Gpu { json, keys_log2, matmul }) => bench_gpu(json, keys_log2, matmul),
         Cmd::Bench(BenchCmd::Fl { data }) => {
+            use prifft::fl::model::{LocalLoss, SimpleCnn};
             let (train, _) = prifft::fl::data::fashion_mnist(data.as_deref())?;
-            let mut rng = prifft::prg::insecure_seeded_rng(1);
-            let mut model = prifft::fl::model::SimpleCnn::new(train.classes, &mut rng);
             let cfg = prifft::fl::model::SgdConfig::default();
             let subset: Vec<usize> = (0..6000).collect();
-            model.train_epoch(&train, &subset[..640], &cfg, &mut rng); // warm-up
-            let mut times = Vec::new();
-            for _ in 0..3 {
-                let t = std::time::Instant::now();
-                model.train_epoch(&train, &subset, &cfg, &mut rng);
-                times.push(t.elapsed().as_secs_f64());
-            }
-            times.sort_by(f64::total_cmp);
             println!(
-                "one local epoch, 6,000 images, batch 64, {} thread(s): median {:.3} s (runs {:?})",
-                rayon::current_num_threads(),
-                times[1],
-                times
+                "one local epoch (cross-entropy, SGD, batch 64) over 6,000 Fashion-MNIST images, {} thread(s), median of 3:",
+                rayon::current_num_threads()
             );
+            for (name, projection) in [
+                ("simple CNN, classifier on r (84 → 10)", None),
+                ("+ projection head 84→84→256, classifier 256 → 10 (MOON)", Some(false)),
+                ("+ projection head, L2-normalised z (FedProc)", Some(true)),
+            ] {
+                let mut rng = prifft::prg::insecure_seeded_rng(1);
+                let mut model = match projection {
+                    Some(normalize) => {
+                        SimpleCnn::with_projection(train.classes, normalize, &mut rng)
+                    }
+                    None => SimpleCnn::new(train.classes, &mut rng),
+                };
+                let mut ce = LocalLoss::CrossEntropy;
+                model.train_epoch(&train, &subset[..640], &cfg, &mut ce, &mut rng); // warm-up
+                let mut times = Vec::new();
+                for _ in 0..3 {
+                    let t = std::time::Instant::now();
+                    model.train_epoch(&train, &subset, &cfg, &mut ce, &mut rng);
+                    times.push(t.elapsed().as_secs_f64());
+                }
+                times.sort_by(f64::total_cmp);
+                println!("  {name}: {:.3} s (runs {times:.3?})", times[1]);
+            }
             Ok(())
         }
     }
@@ -561,31 +639,27 @@ fn bench_gpu(_json: bool, _keys_log2: u32, _matmul: usize) -> Result<()> {
     Err(Error::Gpu("this build has no GPU support (built without the `gpu` feature)".into()))
 }
 
-#[allow(clippy::too_many_arguments)] // one per CLI option
 fn fl(
-    algos: &[String],
+    algos: &[prifft::fl::rounds::Algo],
     beta: f64,
     clients: usize,
-    (rounds, local_epochs, fraction, secure_agg): (usize, usize, f64, bool),
-    mu: f32,
+    cfg: prifft::fl::rounds::FlConfig,
     seeds: u64,
-    out: &Path,
+    (out, plot): (&Path, &Path),
     data: Option<&Path>,
 ) -> Result<()> {
     use prifft::fl::partition::{self, Scheme};
-    use prifft::fl::rounds::{self, Algo, FlConfig};
-    let algos: Vec<Algo> = algos
-        .iter()
-        .map(|a| match a.as_str() {
-            "fedavg" => Ok(Algo::FedAvg),
-            "fedprox" => Ok(Algo::FedProx { mu }),
-            other => Err(Error::Data(format!("algorithm {other:?}: this build runs fedavg and fedprox (MOON and FedProc are next)"))),
-        })
-        .collect::<Result<_>>()?;
+    use prifft::fl::plot::{self as plots, Series};
+    use prifft::fl::rounds;
+    if !(cfg.fraction > 0.0 && cfg.fraction <= 1.0) || clients == 0 || cfg.rounds == 0 {
+        return Err(Error::Data(
+            "--fraction must be in (0, 1], --clients and --rounds at least 1".into(),
+        ));
+    }
     let (train, test) = prifft::fl::data::fashion_mnist(data)?;
     let mut csv = String::from("algo,beta,seed,round,test_accuracy\n");
-    let mut finals: Vec<(String, Vec<f64>, Vec<f64>)> =
-        algos.iter().map(|a| (a.name().to_string(), vec![], vec![])).collect();
+    let mut series: Vec<Series> =
+        algos.iter().map(|a| Series { label: a.label(), runs: vec![] }).collect();
     for seed in 1..=seeds {
         let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(seed);
         let parts = partition::partition(
@@ -595,49 +669,59 @@ fn fl(
             Scheme::Dirichlet { beta, min_per_client: 10 },
             &mut rng,
         )?;
-        for (algo, fin) in algos.iter().zip(finals.iter_mut()) {
-            let cfg = FlConfig {
-                rounds,
-                local_epochs,
-                fraction,
-                sgd: Default::default(),
-                seed,
-                secure_agg,
-            };
-            let bar = indicatif::ProgressBar::new(rounds as u64).with_style(
+        for (algo, s) in algos.iter().zip(series.iter_mut()) {
+            let cfg = rounds::FlConfig { seed, ..cfg };
+            let bar = indicatif::ProgressBar::new(cfg.rounds as u64).with_style(
                 indicatif::ProgressStyle::with_template(
-                    "{prefix:>16} [{bar:30}] round {pos}/{len} {msg} ({elapsed})",
+                    "{prefix:>24} [{bar:30}] round {pos}/{len} {msg} ({elapsed}, eta {eta})",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
             );
-            bar.set_prefix(format!("{} seed {seed}", algo.name()));
+            bar.set_prefix(format!("{} seed {seed}", algo.label()));
             let acc = rounds::run(*algo, &train, &test, &parts, &cfg, |round, acc| {
                 bar.set_position(round as u64);
                 bar.set_message(format!("test accuracy {:.2} %", 100.0 * acc));
-            });
+            })?;
             bar.finish();
             for (r, a) in acc.iter().enumerate() {
-                csv += &format!("{},{beta},{seed},{},{a:.4}\n", algo.name(), r + 1);
+                csv += &format!("{},{beta},{seed},{},{a:.4}\n", algo.label(), r + 1);
             }
-            fin.1.push(*acc.last().unwrap_or(&0.0));
-            let tail = &acc[acc.len().saturating_sub(5)..];
-            fin.2.push(tail.iter().sum::<f64>() / tail.len().max(1) as f64);
+            s.runs.push(acc);
         }
+        // Keep what is done so far: a long run stopped early still leaves its results.
+        std::fs::write(out, &csv)
+            .map_err(|source| Error::Io { path: out.to_path_buf(), source })?;
     }
-    std::fs::write(out, csv).map_err(|source| Error::Io { path: out.to_path_buf(), source })?;
+    let title = format!(
+        "Fashion-MNIST, {clients} clients, Dirichlet β = {beta}, {} local epoch(s), {seeds} seed(s)",
+        cfg.local_epochs
+    );
+    plots::accuracy_vs_round(plot, &title, &series)?;
     let stats = |v: &[f64]| {
         let m = v.iter().sum::<f64>() / v.len() as f64;
         let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
         format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * sd)
     };
     println!(
-        "Fashion-MNIST, {clients} clients, Dirichlet β = {beta}, {rounds} rounds × {local_epochs} local epoch(s), {seeds} seed(s); per-round accuracies in {}",
-        out.display()
+        "Fashion-MNIST, {clients} clients, Dirichlet β = {beta}, {} rounds × {} local epoch(s), {seeds} seed(s); per-round accuracies in {}, plot in {}",
+        cfg.rounds,
+        cfg.local_epochs,
+        out.display(),
+        plot.display()
     );
-    println!("{:<10}{:>18}{:>24}", "algorithm", "final accuracy %", "mean of last 5 rounds %");
-    for (name, fin, last5) in &finals {
-        println!("{name:<10}{:>18}{:>24}", stats(fin), stats(last5));
+    println!("{:<22}{:>18}{:>24}", "algorithm", "final accuracy %", "mean of last 5 rounds %");
+    for s in &series {
+        let finals: Vec<f64> = s.runs.iter().map(|r| *r.last().unwrap_or(&0.0)).collect();
+        let last5: Vec<f64> = s
+            .runs
+            .iter()
+            .map(|r| {
+                let tail = &r[r.len().saturating_sub(5)..];
+                tail.iter().sum::<f64>() / tail.len().max(1) as f64
+            })
+            .collect();
+        println!("{:<22}{:>18}{:>24}", s.label, stats(&finals), stats(&last5));
     }
     Ok(())
 }

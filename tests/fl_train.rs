@@ -1,8 +1,9 @@
 //! The simple CNN trains: data-parallel steps equal single-thread steps, and a short run on
 //! real Fashion-MNIST learns (CI has the data set; elsewhere the real-data test skips).
 
+use ndarray::Array2;
 use prifft::fl::data::{self, Dataset, FASHION_MNIST_DIR};
-use prifft::fl::model::{SgdConfig, SimpleCnn};
+use prifft::fl::model::{LocalLoss, SgdConfig, SimpleCnn};
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
 
@@ -17,24 +18,92 @@ fn synthetic(n: usize, seed: u64) -> Dataset {
     }
 }
 
+/// Every local loss on the federated network: cross-entropy, MOON's (frozen models from other
+/// seeds) and FedProc's (random prototypes, α = 0.6, τ = 0.5).
+fn losses() -> Vec<(&'static str, LocalLoss)> {
+    let global = SimpleCnn::with_projection(10, false, &mut insecure_seeded_rng(20));
+    let previous = SimpleCnn::with_projection(10, false, &mut insecure_seeded_rng(21));
+    let mut rng = insecure_seeded_rng(22);
+    let prototypes = Array2::from_shape_fn((10, 256), |_| rng.random_range(-1.0..1.0));
+    vec![
+        ("cross-entropy", LocalLoss::CrossEntropy),
+        ("moon", LocalLoss::moon(&global, &previous, 1.0, 0.5)),
+        ("fedproc", LocalLoss::Prototypes { prototypes, alpha: 0.6, tau: 0.5 }),
+    ]
+}
+
 #[test]
 fn data_parallel_step_equals_one_thread() {
     let data = synthetic(64, 1);
     let cfg = SgdConfig::default();
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
-            let mut model = SimpleCnn::new(10, &mut insecure_seeded_rng(2));
-            let loss = model.train_step(&data.images, &data.labels, &cfg);
-            (loss, model.forward(&data.images[..784], 1))
-        })
-    };
-    let (l1, y1) = run(1);
-    let (l2, y2) = run(2);
-    assert!((l1 - l2).abs() < 1e-5, "{l1} vs {l2}");
-    for (a, b) in y1.iter().zip(y2.iter()) {
-        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    // The plain network with cross-entropy, then the federated network with every loss.
+    let cases =
+        [(false, "cross-entropy"), (true, "cross-entropy"), (true, "moon"), (true, "fedproc")];
+    for (projection, name) in cases {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut loss = losses().into_iter().find(|l| l.0 == name).expect("known loss").1;
+                let mut rng = insecure_seeded_rng(2);
+                let mut model = if projection {
+                    SimpleCnn::with_projection(10, name == "fedproc", &mut rng)
+                } else {
+                    SimpleCnn::new(10, &mut rng)
+                };
+                let l = model.train_step(&data.images, &data.labels, &cfg, &mut loss);
+                (l, model.forward(&data.images[..784], 1))
+            })
+        };
+        let (l1, y1) = run(1);
+        let (l2, y2) = run(2);
+        assert!((l1 - l2).abs() < 1e-5, "{name}: {l1} vs {l2}");
+        for (a, b) in y1.iter().zip(y2.iter()) {
+            assert!((a - b).abs() < 1e-4, "{name}: {a} vs {b}");
+        }
     }
+}
+
+#[test]
+fn whole_network_gradients_match_finite_differences_for_every_loss() {
+    // The gradient comes out of one SGD step with plain SGD (g = (w − w′)/lr); the loss at
+    // w ± ε from steps with lr = 0. Checked on fc1, fc2, the projection head and the
+    // classifier (the conv layers have their own test in nn.rs).
+    let data = synthetic(16, 30);
+    let sgd = |lr| SgdConfig { lr, momentum: 0.0, weight_decay: 0.0, batch: 16 };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| {
+        for (name, mut loss) in losses() {
+            let mut model =
+                SimpleCnn::with_projection(10, name == "fedproc", &mut insecure_seeded_rng(31));
+            let w0 = model.weights();
+            let lr = 1e-2;
+            model.train_step(&data.images, &data.labels, &sgd(lr), &mut loss);
+            let w1 = model.weights();
+            let mut at = |w: &[Array2<f32>]| {
+                model.set_weights(w);
+                model.train_step(&data.images, &data.labels, &sgd(0.0), &mut loss)
+            };
+            // params(): conv1 (w, b), conv2, fc1, fc2, projection l1, l2, classifier (w, b).
+            // In each weight matrix, the entry with the largest gradient.
+            for p in [4, 6, 8, 10, 12, 13] {
+                let g = (&w0[p] - &w1[p]) / lr;
+                let (idx, &analytic) = g
+                    .indexed_iter()
+                    .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+                    .expect("non-empty");
+                assert!(analytic.abs() > 1e-4, "{name}: param {p} has no gradient");
+                let eps = 3e-3;
+                let (mut plus, mut minus) = (w0.clone(), w0.clone());
+                plus[p][idx] += eps;
+                minus[p][idx] -= eps;
+                let numeric = (at(&plus) - at(&minus)) / (2.0 * eps);
+                assert!(
+                    (numeric - analytic).abs() <= 5e-2 * analytic.abs() + 5e-5,
+                    "{name}, param {p} {idx:?}: numeric {numeric} vs analytic {analytic}"
+                );
+            }
+        }
+    });
 }
 
 #[test]
@@ -52,10 +121,11 @@ fn a_short_run_on_fashion_mnist_learns() {
     let (train, test) = data::fashion_mnist(None).unwrap();
     let mut rng = insecure_seeded_rng(3);
     let mut model = SimpleCnn::new(10, &mut rng);
+    let mut ce = LocalLoss::CrossEntropy;
     let subset: Vec<usize> = (0..6000).collect();
     let cfg = SgdConfig::default();
-    let first = model.train_epoch(&train, &subset, &cfg, &mut rng);
-    let second = model.train_epoch(&train, &subset, &cfg, &mut rng);
+    let first = model.train_epoch(&train, &subset, &cfg, &mut ce, &mut rng);
+    let second = model.train_epoch(&train, &subset, &cfg, &mut ce, &mut rng);
     let acc = model.accuracy(&test);
     assert!(second < first, "loss {first} → {second}");
     assert!(acc > 0.5, "test accuracy after 2 epochs on 6,000 images: {acc}");
@@ -75,9 +145,10 @@ fn fedprox_with_zero_mu_is_fedavg_and_rounds_are_reproducible() {
         seed: 6,
         secure_agg: false,
     };
-    let avg = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
-    let prox0 = rounds::run(Algo::FedProx { mu: 0.0 }, &train, &test, &parts, &cfg, |_, _| {});
-    let again = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
+    let avg = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {}).unwrap();
+    let prox0 =
+        rounds::run(Algo::FedProx { mu: 0.0 }, &train, &test, &parts, &cfg, |_, _| {}).unwrap();
+    let again = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {}).unwrap();
     assert_eq!(avg.len(), 2);
     assert_eq!(avg, prox0);
     assert_eq!(avg, again);
@@ -97,10 +168,38 @@ fn secure_aggregation_gives_the_same_model_up_to_fixed_point_rounding() {
         seed: 9,
         secure_agg: false,
     };
-    let plain = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
-    cfg.secure_agg = true;
-    let secure = rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {});
-    for (a, b) in plain.iter().zip(&secure) {
-        assert!((a - b).abs() <= 0.02, "accuracy {a} in the clear vs {b} with secure aggregation");
+    for algo in [Algo::FedAvg, Algo::FedProc { tau: 0.5, horizon: None }] {
+        cfg.secure_agg = false;
+        let plain = rounds::run(algo, &train, &test, &parts, &cfg, |_, _| {}).unwrap();
+        cfg.secure_agg = true;
+        let secure = rounds::run(algo, &train, &test, &parts, &cfg, |_, _| {}).unwrap();
+        for (a, b) in plain.iter().zip(&secure) {
+            assert!(
+                (a - b).abs() <= 0.02,
+                "{algo:?}: accuracy {a} in the clear vs {b} with secure aggregation"
+            );
+        }
+    }
+}
+
+#[test]
+fn moon_and_fedproc_rounds_are_reproducible() {
+    use prifft::fl::rounds::{self, Algo, FlConfig};
+    let train = synthetic(240, 40);
+    let test = synthetic(100, 41);
+    let parts = vec![(0..70).collect::<Vec<_>>(), (70..150).collect(), (150..240).collect()];
+    let cfg = FlConfig {
+        rounds: 3,
+        local_epochs: 1,
+        fraction: 1.0,
+        sgd: SgdConfig::default(),
+        seed: 42,
+        secure_agg: false,
+    };
+    for algo in [Algo::Moon { mu: 1.0, tau: 0.5 }, Algo::FedProc { tau: 1.0, horizon: None }] {
+        let a = rounds::run(algo, &train, &test, &parts, &cfg, |_, _| {}).unwrap();
+        let b = rounds::run(algo, &train, &test, &parts, &cfg, |_, _| {}).unwrap();
+        assert_eq!(a, b, "{algo:?} is not reproducible");
+        assert_eq!(a.len(), 3);
     }
 }

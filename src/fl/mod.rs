@@ -1,9 +1,10 @@
-//! Federated learning: data sets, non-IID partitioners (and, next, the CNN stack, FedAvg,
-//! FedProx, MOON and FedProc).
+//! Federated learning on real non-IID data: data sets and partitioners, a small CNN training
+//! stack, FedAvg, FedProx, MOON and FedProc rounds, secure aggregation, and plots.
 
 pub mod data;
 pub mod model;
 pub mod nn;
 pub mod partition;
+pub mod plot;
 pub mod rounds;
 pub mod secagg;

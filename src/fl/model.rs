@@ -1,16 +1,99 @@
 //! The "simple CNN" of MOON and FedProc for 28×28 grey images (fedproc.md):
 //! conv(1→6, 5×5) + ReLU + max-pool 2 → conv(6→16, 5×5) + ReLU + max-pool 2 → 256
-//! → FC 120 + ReLU → FC 84 + ReLU (the representation r) → classifier FC 84 → classes.
+//! → FC 120 + ReLU → FC 84 + ReLU (the representation r), then either a classifier FC 84 →
+//! classes ([`SimpleCnn::new`]) or the federated network ([`SimpleCnn::with_projection`]):
+//! projection head FC 84→84 + ReLU → FC 84→256 (z), classifier FC 256 → classes on z — with
+//! z L2-normalised before the classifier in FedProc's network (fedproc.md), not in MOON's.
+//!
+//! Local training takes a [`LocalLoss`]: cross-entropy (FedAvg, FedProx), cross-entropy plus
+//! MOON's model-contrastive loss, or FedProc's mix of cross-entropy and the prototype loss.
 
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::data::Dataset;
-use super::nn::{Conv2d, Linear, MaxPool2, Param, Relu, softmax_cross_entropy};
+use super::nn::{
+    Conv2d, L2Normalize, Linear, MaxPool2, Param, Relu, model_contrastive, prototype_contrastive,
+    softmax_cross_entropy,
+};
 
 /// Representation width d.
 pub const FEATURES: usize = 84;
+
+/// Width of the projection z (fedproc.md).
+pub const PROJECTION: usize = 256;
+
+/// The projection head: FC d→d + ReLU → FC d→256 (→ L2 normalisation in FedProc's network).
+#[derive(Clone, Debug)]
+struct Projection {
+    l1: Linear,
+    relu: Relu,
+    l2: Linear,
+    norm: Option<L2Normalize>,
+}
+
+/// What local training minimises.
+#[derive(Debug)]
+pub enum LocalLoss {
+    /// Mean softmax cross-entropy of the classifier (FedAvg, FedProx).
+    CrossEntropy,
+    /// Cross-entropy + μ · MOON's model-contrastive loss against the frozen global model
+    /// (positive) and this client's previous local model (negative), temperature τ.
+    Moon {
+        /// One frozen (global, previous) pair per worker thread.
+        frozen: Vec<[SimpleCnn; 2]>,
+        /// Weight μ of the contrastive term.
+        mu: f32,
+        /// Temperature τ.
+        tau: f32,
+    },
+    /// FedProc: α · prototype loss (temperature τ) + (1 − α) · cross-entropy.
+    Prototypes {
+        /// Global class prototypes, classes × z-width (normalised inside the loss).
+        prototypes: Array2<f32>,
+        /// Weight α of the prototype loss.
+        alpha: f32,
+        /// Temperature τ (1: cosine logits, the paper's choice).
+        tau: f32,
+    },
+}
+
+impl LocalLoss {
+    /// MOON's loss with frozen copies of `global` and `previous` for every worker thread.
+    pub fn moon(global: &SimpleCnn, previous: &SimpleCnn, mu: f32, tau: f32) -> Self {
+        let (mut g, mut p) = (global.clone(), previous.clone());
+        g.clear_caches();
+        p.clear_caches();
+        let frozen =
+            (0..rayon::current_num_threads().max(1)).map(|_| [g.clone(), p.clone()]).collect();
+        LocalLoss::Moon { frozen, mu, tau }
+    }
+
+    /// The loss as each of `count` data-parallel parts of a batch sees it.
+    fn parts(&mut self, count: usize) -> Vec<PartLoss<'_>> {
+        match self {
+            LocalLoss::CrossEntropy => (0..count).map(|_| PartLoss::CrossEntropy).collect(),
+            LocalLoss::Moon { frozen, mu, tau } => {
+                if frozen.len() < count {
+                    let copy = frozen[0].clone();
+                    frozen.resize(count, copy);
+                }
+                frozen.iter_mut().take(count).map(|f| PartLoss::Moon(f, *mu, *tau)).collect()
+            }
+            LocalLoss::Prototypes { prototypes, alpha, tau } => {
+                (0..count).map(|_| PartLoss::Prototypes(prototypes.view(), *alpha, *tau)).collect()
+            }
+        }
+    }
+}
+
+/// [`LocalLoss`] as one worker sees it.
+enum PartLoss<'a> {
+    CrossEntropy,
+    Moon(&'a mut [SimpleCnn; 2], f32, f32),
+    Prototypes(ArrayView2<'a, f32>, f32, f32),
+}
 
 /// The simple CNN.
 #[derive(Clone, Debug)]
@@ -25,9 +108,9 @@ pub struct SimpleCnn {
     relu3: Relu,
     fc2: Linear,
     relu4: Relu,
-    /// The classifier on the representation.
+    projection: Option<Projection>,
+    /// The classifier on the representation (or on z, with a projection head).
     pub head: Linear,
-    batch: usize,
     /// FedProx: the global weights w_g and μ; each step adds μ(w − w_g) to the gradient.
     proximal: Option<(Vec<Array2<f32>>, f32)>,
 }
@@ -52,8 +135,20 @@ impl Default for SgdConfig {
 }
 
 impl SimpleCnn {
-    /// A fresh network for `classes` classes (28×28 inputs).
+    /// The simple CNN with its classifier on the representation r, for `classes` classes
+    /// (28×28 inputs).
     pub fn new<R: Rng + ?Sized>(classes: usize, rng: &mut R) -> Self {
+        Self::build(classes, None, rng)
+    }
+
+    /// The federated network: the simple CNN, projection head 84→84→256 (z), classifier
+    /// 256 → `classes` on z. `normalize`: z scaled to unit norm before the classifier, as in
+    /// FedProc's network (fedproc.md); without it, MOON's network (its `ModelFedCon`).
+    pub fn with_projection<R: Rng + ?Sized>(classes: usize, normalize: bool, rng: &mut R) -> Self {
+        Self::build(classes, Some(normalize), rng)
+    }
+
+    fn build<R: Rng + ?Sized>(classes: usize, projection: Option<bool>, rng: &mut R) -> Self {
         Self {
             conv1: Conv2d::new(1, 6, 5, rng),
             relu1: Relu::default(),
@@ -65,15 +160,64 @@ impl SimpleCnn {
             relu3: Relu::default(),
             fc2: Linear::new(120, FEATURES, rng),
             relu4: Relu::default(),
-            head: Linear::new(FEATURES, classes, rng),
-            batch: 0,
+            projection: projection.map(|normalize| Projection {
+                l1: Linear::new(FEATURES, FEATURES, rng),
+                relu: Relu::default(),
+                l2: Linear::new(FEATURES, PROJECTION, rng),
+                norm: normalize.then(L2Normalize::default),
+            }),
+            head: Linear::new(
+                if projection.is_some() { PROJECTION } else { FEATURES },
+                classes,
+                rng,
+            ),
             proximal: None,
+        }
+    }
+
+    /// Width of [`embed`](Self::embed)'s output: 256 with a projection head, else 84.
+    pub fn embedding_width(&self) -> usize {
+        if self.projection.is_some() { PROJECTION } else { FEATURES }
+    }
+
+    /// What the classifier sees (batch × [`embedding_width`](Self::embedding_width)): the
+    /// projection z (normalised in FedProc's network), or the representation r without a
+    /// projection head.
+    pub fn embed(&mut self, images: &[f32], batch: usize) -> Array2<f32> {
+        let r = self.encode(images, batch);
+        match &mut self.projection {
+            None => r,
+            Some(p) => {
+                let mut h = p.l1.forward(r.view());
+                p.relu.forward(h.as_slice_mut().expect("contiguous"));
+                let u = p.l2.forward(h.view());
+                match &mut p.norm {
+                    Some(norm) => norm.forward(u.view()),
+                    None => u,
+                }
+            }
+        }
+    }
+
+    /// Backpropagate a gradient with respect to [`embed`](Self::embed)'s output.
+    fn embed_backward(&mut self, dz: ArrayView2<'_, f32>) {
+        match &mut self.projection {
+            None => self.encode_backward(dz),
+            Some(p) => {
+                let du = match &mut p.norm {
+                    Some(norm) => norm.backward(dz),
+                    None => dz.to_owned(),
+                };
+                let mut dh = p.l2.backward(du.view());
+                p.relu.backward(dh.as_slice_mut().expect("contiguous"));
+                let dr = p.l1.backward(dh.view());
+                self.encode_backward(dr.view());
+            }
         }
     }
 
     /// The representation r (batch × 84) of `batch` images of 28×28.
     pub fn encode(&mut self, images: &[f32], batch: usize) -> Array2<f32> {
-        self.batch = batch;
         let mut x = self.conv1.forward(images, batch, 28, 28); // 6×24×24
         self.relu1.forward(&mut x);
         let x = self.pool1.forward(&x, batch * 6, 24, 24); // 6×12×12
@@ -106,8 +250,8 @@ impl SimpleCnn {
 
     /// Logits (batch × classes).
     pub fn forward(&mut self, images: &[f32], batch: usize) -> Array2<f32> {
-        let r = self.encode(images, batch);
-        self.head.forward(r.view())
+        let z = self.embed(images, batch);
+        self.head.forward(z.view())
     }
 
     /// Drop every layer's forward-pass cache (after inference, and before replicating the
@@ -123,6 +267,14 @@ impl SimpleCnn {
         for r in [&mut self.relu1, &mut self.relu2, &mut self.relu3, &mut self.relu4] {
             r.clear();
         }
+        if let Some(p) = &mut self.projection {
+            p.l1.clear();
+            p.l2.clear();
+            p.relu.clear();
+            if let Some(norm) = &mut p.norm {
+                norm.clear();
+            }
+        }
     }
 
     /// Every trainable parameter.
@@ -131,26 +283,58 @@ impl SimpleCnn {
         p.extend(self.conv2.params());
         p.extend(self.fc1.params());
         p.extend(self.fc2.params());
+        if let Some(proj) = &mut self.projection {
+            p.extend(proj.l1.params());
+            p.extend(proj.l2.params());
+        }
         p.extend(self.head.params());
         p
     }
 
-    /// Accumulate the gradients of the mean cross-entropy of a batch; returns the loss.
-    fn accumulate_gradients(&mut self, images: &[f32], labels: &[u8]) -> f32 {
-        let logits = self.forward(images, labels.len());
-        let (loss, dlogits) = softmax_cross_entropy(logits.view(), labels);
-        let dr = self.head.backward(dlogits.view());
-        self.encode_backward(dr.view());
-        loss
+    /// Accumulate the gradients of the batch mean of `loss`; returns the loss.
+    fn accumulate_gradients(&mut self, images: &[f32], labels: &[u8], loss: PartLoss<'_>) -> f32 {
+        let z = self.embed(images, labels.len());
+        let logits = self.head.forward(z.view());
+        let (ce, mut dlogits) = softmax_cross_entropy(logits.view(), labels);
+        let (total, extra) = match loss {
+            PartLoss::CrossEntropy => (ce, None),
+            PartLoss::Moon([global, previous], mu, tau) => {
+                let zg = global.embed(images, labels.len());
+                let zp = previous.embed(images, labels.len());
+                global.clear_caches();
+                previous.clear_caches();
+                let (l, dz) = model_contrastive(z.view(), zg.view(), zp.view(), tau);
+                (ce + mu * l, Some(dz * mu))
+            }
+            PartLoss::Prototypes(prototypes, alpha, tau) => {
+                let (l, dz) = prototype_contrastive(z.view(), prototypes, labels, tau);
+                dlogits *= 1.0 - alpha;
+                ((1.0 - alpha) * ce + alpha * l, Some(dz * alpha))
+            }
+        };
+        let mut dz = self.head.backward(dlogits.view());
+        if let Some(extra) = extra {
+            dz += &extra;
+        }
+        self.embed_backward(dz.view());
+        total
     }
 
-    /// One SGD step on a cross-entropy batch; returns the loss. The batch is split across the
-    /// rayon threads (data parallel: each part on a replica, gradients summed with weights
-    /// part/batch), which gives the same step as one thread up to float summation order.
-    pub fn train_step(&mut self, images: &[f32], labels: &[u8], cfg: &SgdConfig) -> f32 {
+    /// One SGD step on a batch; returns the loss. The batch is split across the rayon threads
+    /// (data parallel: each part on a replica, gradients summed with weights part/batch),
+    /// which gives the same step as one thread up to float summation order.
+    pub fn train_step(
+        &mut self,
+        images: &[f32],
+        labels: &[u8],
+        cfg: &SgdConfig,
+        loss: &mut LocalLoss,
+    ) -> f32 {
         let parts = rayon::current_num_threads().min(labels.len() / 8).max(1);
+        let mut part_losses = loss.parts(parts);
         let loss = if parts == 1 {
-            self.accumulate_gradients(images, labels)
+            let part = part_losses.pop().expect("one part");
+            self.accumulate_gradients(images, labels, part)
         } else {
             let size = images.len() / labels.len();
             let per = labels.len().div_ceil(parts);
@@ -160,10 +344,16 @@ impl SimpleCnn {
                 use rayon::prelude::*;
                 replicas
                     .par_iter_mut()
+                    .zip(part_losses)
                     .enumerate()
-                    .map(|(i, m)| {
+                    .map(|(i, (m, part))| {
                         let (a, b) = (i * per, ((i + 1) * per).min(labels.len()));
-                        (m.accumulate_gradients(&images[a * size..b * size], &labels[a..b]), b - a)
+                        let l = m.accumulate_gradients(
+                            &images[a * size..b * size],
+                            &labels[a..b],
+                            part,
+                        );
+                        (l, b - a)
                     })
                     .collect()
             };
@@ -216,6 +406,7 @@ impl SimpleCnn {
         data: &Dataset,
         indices: &[usize],
         cfg: &SgdConfig,
+        loss: &mut LocalLoss,
         rng: &mut R,
     ) -> f32 {
         let mut order = indices.to_vec();
@@ -231,26 +422,88 @@ impl SimpleCnn {
                 images.extend_from_slice(data.image(i));
                 labels.push(data.labels[i]);
             }
-            total += self.train_step(&images, &labels, cfg);
+            total += self.train_step(&images, &labels, cfg, loss);
             batches += 1;
         }
         total / batches.max(1) as f32
     }
 
+    /// Run `f` on the model over `indices` of `data` in chunks of up to 250 images, in
+    /// parallel on copies of the model (inference: nothing here changes the weights).
+    fn map_chunks<T: Send>(
+        &mut self,
+        data: &Dataset,
+        indices: &[usize],
+        f: impl Fn(&mut SimpleCnn, &[f32], &[u8]) -> T + Sync,
+    ) -> Vec<T> {
+        use rayon::prelude::*;
+        self.clear_caches();
+        let size = data.rows * data.cols;
+        let this = &*self;
+        indices
+            .par_chunks(250)
+            .map_init(
+                || this.clone(),
+                |model, chunk| {
+                    let mut images = Vec::with_capacity(chunk.len() * size);
+                    let mut labels = Vec::with_capacity(chunk.len());
+                    for &i in chunk {
+                        images.extend_from_slice(data.image(i));
+                        labels.push(data.labels[i]);
+                    }
+                    let out = f(model, &images, &labels);
+                    model.clear_caches();
+                    out
+                },
+            )
+            .collect()
+    }
+
     /// Fraction of `data` classified correctly.
     pub fn accuracy(&mut self, data: &Dataset) -> f64 {
-        let size = data.rows * data.cols;
-        let mut correct = 0;
-        for (b, labels) in data.labels.chunks(500).enumerate() {
-            let images = &data.images[b * 500 * size..(b * 500 + labels.len()) * size];
-            let logits = self.forward(images, labels.len());
-            for (row, &y) in logits.axis_iter(Axis(0)).zip(labels) {
-                let pred =
-                    row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
-                correct += (pred == y as usize) as usize;
-            }
-        }
-        self.clear_caches();
+        let all: Vec<usize> = (0..data.len()).collect();
+        let correct: usize = self
+            .map_chunks(data, &all, |model, images, labels| {
+                let logits = model.forward(images, labels.len());
+                logits
+                    .axis_iter(Axis(0))
+                    .zip(labels)
+                    .filter(|(row, y)| {
+                        let pred = row
+                            .iter()
+                            .enumerate()
+                            .max_by(|a, b| a.1.total_cmp(b.1))
+                            .map_or(0, |(i, _)| i);
+                        pred == **y as usize
+                    })
+                    .count()
+            })
+            .into_iter()
+            .sum();
         correct as f64 / data.len().max(1) as f64
+    }
+
+    /// Per-class sums of [`embed`](Self::embed) over `indices` of `data` (classes × width)
+    /// and per-class counts: a FedProc client's prototype upload (inference mode, every
+    /// sample once).
+    pub fn class_sums(&mut self, data: &Dataset, indices: &[usize]) -> (Array2<f32>, Vec<u64>) {
+        let width = self.embedding_width();
+        let parts = self.map_chunks(data, indices, |model, images, labels| {
+            let z = model.embed(images, labels.len());
+            let mut sums = Array2::<f32>::zeros((data.classes, width));
+            let mut counts = vec![0u64; data.classes];
+            for (row, &y) in z.rows().into_iter().zip(labels) {
+                sums.row_mut(y as usize).scaled_add(1.0, &row);
+                counts[y as usize] += 1;
+            }
+            (sums, counts)
+        });
+        let mut sums = Array2::<f32>::zeros((data.classes, width));
+        let mut counts = vec![0u64; data.classes];
+        for (s, c) in parts {
+            sums += &s;
+            counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+        }
+        (sums, counts)
     }
 }

@@ -1,18 +1,35 @@
-//! Federated rounds: FedAvg and FedProx over the simple CNN.
+//! Federated rounds: FedAvg, FedProx, MOON and FedProc over the network of fedproc.md.
 //!
 //! Each round a fraction of the clients is sampled; each starts from the global weights with a
-//! fresh optimiser, trains E local epochs on its own data (FedProx adds μ/2‖w − w_g‖² to the
-//! loss), and the server averages the returned weights in proportion to the clients' data
-//! sizes — in the clear, or with secure aggregation so that the server only sees the weighted
-//! sum. The global model's test accuracy is recorded after every round.
+//! fresh optimiser and trains E local epochs on its own data with its algorithm's loss:
+//!
+//! - **FedAvg** (McMahan et al. 2017): cross-entropy.
+//! - **FedProx** (Li et al. 2020): cross-entropy + μ/2‖w − w_g‖².
+//! - **MOON** (Li, He, Song 2021): cross-entropy + μ · model-contrastive loss (positive: the
+//!   global model's z, negative: this client's previous local model's z, temperature τ).
+//! - **FedProc** (Mu et al. 2023): α_t · prototype loss + (1 − α_t) · cross-entropy, with
+//!   α_t = 1 − t/H (H, the horizon, defaults to the number of rounds; round 0 is
+//!   cross-entropy only). After training each client uploads its per-class sums of z and
+//!   counts; the server's prototypes c_k = Σ S_k / Σ n_k are used in the next round, and a
+//!   class no participant holds keeps its previous prototype. The first prototypes come from
+//!   the initial model.
+//!
+//! The server averages the returned weights in proportion to the clients' data sizes — in the
+//! clear, or with secure aggregation ([`super::secagg`]) so that the server sees only the
+//! weighted sum of the weights and the totals of FedProc's sums and counts. All algorithms use
+//! the network with a projection head ([`SimpleCnn::with_projection`]); FedProc's normalises z
+//! before the classifier (fedproc.md), the others' do not (MOON's `ModelFedCon`, which MOON's
+//! code base uses for every algorithm). The global model's test accuracy is recorded after
+//! every round.
 
 use ndarray::Array2;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 
 use super::data::Dataset;
-use super::model::{SgdConfig, SimpleCnn};
-use super::secagg::{self, Participant};
+use super::model::{LocalLoss, SgdConfig, SimpleCnn};
+use super::secagg;
+use crate::error::Result;
 use crate::prg::ChaCha20Rng;
 use crate::ring::FixedPoint;
 
@@ -26,14 +43,50 @@ pub enum Algo {
         /// Proximal strength μ.
         mu: f32,
     },
+    /// Li, He and Song 2021 (fedproc.md: μ = 1, τ = 0.5).
+    Moon {
+        /// Weight μ of the model-contrastive loss.
+        mu: f32,
+        /// Its temperature τ.
+        tau: f32,
+    },
+    /// Mu et al. 2023.
+    FedProc {
+        /// Temperature τ of the prototype loss (the paper: 1, cosine logits).
+        tau: f32,
+        /// Horizon H of α_t = 1 − t/H (None: the number of rounds, as the paper).
+        horizon: Option<usize>,
+    },
 }
 
 impl Algo {
-    /// Short name for tables and CSV files.
+    /// Short name for CSV files.
     pub fn name(&self) -> &'static str {
         match self {
             Algo::FedAvg => "fedavg",
             Algo::FedProx { .. } => "fedprox",
+            Algo::Moon { .. } => "moon",
+            Algo::FedProc { .. } => "fedproc",
+        }
+    }
+
+    /// Name with the settings that tell runs of one algorithm apart (FedProc's τ and horizon).
+    pub fn label(&self) -> String {
+        match self {
+            Algo::FedProc { tau, horizon: None } => format!("fedproc τ={tau}"),
+            Algo::FedProc { tau, horizon: Some(h) } => format!("fedproc τ={tau} H={h}"),
+            other => other.name().to_string(),
+        }
+    }
+
+    /// FedProc's α in round `round` (0-based) of `rounds`; 0 for the other algorithms.
+    pub fn alpha(&self, round: usize, rounds: usize) -> f32 {
+        match *self {
+            Algo::FedProc { horizon, .. } if round > 0 => {
+                let h = horizon.unwrap_or(rounds).max(1);
+                (1.0 - round as f32 / h as f32).max(0.0)
+            }
+            _ => 0.0,
         }
     }
 }
@@ -60,8 +113,45 @@ pub struct FlConfig {
 /// Fractional bits of model weights in secure aggregation (resolution 6·10⁻⁸).
 pub const SECAGG_FRAC_BITS: u32 = 24;
 
+/// The server's sum of the clients' upload vectors: plain, or through a secure-aggregation
+/// session in which the server sees only the total.
+fn aggregate(uploads: &[Vec<f64>], secure: bool, round: u64) -> Result<Vec<f64>> {
+    if secure {
+        let fixed = FixedPoint::new(SECAGG_FRAC_BITS).expect("valid fractional bits");
+        return secagg::sum_in_session(uploads, fixed, round);
+    }
+    let mut sum = vec![0.0; uploads.first().map_or(0, Vec::len)];
+    for u in uploads {
+        sum.iter_mut().zip(u).for_each(|(s, v)| *s += v);
+    }
+    Ok(sum)
+}
+
+/// A FedProc client's prototype upload: per-class sums of z, then per-class counts.
+fn prototype_upload(model: &mut SimpleCnn, data: &Dataset, indices: &[usize]) -> Vec<f64> {
+    let (sums, counts) = model.class_sums(data, indices);
+    sums.iter().map(|&v| v as f64).chain(counts.iter().map(|&n| n as f64)).collect()
+}
+
+/// Update the prototypes from aggregated sums and counts; classes with no samples keep theirs.
+fn update_prototypes(prototypes: &mut Array2<f32>, totals: &[f64]) {
+    let (classes, width) = prototypes.dim();
+    let (sums, counts) = totals.split_at(classes * width);
+    for k in 0..classes {
+        let n = counts[k].round();
+        if n >= 1.0 {
+            for j in 0..width {
+                prototypes[[k, j]] = (sums[k * width + j] / n) as f32;
+            }
+        }
+    }
+}
+
 /// Run `algo` over the clients' index sets `parts` of `train`; returns the global model's test
 /// accuracy after each round. `progress(round, accuracy)` is called after each round.
+///
+/// # Errors
+/// Secure aggregation's errors (a weight outside the fixed-point range).
 pub fn run(
     algo: Algo,
     train: &Dataset,
@@ -69,63 +159,107 @@ pub fn run(
     parts: &[Vec<usize>],
     cfg: &FlConfig,
     mut progress: impl FnMut(usize, f64),
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
-    let mut global = SimpleCnn::new(train.classes, &mut rng);
+    let normalize = matches!(algo, Algo::FedProc { .. });
+    let mut global = SimpleCnn::with_projection(train.classes, normalize, &mut rng);
+    let initial = global.weights();
     let mut accuracies = Vec::with_capacity(cfg.rounds);
     let per_round = ((parts.len() as f64 * cfg.fraction).round() as usize).clamp(1, parts.len());
+    // MOON: each client's last local model (the initial model before its first round).
+    let mut previous: Vec<Option<Vec<Array2<f32>>>> = vec![None; parts.len()];
+    // FedProc: prototypes from the initial model over every client's data.
+    let mut prototypes = Array2::<f32>::zeros((train.classes, global.embedding_width()));
+    if let Algo::FedProc { .. } = algo {
+        let uploads: Vec<Vec<f64>> =
+            parts.iter().map(|p| prototype_upload(&mut global, train, p)).collect();
+        update_prototypes(&mut prototypes, &aggregate(&uploads, cfg.secure_agg, u64::MAX)?);
+    }
     for round in 0..cfg.rounds {
         let global_weights = global.weights();
         let chosen = sample(&mut rng, parts.len(), per_round).into_vec();
         let total: usize = chosen.iter().map(|&c| parts[c].len()).sum();
-        let mut sum: Vec<Array2<f32>> =
-            global_weights.iter().map(|w| Array2::zeros(w.raw_dim())).collect();
-        // Secure aggregation: fresh key pairs per round, exchanged through the server.
-        let participants: Vec<Participant> = if cfg.secure_agg {
-            (0..chosen.len()).map(Participant::new).collect()
-        } else {
-            Vec::new()
-        };
-        let publics: Vec<_> = participants.iter().map(|p| p.public).collect();
-        let fixed = FixedPoint::new(SECAGG_FRAC_BITS).expect("valid");
+        let alpha = algo.alpha(round, cfg.rounds);
         let mut uploads = Vec::with_capacity(chosen.len());
-        for (slot, &c) in chosen.iter().enumerate() {
+        for &c in &chosen {
             let mut local = global.clone();
             local.set_weights(&global_weights);
-            if let Algo::FedProx { mu } = algo {
-                local.set_proximal(Some((global_weights.clone(), mu)));
-            }
+            let mut loss = match algo {
+                Algo::FedAvg => LocalLoss::CrossEntropy,
+                Algo::FedProx { mu } => {
+                    local.set_proximal(Some((global_weights.clone(), mu)));
+                    LocalLoss::CrossEntropy
+                }
+                Algo::Moon { mu, tau } => {
+                    let mut prev = global.clone();
+                    prev.set_weights(previous[c].as_deref().unwrap_or(&initial));
+                    LocalLoss::moon(&global, &prev, mu, tau)
+                }
+                Algo::FedProc { tau, .. } if alpha > 0.0 => {
+                    LocalLoss::Prototypes { prototypes: prototypes.clone(), alpha, tau }
+                }
+                Algo::FedProc { .. } => LocalLoss::CrossEntropy,
+            };
             let mut local_rng = ChaCha20Rng::seed_from_u64(rng.random());
             for _ in 0..cfg.local_epochs {
-                local.train_epoch(train, &parts[c], &cfg.sgd, &mut local_rng);
+                local.train_epoch(train, &parts[c], &cfg.sgd, &mut loss, &mut local_rng);
             }
-            let weight = parts[c].len() as f32 / total.max(1) as f32;
-            if cfg.secure_agg {
-                let flat: Vec<f64> = local
-                    .weights()
-                    .iter()
-                    .flat_map(|w| w.iter().map(|&v| (v * weight) as f64))
-                    .collect();
-                let masked = participants[slot].mask(&flat, fixed, &publics, round as u64);
-                uploads.push(masked.expect("model weights are inside the fixed-point range"));
-            } else {
-                for (s, w) in sum.iter_mut().zip(local.weights()) {
-                    s.scaled_add(weight, &w);
+            let weight = parts[c].len() as f64 / total.max(1) as f64;
+            let weights = local.weights();
+            let mut upload: Vec<f64> =
+                weights.iter().flat_map(|w| w.iter().map(|&v| v as f64 * weight)).collect();
+            match algo {
+                Algo::Moon { .. } => previous[c] = Some(weights),
+                Algo::FedProc { .. } => {
+                    upload.extend(prototype_upload(&mut local, train, &parts[c]));
                 }
+                _ => {}
             }
+            uploads.push(upload);
         }
-        if cfg.secure_agg {
-            let total = secagg::aggregate(&uploads, chosen.len(), fixed)
-                .expect("every sampled client uploads");
-            let mut it = total.into_iter();
-            for s in sum.iter_mut() {
-                s.iter_mut().for_each(|v| *v = it.next().expect("one value per weight") as f32);
-            }
+        let totals = aggregate(&uploads, cfg.secure_agg, round as u64)?;
+        let mut it = totals.iter();
+        let mut averaged = global_weights;
+        for w in averaged.iter_mut() {
+            w.iter_mut().for_each(|v| *v = *it.next().expect("one value per weight") as f32);
         }
-        global.set_weights(&sum);
+        if let Algo::FedProc { .. } = algo {
+            update_prototypes(&mut prototypes, it.as_slice());
+        }
+        global.set_weights(&averaged);
         let acc = global.accuracy(test);
         progress(round + 1, acc);
         accuracies.push(acc);
     }
-    accuracies
+    Ok(accuracies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpha_schedule_follows_the_paper_and_the_horizon() {
+        let paper = Algo::FedProc { tau: 1.0, horizon: None };
+        assert_eq!(paper.alpha(0, 10), 0.0); // round 0: cross-entropy only
+        assert!((paper.alpha(1, 10) - 0.9).abs() < 1e-6);
+        assert!((paper.alpha(9, 10) - 0.1).abs() < 1e-6);
+        let short = Algo::FedProc { tau: 1.0, horizon: Some(4) };
+        assert!((short.alpha(2, 10) - 0.5).abs() < 1e-6);
+        assert_eq!(short.alpha(7, 10), 0.0);
+        assert_eq!(Algo::FedAvg.alpha(3, 10), 0.0);
+    }
+
+    #[test]
+    fn prototypes_average_by_count_and_absent_classes_keep_theirs() {
+        let mut protos = Array2::from_elem((3, 2), 7.0f32);
+        // Two clients: class 0 sums (1, 2) over 1 and (3, 4) over 3; class 2 absent.
+        let a = [1.0, 2.0, 5.0, 5.0, 0.0, 0.0, 1.0, 2.0, 0.0];
+        let b = [3.0, 4.0, 1.0, 1.0, 0.0, 0.0, 3.0, 1.0, 0.0];
+        let total: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        update_prototypes(&mut protos, &total);
+        assert_eq!(protos.row(0).to_vec(), vec![1.0, 1.5]);
+        assert_eq!(protos.row(1).to_vec(), vec![2.0, 2.0]);
+        assert_eq!(protos.row(2).to_vec(), vec![7.0, 7.0]);
+    }
 }

@@ -113,6 +113,24 @@ pub fn aggregate(uploads: &[Vec<u64>], participants: usize, fixed: FixedPoint) -
     Ok(fixed.decode_slice(&sum))
 }
 
+/// One whole session in one process, as the federated simulation runs it: every vector's owner
+/// gets a fresh key pair, the public keys are exchanged, each owner masks its vector
+/// (`round` separates the mask streams of sessions that reuse keys), and the server adds the
+/// uploads. Returns the total, decoded from `fixed`.
+///
+/// # Errors
+/// Fixed-point range errors (a value outside `fixed`'s range); uploads of different lengths.
+pub fn sum_in_session(vectors: &[Vec<f64>], fixed: FixedPoint, round: u64) -> Result<Vec<f64>> {
+    let participants: Vec<Participant> = (0..vectors.len()).map(Participant::new).collect();
+    let publics: Vec<PublicKey> = participants.iter().map(|p| p.public).collect();
+    let uploads = participants
+        .iter()
+        .zip(vectors)
+        .map(|(p, v)| p.mask(v, fixed, &publics, round))
+        .collect::<Result<Vec<_>>>()?;
+    aggregate(&uploads, vectors.len(), fixed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
