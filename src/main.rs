@@ -118,6 +118,12 @@ enum Cmd {
         /// Fraction of clients per round.
         #[arg(long, default_value_t = 1.0)]
         fraction: f64,
+        /// Local SGD learning rate (momentum 0.9, weight decay 1e-5 as fedproc.md).
+        #[arg(long, default_value_t = 0.01)]
+        lr: f32,
+        /// Local batch size.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
         /// FedProx μ.
         #[arg(long, default_value_t = 0.01)]
         mu: f32,
@@ -147,7 +153,11 @@ enum Cmd {
         /// PNG plot path (default: the CSV path with .png).
         #[arg(long)]
         plot: Option<PathBuf>,
-        /// Directory of the Fashion-MNIST IDX files.
+        /// fashion-mnist (60,000 / 10,000 images, Debian's dataset-fashion-mnist) or mnist-5k
+        /// (4,000 / 1,000 digits from scripts/fetch-assets.sh: a quick run).
+        #[arg(long, default_value = "fashion-mnist")]
+        dataset: String,
+        /// Directory of the Fashion-MNIST IDX files, or the MNIST-5k file.
         #[arg(long)]
         data: Option<PathBuf>,
     },
@@ -368,6 +378,8 @@ fn run(cli: Cli) -> Result<()> {
             rounds,
             local_epochs,
             fraction,
+            lr,
+            batch,
             mu,
             moon_mu,
             moon_tau,
@@ -377,6 +389,7 @@ fn run(cli: Cli) -> Result<()> {
             secure_agg,
             out,
             plot,
+            dataset,
             data,
         } => {
             use prifft::fl::rounds::Algo;
@@ -406,11 +419,22 @@ fn run(cli: Cli) -> Result<()> {
                 rounds,
                 local_epochs,
                 fraction,
-                sgd: Default::default(),
+                sgd: prifft::fl::model::SgdConfig { lr, batch, ..Default::default() },
                 seed: 0,
                 secure_agg,
             };
-            fl(&algos, beta, clients, cfg, seeds, (&out, &plot), data.as_deref())
+            let (name, (train, test)) = match dataset.as_str() {
+                "fashion-mnist" => {
+                    ("Fashion-MNIST", prifft::fl::data::fashion_mnist(data.as_deref())?)
+                }
+                "mnist-5k" => ("MNIST-5k", prifft::fl::data::mnist_5k(data.as_deref())?),
+                other => {
+                    return Err(Error::Data(format!(
+                        "--dataset {other:?}: use fashion-mnist or mnist-5k"
+                    )));
+                }
+            };
+            fl(&algos, (name, &train, &test), beta, clients, cfg, seeds, (&out, &plot))
         }
         Cmd::Centralized { epochs, seed, data } => {
             let (train, test) = prifft::fl::data::fashion_mnist(data.as_deref())?;
@@ -461,13 +485,21 @@ fn run(cli: Cli) -> Result<()> {
             let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(seed);
             let parts =
                 partition::partition(&train.labels, train.classes, clients, scheme, &mut rng)?;
+            let how = match scheme {
+                Scheme::Iid => "IID".to_string(),
+                Scheme::Dirichlet { beta, min_per_client } => {
+                    format!("Dirichlet β = {beta}, ≥ {min_per_client} per client")
+                }
+                Scheme::Shards { per_client } => format!("{per_client} shards per client"),
+            };
             let title =
-                format!("Fashion-MNIST training set, {clients} clients, {scheme:?}, seed {seed}");
+                format!("Fashion-MNIST training set, {clients} clients, {how}, seed {seed}");
             println!("{title}");
             let histogram = partition::class_histogram(&parts, &train.labels, train.classes);
             print!("{}", partition::render_histogram(&histogram));
             if let Some(path) = plot {
-                prifft::fl::plot::class_histogram(&path, &title, &histogram)?;
+                let names = prifft::fl::data::FASHION_MNIST_CLASSES;
+                prifft::fl::plot::class_histogram(&path, &title, &histogram, &names)?;
                 println!("plot: {}", path.display());
             }
             Ok(())
@@ -641,22 +673,27 @@ fn bench_gpu(_json: bool, _keys_log2: u32, _matmul: usize) -> Result<()> {
 
 fn fl(
     algos: &[prifft::fl::rounds::Algo],
+    (name, train, test): (&str, &prifft::fl::data::Dataset, &prifft::fl::data::Dataset),
     beta: f64,
     clients: usize,
     cfg: prifft::fl::rounds::FlConfig,
     seeds: u64,
     (out, plot): (&Path, &Path),
-    data: Option<&Path>,
 ) -> Result<()> {
     use prifft::fl::partition::{self, Scheme};
     use prifft::fl::plot::{self as plots, Series};
     use prifft::fl::rounds;
-    if !(cfg.fraction > 0.0 && cfg.fraction <= 1.0) || clients == 0 || cfg.rounds == 0 {
+    if !(cfg.fraction > 0.0 && cfg.fraction <= 1.0)
+        || clients == 0
+        || cfg.rounds == 0
+        || cfg.sgd.batch == 0
+        || !(cfg.sgd.lr.is_finite() && cfg.sgd.lr > 0.0)
+    {
         return Err(Error::Data(
-            "--fraction must be in (0, 1], --clients and --rounds at least 1".into(),
+            "--fraction must be in (0, 1], --lr positive, --clients, --rounds and --batch at least 1"
+                .into(),
         ));
     }
-    let (train, test) = prifft::fl::data::fashion_mnist(data)?;
     let mut csv = String::from("algo,beta,seed,round,test_accuracy\n");
     let mut series: Vec<Series> =
         algos.iter().map(|a| Series { label: a.label(), runs: vec![] }).collect();
@@ -679,7 +716,7 @@ fn fl(
                 .progress_chars("=> "),
             );
             bar.set_prefix(format!("{} seed {seed}", algo.label()));
-            let acc = rounds::run(*algo, &train, &test, &parts, &cfg, |round, acc| {
+            let acc = rounds::run(*algo, train, test, &parts, &cfg, |round, acc| {
                 bar.set_position(round as u64);
                 bar.set_message(format!("test accuracy {:.2} %", 100.0 * acc));
             })?;
@@ -694,7 +731,7 @@ fn fl(
             .map_err(|source| Error::Io { path: out.to_path_buf(), source })?;
     }
     let title = format!(
-        "Fashion-MNIST, {clients} clients, Dirichlet β = {beta}, {} local epoch(s), {seeds} seed(s)",
+        "{name}, {clients} clients, Dirichlet β = {beta}, {} local epoch(s), {seeds} seed(s)",
         cfg.local_epochs
     );
     plots::accuracy_vs_round(plot, &title, &series)?;
@@ -704,7 +741,7 @@ fn fl(
         format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * sd)
     };
     println!(
-        "Fashion-MNIST, {clients} clients, Dirichlet β = {beta}, {} rounds × {} local epoch(s), {seeds} seed(s); per-round accuracies in {}, plot in {}",
+        "{name}, {clients} clients, Dirichlet β = {beta}, {} rounds × {} local epoch(s), {seeds} seed(s); per-round accuracies in {}, plot in {}",
         cfg.rounds,
         cfg.local_epochs,
         out.display(),

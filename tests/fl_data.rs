@@ -1,12 +1,13 @@
-//! Data loading (IDX, gzip) and non-IID partitioners. Synthetic IDX files and labels are made
-//! here and named so; the real Fashion-MNIST test needs Debian's dataset-fashion-mnist (CI
-//! installs it and sets PRIFFT_REQUIRE_DATA=1 so that its absence fails instead of skipping).
+//! Data loading (IDX, CSV, gzip), non-IID partitioners and plots. Synthetic files and labels
+//! are made here and named so; the real-data tests need Debian's dataset-fashion-mnist and
+//! `scripts/fetch-assets.sh`'s MNIST-5k (CI installs both and sets PRIFFT_REQUIRE_DATA=1 so
+//! that their absence fails instead of skipping).
 
 use std::io::Write;
 use std::path::Path;
 
 use prifft::Error;
-use prifft::fl::data::{self, FASHION_MNIST_DIR};
+use prifft::fl::data::{self, FASHION_MNIST_DIR, MNIST_5K};
 use prifft::fl::partition::{self, Scheme};
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
@@ -181,4 +182,98 @@ fn real_fashion_mnist_loads_and_partitions() {
     )
     .unwrap();
     assert_exact_cover(&parts, train.len());
+}
+
+/// Skip (or, under PRIFFT_REQUIRE_DATA=1, fail) when a real asset is missing.
+fn present(path: &str, how: &str) -> bool {
+    if Path::new(path).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var("PRIFFT_REQUIRE_DATA").as_deref() != Ok("1"),
+        "PRIFFT_REQUIRE_DATA=1 but {path} is missing: {how}"
+    );
+    eprintln!("skipped: {path} is missing ({how})");
+    false
+}
+
+#[test]
+fn pixel_csv_parses_and_rejects_malformed_rows() {
+    let p = Path::new("synthetic.csv");
+    let ok = data::parse_pixel_csv(b"0,255,128,7,1\n1,2,3,4,0\n", p, 4, 2).unwrap();
+    assert_eq!((ok.len(), ok.rows, ok.cols), (2, 2, 2));
+    assert_eq!(ok.labels, vec![1, 0]);
+    assert_eq!(ok.images[1], 1.0);
+    for (bad, what) in [
+        (&b"0,1,2,3\n"[..], "fields"),
+        (b"0,1,2,300,1\n", "pixel"),
+        (b"0,1,2,x,1\n", "pixel"),
+        (b"0,1,2,3,2\n", "label"),
+        (b"0,1,2,3,-1\n", "label"),
+        (b"\n\n", "no images"),
+        (b"\xff\xfe", "UTF-8"),
+    ] {
+        let err = data::parse_pixel_csv(bad, p, 4, 2).unwrap_err().to_string();
+        assert!(err.contains(what) && err.contains("synthetic.csv"), "{err}");
+    }
+    let missing = data::mnist_5k(Some(Path::new("/nonexistent/mnist_5k.csv.gz"))).unwrap_err();
+    assert!(missing.to_string().contains("scripts/fetch-assets.sh"), "{missing}");
+}
+
+#[test]
+fn real_mnist_5k_loads_with_a_per_class_split() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(MNIST_5K);
+    if !present(path.to_str().unwrap(), "bash scripts/fetch-assets.sh") {
+        return;
+    }
+    let (train, test) = data::mnist_5k(Some(&path)).unwrap();
+    assert_eq!((train.len(), test.len(), train.rows, train.cols), (4_000, 1_000, 28, 28));
+    assert!(train.class_counts().iter().all(|&c| c == 400));
+    assert!(test.class_counts().iter().all(|&c| c == 100));
+}
+
+/// PNG signature and the IHDR width and height.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn plots_are_written_as_png() {
+    use prifft::fl::plot::{self, Series};
+    let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+    if std::env::var_os("PRIFFT_FONT").is_none()
+        && !present(font, "apt-get install fonts-dejavu-core, or set PRIFFT_FONT")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let acc = dir.path().join("acc.png");
+    let series = vec![
+        Series { label: "fedavg".into(), runs: vec![vec![0.5, 0.7, 0.8], vec![0.4, 0.72, 0.79]] },
+        Series { label: "fedproc τ=1".into(), runs: vec![vec![0.3, 0.6, 0.81]] },
+    ];
+    plot::accuracy_vs_round(&acc, "synthetic accuracies", &series).unwrap();
+    assert_eq!(png_size(&acc), (960, 600));
+    let hist = dir.path().join("hist.png");
+    let labels = synthetic_labels(2_000, 10, 9);
+    let parts = partition::partition(
+        &labels,
+        10,
+        8,
+        Scheme::Dirichlet { beta: 0.3, min_per_client: 10 },
+        &mut insecure_seeded_rng(10),
+    )
+    .unwrap();
+    plot::class_histogram(
+        &hist,
+        "synthetic labels",
+        &partition::class_histogram(&parts, &labels, 10),
+    )
+    .unwrap();
+    assert_eq!(png_size(&hist), (960, 600));
+    // An unwritable path is an error, not a panic.
+    assert!(plot::accuracy_vs_round(&dir.path().join("no/such/dir.png"), "x", &series).is_err());
 }

@@ -203,3 +203,49 @@ fn moon_and_fedproc_rounds_are_reproducible() {
         assert_eq!(a.len(), 3);
     }
 }
+
+#[test]
+fn every_algorithm_learns_real_digits_in_five_rounds() {
+    // MNIST-5k (real digits: 4,000 training, 1,000 test images), 4 clients with Dirichlet
+    // β = 0.5, 5 rounds × 2 local epochs, batch 16. Measured with this setting (release
+    // build): FedAvg 84.4 %, FedProx 84.3 %, MOON 81.3 %, FedProc τ = 1 64.8 % (its prototype
+    // loss dominates early rounds; fedproc.md) — chance is 10 %.
+    use prifft::fl::partition::{self, Scheme};
+    use prifft::fl::rounds::{self, Algo, FlConfig};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(data::MNIST_5K);
+    if !path.exists() {
+        assert!(
+            std::env::var("PRIFFT_REQUIRE_DATA").as_deref() != Ok("1"),
+            "PRIFFT_REQUIRE_DATA=1 but {} is missing: bash scripts/fetch-assets.sh",
+            path.display()
+        );
+        eprintln!("skipped: {} is missing (bash scripts/fetch-assets.sh)", path.display());
+        return;
+    }
+    let (train, test) = data::mnist_5k(Some(&path)).unwrap();
+    let parts = partition::partition(
+        &train.labels,
+        10,
+        4,
+        Scheme::Dirichlet { beta: 0.5, min_per_client: 10 },
+        &mut insecure_seeded_rng(1),
+    )
+    .unwrap();
+    let cfg = FlConfig {
+        rounds: 5,
+        local_epochs: 2,
+        fraction: 1.0,
+        sgd: SgdConfig { batch: 16, ..SgdConfig::default() },
+        seed: 1,
+        secure_agg: false,
+    };
+    for (algo, floor) in [
+        (Algo::FedAvg, 0.6),
+        (Algo::FedProx { mu: 0.01 }, 0.6),
+        (Algo::Moon { mu: 1.0, tau: 0.5 }, 0.6),
+        (Algo::FedProc { tau: 1.0, horizon: None }, 0.4),
+    ] {
+        let acc = rounds::run(algo, &train, &test, &parts, &cfg, |_, _| {}).unwrap();
+        assert!(acc[4] >= floor, "{algo:?}: test accuracy per round {acc:?}");
+    }
+}

