@@ -271,6 +271,7 @@ fn plots_are_written_as_png() {
         &hist,
         "synthetic labels",
         &partition::class_histogram(&parts, &labels, 10),
+        &["a", "b"], // fewer names than classes: the rest are numbered
     )
     .unwrap();
     assert_eq!(png_size(&hist), (960, 600));
