@@ -227,3 +227,64 @@ fn devices_lists_adapters_or_says_there_are_none() {
     assert!(human.status.success());
     assert!(!human.stdout.is_empty());
 }
+
+#[test]
+fn fl_writes_csv_plot_and_table_and_refuses_bad_options() {
+    let asset = Path::new(env!("CARGO_MANIFEST_DIR")).join(prifft::fl::data::MNIST_5K);
+    let font = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf");
+    if !asset.exists() || !font.exists() {
+        assert!(
+            std::env::var("PRIFFT_REQUIRE_DATA").as_deref() != Ok("1"),
+            "PRIFFT_REQUIRE_DATA=1 but MNIST-5k or DejaVu is missing"
+        );
+        eprintln!("skipped: needs scripts/fetch-assets.sh and fonts-dejavu-core");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("runs.csv");
+    let out = prifft()
+        .args(["fl", "--dataset", "mnist-5k", "--data"])
+        .arg(&asset)
+        .args(["--algo", "fedavg,fedproc", "--fedproc-tau", "1,0.5", "--clients", "3"])
+        .args(["--rounds", "1", "--seeds", "2", "--batch", "32", "--out"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // Header + 3 runs (fedavg, fedproc at two τ) × 2 seeds × 1 round.
+    let rows: Vec<String> =
+        std::fs::read_to_string(&csv).unwrap().lines().map(String::from).collect();
+    assert_eq!(rows.len(), 1 + 3 * 2, "{rows:?}");
+    assert_eq!(rows[0], "algo,beta,seed,round,test_accuracy");
+    assert!(rows.iter().any(|r| r.starts_with("fedproc τ=0.5,0.5,2,1,")), "{rows:?}");
+    let png = std::fs::read(csv.with_extension("png")).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+    for label in ["fedavg", "fedproc τ=1", "fedproc τ=0.5", "mean of last 5 rounds"] {
+        assert!(stdout.contains(label), "{label} missing from:\n{stdout}");
+    }
+
+    for (args, expect) in [
+        (&["--dataset", "mnist-5k", "--algo", "sgd"][..], "unknown algorithm"),
+        (&["--dataset", "mnist-5k", "--fraction", "0"][..], "--fraction must be in (0, 1]"),
+        (&["--dataset", "mnist-5k", "--fedproc-tau", "0"][..], "must be positive"),
+        (&["--dataset", "cifar10"][..], "use fashion-mnist or mnist-5k"),
+    ] {
+        let out = prifft()
+            .args(["fl", "--data"])
+            .arg(&asset)
+            .args(["--rounds", "1", "--out"])
+            .arg(dir.path().join("bad.csv"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(expect), "{args:?}: {stderr}");
+    }
+    let out = prifft()
+        .args(["fl", "--dataset", "mnist-5k", "--data", "/nonexistent/m.csv.gz"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("scripts/fetch-assets.sh"), "{stderr}");
+}
