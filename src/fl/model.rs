@@ -13,10 +13,8 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::data::Dataset;
-use super::nn::{
-    Conv2d, L2Normalize, Linear, MaxPool2, Param, Relu, model_contrastive, prototype_contrastive,
-    softmax_cross_entropy,
-};
+use super::loss::{model_contrastive, prototype_contrastive, softmax_cross_entropy};
+use super::nn::{Conv2d, L2Normalize, Linear, MaxPool2, Param, Relu};
 
 /// Representation width d.
 pub const FEATURES: usize = 84;
