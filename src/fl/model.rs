@@ -37,15 +37,9 @@ pub enum LocalLoss {
     /// Mean softmax cross-entropy of the classifier (FedAvg, FedProx).
     CrossEntropy,
     /// Cross-entropy + μ · MOON's model-contrastive loss against the frozen global model
-    /// (positive) and this client's previous local model (negative), temperature τ.
-    Moon {
-        /// One frozen (global, previous) pair per worker thread.
-        frozen: Vec<[SimpleCnn; 2]>,
-        /// Weight μ of the contrastive term.
-        mu: f32,
-        /// Temperature τ.
-        tau: f32,
-    },
+    /// (positive) and this client's previous local model (negative), temperature τ; made by
+    /// [`LocalLoss::moon`].
+    Moon(MoonLoss),
     /// FedProc: α · prototype loss (temperature τ) + (1 − α) · cross-entropy.
     Prototypes {
         /// Global class prototypes, classes × z-width (normalised inside the loss).
@@ -57,6 +51,15 @@ pub enum LocalLoss {
     },
 }
 
+/// MOON's loss: the frozen (global, previous) models, one pair per worker thread (never
+/// empty), the weight μ of the contrastive term and its temperature τ.
+#[derive(Debug)]
+pub struct MoonLoss {
+    frozen: Vec<[SimpleCnn; 2]>,
+    mu: f32,
+    tau: f32,
+}
+
 impl LocalLoss {
     /// MOON's loss with frozen copies of `global` and `previous` for every worker thread.
     pub fn moon(global: &SimpleCnn, previous: &SimpleCnn, mu: f32, tau: f32) -> Self {
@@ -65,14 +68,14 @@ impl LocalLoss {
         p.clear_caches();
         let frozen =
             (0..rayon::current_num_threads().max(1)).map(|_| [g.clone(), p.clone()]).collect();
-        LocalLoss::Moon { frozen, mu, tau }
+        LocalLoss::Moon(MoonLoss { frozen, mu, tau })
     }
 
     /// The loss as each of `count` data-parallel parts of a batch sees it.
     fn parts(&mut self, count: usize) -> Vec<PartLoss<'_>> {
         match self {
             LocalLoss::CrossEntropy => (0..count).map(|_| PartLoss::CrossEntropy).collect(),
-            LocalLoss::Moon { frozen, mu, tau } => {
+            LocalLoss::Moon(MoonLoss { frozen, mu, tau }) => {
                 if frozen.len() < count {
                     let copy = frozen[0].clone();
                     frozen.resize(count, copy);
