@@ -83,6 +83,8 @@ pub fn accuracy_vs_round(path: &Path, title: &str, series: &[Series]) -> Result<
         .configure_mesh()
         .x_desc("round")
         .y_desc("test accuracy (%)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(|e| draw_error(path, e))?;
