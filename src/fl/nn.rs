@@ -80,10 +80,10 @@ fn im2col(x: &[f32], batch: usize, [c, h, w]: [usize; 3], k: usize) -> Array2<f3
                 for kj in 0..k {
                     let row = (ci * k + ki) * k + kj;
                     let mut dst = col.slice_mut(s![row, b * oh * ow..(b + 1) * oh * ow]);
-                    for i in 0..oh {
-                        for j in 0..ow {
-                            dst[i * ow + j] = img[(i + ki) * w + j + kj];
-                        }
+                    let dst = dst.as_slice_mut().expect("rows of a standard-layout array");
+                    for (i, out) in dst.chunks_exact_mut(ow).enumerate() {
+                        let start = (i + ki) * w + kj;
+                        out.copy_from_slice(&img[start..start + ow]);
                     }
                 }
             }
@@ -103,9 +103,11 @@ fn col2im(col: &Array2<f32>, batch: usize, [c, h, w]: [usize; 3], k: usize) -> V
                 for kj in 0..k {
                     let row = (ci * k + ki) * k + kj;
                     let src = col.slice(s![row, b * oh * ow..(b + 1) * oh * ow]);
-                    for i in 0..oh {
-                        for j in 0..ow {
-                            img[(i + ki) * w + j + kj] += src[i * ow + j];
+                    let src = src.as_slice().expect("rows of a standard-layout array");
+                    for (i, part) in src.chunks_exact(ow).enumerate() {
+                        let start = (i + ki) * w + kj;
+                        for (d, &v) in img[start..start + ow].iter_mut().zip(part) {
+                            *d += v;
                         }
                     }
                 }
