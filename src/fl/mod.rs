@@ -2,6 +2,7 @@
 //! stack, FedAvg, FedProx, MOON and FedProc rounds, secure aggregation, and plots.
 
 pub mod data;
+pub mod local_loss;
 pub mod loss;
 pub mod model;
 pub mod nn;

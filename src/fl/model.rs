@@ -13,6 +13,8 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::data::Dataset;
+use super::local_loss::PartLoss;
+pub use super::local_loss::{LocalLoss, MoonLoss};
 use super::loss::{model_contrastive, prototype_contrastive, softmax_cross_entropy};
 use super::nn::{Conv2d, L2Normalize, Linear, MaxPool2, Param, Relu};
 
@@ -29,71 +31,6 @@ struct Projection {
     relu: Relu,
     l2: Linear,
     norm: Option<L2Normalize>,
-}
-
-/// What local training minimises.
-#[derive(Debug)]
-pub enum LocalLoss {
-    /// Mean softmax cross-entropy of the classifier (FedAvg, FedProx).
-    CrossEntropy,
-    /// Cross-entropy + μ · MOON's model-contrastive loss against the frozen global model
-    /// (positive) and this client's previous local model (negative), temperature τ; made by
-    /// [`LocalLoss::moon`].
-    Moon(MoonLoss),
-    /// FedProc: α · prototype loss (temperature τ) + (1 − α) · cross-entropy.
-    Prototypes {
-        /// Global class prototypes, classes × z-width (normalised inside the loss).
-        prototypes: Array2<f32>,
-        /// Weight α of the prototype loss.
-        alpha: f32,
-        /// Temperature τ (1: cosine logits, the paper's choice).
-        tau: f32,
-    },
-}
-
-/// MOON's loss: the frozen (global, previous) models, one pair per worker thread (never
-/// empty), the weight μ of the contrastive term and its temperature τ.
-#[derive(Debug)]
-pub struct MoonLoss {
-    frozen: Vec<[SimpleCnn; 2]>,
-    mu: f32,
-    tau: f32,
-}
-
-impl LocalLoss {
-    /// MOON's loss with frozen copies of `global` and `previous` for every worker thread.
-    pub fn moon(global: &SimpleCnn, previous: &SimpleCnn, mu: f32, tau: f32) -> Self {
-        let (mut g, mut p) = (global.clone(), previous.clone());
-        g.clear_caches();
-        p.clear_caches();
-        let frozen =
-            (0..rayon::current_num_threads().max(1)).map(|_| [g.clone(), p.clone()]).collect();
-        LocalLoss::Moon(MoonLoss { frozen, mu, tau })
-    }
-
-    /// The loss as each of `count` data-parallel parts of a batch sees it.
-    fn parts(&mut self, count: usize) -> Vec<PartLoss<'_>> {
-        match self {
-            LocalLoss::CrossEntropy => (0..count).map(|_| PartLoss::CrossEntropy).collect(),
-            LocalLoss::Moon(MoonLoss { frozen, mu, tau }) => {
-                if frozen.len() < count {
-                    let copy = frozen[0].clone();
-                    frozen.resize(count, copy);
-                }
-                frozen.iter_mut().take(count).map(|f| PartLoss::Moon(f, *mu, *tau)).collect()
-            }
-            LocalLoss::Prototypes { prototypes, alpha, tau } => {
-                (0..count).map(|_| PartLoss::Prototypes(prototypes.view(), *alpha, *tau)).collect()
-            }
-        }
-    }
-}
-
-/// [`LocalLoss`] as one worker sees it.
-enum PartLoss<'a> {
-    CrossEntropy,
-    Moon(&'a mut [SimpleCnn; 2], f32, f32),
-    Prototypes(ArrayView2<'a, f32>, f32, f32),
 }
 
 /// The simple CNN.
