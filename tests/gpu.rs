@@ -89,11 +89,20 @@ fn dcf_and_dpf_evaluation_match_the_cpu() {
 fn key_batches_larger_than_one_binding_are_chunked() {
     let Some(mut gpu) = device() else { return };
     // 64 KiB bindings: a 64-bit DCF key's seed corrections take 1,008 bytes, so 1,000 keys need
-    // 16 chunks (the last one partial); the same code path splits 2^18 keys under 128 MiB.
+    // 16 chunks (the last one partial); the next test crosses the adapter's real limit.
     gpu.limit_binding(64 << 10);
     check_fss(&gpu, true, 64, 1000);
     check_fss(&gpu, false, 64, 1000);
     check_fss(&gpu, true, 64, 64 + 1);
+}
+
+#[test]
+fn a_key_batch_one_key_above_the_real_binding_limit() {
+    let Some(gpu) = device() else { return };
+    // The largest per-key array of a 64-bit DCF key is its seed corrections: 63 levels × 16 B.
+    // One key more than fits in one binding at the adapter's real limit (128 MiB by default).
+    let len = (gpu.max_binding() / (63 * 16)) as usize + 1;
+    check_fss(&gpu, true, 64, len);
 }
 
 #[test]
