@@ -161,6 +161,23 @@ enum Cmd {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Print `prifft fl`'s table again (with the per-seed difference from FedAvg) and redraw
+    /// its plot from one or more of its CSV files, without training. Runs of one algorithm
+    /// label across files are matched by seed.
+    ///
+    /// Example: prifft fl-report --csv docs/results/fl_beta0.5.csv --csv docs/results/fl_h10.csv
+    #[command(verbatim_doc_comment)]
+    FlReport {
+        /// CSV files written by `prifft fl` (algo,beta,seed,round,test_accuracy).
+        #[arg(long, required = true)]
+        csv: Vec<PathBuf>,
+        /// Also draw accuracy against round into this PNG file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Title of the plot.
+        #[arg(long, default_value = "test accuracy per round")]
+        title: String,
+    },
     /// Train the simple CNN on all of Fashion-MNIST (no federation) and print the test accuracy
     /// after each epoch: the reference the federated runs are compared with.
     Centralized {
@@ -436,6 +453,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             fl(&algos, (name, &train, &test), beta, clients, cfg, seeds, (&out, &plot))
         }
+        Cmd::FlReport { csv, plot, title } => fl_report(&csv, plot.as_deref(), &title),
         Cmd::Centralized { epochs, seed, data } => {
             let (train, test) = prifft::fl::data::fashion_mnist(data.as_deref())?;
             let seed = seed.unwrap_or_else(|| rand::Rng::random(&mut prifft::prg::os_rng()));
@@ -735,11 +753,6 @@ fn fl(
         cfg.local_epochs
     );
     plots::accuracy_vs_round(plot, &title, &series)?;
-    let stats = |v: &[f64]| {
-        let m = v.iter().sum::<f64>() / v.len() as f64;
-        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
-        format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * sd)
-    };
     println!(
         "{name}, {clients} clients, Dirichlet β = {beta}, {} rounds × {} local epoch(s), {seeds} seed(s); per-round accuracies in {}, plot in {}",
         cfg.rounds,
@@ -747,19 +760,101 @@ fn fl(
         out.display(),
         plot.display()
     );
-    println!("{:<22}{:>18}{:>24}", "algorithm", "final accuracy %", "mean of last 5 rounds %");
-    for s in &series {
-        let finals: Vec<f64> = s.runs.iter().map(|r| *r.last().unwrap_or(&0.0)).collect();
-        let last5: Vec<f64> = s
-            .runs
+    print_fl_table(&series);
+    Ok(())
+}
+
+/// The final table of `prifft fl` and `prifft fl-report`: final accuracy and last-5-round mean,
+/// mean ± std over seeds; with a FedAvg series, each other series' difference from it paired
+/// by seed (the n-th run of each series is the same seed: same partition and initialisation).
+fn print_fl_table(series: &[prifft::fl::plot::Series]) {
+    let stats = |v: &[f64]| {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * sd)
+    };
+    let finals = |s: &prifft::fl::plot::Series| -> Vec<f64> {
+        s.runs.iter().map(|r| *r.last().unwrap_or(&0.0)).collect()
+    };
+    let last5 = |s: &prifft::fl::plot::Series| -> Vec<f64> {
+        s.runs
             .iter()
             .map(|r| {
                 let tail = &r[r.len().saturating_sub(5)..];
                 tail.iter().sum::<f64>() / tail.len().max(1) as f64
             })
-            .collect();
-        println!("{:<22}{:>18}{:>24}", s.label, stats(&finals), stats(&last5));
+            .collect()
+    };
+    println!("{:<22}{:>18}{:>24}", "algorithm", "final accuracy %", "mean of last 5 rounds %");
+    for s in series {
+        println!("{:<22}{:>18}{:>24}", s.label, stats(&finals(s)), stats(&last5(s)));
     }
+    let Some(base) = series.iter().find(|s| s.label == "fedavg") else { return };
+    println!("\ndifference from fedavg in points, per seed (mean):");
+    let paired = |a: Vec<f64>, b: Vec<f64>| {
+        let d: Vec<f64> = a.iter().zip(&b).map(|(x, y)| 100.0 * (x - y)).collect();
+        let mean = d.iter().sum::<f64>() / d.len().max(1) as f64;
+        let each: Vec<String> = d.iter().map(|x| format!("{x:+.1}")).collect();
+        format!("{} ({mean:+.2})", each.join(", "))
+    };
+    for s in series.iter().filter(|s| s.label != "fedavg") {
+        println!(
+            "{:<22} final {}   last 5 {}",
+            s.label,
+            paired(finals(s), finals(base)),
+            paired(last5(s), last5(base))
+        );
+    }
+}
+
+/// `prifft fl-report`: the table and plot of `prifft fl` again, from its CSV files.
+fn fl_report(csvs: &[PathBuf], plot: Option<&Path>, title: &str) -> Result<()> {
+    use prifft::fl::plot::Series;
+    let mut series: Vec<Series> = Vec::new();
+    let mut seeds: Vec<Vec<String>> = Vec::new();
+    for path in csvs {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Io { path: path.clone(), source })?;
+        for (n, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
+            let bad =
+                |what: &str| Error::Data(format!("{}: line {}: {what}", path.display(), n + 1));
+            let fields: Vec<&str> = line.split(',').collect();
+            let [algo, _beta, seed, round, acc] = fields[..] else {
+                return Err(bad("expected algo,beta,seed,round,test_accuracy"));
+            };
+            let acc: f64 = acc.trim().parse().map_err(|_| bad("accuracy is not a number"))?;
+            let round: usize = round.trim().parse().map_err(|_| bad("round is not a number"))?;
+            let i = match series.iter().position(|s| s.label == algo) {
+                Some(i) => i,
+                None => {
+                    series.push(Series { label: algo.to_string(), runs: vec![] });
+                    seeds.push(vec![]);
+                    series.len() - 1
+                }
+            };
+            let j = match seeds[i].iter().position(|s| s == seed) {
+                Some(j) => j,
+                None => {
+                    seeds[i].push(seed.to_string());
+                    series[i].runs.push(vec![]);
+                    seeds[i].len() - 1
+                }
+            };
+            let run = &mut series[i].runs[j];
+            if round != run.len() + 1 {
+                return Err(bad("rounds of one run must be consecutive from 1"));
+            }
+            run.push(acc);
+        }
+    }
+    if series.is_empty() {
+        return Err(Error::Data("no runs in the CSV file(s)".into()));
+    }
+    if let Some(plot) = plot {
+        prifft::fl::plot::accuracy_vs_round(plot, title, &series)?;
+        println!("plot: {}", plot.display());
+    }
+    print_fl_table(&series);
     Ok(())
 }
 
