@@ -1,5 +1,7 @@
 //! End to end: the `prifft` binary as two processes over TCP on 127.0.0.1.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -232,12 +234,9 @@ fn devices_lists_adapters_or_says_there_are_none() {
 fn fl_writes_csv_plot_and_table_and_refuses_bad_options() {
     let asset = Path::new(env!("CARGO_MANIFEST_DIR")).join(prifft::fl::data::MNIST_5K);
     let font = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf");
-    if !asset.exists() || !font.exists() {
-        assert!(
-            std::env::var("PRIFFT_REQUIRE_DATA").as_deref() != Ok("1"),
-            "PRIFFT_REQUIRE_DATA=1 but MNIST-5k or DejaVu is missing"
-        );
-        eprintln!("skipped: needs scripts/fetch-assets.sh and fonts-dejavu-core");
+    if !common::real_asset(&asset, "bash scripts/fetch-assets.sh")
+        || !common::real_asset(font, "apt-get install fonts-dejavu-core")
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -3,6 +3,8 @@
 //! `scripts/fetch-assets.sh`'s MNIST-5k (CI installs both and sets PRIFFT_REQUIRE_DATA=1 so
 //! that their absence fails instead of skipping).
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 
@@ -158,14 +160,7 @@ fn partitioners_cover_every_sample_once_and_skew_as_asked() {
 
 #[test]
 fn real_fashion_mnist_loads_and_partitions() {
-    if !Path::new(FASHION_MNIST_DIR).exists() {
-        assert!(
-            std::env::var("PRIFFT_REQUIRE_DATA").as_deref() != Ok("1"),
-            "PRIFFT_REQUIRE_DATA=1 but {FASHION_MNIST_DIR} is missing: apt-get install dataset-fashion-mnist"
-        );
-        eprintln!(
-            "skipped: {FASHION_MNIST_DIR} is missing (apt-get install dataset-fashion-mnist)"
-        );
+    if !common::real_asset(Path::new(FASHION_MNIST_DIR), "apt-get install dataset-fashion-mnist") {
         return;
     }
     let (train, test) = data::fashion_mnist(None).unwrap();
@@ -182,19 +177,6 @@ fn real_fashion_mnist_loads_and_partitions() {
     )
     .unwrap();
     assert_exact_cover(&parts, train.len());
-}
-
-/// Skip (or, under PRIFFT_REQUIRE_DATA=1, fail) when a real asset is missing.
-fn present(path: &str, how: &str) -> bool {
-    if Path::new(path).exists() {
-        return true;
-    }
-    assert!(
-        std::env::var("PRIFFT_REQUIRE_DATA").as_deref() != Ok("1"),
-        "PRIFFT_REQUIRE_DATA=1 but {path} is missing: {how}"
-    );
-    eprintln!("skipped: {path} is missing ({how})");
-    false
 }
 
 #[test]
@@ -223,7 +205,7 @@ fn pixel_csv_parses_and_rejects_malformed_rows() {
 #[test]
 fn real_mnist_5k_loads_with_a_per_class_split() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(MNIST_5K);
-    if !present(path.to_str().unwrap(), "bash scripts/fetch-assets.sh") {
+    if !common::real_asset(&path, "bash scripts/fetch-assets.sh") {
         return;
     }
     let (train, test) = data::mnist_5k(Some(&path)).unwrap();
@@ -245,7 +227,10 @@ fn plots_are_written_as_png() {
     use prifft::fl::plot::{self, Series};
     let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
     if std::env::var_os("PRIFFT_FONT").is_none()
-        && !present(font, "apt-get install fonts-dejavu-core, or set PRIFFT_FONT")
+        && !common::real_asset(
+            Path::new(font),
+            "apt-get install fonts-dejavu-core, or set PRIFFT_FONT",
+        )
     {
         return;
     }

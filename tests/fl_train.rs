@@ -1,6 +1,8 @@
 //! The simple CNN trains: data-parallel steps equal single-thread steps, and a short run on
 //! real Fashion-MNIST learns (CI has the data set; elsewhere the real-data test skips).
 
+mod common;
+
 use ndarray::Array2;
 use prifft::fl::data::{self, Dataset, FASHION_MNIST_DIR};
 use prifft::fl::model::{LocalLoss, SgdConfig, SimpleCnn};
@@ -108,14 +110,8 @@ fn whole_network_gradients_match_finite_differences_for_every_loss() {
 
 #[test]
 fn a_short_run_on_fashion_mnist_learns() {
-    if !std::path::Path::new(FASHION_MNIST_DIR).exists() {
-        assert!(
-            std::env::var("PRIFFT_REQUIRE_DATA").as_deref() != Ok("1"),
-            "PRIFFT_REQUIRE_DATA=1 but Fashion-MNIST is missing"
-        );
-        eprintln!(
-            "skipped: {FASHION_MNIST_DIR} is missing (apt-get install dataset-fashion-mnist)"
-        );
+    let dir = std::path::Path::new(FASHION_MNIST_DIR);
+    if !common::real_asset(dir, "apt-get install dataset-fashion-mnist") {
         return;
     }
     let (train, test) = data::fashion_mnist(None).unwrap();
@@ -213,13 +209,7 @@ fn every_algorithm_learns_real_digits_in_five_rounds() {
     use prifft::fl::partition::{self, Scheme};
     use prifft::fl::rounds::{self, Algo, FlConfig};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(data::MNIST_5K);
-    if !path.exists() {
-        assert!(
-            std::env::var("PRIFFT_REQUIRE_DATA").as_deref() != Ok("1"),
-            "PRIFFT_REQUIRE_DATA=1 but {} is missing: bash scripts/fetch-assets.sh",
-            path.display()
-        );
-        eprintln!("skipped: {} is missing (bash scripts/fetch-assets.sh)", path.display());
+    if !common::real_asset(&path, "bash scripts/fetch-assets.sh") {
         return;
     }
     let (train, test) = data::mnist_5k(Some(&path)).unwrap();

@@ -212,36 +212,18 @@ impl Backend for Scheduler {
             keys.len(),
             TILE,
         );
-        let parts = split_mut(out, &ranges);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .backends
-                .iter()
-                .zip(ranges.iter().zip(parts))
-                .filter(|(_, ((_, count), _))| *count > 0)
-                .map(|(backend, (&(first, count), part))| {
-                    s.spawn(move || -> Result<()> {
-                        let sub = keys.sub_batch(first, count)?;
-                        backend.eval_fss(&sub, &xs[first..first + count], part)?;
-                        self.check_sample(backend.as_ref(), part, |i| {
-                            // The CPU on the tile that holds element i.
-                            let tile = i / TILE * TILE;
-                            let tile_len = TILE.min(count - tile);
-                            let keys = sub.sub_batch(tile, tile_len)?;
-                            let mut y = vec![0; tile_len];
-                            Cpu.eval_fss(
-                                &keys,
-                                &xs[first + tile..first + tile + tile_len],
-                                &mut y,
-                            )?;
-                            Ok(y[i - tile])
-                        })
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        self.run_ranges(&ranges, out, |backend, (first, count), part| {
+            let sub = keys.sub_batch(first, count)?;
+            backend.eval_fss(&sub, &xs[first..first + count], part)?;
+            self.check_sample(backend, part, |i| {
+                // The CPU on the tile that holds element i.
+                let tile = i / TILE * TILE;
+                let tile_len = TILE.min(count - tile);
+                let keys = sub.sub_batch(tile, tile_len)?;
+                let mut y = vec![0; tile_len];
+                Cpu.eval_fss(&keys, &xs[first + tile..first + tile + tile_len], &mut y)?;
+                Ok(y[i - tile])
+            })
         })
     }
 

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
@@ -48,6 +50,26 @@ fn ensure_font() -> Result<()> {
 
 fn draw_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Data(format!("drawing {}: {e}", path.display()))
+}
+
+type Chart<'a> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draw the series' legend at `position` and write the file.
+fn legend_and_save(
+    chart: &mut Chart<'_>,
+    root: &DrawingArea<BitMapBackend<'_>, Shift>,
+    position: SeriesLabelPosition,
+    path: &Path,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| draw_error(path, e))?;
+    root.present().map_err(|e| draw_error(path, e))
 }
 
 /// One line of an accuracy plot: a label and, per seed, the accuracy after each round.
@@ -111,15 +133,7 @@ pub fn accuracy_vs_round(path: &Path, title: &str, series: &[Series]) -> Result<
             .label(&s.label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| draw_error(path, e))?;
-    root.present().map_err(|e| draw_error(path, e))
+    legend_and_save(&mut chart, &root, SeriesLabelPosition::LowerRight, path)
 }
 
 /// Stacked bars: one bar per client, one colour per class (`histogram[client][class]`);
@@ -184,13 +198,5 @@ pub fn class_histogram(
             )
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 12, y + 6)], color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| draw_error(path, e))?;
-    root.present().map_err(|e| draw_error(path, e))
+    legend_and_save(&mut chart, &root, SeriesLabelPosition::UpperRight, path)
 }

@@ -491,6 +491,19 @@ impl GpuDevice {
         }
     }
 
+    /// Dispatch `lut_eval` (lookup or, in mode 1, full-domain expansion) on one chunk with
+    /// `table` at binding 9.
+    fn submit_lut_eval(
+        &self,
+        chunk: &FssChunk,
+        table: &wgpu::Buffer,
+        range: (usize, usize),
+    ) -> Submitted {
+        let mut bindings = self.fss_bindings(chunk);
+        bindings.push((9, table));
+        self.submit(ShaderId::FssEval, "lut_eval", &bindings, chunk.grid, &chunk.out, range)
+    }
+
     fn fss_bindings<'a>(&'a self, c: &'a FssChunk) -> Vec<(u32, &'a wgpu::Buffer)> {
         let mut b = vec![
             (0, &self.aes_round_keys),
@@ -640,16 +653,7 @@ impl GpuDevice {
         let b_table = self.storage("prifft lut table", bytemuck::cast_slice(table));
         self.pipelined(dpf_keys.len(), self.fss_chunk_keys(dpf_keys), out, 1, |first, count| {
             let chunk = self.fss_chunk(dpf_keys, masked, first, count);
-            let mut bindings = self.fss_bindings(&chunk);
-            bindings.push((9, &b_table));
-            self.submit(
-                ShaderId::FssEval,
-                "lut_eval",
-                &bindings,
-                chunk.grid,
-                &chunk.out,
-                (first, count),
-            )
+            self.submit_lut_eval(&chunk, &b_table, (first, count))
         })
     }
 
@@ -680,16 +684,7 @@ impl GpuDevice {
         let empty = self.storage("prifft lut table (unused)", &[]);
         self.pipelined(keys.len(), chunk, out, 1 << n, |first, count| {
             let chunk = self.fss_chunk_mode(keys, None, first, count, 1);
-            let mut bindings = self.fss_bindings(&chunk);
-            bindings.push((9, &empty));
-            self.submit(
-                ShaderId::FssEval,
-                "lut_eval",
-                &bindings,
-                chunk.grid,
-                &chunk.out,
-                (first, count),
-            )
+            self.submit_lut_eval(&chunk, &empty, (first, count))
         })
     }
 
