@@ -262,6 +262,21 @@ fn fl_writes_csv_plot_and_table_and_refuses_bad_options() {
     for label in ["fedavg", "fedproc τ=1", "fedproc τ=0.5", "mean of last 5 rounds"] {
         assert!(stdout.contains(label), "{label} missing from:\n{stdout}");
     }
+    // fl-report rebuilds the same table (and the per-seed differences) from the CSV.
+    let report = prifft().args(["fl-report", "--csv"]).arg(&csv).output().unwrap();
+    let report_out = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let table = |text: &str| -> Vec<String> {
+        let start = text.find("algorithm").expect("a table");
+        text[start..].lines().map(String::from).collect()
+    };
+    assert_eq!(table(&report_out), table(&stdout));
+    assert!(report_out.contains("difference from fedavg"), "{report_out}");
+    std::fs::write(dir.path().join("bad.csv"), "algo,beta,seed,round,test_accuracy\nx,1\n")
+        .unwrap();
+    let bad = prifft().args(["fl-report", "--csv"]).arg(dir.path().join("bad.csv")).output();
+    let stderr = String::from_utf8_lossy(&bad.as_ref().unwrap().stderr).to_string();
+    assert!(!bad.unwrap().status.success() && stderr.contains("line 2"), "{stderr}");
 
     for (args, expect) in [
         (&["--dataset", "mnist-5k", "--algo", "sgd"][..], "unknown algorithm"),
