@@ -1,6 +1,6 @@
 // Batched DCF and DPF evaluation: one invocation per key, reading the exact bytes of the CPU's
 // `KeyBatch` (tiled struct-of-arrays layout, see src/fss/keys.rs). Prepended on the host with
-// u64.wgsl and aes.wgsl. Outputs are bit-identical to the CPU evaluator.
+// the shape constants, u64.wgsl and aes.wgsl. Outputs are bit-identical to the CPU evaluator.
 
 struct FssParams {
     // Input width n (1..=64).
@@ -29,7 +29,8 @@ struct FssParams {
 @group(0) @binding(8) var<storage, read_write> out: array<vec2<u32>>;
 
 const TILE: u32 = 32u;
-const WORKGROUP: u32 = 64u;
+// WORKGROUP, the invocations per workgroup, is prepended by the host with AES_COPY_BITS
+// (src/gpu/shaders.rs, FssShape).
 
 // Index of (level, key) in a tiled array with `levels` entries per key (keys.rs::tiled).
 fn tiled(levels: u32, len: u32, level: u32, key: u32) -> u32 {
@@ -68,7 +69,7 @@ fn key_index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * params.row;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP)
 fn dcf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) local: u32) {
     load_aes_tables(local, WORKGROUP);
     let k = key_index(gid);
@@ -104,7 +105,7 @@ fn dcf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
     out[k] = total;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP)
 fn dpf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) local: u32) {
     load_aes_tables(local, WORKGROUP);
     let k = key_index(gid);
@@ -143,7 +144,7 @@ fn dpf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
 
 const MAX_LUT_BITS: u32 = 24u;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP)
 fn lut_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) local: u32) {
     load_aes_tables(local, WORKGROUP);
     let k = key_index(gid);

@@ -138,6 +138,11 @@ pub fn fss(
     rows
 }
 
+/// Rounds of the GPU FSS timings (each times every shape once; the median is reported).
+const GPU_ROUNDS: usize = 5;
+/// Dispatches per timed submission.
+const GPU_REPS: usize = 10;
+
 /// One row of `prifft bench gpu`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct GpuRow {
@@ -145,6 +150,10 @@ pub struct GpuRow {
     pub device: String,
     /// What was measured: `dcf64_eval`, `dpf64_eval`, `matmul_limbs`, `matmul_int64`.
     pub kernel: String,
+    /// GPU FSS rows: copies of the AES table per workgroup (`prifft::gpu::FssShape`).
+    pub aes_copies: Option<u32>,
+    /// GPU FSS rows: invocations per workgroup.
+    pub workgroup: Option<u32>,
     /// Keys, or m = k = n of the matmul.
     pub size: usize,
     /// Upload seconds (0 on the CPU).
@@ -155,6 +164,9 @@ pub struct GpuRow {
     pub readback_s: f64,
     /// Nanoseconds per key evaluation (FSS rows), dispatch only.
     pub ns_per_eval: Option<f64>,
+    /// GPU FSS rows: nanoseconds per key evaluation in the fastest of the rounds (`ns_per_eval`
+    /// is their median).
+    pub ns_per_eval_best: Option<f64>,
     /// Nanoseconds per key including upload and readback (FSS rows, GPU).
     pub ns_per_eval_with_transfer: Option<f64>,
     /// Multiply-accumulates per second / 1e9 (matmul rows).
@@ -170,10 +182,11 @@ pub struct GpuRow {
 pub fn gpu(
     keys_log2: u32,
     matmul: usize,
+    sweep: bool,
     mut progress: impl FnMut(&GpuRow),
 ) -> crate::Result<Vec<GpuRow>> {
     use crate::backend::{Backend, Cpu};
-    use crate::gpu::GpuDevice;
+    use crate::gpu::{AesTables, FssShape, GpuDevice};
     use rand::Rng;
 
     let mut rng = os_rng();
@@ -204,11 +217,14 @@ pub fn gpu(
             GpuRow {
                 device: cpu_name.clone(),
                 kernel: format!("{}64_eval", scheme.to_string().to_lowercase()),
+                aes_copies: None,
+                workgroup: None,
                 size: batch,
                 upload_s: 0.0,
                 dispatch_s: secs,
                 readback_s: 0.0,
                 ns_per_eval: Some(secs * 1e9 / batch as f64),
+                ns_per_eval_best: None,
                 ns_per_eval_with_transfer: None,
                 gmac_per_s: None,
             },
@@ -225,11 +241,14 @@ pub fn gpu(
         GpuRow {
             device: cpu_name,
             kernel: "matmul".into(),
+            aes_copies: None,
+            workgroup: None,
             size: matmul,
             upload_s: 0.0,
             dispatch_s: secs,
             readback_s: 0.0,
             ns_per_eval: None,
+            ns_per_eval_best: None,
             ns_per_eval_with_transfer: None,
             gmac_per_s: Some(macs / secs / 1e9),
         },
@@ -248,11 +267,14 @@ pub fn gpu(
     let lut_row = |device: String, secs: f64| GpuRow {
         device,
         kernel: "lut8_with_transfer".into(),
+        aes_copies: None,
+        workgroup: None,
         size: lut_len,
         upload_s: 0.0,
         dispatch_s: secs,
         readback_s: 0.0,
         ns_per_eval: Some(secs * 1e9 / lut_len as f64),
+        ns_per_eval_best: None,
         ns_per_eval_with_transfer: None,
         gmac_per_s: None,
     };
@@ -262,7 +284,7 @@ pub fn gpu(
             / 1e9;
     emit(lut_row(Cpu.name(), secs), &mut rows);
 
-    for gpu in GpuDevice::open_all() {
+    for mut gpu in GpuDevice::open_all() {
         let name = Backend::name(&gpu);
         let mut got = vec![0u64; lut_len];
         let secs =
@@ -272,48 +294,76 @@ pub fn gpu(
             return Err(crate::Error::Gpu(format!("{name}: lookup outputs differ from the CPU")));
         }
         emit(lut_row(name.clone(), secs), &mut rows);
+        // The default shape, or (sweep) every shape the adapter runs.
+        let default_shape = gpu.fss_shape();
+        let shapes: Vec<FssShape> = if sweep {
+            AesTables::ALL
+                .into_iter()
+                .flat_map(|tables| {
+                    FssShape::WORKGROUPS.map(|workgroup| FssShape { tables, workgroup })
+                })
+                .filter(|s| gpu.fits(*s))
+                .collect()
+        } else {
+            vec![default_shape]
+        };
         for (keys, (scheme, want)) in keys_by_scheme.iter().zip(&cpu_out) {
-            let (t, got) = gpu.time_fss(keys, &xs, 5)?;
-            if &got != want {
-                return Err(crate::Error::Gpu(format!(
-                    "{name}: {scheme} outputs differ from the CPU"
-                )));
+            let (upload, timed) = gpu.time_fss_shapes(keys, &xs, &shapes, GPU_ROUNDS, GPU_REPS)?;
+            for t in timed {
+                if &t.outputs != want {
+                    return Err(crate::Error::Gpu(format!(
+                        "{name}: {scheme} outputs differ from the CPU ({:?})",
+                        t.shape
+                    )));
+                }
+                let per_key = |secs: f64| Some(secs * 1e9 / batch as f64);
+                emit(
+                    GpuRow {
+                        device: name.clone(),
+                        kernel: format!("{}64_eval", scheme.to_string().to_lowercase()),
+                        aes_copies: Some(t.shape.tables.copies()),
+                        workgroup: Some(t.shape.workgroup),
+                        size: batch,
+                        upload_s: upload,
+                        dispatch_s: t.dispatch_median,
+                        readback_s: t.readback,
+                        ns_per_eval: per_key(t.dispatch_median),
+                        ns_per_eval_best: per_key(t.dispatch_min),
+                        ns_per_eval_with_transfer: per_key(upload + t.dispatch_median + t.readback),
+                        gmac_per_s: None,
+                    },
+                    &mut rows,
+                );
             }
-            emit(
-                GpuRow {
-                    device: name.clone(),
-                    kernel: format!("{}64_eval", scheme.to_string().to_lowercase()),
-                    size: batch,
-                    upload_s: t.upload,
-                    dispatch_s: t.dispatch,
-                    readback_s: t.readback,
-                    ns_per_eval: Some(t.dispatch * 1e9 / batch as f64),
-                    ns_per_eval_with_transfer: Some(
-                        (t.upload + t.dispatch + t.readback) * 1e9 / batch as f64,
-                    ),
-                    gmac_per_s: None,
-                },
-                &mut rows,
-            );
         }
         let mut variants = vec![false];
         if gpu.has_int64() {
             variants.push(true);
         }
         for int64 in variants {
-            let (t, got) = gpu.time_matmul(&a, &b, (matmul, matmul, matmul), int64, 5)?;
-            if got != cpu_mm {
-                return Err(crate::Error::Gpu(format!("{name}: matmul differs from the CPU")));
+            // Median of GPU_ROUNDS timings: the first ones can run at idle clocks.
+            let mut timed = Vec::with_capacity(GPU_ROUNDS);
+            for _ in 0..GPU_ROUNDS {
+                let (t, got) = gpu.time_matmul(&a, &b, (matmul, matmul, matmul), int64, 5)?;
+                if got != cpu_mm {
+                    return Err(crate::Error::Gpu(format!("{name}: matmul differs from the CPU")));
+                }
+                timed.push(t);
             }
+            timed.sort_by(|x, y| x.dispatch.total_cmp(&y.dispatch));
+            let t = timed[GPU_ROUNDS / 2];
             emit(
                 GpuRow {
                     device: name.clone(),
                     kernel: if int64 { "matmul_int64" } else { "matmul_limbs" }.into(),
+                    aes_copies: None,
+                    workgroup: None,
                     size: matmul,
                     upload_s: t.upload,
                     dispatch_s: t.dispatch,
                     readback_s: t.readback,
                     ns_per_eval: None,
+                    ns_per_eval_best: None,
                     ns_per_eval_with_transfer: None,
                     gmac_per_s: Some(macs / t.dispatch / 1e9),
                 },

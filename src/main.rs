@@ -242,6 +242,11 @@ enum BenchCmd {
         /// Side of the square matmul.
         #[arg(long, default_value_t = 512)]
         matmul: usize,
+        /// Time the DCF/DPF kernels in every shape the adapter can run — AES table copies in
+        /// workgroup memory (1, 16, 32) × invocations per workgroup (64, 256, 1024) — not only
+        /// the default (16 copies, 256); rows are labelled t<copies>/w<invocations>.
+        #[arg(long)]
+        sweep: bool,
     },
 }
 
@@ -525,7 +530,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench(BenchCmd::Fss { json, batch_log2, widths }) => {
             bench_fss(json, 1 << batch_log2, &widths)
         }
-        Cmd::Bench(BenchCmd::Gpu { json, keys_log2, matmul }) => bench_gpu(json, keys_log2, matmul),
+        Cmd::Bench(BenchCmd::Gpu { json, keys_log2, matmul, sweep }) => {
+            bench_gpu(json, keys_log2, matmul, sweep)
+        }
         Cmd::Bench(BenchCmd::Fl { data }) => {
             use prifft::fl::model::{LocalLoss, SimpleCnn};
             let (train, _) = prifft::fl::data::fashion_mnist(data.as_deref())?;
@@ -652,26 +659,39 @@ fn bench_fss(json: bool, batch: usize, widths: &[u32]) -> Result<()> {
 }
 
 #[cfg(feature = "gpu")]
-fn bench_gpu(json: bool, keys_log2: u32, matmul: usize) -> Result<()> {
+fn bench_gpu(json: bool, keys_log2: u32, matmul: usize, sweep: bool) -> Result<()> {
     if !json {
         println!(
-            "{:<44}{:>20}{:>10}{:>11}{:>11}{:>11}{:>12}{:>10}",
-            "device", "kernel", "size", "upload s", "dispatch s", "readback s", "ns/eval", "GMAC/s"
+            "{:<44}{:>24}{:>10}{:>11}{:>11}{:>11}{:>12}{:>10}{:>10}",
+            "device",
+            "kernel",
+            "size",
+            "upload s",
+            "dispatch s",
+            "readback s",
+            "ns/eval",
+            "best ns",
+            "GMAC/s"
         );
     }
-    let rows = prifft::bench::gpu(keys_log2, matmul, |r| {
+    let rows = prifft::bench::gpu(keys_log2, matmul, sweep, |r| {
         if !json {
             let opt =
                 |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+            let kernel = match (r.aes_copies, r.workgroup) {
+                (Some(c), Some(w)) => format!("{} t{c}/w{w}", r.kernel),
+                _ => r.kernel.clone(),
+            };
             println!(
-                "{:<44}{:>20}{:>10}{:>11.4}{:>11.5}{:>11.4}{:>12}{:>10}",
+                "{:<44}{:>24}{:>10}{:>11.4}{:>11.5}{:>11.4}{:>12}{:>10}{:>10}",
                 r.device.chars().take(43).collect::<String>(),
-                r.kernel,
+                kernel,
                 r.size,
                 r.upload_s,
                 r.dispatch_s,
                 r.readback_s,
                 opt(r.ns_per_eval, 2),
+                opt(r.ns_per_eval_best, 2),
                 opt(r.gmac_per_s, 1)
             );
         }
@@ -685,7 +705,7 @@ fn bench_gpu(json: bool, keys_log2: u32, matmul: usize) -> Result<()> {
 }
 
 #[cfg(not(feature = "gpu"))]
-fn bench_gpu(_json: bool, _keys_log2: u32, _matmul: usize) -> Result<()> {
+fn bench_gpu(_json: bool, _keys_log2: u32, _matmul: usize, _sweep: bool) -> Result<()> {
     Err(Error::Gpu("this build has no GPU support (built without the `gpu` feature)".into()))
 }
 

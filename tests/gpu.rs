@@ -274,3 +274,42 @@ fn dpf_full_domain_evaluation_matches_the_cpu() {
     let [k0, _] = dpf::keygen(10, &[0], &[1], &mut insecure_seeded_rng(25)).unwrap();
     assert!(gpu.dpf_eval_all(&k0, &mut vec![0; 1 << 10]).is_err());
 }
+
+#[test]
+fn every_fss_shape_gives_the_cpu_bits() {
+    use prifft::gpu::{AesTables, FssShape};
+    let Some(mut gpu) = device() else { return };
+    let default = gpu.fss_shape();
+    assert!(gpu.fits(default), "the default shape must run on {}", gpu.info().name);
+    let table = random(16, u64::MAX, 30);
+    let masked = random(300, u64::MAX, 31);
+    let lut_alphas: Vec<u64> = random(300, 15, 32);
+    let lut_keys =
+        dpf::keygen(4, &lut_alphas, &vec![1; 300], &mut insecure_seeded_rng(33)).unwrap();
+    let mut shapes = 0;
+    for tables in AesTables::ALL {
+        for workgroup in FssShape::WORKGROUPS {
+            let shape = FssShape { tables, workgroup };
+            if gpu.set_fss_shape(shape).is_err() {
+                assert!(!gpu.fits(shape));
+                continue;
+            }
+            shapes += 1;
+            // Batches that fill no, one and several workgroups, and a partial last one.
+            check_fss(&gpu, true, 64, 1 + workgroup as usize);
+            check_fss(&gpu, false, 20, 300);
+            for k in &lut_keys {
+                let (mut want, mut got) = (vec![0; 300], vec![1; 300]);
+                Cpu.lut(k, &table, &masked, &mut want).unwrap();
+                gpu.lut(k, &table, &masked, &mut got).unwrap();
+                assert!(got == want, "lut in {shape:?}, party {}", k.party());
+            }
+        }
+    }
+    // lavapipe and every real GPU run all nine shapes (32 KiB of workgroup memory, 1024
+    // invocations); WebGPU's minimum limits would still run six.
+    assert!(shapes >= 6, "only {shapes} shapes fit {}", gpu.info().name);
+    let too_big = FssShape { tables: AesTables::Sixteen, workgroup: 96 };
+    let err = gpu.set_fss_shape(too_big).unwrap_err().to_string();
+    assert!(err.contains("invocations per workgroup"), "{err}");
+}

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use wgpu::util::DeviceExt;
 
-use super::shaders::ShaderId;
+use super::shaders::{AesTables, FssShape, ShaderId};
 use super::{AdapterSummary, summarize};
 use crate::backend::ElemOp;
 use crate::error::{Error, Result};
@@ -18,8 +18,7 @@ use crate::fss::KeyBatch;
 use crate::fss::aes::{fixed_aes, sbox};
 use crate::fss::keys::{Scheme, TILE, tiled};
 
-/// Invocations per workgroup of the FSS and elementwise kernels.
-const FSS_WORKGROUP: u32 = 64;
+/// Invocations per workgroup of the elementwise kernels.
 const ELEM_WORKGROUP: u32 = 256;
 /// Rows and columns of one matmul tile (ring.wgsl's MM_TILE).
 const MM_TILE: u32 = 16;
@@ -34,7 +33,9 @@ pub struct GpuDevice {
     max_workgroups: u32,
     pipelines: Mutex<HashMap<(ShaderId, &'static str), wgpu::ComputePipeline>>,
     aes_round_keys: wgpu::Buffer,
-    aes_tables: wgpu::Buffer,
+    aes_table: wgpu::Buffer,
+    /// AES table layout and workgroup size of the FSS kernels.
+    fss_shape: FssShape,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -57,6 +58,21 @@ pub struct PhaseTimes {
     pub readback: f64,
 }
 
+/// One shape's timing from [`GpuDevice::time_fss_shapes`].
+#[derive(Clone, Debug)]
+pub struct FssTiming {
+    /// The shape timed.
+    pub shape: FssShape,
+    /// Seconds per dispatch, median over the rounds.
+    pub dispatch_median: f64,
+    /// Seconds per dispatch, fastest round.
+    pub dispatch_min: f64,
+    /// Seconds to read the outputs back.
+    pub readback: f64,
+    /// The outputs of the first round.
+    pub outputs: Vec<u64>,
+}
+
 /// A submitted chunk awaiting readback.
 struct Submitted {
     staging: wgpu::Buffer,
@@ -72,6 +88,8 @@ struct Submitted {
 struct FssChunk {
     entry: &'static str,
     grid: (u32, u32),
+    /// The parameters as uploaded to `params` (for [`GpuDevice::reshape`]).
+    fss_params: FssParams,
     params: wgpu::Buffer,
     roots: wgpu::Buffer,
     seed_cw: wgpu::Buffer,
@@ -106,15 +124,16 @@ struct RingParams {
     pad: u32,
 }
 
-/// `T0[x] = 2·S(x) | S(x) << 8 | S(x) << 16 | 3·S(x) << 24`, then the S-box (aes.wgsl).
-fn aes_tables() -> Vec<u32> {
+/// `T0[x] = 2·S(x) | S(x) << 8 | S(x) << 16 | 3·S(x) << 24` (aes.wgsl; the S-box is its byte 1).
+fn t0_table() -> Vec<u32> {
     let xtime = |b: u32| ((b << 1) ^ if b & 0x80 != 0 { 0x1b } else { 0 }) & 0xff;
-    let s = sbox();
-    let t0 = s.iter().map(|&v| {
-        let v = v as u32;
-        xtime(v) | v << 8 | v << 16 | (xtime(v) ^ v) << 24
-    });
-    t0.chain(s.iter().map(|&v| v as u32)).collect()
+    sbox()
+        .iter()
+        .map(|&v| {
+            let v = v as u32;
+            xtime(v) | v << 8 | v << 16 | (xtime(v) ^ v) << 24
+        })
+        .collect()
 }
 
 /// All adapters wgpu sees (honouring `WGPU_BACKEND`).
@@ -182,9 +201,9 @@ impl GpuDevice {
             contents: &round_keys,
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let aes_tables = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("prifft aes tables"),
-            contents: bytemuck::cast_slice(&aes_tables()),
+        let aes_table = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("prifft aes table"),
+            contents: bytemuck::cast_slice(&t0_table()),
             usage: wgpu::BufferUsages::STORAGE,
         });
         Ok(GpuDevice {
@@ -196,7 +215,14 @@ impl GpuDevice {
             int64,
             pipelines: Mutex::new(HashMap::new()),
             aes_round_keys,
-            aes_tables,
+            aes_table,
+            fss_shape: FssShape {
+                tables: AesTables::fitting(limits.max_compute_workgroup_storage_size)
+                    .min(FssShape::DEFAULT.tables),
+                workgroup: FssShape::DEFAULT
+                    .workgroup
+                    .min(limits.max_compute_invocations_per_workgroup),
+            },
         })
     }
 
@@ -208,6 +234,45 @@ impl GpuDevice {
     /// Whether the native 64-bit matmul can run here.
     pub fn has_int64(&self) -> bool {
         self.int64
+    }
+
+    /// The FSS kernels' shape: [`FssShape::DEFAULT`] where the adapter allows it (fewer table
+    /// copies or invocations where its limits are lower), unless
+    /// [`set_fss_shape`](Self::set_fss_shape) chose another.
+    pub fn fss_shape(&self) -> FssShape {
+        self.fss_shape
+    }
+
+    /// Whether the adapter can run the FSS kernels in `shape`.
+    pub fn fits(&self, shape: FssShape) -> bool {
+        FssShape::valid_workgroup(shape.workgroup)
+            && shape.workgroup <= self.info.max_compute_invocations_per_workgroup
+            && shape.tables.workgroup_bytes() <= self.info.max_compute_workgroup_storage_size
+    }
+
+    /// Run the FSS kernels in another shape (every shape gives the same bits; for measuring
+    /// them).
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] when the adapter cannot run that shape (workgroup memory or size).
+    pub fn set_fss_shape(&mut self, shape: FssShape) -> Result<()> {
+        if !self.fits(shape) {
+            return Err(Error::Gpu(format!(
+                "{}: cannot run the FSS kernels with {} AES table copies ({} bytes of workgroup memory, the adapter has {}) and {} invocations per workgroup (power of two, at most {})",
+                self.info.name,
+                shape.tables.copies(),
+                shape.tables.workgroup_bytes(),
+                self.info.max_compute_workgroup_storage_size,
+                shape.workgroup,
+                self.info.max_compute_invocations_per_workgroup
+            )));
+        }
+        self.fss_shape = shape;
+        Ok(())
+    }
+
+    fn fss_shader(&self) -> ShaderId {
+        ShaderId::FssEval(self.fss_shape)
     }
 
     /// Bytes one storage binding may hold on this device (chunks stay below it).
@@ -454,19 +519,19 @@ impl GpuDevice {
         let (n, len) = (keys.input_bits(), keys.len());
         let levels = (n - 1) as usize;
         let base = if levels == 0 { 0 } else { tiled(levels, len, 0, first) };
-        let grid = self.grid((count as u32).div_ceil(FSS_WORKGROUP));
-        let params = FssParams {
+        let (grid, params) = self.fss_grid(FssParams {
             n,
             len: count as u32,
             party: keys.party().index() as u32,
-            row: grid.0 * FSS_WORKGROUP,
+            row: 0,
             mode,
             pad: [0; 3],
-        };
+        });
         let (roots, seed_cw, value_cw, last_cw) = keys.arrays();
         FssChunk {
             entry: if keys.scheme() == Scheme::Dcf { "dcf_eval" } else { "dpf_eval" },
             grid,
+            fss_params: params,
             params: self.uniform("prifft fss params", &params),
             roots: self.storage("prifft roots", bytemuck::cast_slice(&roots[first..first + count])),
             seed_cw: self.storage(
@@ -501,13 +566,13 @@ impl GpuDevice {
     ) -> Submitted {
         let mut bindings = self.fss_bindings(chunk);
         bindings.push((9, table));
-        self.submit(ShaderId::FssEval, "lut_eval", &bindings, chunk.grid, &chunk.out, range)
+        self.submit(self.fss_shader(), "lut_eval", &bindings, chunk.grid, &chunk.out, range)
     }
 
     fn fss_bindings<'a>(&'a self, c: &'a FssChunk) -> Vec<(u32, &'a wgpu::Buffer)> {
         let mut b = vec![
             (0, &self.aes_round_keys),
-            (1, &self.aes_tables),
+            (1, &self.aes_table),
             (2, &c.params),
             (3, &c.roots),
             (4, &c.seed_cw),
@@ -527,38 +592,107 @@ impl GpuDevice {
         ((self.max_binding / per_key) as usize / TILE * TILE).max(TILE)
     }
 
-    /// Time one party's evaluation of `keys` with the keys **resident**: upload once, dispatch
-    /// `reps` times, read back once. Returns the seconds of each phase (dispatch per repetition)
-    /// and the outputs (for checking).
+    /// The dispatch grid for `params.len` keys in the current shape, and `params` with its row.
+    fn fss_grid(&self, mut params: FssParams) -> ((u32, u32), FssParams) {
+        let workgroup = self.fss_shape.workgroup;
+        let grid = self.grid(params.len.div_ceil(workgroup));
+        params.row = grid.0 * workgroup;
+        (grid, params)
+    }
+
+    /// Re-grid an uploaded chunk for the current shape (the key buffers stay).
+    fn reshape(&self, chunk: &mut FssChunk) {
+        let (grid, params) = self.fss_grid(chunk.fss_params);
+        chunk.grid = grid;
+        chunk.fss_params = params;
+        chunk.params = self.uniform("prifft fss params", &params);
+    }
+
+    /// Time one party's evaluation of `keys` with the keys **resident**, in the current shape:
+    /// upload once, dispatch `reps` times, read back once. Returns the seconds of each phase
+    /// (dispatch per repetition) and the outputs (for checking).
     ///
     /// # Errors
-    /// As [`eval_fss`](Self::eval_fss); [`Error::Gpu`] when the batch needs more than one chunk.
+    /// As [`time_fss_shapes`](Self::time_fss_shapes).
     pub fn time_fss(
-        &self,
+        &mut self,
         keys: &KeyBatch,
         xs: &[u64],
         reps: usize,
     ) -> Result<(PhaseTimes, Vec<u64>)> {
-        let mut out = vec![0u64; keys.len()];
-        crate::fss::dcf::check_batch(keys, xs, &out)?;
+        let (upload, mut timed) = self.time_fss_shapes(keys, xs, &[self.fss_shape], 1, reps)?;
+        let t = timed.pop().expect("one shape timed");
+        Ok((PhaseTimes { upload, dispatch: t.dispatch_median, readback: t.readback }, t.outputs))
+    }
+
+    /// Time one party's evaluation of `keys`, resident, in each of `shapes`: upload once, then
+    /// `rounds` rounds that each time every shape in turn (`reps` dispatches in one submission,
+    /// after a warm-up dispatch), so that a slow spell of a shared machine hits all shapes alike.
+    /// Returns the upload seconds and, per shape, the median and fastest round. The device is
+    /// left in its shape from before the call.
+    ///
+    /// # Errors
+    /// As [`eval_fss`](Self::eval_fss); [`Error::Gpu`] when the batch needs more than one
+    /// chunk, or a shape does not fit the adapter.
+    pub fn time_fss_shapes(
+        &mut self,
+        keys: &KeyBatch,
+        xs: &[u64],
+        shapes: &[FssShape],
+        rounds: usize,
+        reps: usize,
+    ) -> Result<(f64, Vec<FssTiming>)> {
+        crate::fss::dcf::check_batch(keys, xs, &vec![0u64; keys.len()])?;
         if keys.len() > self.fss_chunk_keys(keys) || keys.is_empty() || keys.words() != 1 {
             return Err(Error::Gpu(format!(
                 "time_fss: {} keys do not fit one dispatch",
                 keys.len()
             )));
         }
+        let before = self.fss_shape;
         let t = std::time::Instant::now();
-        let chunk = self.fss_chunk(keys, xs, 0, keys.len());
+        let mut chunk = self.fss_chunk(keys, xs, 0, keys.len());
         self.wait("upload")?;
         let upload = t.elapsed().as_secs_f64();
-        let bindings = self.fss_bindings(&chunk);
-        self.dispatch(ShaderId::FssEval, chunk.entry, &bindings, chunk.grid, 1)?; // warm-up (pipeline JIT)
-        let t = std::time::Instant::now();
-        self.dispatch(ShaderId::FssEval, chunk.entry, &bindings, chunk.grid, reps)?;
-        let dispatch = t.elapsed().as_secs_f64() / reps as f64;
-        let t = std::time::Instant::now();
-        self.readback(chunk.entry, &chunk.out, &mut out)?;
-        Ok((PhaseTimes { upload, dispatch, readback: t.elapsed().as_secs_f64() }, out))
+        let mut samples = vec![Vec::with_capacity(rounds); shapes.len()];
+        let mut timed: Vec<FssTiming> = Vec::with_capacity(shapes.len());
+        let result: Result<()> = (|| {
+            for round in 0..rounds.max(1) {
+                for (i, &shape) in shapes.iter().enumerate() {
+                    self.set_fss_shape(shape)?;
+                    self.reshape(&mut chunk);
+                    let bindings = self.fss_bindings(&chunk);
+                    let shader = self.fss_shader();
+                    // Warm-up: pipeline compilation, clocks.
+                    self.dispatch(shader, chunk.entry, &bindings, chunk.grid, 1)?;
+                    let t = std::time::Instant::now();
+                    self.dispatch(shader, chunk.entry, &bindings, chunk.grid, reps.max(1))?;
+                    samples[i].push(t.elapsed().as_secs_f64() / reps.max(1) as f64);
+                    if round == 0 {
+                        let mut outputs = vec![0u64; keys.len()];
+                        let t = std::time::Instant::now();
+                        self.readback(chunk.entry, &chunk.out, &mut outputs)?;
+                        let readback = t.elapsed().as_secs_f64();
+                        timed.push(FssTiming {
+                            shape,
+                            dispatch_median: 0.0,
+                            dispatch_min: 0.0,
+                            readback,
+                            outputs,
+                        });
+                    }
+                }
+            }
+            Ok(())
+        })();
+        self.fss_shape = before;
+        result?;
+        for (t, mut s) in timed.iter_mut().zip(samples) {
+            s.sort_by(f64::total_cmp);
+            t.dispatch_median = s[s.len() / 2];
+            t.dispatch_min = s[0];
+        }
+        Ok((upload, timed))
     }
 
     /// Time the matmul (`int64` selects the native kernel) with resident inputs, as
@@ -627,7 +761,7 @@ impl GpuDevice {
             let chunk = self.fss_chunk(keys, xs, first, count);
             let bindings = self.fss_bindings(&chunk);
             self.submit(
-                ShaderId::FssEval,
+                self.fss_shader(),
                 chunk.entry,
                 &bindings,
                 chunk.grid,

@@ -11,7 +11,8 @@
 mod device;
 pub mod shaders;
 
-pub use device::{GpuDevice, PhaseTimes, adapters};
+pub use device::{FssTiming, GpuDevice, PhaseTimes, adapters};
+pub use shaders::{AesTables, FssShape};
 
 /// What `prifft devices` reports about one adapter.
 #[derive(Clone, Debug, serde::Serialize)]
