@@ -231,6 +231,36 @@ fn devices_lists_adapters_or_says_there_are_none() {
 }
 
 #[test]
+fn bench_gpu_sweep_times_every_shape_and_checks_it() {
+    let out = prifft()
+        .args(["bench", "gpu", "--keys-log2", "5", "--matmul", "16", "--sweep", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let gpu_fss: Vec<_> = rows.iter().filter(|r| !r["aes_copies"].is_null()).collect();
+    if gpu_fss.is_empty() {
+        assert_ne!(std::env::var("PRIFFT_REQUIRE_GPU").as_deref(), Ok("1"), "no GPU rows");
+        return;
+    }
+    // Every shape once per scheme (lavapipe runs all nine), each with a median and a best time.
+    let mut shapes: Vec<(String, u64, u64)> = gpu_fss
+        .iter()
+        .map(|r| {
+            let best = r["ns_per_eval_best"].as_f64().unwrap();
+            assert!(best > 0.0 && best <= r["ns_per_eval"].as_f64().unwrap(), "{r}");
+            let kernel = r["kernel"].as_str().unwrap().to_string();
+            (kernel, r["aes_copies"].as_u64().unwrap(), r["workgroup"].as_u64().unwrap())
+        })
+        .collect();
+    let len = shapes.len();
+    shapes.sort();
+    shapes.dedup();
+    assert_eq!(shapes.len(), len, "a shape was timed twice");
+    assert!(len >= 12 && len % 2 == 0, "{len} GPU FSS rows");
+}
+
+#[test]
 fn fl_writes_csv_plot_and_table_and_refuses_bad_options() {
     let asset = Path::new(env!("CARGO_MANIFEST_DIR")).join(prifft::fl::data::MNIST_5K);
     let font = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf");
