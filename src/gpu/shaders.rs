@@ -87,7 +87,7 @@ impl FssShape {
     /// The default: 16 table copies (16 KiB, every adapter) and 256 invocations. Measured on an
     /// H200 (`prifft bench gpu --sweep`, docs/results/bench_gpu_h200_sweep.json), 64-bit DCF:
     /// 5.2 ns per key, against 7.7 with one table; 32 copies (conflict-free) measure the same at
-    /// 256 invocations and 15.0 ns at 64, where 32 KiB per workgroup leaves too few warps per SM.
+    /// 256 invocations and 15.1 ns at 64, where 32 KiB per workgroup leaves too few warps per SM.
     pub const DEFAULT: FssShape = FssShape { tables: AesTables::Sixteen, workgroup: 256 };
 
     /// Workgroup sizes `prifft bench gpu --sweep` tries.
