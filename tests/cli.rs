@@ -257,7 +257,7 @@ fn bench_gpu_sweep_times_every_shape_and_checks_it() {
     shapes.sort();
     shapes.dedup();
     assert_eq!(shapes.len(), len, "a shape was timed twice");
-    assert!(len >= 12 && len % 2 == 0, "{len} GPU FSS rows");
+    assert!(len >= 12 && len.is_multiple_of(2), "{len} GPU FSS rows");
 }
 
 #[test]
