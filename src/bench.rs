@@ -139,8 +139,10 @@ pub fn fss(
 }
 
 /// Rounds of the GPU FSS timings (each times every shape once; the median is reported).
+#[cfg(feature = "gpu")]
 const GPU_ROUNDS: usize = 5;
 /// Dispatches per timed submission.
+#[cfg(feature = "gpu")]
 const GPU_REPS: usize = 10;
 
 /// One row of `prifft bench gpu`.
