@@ -9,10 +9,15 @@
 //! instead of silently switching to another backend.
 
 mod device;
+mod fss;
+mod ring;
 pub mod shaders;
+mod submit;
+mod timing;
 
-pub use device::{FssTiming, GpuDevice, PhaseTimes, adapters};
+pub use device::{GpuDevice, adapters};
 pub use shaders::{AesTables, FssShape};
+pub use timing::{FssTiming, PhaseTimes};
 
 /// What `prifft devices` reports about one adapter.
 #[derive(Clone, Debug, serde::Serialize)]

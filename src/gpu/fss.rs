@@ -1,0 +1,267 @@
+//! DCF, DPF, lookup-table and full-domain DPF evaluation on the GPU (`shaders/fss_eval.wgsl`):
+//! key batches uploaded in whole tiles per chunk, and the kernels' shape (AES table copies ×
+//! workgroup size).
+
+use super::device::GpuDevice;
+use super::shaders::{FssShape, ShaderId};
+use super::submit::Submitted;
+use crate::error::{Error, Result};
+use crate::fss::KeyBatch;
+use crate::fss::keys::{Scheme, TILE, tiled};
+
+/// One dispatch's worth of uploaded key material.
+pub(super) struct FssChunk {
+    pub(super) entry: &'static str,
+    pub(super) grid: (u32, u32),
+    /// The parameters as uploaded to `params` (for [`GpuDevice::reshape`]).
+    pub(super) fss_params: FssParams,
+    pub(super) params: wgpu::Buffer,
+    pub(super) roots: wgpu::Buffer,
+    pub(super) seed_cw: wgpu::Buffer,
+    pub(super) value_cw: Option<wgpu::Buffer>,
+    pub(super) last_cw: wgpu::Buffer,
+    pub(super) xs: wgpu::Buffer,
+    pub(super) out: wgpu::Buffer,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(super) struct FssParams {
+    pub(super) n: u32,
+    pub(super) len: u32,
+    pub(super) party: u32,
+    pub(super) row: u32,
+    /// `lut_eval`: 0 lookup, 1 full-domain evaluation.
+    pub(super) mode: u32,
+    pub(super) pad: [u32; 3],
+}
+
+impl GpuDevice {
+    /// The FSS kernels' shape: [`FssShape::DEFAULT`] where the adapter allows it (fewer table
+    /// copies or invocations where its limits are lower), unless
+    /// [`set_fss_shape`](Self::set_fss_shape) chose another.
+    pub fn fss_shape(&self) -> FssShape {
+        self.fss_shape
+    }
+
+    /// Whether the adapter can run the FSS kernels in `shape`.
+    pub fn fits(&self, shape: FssShape) -> bool {
+        FssShape::valid_workgroup(shape.workgroup)
+            && shape.workgroup <= self.info.max_compute_invocations_per_workgroup
+            && shape.tables.workgroup_bytes() <= self.info.max_compute_workgroup_storage_size
+    }
+
+    /// Run the FSS kernels in another shape (every shape gives the same bits; for measuring
+    /// them).
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] when the adapter cannot run that shape (workgroup memory or size).
+    pub fn set_fss_shape(&mut self, shape: FssShape) -> Result<()> {
+        if !self.fits(shape) {
+            return Err(Error::Gpu(format!(
+                "{}: cannot run the FSS kernels with {} AES table copies ({} bytes of workgroup memory, the adapter has {}) and {} invocations per workgroup (power of two, at most {})",
+                self.info.name,
+                shape.tables.copies(),
+                shape.tables.workgroup_bytes(),
+                self.info.max_compute_workgroup_storage_size,
+                shape.workgroup,
+                self.info.max_compute_invocations_per_workgroup
+            )));
+        }
+        self.fss_shape = shape;
+        Ok(())
+    }
+
+    pub(super) fn fss_shader(&self) -> ShaderId {
+        ShaderId::FssEval(self.fss_shape)
+    }
+
+    /// Upload one chunk of a key batch and its inputs.
+    pub(super) fn fss_chunk(
+        &self,
+        keys: &KeyBatch,
+        xs: &[u64],
+        first: usize,
+        count: usize,
+    ) -> FssChunk {
+        self.fss_chunk_mode(keys, Some(xs), first, count, 0)
+    }
+
+    /// As [`fss_chunk`](Self::fss_chunk); `mode` 1 is the full-domain evaluation (no inputs,
+    /// 2^n outputs per key).
+    pub(super) fn fss_chunk_mode(
+        &self,
+        keys: &KeyBatch,
+        xs: Option<&[u64]>,
+        first: usize,
+        count: usize,
+        mode: u32,
+    ) -> FssChunk {
+        let (n, len) = (keys.input_bits(), keys.len());
+        let levels = (n - 1) as usize;
+        let base = if levels == 0 { 0 } else { tiled(levels, len, 0, first) };
+        let (grid, params) = self.fss_grid(FssParams {
+            n,
+            len: count as u32,
+            party: keys.party().index() as u32,
+            row: 0,
+            mode,
+            pad: [0; 3],
+        });
+        let (roots, seed_cw, value_cw, last_cw) = keys.arrays();
+        FssChunk {
+            entry: if keys.scheme() == Scheme::Dcf { "dcf_eval" } else { "dpf_eval" },
+            grid,
+            fss_params: params,
+            params: self.uniform("prifft fss params", &params),
+            roots: self.storage("prifft roots", bytemuck::cast_slice(&roots[first..first + count])),
+            seed_cw: self.storage(
+                "prifft seed_cw",
+                bytemuck::cast_slice(&seed_cw[base..base + levels * count]),
+            ),
+            value_cw: (keys.scheme() == Scheme::Dcf).then(|| {
+                self.storage(
+                    "prifft value_cw",
+                    bytemuck::cast_slice(&value_cw[base..base + levels * count]),
+                )
+            }),
+            last_cw: self.storage(
+                "prifft last_cw",
+                bytemuck::cast_slice(&last_cw[2 * first..2 * (first + count)]),
+            ),
+            xs: self.storage(
+                "prifft inputs",
+                xs.map_or(&[][..], |xs| bytemuck::cast_slice(&xs[first..first + count])),
+            ),
+            out: self.output("prifft outputs", if mode == 1 { count << n } else { count }),
+        }
+    }
+
+    /// Dispatch `lut_eval` (lookup or, in mode 1, full-domain expansion) on one chunk with
+    /// `table` at binding 9.
+    pub(super) fn submit_lut_eval(
+        &self,
+        chunk: &FssChunk,
+        table: &wgpu::Buffer,
+        range: (usize, usize),
+    ) -> Submitted {
+        let mut bindings = self.fss_bindings(chunk);
+        bindings.push((9, table));
+        self.submit(self.fss_shader(), "lut_eval", &bindings, chunk.grid, &chunk.out, range)
+    }
+
+    pub(super) fn fss_bindings<'a>(&'a self, c: &'a FssChunk) -> Vec<(u32, &'a wgpu::Buffer)> {
+        let mut b = vec![
+            (0, &self.aes_round_keys),
+            (1, &self.aes_table),
+            (2, &c.params),
+            (3, &c.roots),
+            (4, &c.seed_cw),
+            (6, &c.last_cw),
+            (7, &c.xs),
+            (8, &c.out),
+        ];
+        if let Some(v) = &c.value_cw {
+            b.push((5, v));
+        }
+        b
+    }
+
+    /// Keys per dispatch: whole tiles whose largest array (the seed corrections) fits a binding.
+    pub(super) fn fss_chunk_keys(&self, keys: &KeyBatch) -> usize {
+        let per_key = (16 * (keys.input_bits() as u64 - 1)).max(16);
+        ((self.max_binding / per_key) as usize / TILE * TILE).max(TILE)
+    }
+
+    /// The dispatch grid for `params.len` keys in the current shape, and `params` with its row.
+    pub(super) fn fss_grid(&self, mut params: FssParams) -> ((u32, u32), FssParams) {
+        let workgroup = self.fss_shape.workgroup;
+        let grid = self.grid(params.len.div_ceil(workgroup));
+        params.row = grid.0 * workgroup;
+        (grid, params)
+    }
+
+    /// Re-grid an uploaded chunk for the current shape (the key buffers stay).
+    pub(super) fn reshape(&self, chunk: &mut FssChunk) {
+        let (grid, params) = self.fss_grid(chunk.fss_params);
+        chunk.grid = grid;
+        chunk.fss_params = params;
+        chunk.params = self.uniform("prifft fss params", &params);
+    }
+
+    /// Evaluate a DCF or DPF batch with a one-word payload: bit-identical to
+    /// [`dcf::eval`](crate::fss::dcf::eval) / [`dpf::eval`](crate::fss::dpf::eval).
+    ///
+    /// # Errors
+    /// Key errors as the CPU evaluators; [`Error::Gpu`] for device failures or multi-word
+    /// payloads (not on the GPU yet).
+    pub fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
+        crate::fss::dcf::check_batch(keys, xs, out)?;
+        if keys.words() != 1 {
+            return Err(Error::Gpu("multi-word DCF payloads are evaluated on the CPU only".into()));
+        }
+        self.pipelined(keys.len(), self.fss_chunk_keys(keys), out, 1, |first, count| {
+            let chunk = self.fss_chunk(keys, xs, first, count);
+            let bindings = self.fss_bindings(&chunk);
+            self.submit(
+                self.fss_shader(),
+                chunk.entry,
+                &bindings,
+                chunk.grid,
+                &chunk.out,
+                (first, count),
+            )
+        })
+    }
+
+    /// Lookup tables from DPF keys (full-domain expansion per element on the GPU): bit-identical
+    /// to [`lookup_dpf`](crate::fss::gates::lut::lookup_dpf).
+    ///
+    /// # Errors
+    /// [`check_lookup`](crate::fss::gates::lut::check_lookup)'s errors; device errors.
+    pub fn lut(
+        &self,
+        dpf_keys: &KeyBatch,
+        table: &[u64],
+        masked: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        crate::fss::gates::lut::check_lookup(dpf_keys, table, masked, out)?;
+        let b_table = self.storage("prifft lut table", bytemuck::cast_slice(table));
+        self.pipelined(dpf_keys.len(), self.fss_chunk_keys(dpf_keys), out, 1, |first, count| {
+            let chunk = self.fss_chunk(dpf_keys, masked, first, count);
+            self.submit_lut_eval(&chunk, &b_table, (first, count))
+        })
+    }
+
+    /// DPF full-domain evaluation: `out[k·2^n + x] = eval(keys[k], x)`, bit-identical to
+    /// [`dpf::eval_all`](crate::fss::dpf::eval_all).
+    ///
+    /// # Errors
+    /// [`dpf::eval_all`](crate::fss::dpf::eval_all)'s key and length errors; device errors.
+    pub fn dpf_eval_all(&self, keys: &KeyBatch, out: &mut [u64]) -> Result<()> {
+        keys.expect(Scheme::Dpf, keys.party(), keys.input_bits())?;
+        let n = keys.input_bits();
+        if n > crate::fss::dpf::MAX_EVAL_ALL_BITS || out.len() != keys.len() << n {
+            return Err(Error::Shape {
+                op: "dpf_eval_all",
+                left: vec![keys.len(), n as usize],
+                right: vec![out.len()],
+            });
+        }
+        // Keys per dispatch: whole tiles whose outputs (2^n words each) fit a binding.
+        let per_key = (8u64 << n).max(16 * (n as u64 - 1));
+        if per_key * TILE as u64 > self.max_binding {
+            return Err(Error::Gpu(format!(
+                "dpf_eval_all: a tile of {TILE} keys with {n}-bit domains exceeds one binding on {}; use fewer bits",
+                self.info.name
+            )));
+        }
+        let chunk = (self.max_binding / per_key) as usize / TILE * TILE;
+        let empty = self.storage("prifft lut table (unused)", &[]);
+        self.pipelined(keys.len(), chunk, out, 1 << n, |first, count| {
+            let chunk = self.fss_chunk_mode(keys, None, first, count, 1);
+            self.submit_lut_eval(&chunk, &empty, (first, count))
+        })
+    }
+}
