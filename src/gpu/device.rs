@@ -11,12 +11,16 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use rayon::prelude::*;
 use wgpu::util::DeviceExt;
 
 use super::shaders::{AesTables, FssShape, ShaderId};
 use super::{AdapterSummary, summarize};
 use crate::error::{Error, Result};
 use crate::fss::aes::{fixed_aes, sbox};
+
+/// Inputs from this size up are copied into mapped memory on all threads.
+const PARALLEL_UPLOAD: usize = 8 << 20;
 
 /// An opened GPU.
 pub struct GpuDevice {
@@ -195,11 +199,31 @@ impl GpuDevice {
         } else {
             bytes
         };
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        if contents.len() < PARALLEL_UPLOAD || contents.len() % 8 != 0 {
+            return self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        }
+        // Large inputs: the host copy into the mapped staging memory is the slow part of an
+        // upload (and first-touches every page), so it runs on all threads, one mapped range each.
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            contents,
+            size: contents.len() as u64,
             usage: wgpu::BufferUsages::STORAGE,
-        })
+            mapped_at_creation: true,
+        });
+        let piece = contents.len().div_ceil(rayon::current_num_threads() * 4).next_multiple_of(8);
+        contents.par_chunks(piece).enumerate().for_each(|(i, chunk)| {
+            let start = (i * piece) as u64;
+            buffer
+                .get_mapped_range_mut(start..start + chunk.len() as u64)
+                .expect("disjoint, 8-byte aligned ranges of a buffer mapped at creation")
+                .copy_from_slice(chunk);
+        });
+        buffer.unmap();
+        buffer
     }
 
     pub(super) fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
