@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     #[cfg(feature = "gpu")]
-    if let Ok(Some(mut gpu)) = prifft::gpu::GpuDevice::open_default() {
+    if let Ok(Some(gpu)) = prifft::gpu::GpuDevice::open_default() {
         let mut group = c.benchmark_group("dcf64_eval_resident");
         group.sample_size(10).throughput(Throughput::Elements(len as u64));
         group.bench_function(BenchmarkId::from_parameter(gpu.info().name.clone()), |b| {

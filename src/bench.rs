@@ -286,7 +286,7 @@ pub fn gpu(
             / 1e9;
     emit(lut_row(Cpu.name(), secs), &mut rows);
 
-    for mut gpu in GpuDevice::open_all() {
+    for gpu in GpuDevice::open_all() {
         let name = Backend::name(&gpu);
         let mut got = vec![0u64; lut_len];
         let secs =

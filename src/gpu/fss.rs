@@ -12,6 +12,8 @@ use crate::fss::keys::{Scheme, TILE, tiled};
 /// One dispatch's worth of uploaded key material.
 pub(super) struct FssChunk {
     pub(super) entry: &'static str,
+    /// The kernel shape `grid` and `params` were computed for.
+    pub(super) shape: FssShape,
     pub(super) grid: (u32, u32),
     /// The parameters as uploaded to `params` (for [`GpuDevice::reshape`]).
     pub(super) fss_params: FssParams,
@@ -36,6 +38,13 @@ pub(super) struct FssParams {
     pub(super) pad: [u32; 3],
 }
 
+impl FssChunk {
+    /// The FSS module in this chunk's shape.
+    pub(super) fn shader(&self) -> ShaderId {
+        ShaderId::FssEval(self.shape)
+    }
+}
+
 impl GpuDevice {
     /// The FSS kernels' shape: [`FssShape::DEFAULT`] where the adapter allows it (fewer table
     /// copies or invocations where its limits are lower), unless
@@ -57,6 +66,13 @@ impl GpuDevice {
     /// # Errors
     /// [`Error::Gpu`] when the adapter cannot run that shape (workgroup memory or size).
     pub fn set_fss_shape(&mut self, shape: FssShape) -> Result<()> {
+        self.check_shape(shape)?;
+        self.fss_shape = shape;
+        Ok(())
+    }
+
+    /// [`fits`](Self::fits), as an error naming the limits.
+    pub(super) fn check_shape(&self, shape: FssShape) -> Result<()> {
         if !self.fits(shape) {
             return Err(Error::Gpu(format!(
                 "{}: cannot run the FSS kernels with {} AES table copies ({} bytes of workgroup memory, the adapter has {}) and {} invocations per workgroup (power of two, at most {})",
@@ -68,12 +84,7 @@ impl GpuDevice {
                 self.info.max_compute_invocations_per_workgroup
             )));
         }
-        self.fss_shape = shape;
         Ok(())
-    }
-
-    pub(super) fn fss_shader(&self) -> ShaderId {
-        ShaderId::FssEval(self.fss_shape)
     }
 
     /// Upload one chunk of a key batch and its inputs.
@@ -100,17 +111,22 @@ impl GpuDevice {
         let (n, len) = (keys.input_bits(), keys.len());
         let levels = (n - 1) as usize;
         let base = if levels == 0 { 0 } else { tiled(levels, len, 0, first) };
-        let (grid, params) = self.fss_grid(FssParams {
-            n,
-            len: count as u32,
-            party: keys.party().index() as u32,
-            row: 0,
-            mode,
-            pad: [0; 3],
-        });
+        let shape = self.fss_shape;
+        let (grid, params) = self.fss_grid(
+            FssParams {
+                n,
+                len: count as u32,
+                party: keys.party().index() as u32,
+                row: 0,
+                mode,
+                pad: [0; 3],
+            },
+            shape,
+        );
         let (roots, seed_cw, value_cw, last_cw) = keys.arrays();
         FssChunk {
             entry: if keys.scheme() == Scheme::Dcf { "dcf_eval" } else { "dpf_eval" },
+            shape,
             grid,
             fss_params: params,
             params: self.uniform("prifft fss params", &params),
@@ -147,7 +163,7 @@ impl GpuDevice {
     ) -> Submitted {
         let mut bindings = self.fss_bindings(chunk);
         bindings.push((9, table));
-        self.submit(self.fss_shader(), "lut_eval", &bindings, chunk.grid, &chunk.out, range)
+        self.submit(chunk.shader(), "lut_eval", &bindings, chunk.grid, &chunk.out, range)
     }
 
     pub(super) fn fss_bindings<'a>(&'a self, c: &'a FssChunk) -> Vec<(u32, &'a wgpu::Buffer)> {
@@ -173,17 +189,17 @@ impl GpuDevice {
         ((self.max_binding / per_key) as usize / TILE * TILE).max(TILE)
     }
 
-    /// The dispatch grid for `params.len` keys in the current shape, and `params` with its row.
-    pub(super) fn fss_grid(&self, mut params: FssParams) -> ((u32, u32), FssParams) {
-        let workgroup = self.fss_shape.workgroup;
-        let grid = self.grid(params.len.div_ceil(workgroup));
-        params.row = grid.0 * workgroup;
+    /// The dispatch grid for `params.len` keys in `shape`, and `params` with its row.
+    fn fss_grid(&self, mut params: FssParams, shape: FssShape) -> ((u32, u32), FssParams) {
+        let grid = self.grid(params.len.div_ceil(shape.workgroup));
+        params.row = grid.0 * shape.workgroup;
         (grid, params)
     }
 
-    /// Re-grid an uploaded chunk for the current shape (the key buffers stay).
-    pub(super) fn reshape(&self, chunk: &mut FssChunk) {
-        let (grid, params) = self.fss_grid(chunk.fss_params);
+    /// Re-grid an uploaded chunk for `shape` (the key buffers stay).
+    pub(super) fn reshape(&self, chunk: &mut FssChunk, shape: FssShape) {
+        let (grid, params) = self.fss_grid(chunk.fss_params, shape);
+        chunk.shape = shape;
         chunk.grid = grid;
         chunk.fss_params = params;
         chunk.params = self.uniform("prifft fss params", &params);
@@ -204,7 +220,7 @@ impl GpuDevice {
             let chunk = self.fss_chunk(keys, xs, first, count);
             let bindings = self.fss_bindings(&chunk);
             self.submit(
-                self.fss_shader(),
+                chunk.shader(),
                 chunk.entry,
                 &bindings,
                 chunk.grid,

@@ -81,22 +81,11 @@ impl GpuDevice {
         out: &wgpu::Buffer,
         dst: &mut [u64],
     ) -> Result<()> {
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("prifft readback"),
-            size: out.size(),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self
+        let encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-        encoder.copy_buffer_to_buffer(out, 0, &staging, 0, out.size());
-        let index = self.queue.submit([encoder.finish()]);
-        let (tx, mapped) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.collect(Submitted { staging, index, mapped, entry, first: 0, count: dst.len() }, dst)
+        let submitted = self.submit_with_readback(encoder, entry, out, (0, dst.len()));
+        self.collect(submitted, dst)
     }
 
     /// Encode `entry`'s dispatch and the copy of `out` into a fresh readback buffer, submit
@@ -109,20 +98,31 @@ impl GpuDevice {
         bindings: &[(u32, &wgpu::Buffer)],
         grid: (u32, u32),
         out: &wgpu::Buffer,
-        (first, count): (usize, usize),
+        range: (usize, usize),
     ) -> Submitted {
-        let bytes = out.size();
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("prifft readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
         self.encode(&mut encoder, (shader, entry), bindings, grid, 1);
-        encoder.copy_buffer_to_buffer(out, 0, &staging, 0, bytes);
+        self.submit_with_readback(encoder, entry, out, range)
+    }
+
+    /// Append the copy of `out` into a fresh staging buffer to `encoder`, submit it, and request
+    /// the staging buffer's mapping; `(first, count)` says which items `out` holds.
+    fn submit_with_readback(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        entry: &'static str,
+        out: &wgpu::Buffer,
+        (first, count): (usize, usize),
+    ) -> Submitted {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("prifft readback"),
+            size: out.size(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        encoder.copy_buffer_to_buffer(out, 0, &staging, 0, out.size());
         let index = self.queue.submit([encoder.finish()]);
         let (tx, mapped) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {

@@ -41,7 +41,7 @@ impl GpuDevice {
     /// # Errors
     /// As [`time_fss_shapes`](Self::time_fss_shapes).
     pub fn time_fss(
-        &mut self,
+        &self,
         keys: &KeyBatch,
         xs: &[u64],
         reps: usize,
@@ -54,14 +54,14 @@ impl GpuDevice {
     /// Time one party's evaluation of `keys`, resident, in each of `shapes`: upload once, then
     /// `rounds` rounds that each time every shape in turn (`reps` dispatches in one submission,
     /// after a warm-up dispatch), so that a slow spell of a shared machine hits all shapes alike.
-    /// Returns the upload seconds and, per shape, the median and fastest round. The device is
-    /// left in its shape from before the call.
+    /// Returns the upload seconds and, per shape, the median and fastest round. The device's own
+    /// shape ([`fss_shape`](Self::fss_shape)) is not changed.
     ///
     /// # Errors
     /// As [`eval_fss`](Self::eval_fss); [`Error::Gpu`] when the batch needs more than one
     /// chunk, or a shape does not fit the adapter.
     pub fn time_fss_shapes(
-        &mut self,
+        &self,
         keys: &KeyBatch,
         xs: &[u64],
         shapes: &[FssShape],
@@ -75,44 +75,41 @@ impl GpuDevice {
                 keys.len()
             )));
         }
-        let before = self.fss_shape;
+        for &shape in shapes {
+            self.check_shape(shape)?;
+        }
         let t = std::time::Instant::now();
         let mut chunk = self.fss_chunk(keys, xs, 0, keys.len());
         self.wait("upload")?;
         let upload = t.elapsed().as_secs_f64();
+        let reps = reps.max(1);
         let mut samples = vec![Vec::with_capacity(rounds); shapes.len()];
         let mut timed: Vec<FssTiming> = Vec::with_capacity(shapes.len());
-        let result: Result<()> = (|| {
-            for round in 0..rounds.max(1) {
-                for (i, &shape) in shapes.iter().enumerate() {
-                    self.set_fss_shape(shape)?;
-                    self.reshape(&mut chunk);
-                    let bindings = self.fss_bindings(&chunk);
-                    let shader = self.fss_shader();
-                    // Warm-up: pipeline compilation, clocks.
-                    self.dispatch(shader, chunk.entry, &bindings, chunk.grid, 1)?;
+        for round in 0..rounds.max(1) {
+            for (i, &shape) in shapes.iter().enumerate() {
+                self.reshape(&mut chunk, shape);
+                let bindings = self.fss_bindings(&chunk);
+                let shader = chunk.shader();
+                // Warm-up: pipeline compilation, clocks.
+                self.dispatch(shader, chunk.entry, &bindings, chunk.grid, 1)?;
+                let t = std::time::Instant::now();
+                self.dispatch(shader, chunk.entry, &bindings, chunk.grid, reps)?;
+                samples[i].push(t.elapsed().as_secs_f64() / reps as f64);
+                if round == 0 {
+                    let mut outputs = vec![0u64; keys.len()];
                     let t = std::time::Instant::now();
-                    self.dispatch(shader, chunk.entry, &bindings, chunk.grid, reps.max(1))?;
-                    samples[i].push(t.elapsed().as_secs_f64() / reps.max(1) as f64);
-                    if round == 0 {
-                        let mut outputs = vec![0u64; keys.len()];
-                        let t = std::time::Instant::now();
-                        self.readback(chunk.entry, &chunk.out, &mut outputs)?;
-                        let readback = t.elapsed().as_secs_f64();
-                        timed.push(FssTiming {
-                            shape,
-                            dispatch_median: 0.0,
-                            dispatch_min: 0.0,
-                            readback,
-                            outputs,
-                        });
-                    }
+                    self.readback(chunk.entry, &chunk.out, &mut outputs)?;
+                    let readback = t.elapsed().as_secs_f64();
+                    timed.push(FssTiming {
+                        shape,
+                        dispatch_median: 0.0,
+                        dispatch_min: 0.0,
+                        readback,
+                        outputs,
+                    });
                 }
             }
-            Ok(())
-        })();
-        self.fss_shape = before;
-        result?;
+        }
         for (t, mut s) in timed.iter_mut().zip(samples) {
             s.sort_by(f64::total_cmp);
             t.dispatch_median = s[s.len() / 2];
