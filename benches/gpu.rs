@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
     #[allow(unused_mut)] // only the gpu feature adds a backend
     let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(Cpu)];
     #[cfg(feature = "gpu")]
-    if let Ok(Some(gpu)) = prifft::gpu::GpuDevice::open_default() {
+    if let Ok(Some(gpu)) = prifft::backend::gpu::GpuDevice::open_default() {
         backends.push(Box::new(gpu));
     }
     let mut group = c.benchmark_group("dcf64_eval_with_upload");
@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     #[cfg(feature = "gpu")]
-    if let Ok(Some(gpu)) = prifft::gpu::GpuDevice::open_default() {
+    if let Ok(Some(gpu)) = prifft::backend::gpu::GpuDevice::open_default() {
         let mut group = c.benchmark_group("dcf64_eval_resident");
         group.sample_size(10).throughput(Throughput::Elements(len as u64));
         group.bench_function(BenchmarkId::from_parameter(gpu.info().name.clone()), |b| {

@@ -6,10 +6,10 @@
 
 use std::time::Instant;
 
-use crate::error::KeyError;
+use crate::fss::KeyError;
 use crate::fss::aes::fixed_aes;
 use crate::fss::{KeyBatch, Scheme, dcf, dpf};
-use crate::mpc::PartyId;
+use crate::party::PartyId;
 use crate::prg::{ChaCha20Rng, os_rng};
 
 /// One row of `prifft bench fss`.
@@ -152,7 +152,7 @@ pub struct GpuRow {
     pub device: String,
     /// What was measured: `dcf64_eval`, `dpf64_eval`, `matmul_limbs`, `matmul_int64`.
     pub kernel: String,
-    /// GPU FSS rows: copies of the AES table per workgroup (`prifft::gpu::FssShape`).
+    /// GPU FSS rows: copies of the AES table per workgroup (`prifft::backend::gpu::FssShape`).
     pub aes_copies: Option<u32>,
     /// GPU FSS rows: invocations per workgroup.
     pub workgroup: Option<u32>,
@@ -188,7 +188,7 @@ pub fn gpu(
     mut progress: impl FnMut(&GpuRow),
 ) -> crate::Result<Vec<GpuRow>> {
     use crate::backend::{Backend, Cpu};
-    use crate::gpu::{AesTables, FssShape, GpuDevice};
+    use crate::backend::gpu::{AesTables, FssShape, GpuDevice};
     use rand::Rng;
 
     let mut rng = os_rng();
@@ -395,7 +395,7 @@ pub struct LutRow {
 /// # Panics
 /// Never for the widths used (1..=24).
 pub fn lut_choice(widths: &[u32], batch: usize) -> Vec<LutRow> {
-    use crate::fss::gates::lut;
+    use crate::mpc::gates::lut;
     use rand::Rng;
     let mut rng = os_rng();
     widths

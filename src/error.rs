@@ -1,13 +1,20 @@
-//! Error types. Every public fallible function returns [`Result`].
+//! The crate's error: every layer's own error type, aggregated.
+//!
+//! Each layer returns its own error — [`RingError`] (ring), [`KeyError`] (fss), [`NetError`]
+//! (net), [`BackendError`] (backend, GPU), [`MpcError`] and [`PreprocError`] (mpc) — and this
+//! module, above them all, converts each into one flat [`Error`], so callers match
+//! `Error::Shape`, `Error::Key(..)`, `Error::Preproc(..)` whichever layer failed.
 //!
 //! Messages name the operation and the mismatching shapes, kinds or sizes — never a secret value
 //! (no shares, inputs or key bytes appear in any error).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use crate::mpc::PartyId;
-use crate::mpc::preproc::MaterialKind;
+pub use crate::backend::BackendError;
+pub use crate::fss::KeyError;
+pub use crate::mpc::{MpcError, PreprocError};
+pub use crate::net::NetError;
+pub use crate::ring::RingError;
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -100,178 +107,46 @@ impl Error {
     }
 }
 
-/// Errors of the typed preprocessing store and its file format.
-#[derive(Debug, thiserror::Error)]
-pub enum PreprocError {
-    /// The next item of correlated randomness is of another kind.
-    #[error(
-        "preprocessing: no {expected} left (the store holds {available} item(s) of other kinds); the dealer must produce one per use"
-    )]
-    Exhausted {
-        /// What the protocol asked for.
-        expected: MaterialKind,
-        /// How many items remain in total.
-        available: usize,
-    },
-    /// The next item of the requested kind has another shape.
-    #[error(
-        "preprocessing: next {kind} has shape {found:?}, the protocol needs {expected:?}; the dealer's plan and the computation disagree"
-    )]
-    WrongShape {
-        /// The kind of material.
-        kind: MaterialKind,
-        /// Shape the protocol needs.
-        expected: Vec<usize>,
-        /// Shape of the next stored item.
-        found: Vec<usize>,
-    },
-    /// The material belongs to the other party.
-    #[error("preprocessing: material for {found} given to {expected}")]
-    WrongParty {
-        /// The party of the store.
-        expected: PartyId,
-        /// The party the material was made for.
-        found: PartyId,
-    },
-    /// One-time material was offered a second time.
-    #[error(
-        "preprocessing: one-time material {id} was already loaded or used; correlated randomness must never be reused"
-    )]
-    Reused {
-        /// Hex id of the material (a random label, not secret).
-        id: String,
-    },
-    /// Serialized material is malformed.
-    #[error("preprocessing data is malformed: {0}")]
-    Malformed(String),
-    /// Serialized material ends early.
-    #[error("preprocessing data is truncated: needed {needed} more byte(s) at offset {offset}")]
-    Truncated {
-        /// Byte offset where reading stopped.
-        offset: usize,
-        /// Bytes missing.
-        needed: usize,
-    },
+impl From<RingError> for Error {
+    fn from(e: RingError) -> Self {
+        match e {
+            RingError::FixedPointRange { index, frac_bits, max_log2 } => {
+                Error::FixedPointRange { index, frac_bits, max_log2 }
+            }
+            RingError::NotFinite { index } => Error::NotFinite { index },
+            RingError::FracBits { frac_bits } => Error::FracBits { frac_bits },
+            RingError::Shape { op, left, right } => Error::Shape { op, left, right },
+        }
+    }
 }
 
-/// Errors of FSS key batches: generation, evaluation and the wire format.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The bytes do not start with the key-batch magic.
-    #[error("FSS keys: bad magic (not a prifft key batch)")]
-    BadMagic,
-    /// The format version is not one this build reads.
-    #[error("FSS keys: format version {found}, this build reads {supported}")]
-    Version {
-        /// Version in the header.
-        found: u16,
-        /// Version this build reads.
-        supported: u16,
-    },
-    /// A header field has an invalid value.
-    #[error("FSS keys: invalid {field} {value} in the header")]
-    Header {
-        /// The field.
-        field: &'static str,
-        /// Its value.
-        value: u64,
-    },
-    /// The body length disagrees with the header.
-    #[error("FSS keys: body is {found} bytes, the header implies {expected}")]
-    Length {
-        /// Bytes implied by the header.
-        expected: u64,
-        /// Bytes present.
-        found: u64,
-    },
-    /// The data ends early.
-    #[error("FSS keys: truncated ({found} of at least {needed} bytes)")]
-    Truncated {
-        /// Bytes needed.
-        needed: u64,
-        /// Bytes present.
-        found: u64,
-    },
-    /// Keys of another scheme, party or width than the caller expects.
-    #[error("FSS keys: expected {what} {expected}, found {found}")]
-    Mismatch {
-        /// What differs (scheme, party, input width, batch length).
-        what: &'static str,
-        /// What the caller expects.
-        expected: String,
-        /// What the keys are.
-        found: String,
-    },
-    /// An input width outside 1..=64.
-    #[error("FSS keys: input width {n} is outside 1..=64")]
-    Width {
-        /// The width.
-        n: u32,
-    },
-    /// A point α or an input x outside the n-bit domain.
-    #[error("FSS: {what} at index {index} does not fit in {n} bits")]
-    Domain {
-        /// "alpha" or "input".
-        what: &'static str,
-        /// Position in the batch.
-        index: usize,
-        /// Input width.
-        n: u32,
-    },
-    /// Slices of different lengths in one batch call.
-    #[error("FSS: {what} has length {found}, the batch has {expected}")]
-    BatchLength {
-        /// Which argument.
-        what: &'static str,
-        /// The batch length.
-        expected: usize,
-        /// The argument's length.
-        found: usize,
-    },
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Shape { op, left, right } => Error::Shape { op, left, right },
+            BackendError::Key(e) => Error::Key(e),
+            BackendError::Ring(e) => e.into(),
+            BackendError::Gpu(message) => Error::Gpu(message),
+        }
+    }
 }
 
-/// Errors of a [`Channel`](crate::net::Channel).
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    /// The peer closed the connection (or its process ended).
-    #[error("the other party closed the connection")]
-    PeerClosed,
-    /// Nothing arrived within the timeout.
-    #[error(
-        "no message from the other party within {0:?} (is it still running? raise --timeout for slow networks)"
-    )]
-    Timeout(Duration),
-    /// A frame exceeded the size cap.
-    #[error(
-        "frame of {len} bytes exceeds the cap of {cap} bytes (a peer sending garbage, or raise the cap)"
-    )]
-    FrameTooLarge {
-        /// Announced or attempted length.
-        len: u64,
-        /// The cap in force.
-        cap: u64,
-    },
-    /// A message had an unexpected length or content.
-    #[error("protocol violation in {op}: expected {expected}, got {got}")]
-    Protocol {
-        /// The protocol step.
-        op: &'static str,
-        /// What was expected.
-        expected: String,
-        /// What arrived.
-        got: String,
-    },
-    /// Could not connect.
-    #[error("could not connect to {addr} within {within:?}: {source}")]
-    Connect {
-        /// The address.
-        addr: String,
-        /// How long we tried.
-        within: Duration,
-        /// The last error.
-        source: std::io::Error,
-    },
-    /// Any other socket error.
-    #[error("network I/O: {0}")]
-    Io(#[from] std::io::Error),
+impl From<MpcError> for Error {
+    fn from(e: MpcError) -> Self {
+        match e {
+            MpcError::Shape { op, left, right } => Error::Shape { op, left, right },
+            MpcError::Ring(e) => e.into(),
+            MpcError::Key(e) => Error::Key(e),
+            MpcError::Backend(e) => e.into(),
+            MpcError::Preproc(e) => Error::Preproc(e),
+            MpcError::Net(e) => Error::Net(e),
+            MpcError::Io { path, source } => Error::Io { path, source },
+        }
+    }
+}
+
+impl crate::mpc::local::PartyError for Error {
+    fn is_peer_closed(&self) -> bool {
+        matches!(self.root(), Error::Net(NetError::PeerClosed))
+    }
 }

@@ -62,10 +62,9 @@ pub mod bench;
 pub mod error;
 pub mod fl;
 pub mod fss;
-#[cfg(feature = "gpu")]
-pub mod gpu;
 pub mod mpc;
 pub mod net;
+pub mod party;
 pub mod prg;
 pub mod ring;
 pub mod session;

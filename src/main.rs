@@ -572,7 +572,7 @@ fn run(cli: Cli) -> Result<()> {
 
 #[cfg(feature = "gpu")]
 fn devices(json: bool) -> Result<()> {
-    let adapters = prifft::gpu::list_adapters();
+    let adapters = prifft::backend::gpu::list_adapters();
     if json {
         println!("{}", serde_json::to_string_pretty(&adapters).expect("serialisable"));
         return Ok(());
@@ -911,7 +911,7 @@ fn party(args: PartyArgs) -> Result<()> {
         Role::Client => PartyId::P1,
     };
     let preproc =
-        Preproc::read_file(&args.preproc).map_err(|e| e.during("loading preprocessing"))?;
+        Preproc::read_file(&args.preproc).map_err(|e| Error::from(e).during("loading preprocessing"))?;
     let config = TcpConfig {
         read_timeout: secs(args.timeout, "--timeout")?,
         write_timeout: secs(args.timeout, "--timeout")?,

@@ -86,7 +86,7 @@ pub fn demo_input(spec: &MatmulSpec, owner: PartyId, seed: u64) -> Result<RingTe
     );
     let reals: Vec<f64> =
         (0..shape[0] * shape[1]).map(|_| rng.random_range(-INPUT_RANGE..=INPUT_RANGE)).collect();
-    RingTensor::from_vec(&shape, spec.fixed.encode_slice(&reals)?)
+    Ok(RingTensor::from_vec(&shape, spec.fixed.encode_slice(&reals)?)?)
 }
 
 /// The cleartext reference: ⌊(X·W) / 2^f⌋ in the ring.
@@ -288,7 +288,7 @@ pub fn run_party<C: Channel>(
         let mut y: Option<Share> = None;
         for r in 0..spec.repeat {
             let z = beaver::matmul(ctx, &x, &w)
-                .map_err(|e| e.during(format!("secure product {} of {}", r + 1, spec.repeat)))?;
+                .map_err(|e| Error::from(e).during(format!("secure product {} of {}", r + 1, spec.repeat)))?;
             y = Some(trunc::trunc_local(ctx.id, &z, f));
             log::debug!("{id}: product {} of {} done", r + 1, spec.repeat);
         }

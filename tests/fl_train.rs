@@ -69,7 +69,7 @@ fn data_parallel_step_equals_one_thread() {
 fn whole_network_gradients_match_finite_differences_for_every_loss() {
     // The gradient comes out of one SGD step with plain SGD (g = (w − w′)/lr); the loss at
     // w ± ε from steps with lr = 0. Checked on fc1, fc2, the projection head and the
-    // classifier (the conv layers have their own test in nn.rs).
+    // classifier (the conv layers have their own test in cnn.rs).
     let data = synthetic(16, 30);
     let sgd = |lr| SgdConfig { lr, momentum: 0.0, weight_decay: 0.0, batch: 16 };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();

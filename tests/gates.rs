@@ -1,7 +1,7 @@
 //! Gates on masked inputs: both parties' shares reconstruct to the cleartext spec, including the
 //! edges of each gate's documented input range.
 
-use prifft::fss::gates::{interval, lut, relu, shift, sign, signed_in, spline};
+use prifft::mpc::gates::{interval, lut, relu, shift, sign, signed_in, spline};
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
 

@@ -5,7 +5,7 @@
 
 use prifft::backend::{Backend, Cpu, ElemOp};
 use prifft::fss::{dcf, dpf};
-use prifft::gpu::GpuDevice;
+use prifft::backend::gpu::GpuDevice;
 use prifft::mpc::PartyId;
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
@@ -277,7 +277,7 @@ fn dpf_full_domain_evaluation_matches_the_cpu() {
 
 #[test]
 fn every_fss_shape_gives_the_cpu_bits() {
-    use prifft::gpu::{AesTables, FssShape};
+    use prifft::backend::gpu::{AesTables, FssShape};
     let Some(mut gpu) = device() else { return };
     let default = gpu.fss_shape();
     assert!(gpu.fits(default), "the default shape must run on {}", gpu.info().name);

@@ -6,7 +6,10 @@ use prifft::mpc::{Dealer, PartyCtx, PartyId, Preproc, Share, beaver, local, shar
 use prifft::net::{NetError, mem};
 use prifft::prg::insecure_seeded_rng;
 use prifft::ring::{FixedPoint, RingTensor, arith_shift};
-use prifft::{Error, Result};
+use prifft::mpc::MpcError as Error;
+
+/// The protocols' own error type (the crate's `Error` flattens it).
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn shared(t: &RingTensor, seed: u64) -> [Share; 2] {
     sharing::share_secret(t, &mut insecure_seeded_rng(seed))
@@ -199,13 +202,15 @@ fn a_failing_party_stops_the_other_instead_of_hanging() {
     beaver::gen_mul(&mut dealer, &[2]).unwrap();
     let x = Share::new(RingTensor::zeros(&[2]));
     let x1 = x.clone();
-    let result: Result<local::TwoPartyRun<(), Share>> = local::run_two_party(
+    // Party functions of a layer above mpc, with the crate's error type.
+    let result: Result<local::TwoPartyRun<(), Share>, prifft::Error> = local::run_parties(
+        None,
         dealer.finish(),
-        |_| Err(Error::Session("P0 gives up".into())),
-        move |c| beaver::mul(c, &x1, &x1),
+        |_| Err(prifft::Error::Session("P0 gives up".into())),
+        move |c| Ok(beaver::mul(c, &x1, &x1)?),
     );
     match result {
-        Err(Error::Session(msg)) => assert_eq!(msg, "P0 gives up"),
+        Err(prifft::Error::Session(msg)) => assert_eq!(msg, "P0 gives up"),
         other => panic!("expected P0's error, got {other:?}"),
     }
     let _ = x;

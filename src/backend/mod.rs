@@ -3,13 +3,17 @@
 //! Every implementation returns the same bits for the same inputs — per party, as raw shares —
 //! which the tests check for every kernel. Where no GPU exists, [`Cpu`] does the work.
 
+mod error;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod scheduler;
 
+pub use error::BackendError;
 pub use scheduler::{CROSSCHECK_ENV, Scheduler};
 
-use crate::error::{Error, Result};
+use error::{BackendError as Error, Result};
 use crate::fss::{KeyBatch, Scheme, dcf, dpf};
-use crate::mpc::{PartyId, Share, trunc};
+use crate::party::PartyId;
 use crate::ring::RingTensor;
 
 /// Elementwise Z_2^64 operations.
@@ -84,6 +88,16 @@ pub fn check_matmul(
     Ok(())
 }
 
+/// One party's half of local (SecureML) truncation of its share `v` by `shift` bits: P0 computes
+/// ⌊v / 2^s⌋ and P1 −⌊−v / 2^s⌋ (the error bound is in [`mpc::trunc`](crate::mpc::trunc)).
+#[inline]
+pub fn trunc_share(party: PartyId, v: u64, shift: u32) -> u64 {
+    match party {
+        PartyId::P0 => v >> shift,
+        PartyId::P1 => (v.wrapping_neg() >> shift).wrapping_neg(),
+    }
+}
+
 /// The operations the secure protocols offload.
 pub trait Backend: Send + Sync {
     /// A human-readable name (the adapter, or "CPU (n threads)").
@@ -101,10 +115,10 @@ pub trait Backend: Send + Sync {
     fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()>;
 
     /// Lookup tables: shares of `table[x]` per masked index, from DPF keys with α = the mask
-    /// ([`gates::lut`](crate::fss::gates::lut)).
+    /// ([`mpc::gates::lut`](crate::mpc::gates::lut)).
     ///
     /// # Errors
-    /// [`check_lookup`](crate::fss::gates::lut::check_lookup)'s errors; device errors.
+    /// [`dpf::check_lookup`](crate::fss::dpf::check_lookup)'s errors; device errors.
     fn lut(
         &self,
         dpf_keys: &KeyBatch,
@@ -166,7 +180,7 @@ impl Backend for Cpu {
         masked: &[u64],
         out: &mut [u64],
     ) -> Result<()> {
-        Ok(crate::fss::gates::lut::lookup_dpf(dpf_keys, table, masked, out)?)
+        Ok(crate::fss::dpf::lookup(dpf_keys, table, masked, out)?)
     }
 
     fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
@@ -179,8 +193,9 @@ impl Backend for Cpu {
 
     fn trunc_shares(&self, party: PartyId, shift: u32, x: &[u64], out: &mut [u64]) -> Result<()> {
         check_trunc(x, shift, out)?;
-        let shares = Share::new(RingTensor::from_vec(&[x.len()], x.to_vec())?);
-        out.copy_from_slice(trunc::trunc_local(party, &shares, shift).tensor().as_slice());
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = trunc_share(party, v, shift);
+        }
         Ok(())
     }
 
@@ -200,13 +215,13 @@ impl Backend for Cpu {
 }
 
 #[cfg(feature = "gpu")]
-impl Backend for crate::gpu::GpuDevice {
+impl Backend for crate::backend::gpu::GpuDevice {
     fn name(&self) -> String {
         format!("{} ({})", self.info().name, self.info().backend)
     }
 
     fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
-        crate::gpu::GpuDevice::eval_fss(self, keys, xs, out)
+        crate::backend::gpu::GpuDevice::eval_fss(self, keys, xs, out)
     }
 
     fn lut(
@@ -216,15 +231,15 @@ impl Backend for crate::gpu::GpuDevice {
         masked: &[u64],
         out: &mut [u64],
     ) -> Result<()> {
-        crate::gpu::GpuDevice::lut(self, dpf_keys, table, masked, out)
+        crate::backend::gpu::GpuDevice::lut(self, dpf_keys, table, masked, out)
     }
 
     fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
-        crate::gpu::GpuDevice::elementwise(self, op, a, b, out)
+        crate::backend::gpu::GpuDevice::elementwise(self, op, a, b, out)
     }
 
     fn trunc_shares(&self, party: PartyId, shift: u32, x: &[u64], out: &mut [u64]) -> Result<()> {
-        crate::gpu::GpuDevice::trunc_shares(self, party, shift, x, out)
+        crate::backend::gpu::GpuDevice::trunc_shares(self, party, shift, x, out)
     }
 
     fn matmul(
@@ -234,6 +249,6 @@ impl Backend for crate::gpu::GpuDevice {
         dims: (usize, usize, usize),
         out: &mut [u64],
     ) -> Result<()> {
-        crate::gpu::GpuDevice::matmul(self, a, b, dims, self.has_int64(), out)
+        crate::backend::gpu::GpuDevice::matmul(self, a, b, dims, self.has_int64(), out)
     }
 }

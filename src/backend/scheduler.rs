@@ -18,10 +18,10 @@ use std::time::Instant;
 use rand::Rng;
 
 use super::{Backend, Cpu, ElemOp};
-use crate::error::{Error, Result};
+use crate::backend::error::{BackendError as Error, Result};
 use crate::fss::keys::TILE;
 use crate::fss::{KeyBatch, Scheme, dcf, dpf};
-use crate::mpc::PartyId;
+use crate::party::PartyId;
 use crate::prg::insecure_seeded_rng;
 
 /// Environment variable that turns on the cross-check.
@@ -70,7 +70,7 @@ impl Scheduler {
         #[allow(unused_mut)] // only the gpu feature adds backends
         let mut backends: Vec<Box<dyn Backend>> = Vec::new();
         #[cfg(feature = "gpu")]
-        for gpu in crate::gpu::GpuDevice::open_all() {
+        for gpu in crate::backend::gpu::GpuDevice::open_all() {
             backends.push(Box::new(gpu));
         }
         if backends.is_empty() {
@@ -234,7 +234,7 @@ impl Backend for Scheduler {
         masked: &[u64],
         out: &mut [u64],
     ) -> Result<()> {
-        crate::fss::gates::lut::check_lookup(dpf_keys, table, masked, out)?;
+        crate::fss::dpf::check_lookup(dpf_keys, table, masked, out)?;
         // A lookup costs about 2^b key evaluations: the DPF weights of this width apply.
         let weights = self.weights(Kind::Fss(Scheme::Dpf, dpf_keys.input_bits()))?;
         let ranges = Self::split(&weights, dpf_keys.len(), TILE);

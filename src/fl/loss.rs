@@ -88,7 +88,7 @@ pub fn model_contrastive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fl::nn::tests::{EPS, close, random};
+    use crate::fl::cnn::tests::{EPS, close, random};
     use ndarray::s;
 
     /// Central differences of a loss of z against its analytic gradient, at a few entries.

@@ -5,7 +5,7 @@ pub mod data;
 pub mod local_loss;
 pub mod loss;
 pub mod model;
-pub mod nn;
+pub mod cnn;
 pub mod partition;
 pub mod plot;
 pub mod rounds;

@@ -24,8 +24,8 @@ use super::tree::{
     GROUP, PairOut, SEED_MASK, Scatter, VALUE_TWEAK, bit, eval_tiles, gen_full_tile, mask64,
     mask128, par_gen, random_seed, word,
 };
-use crate::error::KeyError;
-use crate::mpc::PartyId;
+use crate::fss::KeyError;
+use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 
 /// Dealer: DCF keys for `β_k·[x < α_k]` on n-bit inputs, one per (α, β) pair.

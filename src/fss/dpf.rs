@@ -24,8 +24,8 @@ use super::tree::{
     GROUP, PairOut, SEED_MASK, Scatter, VALUE_TWEAK, bit, eval_tiles, gen_full_tile, mask64,
     mask128, par_gen, random_seed, word,
 };
-use crate::error::KeyError;
-use crate::mpc::PartyId;
+use crate::fss::KeyError;
+use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 
 /// Largest input width for full-domain evaluation (2^24 outputs = 128 MiB per key).
@@ -62,6 +62,71 @@ pub fn keygen_into(
 }
 
 /// The scalar generator only (the reference the vector tiles are tested against).
+/// Check a lookup's arguments: a DPF batch, a table of `2^b` entries, one index and one output
+/// per key.
+///
+/// # Errors
+/// [`KeyError::Mismatch`] for non-DPF keys or b above [`MAX_EVAL_ALL_BITS`],
+/// [`KeyError::BatchLength`] for the table or batch lengths.
+pub fn check_lookup(
+    dpf_keys: &KeyBatch,
+    table: &[u64],
+    masked: &[u64],
+    out: &[u64],
+) -> Result<(), KeyError> {
+    let b = dpf_keys.input_bits();
+    dpf_keys.expect(Scheme::Dpf, dpf_keys.party(), b)?;
+    if b > MAX_EVAL_ALL_BITS {
+        return Err(KeyError::Mismatch {
+            what: "lookup index bits",
+            expected: format!("≤ {}", MAX_EVAL_ALL_BITS),
+            found: b.to_string(),
+        });
+    }
+    let domain = 1usize << b;
+    if table.len() != domain {
+        return Err(KeyError::BatchLength { what: "table", expected: domain, found: table.len() });
+    }
+    if masked.len() != dpf_keys.len() || out.len() != masked.len() {
+        return Err(KeyError::BatchLength {
+            what: "masked indices",
+            expected: dpf_keys.len(),
+            found: masked.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Lookup tables on the CPU (the reference for the GPU kernel): for DPF keys with α = r mod 2^b
+/// and β = 1, `out[k]` is this party's share of `table[(masked[k] − r) mod 2^b]`, computed as
+/// `Σ_j T[(x̂ − j) mod 2^b]·e(j)` over the full-domain expansion `e` (the LUT gate of
+/// `mpc::gates::lut`).
+///
+/// # Errors
+/// As [`check_lookup`].
+pub fn lookup(
+    dpf_keys: &KeyBatch,
+    table: &[u64],
+    masked: &[u64],
+    out: &mut [u64],
+) -> Result<(), KeyError> {
+    check_lookup(dpf_keys, table, masked, out)?;
+    let b = dpf_keys.input_bits();
+    let domain = 1usize << b;
+    let mut onehot = vec![0u64; domain * masked.len()];
+    eval_all(dpf_keys, &mut onehot)?;
+    for ((y, &x), e) in out.iter_mut().zip(masked).zip(onehot.chunks_exact(domain)) {
+        let x = (x as usize) & (domain - 1);
+        // Σ_j T[(x̂ − j) mod 2^b]·e(j)
+        let mut acc = 0u64;
+        for (j, &ej) in e.iter().enumerate() {
+            acc = acc.wrapping_add(table[(x.wrapping_sub(j)) & (domain - 1)].wrapping_mul(ej));
+        }
+        *y = acc;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) fn keygen_scalar(
     n: u32,

@@ -35,8 +35,8 @@
 //! ```
 //! Every field is checked on load; malformed, truncated or mismatched data is a [`KeyError`].
 
-use crate::error::KeyError;
-use crate::mpc::PartyId;
+use crate::fss::KeyError;
+use crate::party::PartyId;
 
 const MAGIC: &[u8; 8] = b"PRIFFTFK";
 /// Keys per tile of the layout (a GPU warp; a CPU evaluation group).

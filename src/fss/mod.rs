@@ -22,10 +22,11 @@
 pub mod aes;
 pub mod dcf;
 pub mod dpf;
-pub mod gates;
+mod error;
 pub mod keys;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 mod tree;
 
+pub use error::KeyError;
 pub use keys::{KeyBatch, Scheme};

@@ -10,12 +10,12 @@
 //! Fixed-point products carry 2f fractional bits; follow them with
 //! [`trunc_local`](super::trunc::trunc_local).
 
-use crate::error::Result;
+use super::error::Result;
 use crate::net::{Channel, exchange};
 use crate::ring::RingTensor;
 
 use super::preproc::MaterialKind;
-use super::{Dealer, PartyCtx, PartyId, Share};
+use super::{Dealer, MpcError, PartyCtx, PartyId, Share};
 
 /// Dealer: one triple for an elementwise product of tensors of `shape`.
 ///
@@ -66,7 +66,7 @@ fn open_masked<C: Channel>(
         .map(|t| {
             let bytes = &theirs[offset..offset + t.len() * 8];
             offset += t.len() * 8;
-            t.add(&RingTensor::from_le_bytes(t.shape(), bytes)?)
+            Ok(t.add(&RingTensor::from_le_bytes(t.shape(), bytes)?)?)
         })
         .collect()
 }
@@ -79,7 +79,7 @@ fn open_masked<C: Channel>(
 pub fn mul<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, y: &Share) -> Result<Share> {
     let shape = x.shape().to_vec();
     if y.shape() != shape {
-        return Err(crate::Error::Shape {
+        return Err(MpcError::Shape {
             op: "beaver::mul",
             left: shape,
             right: y.shape().to_vec(),
@@ -125,7 +125,7 @@ pub fn matmul<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, y: &Share) -> Result
     let (m, k) = x.tensor().dims2("beaver::matmul")?;
     let (k2, n) = y.tensor().dims2("beaver::matmul")?;
     if k != k2 {
-        return Err(crate::Error::Shape {
+        return Err(MpcError::Shape {
             op: "beaver::matmul",
             left: x.shape().to_vec(),
             right: y.shape().to_vec(),

@@ -6,7 +6,7 @@
 
 use rand::Rng;
 
-use crate::error::Result;
+use super::error::Result;
 use crate::prg::{ChaCha20Rng, insecure_seeded_rng, os_rng};
 use crate::ring::RingTensor;
 

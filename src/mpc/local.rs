@@ -5,10 +5,25 @@
 
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, NetError, Result};
+use super::error::{MpcError, Result};
+use crate::net::NetError;
 use crate::net::{Channel, Cost, NetModel, Shaped, mem};
 
 use super::{PartyCtx, PartyId, Preproc};
+
+/// An error a party function may return: the two-party layer's own, or any error type above it
+/// that wraps it (the crate's [`Error`](crate::Error) implements this in `error.rs`).
+pub trait PartyError: From<MpcError> + Send {
+    /// Whether this error only reports that the other party closed the channel (so the other
+    /// party's error is the one worth reporting).
+    fn is_peer_closed(&self) -> bool;
+}
+
+impl PartyError for MpcError {
+    fn is_peer_closed(&self) -> bool {
+        matches!(self, MpcError::Net(NetError::PeerClosed))
+    }
+}
 
 /// The channel type the harness gives each party.
 pub type LocalChannel = Box<dyn Channel>;
@@ -44,7 +59,7 @@ where
     F0: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T0> + Send,
     F1: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T1> + Send,
 {
-    run_two_party_with(None, preproc, f0, f1)
+    run_parties(None, preproc, f0, f1)
 }
 
 /// As [`run_two_party`], with traffic delayed by a network model when one is given.
@@ -63,6 +78,27 @@ where
     F0: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T0> + Send,
     F1: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T1> + Send,
 {
+    run_parties(model, preproc, f0, f1)
+}
+
+/// As [`run_two_party_with`], for party functions of the layers above `mpc` that return their
+/// own error type `E` (e.g. the crate's [`Error`](crate::Error)).
+///
+/// # Errors
+/// As [`run_two_party`].
+pub fn run_parties<T0, T1, E, F0, F1>(
+    model: Option<NetModel>,
+    preproc: [Preproc; 2],
+    f0: F0,
+    f1: F1,
+) -> Result<TwoPartyRun<T0, T1>, E>
+where
+    T0: Send,
+    T1: Send,
+    E: PartyError,
+    F0: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T0, E> + Send,
+    F1: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T1, E> + Send,
+{
     let (c0, c1) = mem::pair();
     let wrap = |c: mem::MemChannel| -> LocalChannel {
         match model {
@@ -71,8 +107,8 @@ where
         }
     };
     let [p0, p1] = preproc;
-    let mut ctx0 = PartyCtx::new(PartyId::P0, wrap(c0), p0)?;
-    let mut ctx1 = PartyCtx::new(PartyId::P1, wrap(c1), p1)?;
+    let mut ctx0 = PartyCtx::new(PartyId::P0, wrap(c0), p0).map_err(E::from)?;
+    let mut ctx1 = PartyCtx::new(PartyId::P1, wrap(c1), p1).map_err(E::from)?;
     let start = Instant::now();
     let (r0, r1) = std::thread::scope(|s| {
         let h0 = s.spawn(move || {
@@ -91,15 +127,11 @@ where
         (Ok((out0, cost0, t0)), Ok((out1, cost1, t1))) => {
             Ok(TwoPartyRun { out0, out1, costs: [cost0, cost1], elapsed: t0.max(t1) })
         }
-        (Err(e0), Err(e1)) => Err(if is_peer_closed(&e0) { e1 } else { e0 }),
+        (Err(e0), Err(e1)) => Err(if e0.is_peer_closed() { e1 } else { e0 }),
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
     }
 }
 
-fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+fn join<T, E>(h: std::thread::ScopedJoinHandle<'_, Result<T, E>>) -> Result<T, E> {
     h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
-
-fn is_peer_closed(e: &Error) -> bool {
-    matches!(e, Error::Net(NetError::PeerClosed))
 }

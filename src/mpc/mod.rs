@@ -20,66 +20,24 @@
 
 pub mod beaver;
 pub mod dealer;
+mod error;
+pub mod gates;
 pub mod local;
 pub mod preproc;
 mod share;
 pub mod sharing;
 pub mod trunc;
 
-use std::fmt;
 
-use crate::error::{PreprocError, Result};
+use error::Result;
 use crate::net::{Channel, Cost, Metered};
 use crate::prg::{ChaCha20Rng, os_rng};
 
+pub use crate::party::PartyId;
 pub use dealer::Dealer;
+pub use error::{MpcError, PreprocError};
 pub use preproc::Preproc;
 pub use share::Share;
-
-/// Which computing party.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum PartyId {
-    /// The server (model owner).
-    P0,
-    /// The client (data owner).
-    P1,
-}
-
-impl PartyId {
-    /// 0 or 1.
-    pub fn index(self) -> usize {
-        match self {
-            PartyId::P0 => 0,
-            PartyId::P1 => 1,
-        }
-    }
-
-    /// The other party.
-    pub fn peer(self) -> PartyId {
-        match self {
-            PartyId::P0 => PartyId::P1,
-            PartyId::P1 => PartyId::P0,
-        }
-    }
-
-    /// From 0 or 1.
-    pub fn from_index(i: usize) -> Option<PartyId> {
-        match i {
-            0 => Some(PartyId::P0),
-            1 => Some(PartyId::P1),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for PartyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PartyId::P0 => "P0 (server)",
-            PartyId::P1 => "P1 (client)",
-        })
-    }
-}
 
 /// Everything one party needs to run protocols: its id, a metered channel to the peer, its
 /// preprocessing store and a local CSPRNG (for input sharing).

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::Path;
 
-use crate::error::{Error, PreprocError, Result};
+use super::error::{MpcError as Error, PreprocError, Result};
 use crate::ring::RingTensor;
 
 use super::{PartyId, Share};

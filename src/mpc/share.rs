@@ -1,6 +1,6 @@
 //! One party's additive share of a tensor.
 
-use crate::error::{Error, Result};
+use super::error::{MpcError as Error, Result};
 use crate::ring::RingTensor;
 
 use super::PartyId;

@@ -2,7 +2,7 @@
 
 use rand::{Rng, SeedableRng};
 
-use crate::error::{Error, Result};
+use super::error::{MpcError as Error, Result};
 use crate::net::{Channel, NetError, exchange};
 use crate::prg::ChaCha20Rng;
 use crate::ring::RingTensor;
@@ -21,7 +21,7 @@ pub fn share_secret<R: Rng + ?Sized>(secret: &RingTensor, rng: &mut R) -> [Share
 /// # Errors
 /// [`Error::Shape`] when the shapes differ.
 pub fn reconstruct(s0: &Share, s1: &Share) -> Result<RingTensor> {
-    s0.tensor().add(s1.tensor())
+    Ok(s0.tensor().add(s1.tensor())?)
 }
 
 /// Open ⟨x⟩ to both parties: each sends its share (8·n bytes, one round) and adds the peer's.
@@ -33,7 +33,7 @@ pub fn open<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<RingTensor> 
     let n = x.tensor().len();
     let theirs = exchange(ctx.channel(), "open", x.tensor().to_le_bytes(), n * 8)?;
     let theirs = RingTensor::from_le_bytes(x.shape(), &theirs)?;
-    x.tensor().add(&theirs)
+    Ok(x.tensor().add(&theirs)?)
 }
 
 /// Bytes of the seed the owner of an input sends in [`share_input`].

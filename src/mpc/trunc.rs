@@ -15,9 +15,5 @@ use super::{PartyId, Share};
 
 /// One party's half of local truncation by `bits` (see the module docs for the error bound).
 pub fn trunc_local(party: PartyId, x: &Share, bits: u32) -> Share {
-    let t = match party {
-        PartyId::P0 => x.tensor().map(|v| v >> bits),
-        PartyId::P1 => x.tensor().map(|v| (v.wrapping_neg() >> bits).wrapping_neg()),
-    };
-    Share::new(t)
+    Share::new(x.tensor().map(|v| crate::backend::trunc_share(party, v, bits)))
 }

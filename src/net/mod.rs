@@ -21,7 +21,8 @@ pub mod tcp;
 
 use std::time::{Duration, Instant};
 
-pub use crate::error::NetError;
+mod error;
+pub use error::NetError;
 pub use meter::{Cost, Metered};
 pub use model::{NetModel, Shaped};
 

@@ -4,9 +4,11 @@
 //! Reals are encoded in [`FixedPoint`] with `frac_bits` fractional bits (default 16). This module
 //! does no I/O and uses no GPU.
 
+mod error;
 mod fixed;
 mod tensor;
 
+pub use error::RingError;
 pub use fixed::{DEFAULT_FRAC_BITS, FixedPoint};
 pub use tensor::RingTensor;
 

@@ -24,9 +24,9 @@
 use rand::Rng;
 
 use super::reduce;
-use crate::error::KeyError;
+use crate::fss::KeyError;
 use crate::fss::{KeyBatch, Scheme, dcf};
-use crate::mpc::PartyId;
+use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 
 /// One party's keys for a batch of right shifts by `shift` bits of m-bit values.

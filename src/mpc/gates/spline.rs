@@ -19,7 +19,7 @@
 use rand::Rng;
 
 use super::reduce;
-use crate::error::KeyError;
+use crate::fss::KeyError;
 use crate::fss::{KeyBatch, Scheme, dcf};
 use crate::prg::ChaCha20Rng;
 

@@ -20,9 +20,9 @@
 //! evaluations per element.
 
 use super::reduce;
-use crate::error::KeyError;
+use crate::fss::KeyError;
 use crate::fss::{KeyBatch, Scheme, dcf};
-use crate::mpc::PartyId;
+use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 
 /// One party's keys for a batch of interval gates on width-m inputs.

@@ -19,7 +19,7 @@
 //! **Privacy:** as the DPF. **Cost:** one b-bit DPF key and `2^b` multiply-adds per element.
 
 use super::reduce;
-use crate::error::KeyError;
+use crate::fss::KeyError;
 use crate::fss::{KeyBatch, Scheme, dpf};
 use crate::prg::ChaCha20Rng;
 
@@ -61,69 +61,7 @@ pub fn lookup(
     out: &mut [u64],
 ) -> Result<(), KeyError> {
     keys.dpf.expect(Scheme::Dpf, keys.dpf.party(), keys.index_bits)?;
-    lookup_dpf(&keys.dpf, table, masked, out)
-}
-
-/// Check a lookup's arguments: a DPF batch, a table of `2^b` entries, one index and one output
-/// per key.
-///
-/// # Errors
-/// [`KeyError::Mismatch`] for non-DPF keys or b above [`dpf::MAX_EVAL_ALL_BITS`],
-/// [`KeyError::BatchLength`] for the table or batch lengths.
-pub fn check_lookup(
-    dpf_keys: &KeyBatch,
-    table: &[u64],
-    masked: &[u64],
-    out: &[u64],
-) -> Result<(), KeyError> {
-    let b = dpf_keys.input_bits();
-    dpf_keys.expect(Scheme::Dpf, dpf_keys.party(), b)?;
-    if b > dpf::MAX_EVAL_ALL_BITS {
-        return Err(KeyError::Mismatch {
-            what: "lookup index bits",
-            expected: format!("≤ {}", dpf::MAX_EVAL_ALL_BITS),
-            found: b.to_string(),
-        });
-    }
-    let domain = 1usize << b;
-    if table.len() != domain {
-        return Err(KeyError::BatchLength { what: "table", expected: domain, found: table.len() });
-    }
-    if masked.len() != dpf_keys.len() || out.len() != masked.len() {
-        return Err(KeyError::BatchLength {
-            what: "masked indices",
-            expected: dpf_keys.len(),
-            found: masked.len(),
-        });
-    }
-    Ok(())
-}
-
-/// The lookup on the CPU from the DPF keys alone (the reference for the GPU kernel).
-///
-/// # Errors
-/// As [`check_lookup`].
-pub fn lookup_dpf(
-    dpf_keys: &KeyBatch,
-    table: &[u64],
-    masked: &[u64],
-    out: &mut [u64],
-) -> Result<(), KeyError> {
-    check_lookup(dpf_keys, table, masked, out)?;
-    let b = dpf_keys.input_bits();
-    let domain = 1usize << b;
-    let mut onehot = vec![0u64; domain * masked.len()];
-    dpf::eval_all(dpf_keys, &mut onehot)?;
-    for ((y, &x), e) in out.iter_mut().zip(masked).zip(onehot.chunks_exact(domain)) {
-        let x = reduce(x, b) as usize;
-        // Σ_j T[(x̂ − j) mod 2^b]·e(j)
-        let mut acc = 0u64;
-        for (j, &ej) in e.iter().enumerate() {
-            acc = acc.wrapping_add(table[(x.wrapping_sub(j)) & (domain - 1)].wrapping_mul(ej));
-        }
-        *y = acc;
-    }
-    Ok(())
+    dpf::lookup(&keys.dpf, table, masked, out)
 }
 
 /// The alternative the module docs weigh against: the dealer ships each party its additive

@@ -15,9 +15,9 @@
 //! opening of `x̂`.
 
 use super::reduce;
-use crate::error::KeyError;
+use crate::fss::KeyError;
 use crate::fss::{KeyBatch, Scheme, dcf};
-use crate::mpc::PartyId;
+use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 use rand::Rng;
 

@@ -4,7 +4,7 @@
 use super::device::GpuDevice;
 use super::ring::{MM_TILE, RingParams};
 use super::shaders::{FssShape, ShaderId};
-use crate::error::{Error, Result};
+use crate::backend::error::{BackendError as Error, Result};
 use crate::fss::KeyBatch;
 
 /// Seconds spent in each phase of a GPU operation.

@@ -4,7 +4,7 @@
 use super::device::GpuDevice;
 use super::shaders::ShaderId;
 use crate::backend::ElemOp;
-use crate::error::{Error, Result};
+use crate::backend::error::{BackendError as Error, Result};
 
 /// Invocations per workgroup of the elementwise kernels.
 const ELEM_WORKGROUP: u32 = 256;
@@ -41,7 +41,7 @@ impl GpuDevice {
     /// [`Error::Shape`] on length mismatch or `shift` ≥ 64, [`Error::Gpu`] for device failures.
     pub fn trunc_shares(
         &self,
-        party: crate::mpc::PartyId,
+        party: crate::party::PartyId,
         shift: u32,
         x: &[u64],
         out: &mut [u64],

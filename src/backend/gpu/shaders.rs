@@ -14,11 +14,11 @@ pub enum ShaderId {
     RingInt64,
 }
 
-const U64: &str = include_str!("../../shaders/u64.wgsl");
-const AES: &str = include_str!("../../shaders/aes.wgsl");
-const FSS_EVAL: &str = include_str!("../../shaders/fss_eval.wgsl");
-const RING: &str = include_str!("../../shaders/ring.wgsl");
-const RING_INT64: &str = include_str!("../../shaders/ring_int64.wgsl");
+const U64: &str = include_str!("../../../shaders/u64.wgsl");
+const AES: &str = include_str!("../../../shaders/aes.wgsl");
+const FSS_EVAL: &str = include_str!("../../../shaders/fss_eval.wgsl");
+const RING: &str = include_str!("../../../shaders/ring.wgsl");
+const RING_INT64: &str = include_str!("../../../shaders/ring_int64.wgsl");
 
 /// How many interleaved copies of the AES T-table (1 KiB each) every workgroup of the FSS
 /// kernels keeps in shared memory (see `shaders/aes.wgsl`): with 32, each invocation of a

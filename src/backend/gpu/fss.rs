@@ -5,7 +5,7 @@
 use super::device::GpuDevice;
 use super::shaders::{FssShape, ShaderId};
 use super::submit::Submitted;
-use crate::error::{Error, Result};
+use crate::backend::error::{BackendError as Error, Result};
 use crate::fss::KeyBatch;
 use crate::fss::keys::{Scheme, TILE, tiled};
 
@@ -231,10 +231,10 @@ impl GpuDevice {
     }
 
     /// Lookup tables from DPF keys (full-domain expansion per element on the GPU): bit-identical
-    /// to [`lookup_dpf`](crate::fss::gates::lut::lookup_dpf).
+    /// to [`dpf::lookup`](crate::fss::dpf::lookup).
     ///
     /// # Errors
-    /// [`check_lookup`](crate::fss::gates::lut::check_lookup)'s errors; device errors.
+    /// [`dpf::check_lookup`](crate::fss::dpf::check_lookup)'s errors; device errors.
     pub fn lut(
         &self,
         dpf_keys: &KeyBatch,
@@ -242,7 +242,7 @@ impl GpuDevice {
         masked: &[u64],
         out: &mut [u64],
     ) -> Result<()> {
-        crate::fss::gates::lut::check_lookup(dpf_keys, table, masked, out)?;
+        crate::fss::dpf::check_lookup(dpf_keys, table, masked, out)?;
         let b_table = self.storage("prifft lut table", bytemuck::cast_slice(table));
         self.pipelined(dpf_keys.len(), self.fss_chunk_keys(dpf_keys), out, 1, |first, count| {
             let chunk = self.fss_chunk(dpf_keys, masked, first, count);

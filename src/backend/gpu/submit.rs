@@ -3,7 +3,7 @@
 
 use super::device::GpuDevice;
 use super::shaders::ShaderId;
-use crate::error::{Error, Result};
+use crate::backend::error::{BackendError as Error, Result};
 
 /// A submitted chunk awaiting readback.
 pub(super) struct Submitted {

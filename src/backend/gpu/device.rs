@@ -16,7 +16,7 @@ use wgpu::util::DeviceExt;
 
 use super::shaders::{AesTables, FssShape, ShaderId};
 use super::{AdapterSummary, summarize};
-use crate::error::{Error, Result};
+use crate::backend::error::{BackendError as Error, Result};
 use crate::fss::aes::{fixed_aes, sbox};
 
 /// Inputs from this size up are copied into mapped memory on all threads.
