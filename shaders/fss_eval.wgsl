@@ -13,7 +13,8 @@ struct FssParams {
     row: u32,
     // `lut_eval` only: 0 accumulates the table lookup, 1 writes the full domain (DPF eval-all).
     mode: u32,
-    pad0: u32,
+    // `dcf_eval_words` only: 64-bit output words per key (1..=MAX_WORDS).
+    words: u32,
     pad1: u32,
     pad2: u32,
 }
@@ -103,6 +104,61 @@ fn dcf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
         total = neg64(total);
     }
     out[k] = total;
+}
+
+// Most output words of a DCF payload (keys.rs::MAX_WORDS).
+const MAX_WORDS: u32 = 16u;
+
+// Input of output-word block q of a node (dcf.rs::value_input): the value tweak 2 in the low
+// bits and q folded into seed bits 2..5 (q = 0 is the one-word kernel's block).
+fn value_block(node: vec4<u32>, q: u32) -> vec4<u32> {
+    return vec4<u32>(((node.x & ~3u) ^ (q << 2u)) | 2u, node.y, node.z, node.w);
+}
+
+// DCF with a w-word payload (ReLU's 2 words, a degree-d spline's d + 1): one more AES block per
+// level and word. `value_cw` is tiled with (n − 1)·w entries per key (word q of level i at
+// i·w + q), `last_cw` with 2w (word q of child σ at σ·w + q); out[k·w + q] is word q of key k.
+@compute @workgroup_size(WORKGROUP)
+fn dcf_eval_words(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+    load_aes_tables(local, WORKGROUP);
+    let k = key_index(gid);
+    if (k >= params.len) {
+        return;
+    }
+    let n = params.n;
+    let w = params.words;
+    let levels = n - 1u;
+    let x = xs[k];
+    var node = roots[k] | vec4<u32>(params.party, 0u, 0u, 0u);
+    var acc: array<vec2<u32>, MAX_WORDS>;
+    for (var q = 0u; q < w; q++) {
+        acc[q] = vec2<u32>(0u, 0u);
+    }
+    for (var i = 0u; i < levels; i++) {
+        let side = input_bit(x, n, i);
+        let t = node.x & 1u;
+        for (var q = 0u; q < w; q++) {
+            var v = output_word(mmo(value_block(node, q)), side);
+            if (t == 1u) {
+                v = add64(v, value_cw[tiled(levels * w, params.len, i * w + q, k)]);
+            }
+            acc[q] = add64(acc[q], v);
+        }
+        let child = mmo(with_low_bits(node, side));
+        node = corrected(child, seed_cw[tiled(levels, params.len, i, k)], side, t);
+    }
+    let side = input_bit(x, n, levels);
+    let t = node.x & 1u;
+    for (var q = 0u; q < w; q++) {
+        var total = add64(acc[q], output_word(mmo(value_block(node, q)), side));
+        if (t == 1u) {
+            total = add64(total, last_cw[tiled(2u * w, params.len, side * w + q, k)]);
+        }
+        if (params.party == 1u) {
+            total = neg64(total);
+        }
+        out[k * w + q] = total;
+    }
 }
 
 @compute @workgroup_size(WORKGROUP)

@@ -58,7 +58,6 @@
 #![warn(missing_docs)]
 
 pub mod backend;
-pub mod bench;
 pub mod error;
 pub mod fl;
 pub mod fss;

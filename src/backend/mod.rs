@@ -9,7 +9,7 @@ pub mod gpu;
 mod scheduler;
 
 pub use error::BackendError;
-pub use scheduler::{CROSSCHECK_ENV, Scheduler};
+pub use scheduler::Scheduler;
 
 use error::{BackendError as Error, Result};
 use crate::fss::{KeyBatch, Scheme, dcf, dpf};

@@ -7,8 +7,8 @@
 //! one host thread per backend, and write disjoint parts of the output, so the result is the
 //! same bits as one backend alone.
 //!
-//! **Cross-check.** With [`Scheduler::with_crosscheck`] (the CLI flag `--gpu-crosscheck` or
-//! `PRIFFT_GPU_CROSSCHECK=1`), a random sample of every part computed by a non-CPU backend is
+//! **Cross-check.** With [`Scheduler::with_crosscheck`] (the CLI flag `--gpu-crosscheck`), a
+//! random sample of every part computed by a non-CPU backend is
 //! recomputed on the CPU, and any difference is an error naming the backend.
 
 use std::collections::HashMap;
@@ -24,8 +24,6 @@ use crate::fss::{KeyBatch, Scheme, dcf, dpf};
 use crate::party::PartyId;
 use crate::prg::insecure_seeded_rng;
 
-/// Environment variable that turns on the cross-check.
-pub const CROSSCHECK_ENV: &str = "PRIFFT_GPU_CROSSCHECK";
 /// Elements of a random sample checked per part.
 const CROSSCHECK_SAMPLE: usize = 64;
 
@@ -60,8 +58,7 @@ impl Scheduler {
     /// If `backends` is empty.
     pub fn new(backends: Vec<Box<dyn Backend>>) -> Self {
         assert!(!backends.is_empty(), "a scheduler needs at least one backend");
-        let crosscheck = std::env::var(CROSSCHECK_ENV).is_ok_and(|v| v == "1");
-        Self { backends, crosscheck, weights: Mutex::new(HashMap::new()) }
+        Self { backends, crosscheck: false, weights: Mutex::new(HashMap::new()) }
     }
 
     /// Every GPU adapter this machine has, plus the CPU. With no adapter, says so once (in the
@@ -207,22 +204,24 @@ impl Backend for Scheduler {
 
     fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
         dcf::check_batch(keys, xs, out)?;
+        let words = keys.words() as usize;
         let ranges = Self::split(
             &self.weights(Kind::Fss(keys.scheme(), keys.input_bits()))?,
             keys.len(),
             TILE,
         );
-        self.run_ranges(&ranges, out, |backend, (first, count), part| {
+        self.run_ranges(&ranges, words, out, |backend, (first, count), part| {
             let sub = keys.sub_batch(first, count)?;
             backend.eval_fss(&sub, &xs[first..first + count], part)?;
             self.check_sample(backend, part, |i| {
-                // The CPU on the tile that holds element i.
-                let tile = i / TILE * TILE;
+                // The CPU on the tile that holds output word i (key i / words).
+                let (key, word) = (i / words, i % words);
+                let tile = key / TILE * TILE;
                 let tile_len = TILE.min(count - tile);
                 let keys = sub.sub_batch(tile, tile_len)?;
-                let mut y = vec![0; tile_len];
+                let mut y = vec![0; tile_len * words];
                 Cpu.eval_fss(&keys, &xs[first + tile..first + tile + tile_len], &mut y)?;
-                Ok(y[i - tile])
+                Ok(y[(key - tile) * words + word])
             })
         })
     }
@@ -238,7 +237,7 @@ impl Backend for Scheduler {
         // A lookup costs about 2^b key evaluations: the DPF weights of this width apply.
         let weights = self.weights(Kind::Fss(Scheme::Dpf, dpf_keys.input_bits()))?;
         let ranges = Self::split(&weights, dpf_keys.len(), TILE);
-        self.run_ranges(&ranges, out, |backend, (first, count), part| {
+        self.run_ranges(&ranges, 1, out, |backend, (first, count), part| {
             let sub = dpf_keys.sub_batch(first, count)?;
             let masked = &masked[first..first + count];
             backend.lut(&sub, table, masked, part)?;
@@ -260,7 +259,7 @@ impl Backend for Scheduler {
     fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
         super::check_elementwise(a, b, out)?;
         let ranges = Self::split(&self.weights(Kind::Elementwise)?, a.len(), 1);
-        self.run_ranges(&ranges, out, |backend, (first, count), part| {
+        self.run_ranges(&ranges, 1, out, |backend, (first, count), part| {
             backend.elementwise(op, &a[first..first + count], &b[first..first + count], part)?;
             self.check_sample(backend, part, |i| Ok(op.apply(a[first + i], b[first + i])))
         })
@@ -269,7 +268,7 @@ impl Backend for Scheduler {
     fn trunc_shares(&self, party: PartyId, shift: u32, x: &[u64], out: &mut [u64]) -> Result<()> {
         super::check_trunc(x, shift, out)?;
         let ranges = Self::split(&self.weights(Kind::Elementwise)?, x.len(), 1);
-        self.run_ranges(&ranges, out, |backend, (first, count), part| {
+        self.run_ranges(&ranges, 1, out, |backend, (first, count), part| {
             backend.trunc_shares(party, shift, &x[first..first + count], part)?;
             self.check_sample(backend, part, |i| {
                 let mut y = [0];
@@ -289,7 +288,7 @@ impl Backend for Scheduler {
         super::check_matmul(a, b, (m, k, n), out)?;
         let rows = Self::split(&self.weights(Kind::Matmul)?, m, 1);
         let elements: Vec<(usize, usize)> = rows.iter().map(|&(r, c)| (r * n, c * n)).collect();
-        self.run_ranges(&elements, out, |backend, (first, count), part| {
+        self.run_ranges(&elements, 1, out, |backend, (first, count), part| {
             let (row, rows) = (first / n.max(1), count / n.max(1));
             backend.matmul(&a[row * k..(row + rows) * k], b, (rows, k, n), part)?;
             self.check_sample(backend, part, |i| {
@@ -302,14 +301,16 @@ impl Backend for Scheduler {
 }
 
 impl Scheduler {
-    /// Run `f` for each backend's range concurrently, each writing its part of `out`.
+    /// Run `f` for each backend's range of items concurrently, each writing its part of `out`
+    /// (`per_item` output words per item).
     fn run_ranges(
         &self,
         ranges: &[(usize, usize)],
+        per_item: usize,
         out: &mut [u64],
         f: impl Fn(&dyn Backend, (usize, usize), &mut [u64]) -> Result<()> + Sync,
     ) -> Result<()> {
-        let parts = split_mut(out, ranges);
+        let parts = split_mut(out, ranges, per_item);
         let f = &f;
         std::thread::scope(|s| {
             let handles: Vec<_> = self
@@ -326,11 +327,16 @@ impl Scheduler {
     }
 }
 
-/// Disjoint mutable parts of `out` for contiguous, ordered ranges covering it.
-fn split_mut<'a>(mut out: &'a mut [u64], ranges: &[(usize, usize)]) -> Vec<&'a mut [u64]> {
+/// Disjoint mutable parts of `out` for contiguous, ordered ranges of items covering it, with
+/// `per_item` words per item.
+fn split_mut<'a>(
+    mut out: &'a mut [u64],
+    ranges: &[(usize, usize)],
+    per_item: usize,
+) -> Vec<&'a mut [u64]> {
     let mut parts = Vec::with_capacity(ranges.len());
     for &(_, count) in ranges {
-        let (head, tail) = std::mem::take(&mut out).split_at_mut(count);
+        let (head, tail) = std::mem::take(&mut out).split_at_mut(count * per_item);
         parts.push(head);
         out = tail;
     }

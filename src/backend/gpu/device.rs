@@ -58,11 +58,22 @@ fn t0_table() -> Vec<u32> {
         .collect()
 }
 
-/// All adapters wgpu sees (honouring `WGPU_BACKEND`).
+/// The wgpu backends prifft looks at: `WGPU_BACKEND` when set (e.g. `vulkan`, or `gl` to ask for
+/// OpenGL explicitly), otherwise wgpu's primary backends — Vulkan, Metal, DX12 — and not GL. On a
+/// Linux machine with Mesa, GL would add llvmpipe beside lavapipe as a second software adapter
+/// of the same CPU (and print `XDG_RUNTIME_DIR is invalid` warnings from EGL), and its compute
+/// path is an order of magnitude slower.
+pub fn backends() -> wgpu::Backends {
+    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY)
+}
+
+/// All adapters of [`backends`].
 pub fn adapters() -> Vec<wgpu::Adapter> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    let backends = backends();
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    pollster::block_on(instance.enumerate_adapters(backends))
 }
 
 impl GpuDevice {

@@ -35,7 +35,9 @@ pub(super) struct FssParams {
     pub(super) row: u32,
     /// `lut_eval`: 0 lookup, 1 full-domain evaluation.
     pub(super) mode: u32,
-    pub(super) pad: [u32; 3],
+    /// `dcf_eval_words`: output words per key.
+    pub(super) words: u32,
+    pub(super) pad: [u32; 2],
 }
 
 impl FssChunk {
@@ -109,8 +111,11 @@ impl GpuDevice {
         mode: u32,
     ) -> FssChunk {
         let (n, len) = (keys.input_bits(), keys.len());
+        let w = keys.words() as usize;
         let levels = (n - 1) as usize;
-        let base = if levels == 0 { 0 } else { tiled(levels, len, 0, first) };
+        // Whole tiles from `first` on: each tiled array's range is contiguous.
+        let base = levels * first;
+        debug_assert!(levels == 0 || base == tiled(levels, len, 0, first));
         let shape = self.fss_shape;
         let (grid, params) = self.fss_grid(
             FssParams {
@@ -119,13 +124,18 @@ impl GpuDevice {
                 party: keys.party().index() as u32,
                 row: 0,
                 mode,
-                pad: [0; 3],
+                words: w as u32,
+                pad: [0; 2],
             },
             shape,
         );
         let (roots, seed_cw, value_cw, last_cw) = keys.arrays();
         FssChunk {
-            entry: if keys.scheme() == Scheme::Dcf { "dcf_eval" } else { "dpf_eval" },
+            entry: match (keys.scheme(), w) {
+                (Scheme::Dcf, 1) => "dcf_eval",
+                (Scheme::Dcf, _) => "dcf_eval_words",
+                (Scheme::Dpf, _) => "dpf_eval",
+            },
             shape,
             grid,
             fss_params: params,
@@ -138,18 +148,18 @@ impl GpuDevice {
             value_cw: (keys.scheme() == Scheme::Dcf).then(|| {
                 self.storage(
                     "prifft value_cw",
-                    bytemuck::cast_slice(&value_cw[base..base + levels * count]),
+                    bytemuck::cast_slice(&value_cw[base * w..(base + levels * count) * w]),
                 )
             }),
             last_cw: self.storage(
                 "prifft last_cw",
-                bytemuck::cast_slice(&last_cw[2 * first..2 * (first + count)]),
+                bytemuck::cast_slice(&last_cw[2 * w * first..2 * w * (first + count)]),
             ),
             xs: self.storage(
                 "prifft inputs",
                 xs.map_or(&[][..], |xs| bytemuck::cast_slice(&xs[first..first + count])),
             ),
-            out: self.output("prifft outputs", if mode == 1 { count << n } else { count }),
+            out: self.output("prifft outputs", if mode == 1 { count << n } else { count * w }),
         }
     }
 
@@ -183,9 +193,11 @@ impl GpuDevice {
         b
     }
 
-    /// Keys per dispatch: whole tiles whose largest array (the seed corrections) fits a binding.
+    /// Keys per dispatch: whole tiles whose largest array (the seed corrections, or the value
+    /// corrections of a wide payload) fits a binding.
     pub(super) fn fss_chunk_keys(&self, keys: &KeyBatch) -> usize {
-        let per_key = (16 * (keys.input_bits() as u64 - 1)).max(16);
+        let (levels, w) = (keys.input_bits() as u64 - 1, keys.words() as u64);
+        let per_key = (16 * levels).max(8 * levels * w).max(16 * w);
         ((self.max_binding / per_key) as usize / TILE * TILE).max(TILE)
     }
 
@@ -205,18 +217,16 @@ impl GpuDevice {
         chunk.params = self.uniform("prifft fss params", &params);
     }
 
-    /// Evaluate a DCF or DPF batch with a one-word payload: bit-identical to
-    /// [`dcf::eval`](crate::fss::dcf::eval) / [`dpf::eval`](crate::fss::dpf::eval).
+    /// Evaluate a DCF or DPF batch, one- or multi-word payloads (`out[k·w + q]` is word q of
+    /// key k): bit-identical to [`dcf::eval`](crate::fss::dcf::eval) /
+    /// [`dpf::eval`](crate::fss::dpf::eval).
     ///
     /// # Errors
-    /// Key errors as the CPU evaluators; [`Error::Gpu`] for device failures or multi-word
-    /// payloads (not on the GPU yet).
+    /// Key errors as the CPU evaluators; [`Error::Gpu`] for device failures.
     pub fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
         crate::fss::dcf::check_batch(keys, xs, out)?;
-        if keys.words() != 1 {
-            return Err(Error::Gpu("multi-word DCF payloads are evaluated on the CPU only".into()));
-        }
-        self.pipelined(keys.len(), self.fss_chunk_keys(keys), out, 1, |first, count| {
+        let words = keys.words() as usize;
+        self.pipelined(keys.len(), self.fss_chunk_keys(keys), out, words, |first, count| {
             let chunk = self.fss_chunk(keys, xs, first, count);
             let bindings = self.fss_bindings(&chunk);
             self.submit(

@@ -5,7 +5,8 @@
 //! - [`GpuDevice`]: one adapter — buffers, pipeline cache, chunking under binding limits;
 //! - [`list_adapters`]: what `prifft devices` prints.
 //!
-//! The instance honours `WGPU_BACKEND` (e.g. `vulkan`), so CI can pin lavapipe and fail loudly
+//! The instance honours `WGPU_BACKEND` (e.g. `vulkan`; default: the primary backends, not GL, see
+//! [`backends`]), so CI can pin lavapipe and fail loudly
 //! instead of silently switching to another backend.
 
 mod device;
@@ -15,7 +16,7 @@ pub mod shaders;
 mod submit;
 mod timing;
 
-pub use device::{GpuDevice, adapters};
+pub use device::{GpuDevice, adapters, backends};
 pub use shaders::{AesTables, FssShape};
 pub use timing::{FssTiming, PhaseTimes};
 

@@ -19,6 +19,10 @@
 //! | [`spline::eval`], k pieces of degree d | 1 (d+1)-word DCF on m bits + d + 1 words | k + 1 | 16 + (16 + 8(d+1))(m − 1) + 16(d+1) + 8(d+1) |
 //! | [`shift::ars`] / [`shift::lrs`] exact `⌊x / 2^s⌋` (truncation, digits) | 1 DCF on m bits + 1 on s bits + 1 word | 2 | 56 + 24(m − 1) + 24(s − 1) |
 
+// Index loops over elements (k), pieces (i) and powers (e, j) mirror the formulas in the docs
+// and touch several parallel arrays at once; iterator chains would hide that.
+#![allow(clippy::needless_range_loop)]
+
 pub mod interval;
 pub mod lut;
 pub mod relu;

@@ -6,11 +6,11 @@
 
 use std::time::Instant;
 
-use crate::fss::KeyError;
-use crate::fss::aes::fixed_aes;
-use crate::fss::{KeyBatch, Scheme, dcf, dpf};
-use crate::party::PartyId;
-use crate::prg::{ChaCha20Rng, os_rng};
+use prifft::fss::KeyError;
+use prifft::fss::aes::fixed_aes;
+use prifft::fss::{KeyBatch, Scheme, dcf, dpf};
+use prifft::party::PartyId;
+use prifft::prg::{ChaCha20Rng, os_rng};
 
 /// One row of `prifft bench fss`.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -179,16 +179,16 @@ pub struct GpuRow {
 /// Every GPU output is compared with the CPU's before its time is reported.
 ///
 /// # Errors
-/// Device errors, or [`Error::Gpu`](crate::Error::Gpu) when a GPU result differs from the CPU.
+/// Device errors, or [`Error::Gpu`](prifft::Error::Gpu) when a GPU result differs from the CPU.
 #[cfg(feature = "gpu")]
 pub fn gpu(
     keys_log2: u32,
     matmul: usize,
     sweep: bool,
     mut progress: impl FnMut(&GpuRow),
-) -> crate::Result<Vec<GpuRow>> {
-    use crate::backend::{Backend, Cpu};
-    use crate::backend::gpu::{AesTables, FssShape, GpuDevice};
+) -> prifft::Result<Vec<GpuRow>> {
+    use prifft::backend::{Backend, Cpu};
+    use prifft::backend::gpu::{AesTables, FssShape, GpuDevice};
     use rand::Rng;
 
     let mut rng = os_rng();
@@ -293,7 +293,7 @@ pub fn gpu(
             time_ns(3, || gpu.lut(&lut_keys, &table, &xs[..lut_len], &mut got).expect("valid"))
                 / 1e9;
         if got != cpu_lut {
-            return Err(crate::Error::Gpu(format!("{name}: lookup outputs differ from the CPU")));
+            return Err(prifft::Error::Gpu(format!("{name}: lookup outputs differ from the CPU")));
         }
         emit(lut_row(name.clone(), secs), &mut rows);
         // The default shape, or (sweep) every shape the adapter runs.
@@ -313,7 +313,7 @@ pub fn gpu(
             let (upload, timed) = gpu.time_fss_shapes(keys, &xs, &shapes, GPU_ROUNDS, GPU_REPS)?;
             for t in timed {
                 if &t.outputs != want {
-                    return Err(crate::Error::Gpu(format!(
+                    return Err(prifft::Error::Gpu(format!(
                         "{name}: {scheme} outputs differ from the CPU ({:?})",
                         t.shape
                     )));
@@ -348,7 +348,7 @@ pub fn gpu(
             for _ in 0..GPU_ROUNDS {
                 let (t, got) = gpu.time_matmul(&a, &b, (matmul, matmul, matmul), int64, 5)?;
                 if got != cpu_mm {
-                    return Err(crate::Error::Gpu(format!("{name}: matmul differs from the CPU")));
+                    return Err(prifft::Error::Gpu(format!("{name}: matmul differs from the CPU")));
                 }
                 timed.push(t);
             }
@@ -395,7 +395,7 @@ pub struct LutRow {
 /// # Panics
 /// Never for the widths used (1..=24).
 pub fn lut_choice(widths: &[u32], batch: usize) -> Vec<LutRow> {
-    use crate::mpc::gates::lut;
+    use prifft::mpc::gates::lut;
     use rand::Rng;
     let mut rng = os_rng();
     widths

@@ -1,0 +1,88 @@
+//! `prifft demo`: dealer, server and client as three processes over TCP on this machine.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use clap::Args;
+
+use prifft::net::NetModel;
+use prifft::{Error, Result};
+
+use super::party::ShapeArgs;
+
+/// Arguments of `prifft demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+        #[command(flatten)]
+        shape: ShapeArgs,
+        /// Network model applied to both parties: lan (1 Gbit/s, 0.2 ms), wan (100 Mbit/s,
+        /// 20 ms) or MBITS:MILLIS.
+        #[arg(long)]
+        net: Option<NetModel>,
+}
+
+/// Deal, start both parties as processes, print their reports.
+///
+/// # Errors
+/// Bad shapes, a party that fails.
+pub fn run(args: DemoArgs) -> Result<()> {
+    let (shape, net) = (args.shape, args.net);
+    let spec = shape.spec()?;
+    let dir = std::env::temp_dir().join(format!("prifft-demo-{}", std::process::id()));
+    let [server_pp, client_pp] = super::deal::write(&spec, &dir)?;
+    let exe = std::env::current_exe()
+        .map_err(|source| Error::Io { path: "current executable".into(), source })?;
+    let common = |cmd: &mut Command| {
+        cmd.args([
+            "--m",
+            &spec.m.to_string(),
+            "--k",
+            &spec.k.to_string(),
+            "--n",
+            &spec.n.to_string(),
+        ]);
+        cmd.args([
+            "--repeat",
+            &spec.repeat.to_string(),
+            "--frac-bits",
+            &spec.fixed.frac_bits().to_string(),
+        ]);
+        if let Some(m) = net {
+            cmd.args([
+                "--net",
+                &format!("{}:{}", m.bandwidth_bps / 1e6, m.latency.as_secs_f64() * 1e3),
+            ]);
+        }
+    };
+    let spawn_err = |source| Error::Io { path: exe.clone(), source };
+    let mut server_cmd = Command::new(&exe);
+    server_cmd
+        .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
+        .arg(&server_pp);
+    common(&mut server_cmd);
+    let mut server = server_cmd.stdout(Stdio::piped()).spawn().map_err(spawn_err)?;
+    let mut server_out = BufReader::new(server.stdout.take().expect("piped"));
+    let mut first = String::new();
+    server_out.read_line(&mut first).map_err(spawn_err)?;
+    let addr = first.trim().strip_prefix("listening on ").map(str::to_string);
+    let Some(addr) = addr else {
+        let _ = server.kill();
+        return Err(Error::Session("the server process did not start listening".into()));
+    };
+    println!("server listening on {addr}; starting the client");
+    let mut client_cmd = Command::new(&exe);
+    client_cmd.args(["party", "--role", "client", "--connect", &addr, "--preproc"]).arg(&client_pp);
+    common(&mut client_cmd);
+    let client = client_cmd.stdout(Stdio::piped()).spawn().map_err(spawn_err)?;
+    let client_out = client.wait_with_output().map_err(spawn_err)?;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut server_out, &mut rest).map_err(spawn_err)?;
+    let server_status = server.wait().map_err(spawn_err)?;
+    print!("{rest}{}", String::from_utf8_lossy(&client_out.stdout));
+    let _ = std::fs::remove_dir_all(&dir);
+    if server_status.success() && client_out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Session("a party failed (see its message above)".into()))
+    }
+}

@@ -1,0 +1,126 @@
+//! The `prifft` command line: one module per subcommand, each with its arguments (clap) and its
+//! `run`. `main.rs` only parses and dispatches.
+
+mod bench;
+mod centralized;
+mod deal;
+mod demo;
+mod devices;
+mod fl;
+mod partition;
+mod party;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use prifft::{Error, Result};
+
+/// prifft: privacy-preserving federated fine-tuning with function secret sharing.
+///
+/// Two parties — a server (model owner) and a client (data owner) — compute on additive secret
+/// shares over Z_2^64 with preprocessing from a trusted dealer. Start with `prifft demo`, which
+/// runs the dealer and both parties as separate processes talking TCP on this machine.
+#[derive(Parser, Debug)]
+#[command(name = "prifft", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// List GPU adapters (wgpu) with backend, type, features and limits.
+    Devices(devices::DevicesArgs),
+    /// Dealer: write both parties' preprocessing files (Beaver matrix triples) for a session.
+    ///
+    /// Writes DIR/server.pp and DIR/client.pp (owner-only permissions: they hold secret shares).
+    /// Give each file to its party only, and use each pair for one session: the parties refuse
+    /// files from different dealer runs, and a store never hands out the same material twice.
+    Deal(deal::DealArgs),
+    /// Run one party of the secure matrix-product session over TCP.
+    ///
+    /// The client holds X (m×k), the server W (k×n); together they compute shares of X·W in
+    /// fixed point with Beaver triples from `prifft deal`. Example (the two parties in two
+    /// terminals):
+    ///
+    ///   prifft deal --out-dir /tmp/pp
+    ///   prifft party --role server --listen 127.0.0.1:7000 --preproc /tmp/pp/server.pp
+    ///   prifft party --role client --connect 127.0.0.1:7000 --preproc /tmp/pp/client.pp
+    #[command(verbatim_doc_comment)]
+    Party(party::PartyArgs),
+    /// Split Fashion-MNIST among clients (IID, Dirichlet label skew or shards) and print each
+    /// client's class histogram — the non-IID setting of the federated-learning experiments.
+    Partition(partition::PartitionArgs),
+    /// Federated training on Fashion-MNIST (or MNIST-5k) split among clients by Dirichlet label
+    /// skew: every algorithm on the same partition per seed, with the same rounds, local epochs
+    /// and optimiser, on the simple CNN with a projection head (z L2-normalised for FedProc).
+    /// Shows a progress bar per run, writes a CSV of the test accuracy after every round
+    /// (algo, beta, seed, round, test_accuracy) and a PNG plot of accuracy against round
+    /// (mean over seeds, band = range), and prints the final table (mean ± std over seeds).
+    ///
+    /// Example (the README's table): prifft fl --algo fedavg,fedprox,moon,fedproc
+    ///   --fedproc-tau 1,0.5,0.1 --beta 0.1 --rounds 20 --seeds 3
+    #[command(verbatim_doc_comment)]
+    Fl(fl::FlArgs),
+    /// Print `prifft fl`'s table again (with the per-seed difference from FedAvg) and redraw
+    /// its plot from one or more of its CSV files, without training. Runs of one algorithm
+    /// label across files are matched by seed.
+    ///
+    /// Example: prifft fl-report --csv docs/results/fl_beta0.5.csv --csv docs/results/fl_h10.csv
+    #[command(verbatim_doc_comment)]
+    FlReport(fl::FlReportArgs),
+    /// Train the simple CNN on all of Fashion-MNIST (no federation) and print the test accuracy
+    /// after each epoch: the reference the federated runs are compared with.
+    Centralized(centralized::CentralizedArgs),
+    /// Measure throughput on this machine (medians of repeated runs, in one process).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+    /// Run the whole two-process demo on this machine: dealer, server and client processes over
+    /// TCP on 127.0.0.1, then print each party's result check, bytes and rounds.
+    Demo(demo::DemoArgs),
+}
+
+/// Run one parsed command.
+///
+/// # Errors
+/// The command's error, shown by `main` with a hint where one helps.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Devices(args) => devices::run(args),
+        Cmd::Deal(args) => deal::run(args),
+        Cmd::Party(args) => party::run(args),
+        Cmd::Demo(args) => demo::run(args),
+        Cmd::Fl(args) => fl::run(args),
+        Cmd::FlReport(args) => fl::report(args),
+        Cmd::Centralized(args) => centralized::run(args),
+        Cmd::Partition(args) => partition::run(args),
+        Cmd::Bench(cmd) => bench::run(cmd),
+    }
+}
+
+/// What to try next for an error, where there is something to say.
+pub fn hint(e: &Error) -> Option<&'static str> {
+    match e {
+        Error::Net(prifft::net::NetError::PeerClosed) => {
+            Some("the other party stopped; see its output for the reason")
+        }
+        Error::Net(prifft::net::NetError::Timeout(_)) => {
+            Some("the other party is unreachable or stalled")
+        }
+        Error::Io { .. } => Some("preprocessing files come from `prifft deal --out-dir DIR`"),
+        _ => None,
+    }
+}
+
+/// A duration flag in seconds: finite, non-negative and at most a day (longer waits are typos
+/// and would overflow deadlines).
+fn secs(v: f64, flag: &str) -> Result<Duration> {
+    const MAX_SECS: f64 = 86_400.0;
+    if !(v.is_finite() && (0.0..=MAX_SECS).contains(&v)) {
+        return Err(Error::Session(format!(
+            "{flag} {v}: must be a number of seconds between 0 and {MAX_SECS}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
