@@ -3,9 +3,9 @@
 //! message — unless PRIFFT_REQUIRE_GPU=1 (CI, on lavapipe), where they fail.
 #![cfg(feature = "gpu")]
 
+use prifft::backend::gpu::GpuDevice;
 use prifft::backend::{Backend, Cpu, ElemOp};
 use prifft::fss::{dcf, dpf};
-use prifft::backend::gpu::GpuDevice;
 use prifft::mpc::PartyId;
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
@@ -83,6 +83,51 @@ fn dcf_and_dpf_evaluation_match_the_cpu() {
             check_fss(&gpu, false, n, len);
         }
     }
+}
+
+/// Multi-word DCF (ReLU's 2 words, splines' d + 1): GPU twice vs CPU once, per party.
+fn check_dcf_words(backend: &dyn Backend, n: u32, words: u32, len: usize) {
+    let mask = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+    let alphas = random(len, mask, 20 + len as u64);
+    let betas = random(len * words as usize, u64::MAX, 21);
+    let mut xs = random(len, mask, 22);
+    for k in (0..len).step_by(4) {
+        xs[k] = alphas[k].wrapping_sub(k as u64 % 2) & mask; // x = α and x = α − 1
+    }
+    let keys = dcf::keygen_words(n, words, &alphas, &betas, &mut insecure_seeded_rng(23)).unwrap();
+    for k in keys {
+        let mut want = vec![0; len * words as usize];
+        Cpu.eval_fss(&k, &xs, &mut want).unwrap();
+        for run in 0..2 {
+            let mut got = vec![1; want.len()];
+            backend.eval_fss(&k, &xs, &mut got).unwrap();
+            assert!(
+                got == want,
+                "{}: {words}-word DCF n={n} len={len} party {} run {run}: != CPU",
+                backend.name(),
+                k.party()
+            );
+        }
+    }
+}
+
+#[test]
+fn multi_word_dcf_evaluation_matches_the_cpu() {
+    let Some(gpu) = device() else { return };
+    for words in [2u32, 5] {
+        for len in SIZES {
+            // The 2^16 batches at n = 32 keep lavapipe's share of the CI time small.
+            let widths: &[u32] = if len == 1 << 16 { &[32] } else { &[1, 17, 64] };
+            for &n in widths {
+                check_dcf_words(&gpu, n, words, len);
+            }
+        }
+    }
+    // The largest payload, and chunks of whole tiles under a small binding.
+    check_dcf_words(&gpu, 64, prifft::fss::keys::MAX_WORDS, 300);
+    let mut small = gpu;
+    small.limit_binding(64 << 10);
+    check_dcf_words(&small, 64, 5, 1000);
 }
 
 #[test]
@@ -209,6 +254,10 @@ fn scheduler_over_gpu_and_cpu_gives_the_same_bits_as_one_device() {
     s.matmul(&a, &b, (m, k, n), &mut got).unwrap();
     Cpu.matmul(&a, &b, (m, k, n), &mut want).unwrap();
     assert!(got == want);
+    // Multi-word payloads: each backend's part is count × words output words.
+    for words in [2, 5] {
+        check_dcf_words(&s, 64, words, 1000);
+    }
     // Measured weights (no override) still give the same bits.
     let Some(gpu) = device() else { return };
     let s = Scheduler::new(vec![Box::new(gpu), Box::new(Cpu)]);

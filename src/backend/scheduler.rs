@@ -371,6 +371,13 @@ mod tests {
         s.eval_fss(&k0, &alphas, &mut a).unwrap();
         Cpu.eval_fss(&k0, &alphas, &mut b).unwrap();
         assert_eq!(a, b);
+        // A two-word payload: outputs are split by key count × words.
+        let betas: Vec<u64> = (0..2 * len).map(|_| rng.random()).collect();
+        let [w0, _] = dcf::keygen_words(64, 2, &alphas, &betas, &mut rng).unwrap();
+        let (mut a, mut b) = (vec![0; 2 * len], vec![0; 2 * len]);
+        s.eval_fss(&w0, &alphas, &mut a).unwrap();
+        Cpu.eval_fss(&w0, &alphas, &mut b).unwrap();
+        assert_eq!(a, b);
         let m: Vec<u64> = (0..30 * 20).map(|_| rng.random()).collect();
         let (mut a, mut b) = (vec![0; 30 * 30], vec![0; 30 * 30]);
         s.matmul(&m, &m[..20 * 30], (30, 20, 30), &mut a).unwrap();
