@@ -1,6 +1,11 @@
 //! Gates on masked inputs: both parties' shares reconstruct to the cleartext spec, including the
-//! edges of each gate's documented input range.
+//! edges of each gate's documented input range. Every test runs once per backend — the CPU, the
+//! GPU (lavapipe in CI) and the scheduler splitting each batch between two devices — through
+//! [`common::per_backend!`].
 
+mod common;
+
+use prifft::backend::Backend;
 use prifft::mpc::gates::{interval, lut, relu, shift, sign, signed_in, spline};
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
@@ -30,15 +35,14 @@ fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect()
 }
 
-#[test]
-fn sign_drelu_and_less_than_match_their_specs() {
+fn sign_drelu_and_less_than_match_their_specs(backend: &dyn Backend) {
     for width in [2u32, 3, 8, 24, 37, 63, 64] {
         let xs = inputs(width, 2000, width as u64);
         let (masks, masked) = masks_and_masked(&xs, 100 + width as u64);
         let [k0, k1] = sign::keygen(width, &masks, &mut insecure_seeded_rng(7)).unwrap();
         let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
-        sign::msb(&k0, &masked, &mut y0).unwrap();
-        sign::msb(&k1, &masked, &mut y1).unwrap();
+        sign::msb(backend, &k0, &masked, &mut y0).unwrap();
+        sign::msb(backend, &k1, &masked, &mut y1).unwrap();
         for (k, (&x, y)) in xs.iter().zip(add(&y0, &y1)).enumerate() {
             assert_eq!(
                 y,
@@ -47,8 +51,8 @@ fn sign_drelu_and_less_than_match_their_specs() {
                 signed_in(x, width)
             );
         }
-        sign::drelu(&k0, &masked, &mut y0).unwrap();
-        sign::drelu(&k1, &masked, &mut y1).unwrap();
+        sign::drelu(backend, &k0, &masked, &mut y0).unwrap();
+        sign::drelu(backend, &k1, &masked, &mut y1).unwrap();
         for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
             assert_eq!(y, 1 - sign::msb_spec(x, width), "drelu width {width}");
         }
@@ -59,8 +63,8 @@ fn sign_drelu_and_less_than_match_their_specs() {
             let (masks, masked) = masks_and_masked(&xs_q, 200 + width as u64);
             let [k0, k1] = sign::keygen(width, &masks, &mut insecure_seeded_rng(8)).unwrap();
             for c in [0i64, 1, -1, quarter - 1, -quarter, 5 % quarter] {
-                sign::less_than(&k0, &masked, c as u64, &mut y0).unwrap();
-                sign::less_than(&k1, &masked, c as u64, &mut y1).unwrap();
+                sign::less_than(backend, &k0, &masked, c as u64, &mut y0).unwrap();
+                sign::less_than(backend, &k1, &masked, c as u64, &mut y1).unwrap();
                 for (&x, y) in xs_q.iter().zip(add(&y0, &y1)) {
                     assert_eq!(
                         y,
@@ -74,8 +78,7 @@ fn sign_drelu_and_less_than_match_their_specs() {
     }
 }
 
-#[test]
-fn interval_containment_matches_its_spec() {
+fn interval_containment_matches_its_spec(backend: &dyn Backend) {
     for width in [1u32, 2, 8, 20, 64] {
         let xs = inputs(width, 1500, 300 + width as u64);
         let (masks, masked) = masks_and_masked(&xs, 400 + width as u64);
@@ -90,8 +93,8 @@ fn interval_containment_matches_its_spec() {
         }
         let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
         for (p, q) in bounds {
-            interval::contains(&k0, &masked, p, q, &mut y0).unwrap();
-            interval::contains(&k1, &masked, p, q, &mut y1).unwrap();
+            interval::contains(backend, &k0, &masked, p, q, &mut y0).unwrap();
+            interval::contains(backend, &k1, &masked, p, q, &mut y1).unwrap();
             for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
                 assert_eq!(
                     y,
@@ -106,13 +109,12 @@ fn interval_containment_matches_its_spec() {
     // so it is expressed as the complement of nothing; bounds outside the range are errors.
     let [k0, _] = interval::keygen(8, &[0], &mut insecure_seeded_rng(10)).unwrap();
     let mut out = [0u64];
-    assert!(interval::contains(&k0, &[0], -129, 0, &mut out).is_err());
-    assert!(interval::contains(&k0, &[0], 0, 129, &mut out).is_err());
-    assert!(interval::contains(&k0, &[0], 5, 4, &mut out).is_err());
+    assert!(interval::contains(backend, &k0, &[0], -129, 0, &mut out).is_err());
+    assert!(interval::contains(backend, &k0, &[0], 0, 129, &mut out).is_err());
+    assert!(interval::contains(backend, &k0, &[0], 5, 4, &mut out).is_err());
 }
 
-#[test]
-fn lookup_tables_match_the_table() {
+fn lookup_tables_match_the_table(backend: &dyn Backend) {
     let mut rng = insecure_seeded_rng(11);
     for bits in [1u32, 4, 8, 10] {
         let domain = 1usize << bits;
@@ -123,12 +125,12 @@ fn lookup_tables_match_the_table() {
         let (masks, masked) = masks_and_masked(&xs, 500 + bits as u64);
         let [k0, k1] = lut::keygen(bits, &masks, &mut rng).unwrap();
         let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
-        lut::lookup(&k0, &table, &masked, &mut y0).unwrap();
-        lut::lookup(&k1, &table, &masked, &mut y1).unwrap();
+        lut::lookup(backend, &k0, &table, &masked, &mut y0).unwrap();
+        lut::lookup(backend, &k1, &table, &masked, &mut y1).unwrap();
         for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
             assert_eq!(y, table[x as usize], "b = {bits}, x = {x}");
         }
-        assert!(lut::lookup(&k0, &table[1..], &masked, &mut y0).is_err());
+        assert!(lut::lookup(backend, &k0, &table[1..], &masked, &mut y0).is_err());
         // The one-hot alternative gives the same reconstruction.
         let [o0, o1] = lut::onehot_keygen(bits, &masks, &mut rng).unwrap();
         lut::onehot_lookup(&o0, &table, &masked, &mut y0).unwrap();
@@ -139,15 +141,14 @@ fn lookup_tables_match_the_table() {
     }
 }
 
-#[test]
-fn faithful_shifts_are_exact() {
+fn faithful_shifts_are_exact(backend: &dyn Backend) {
     for (width, by) in [(2u32, 1u32), (8, 3), (24, 12), (40, 16), (64, 16), (64, 63), (37, 1)] {
         let xs = inputs(width, 2000, 600 + width as u64);
         let (masks, masked) = masks_and_masked(&xs, 700 + by as u64);
         let [k0, k1] = shift::keygen(width, by, &masks, &mut insecure_seeded_rng(12)).unwrap();
         let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
-        shift::ars(&k0, &masked, &mut y0).unwrap();
-        shift::ars(&k1, &masked, &mut y1).unwrap();
+        shift::ars(backend, &k0, &masked, &mut y0).unwrap();
+        shift::ars(backend, &k1, &masked, &mut y1).unwrap();
         for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
             assert_eq!(
                 y,
@@ -157,8 +158,8 @@ fn faithful_shifts_are_exact() {
             );
         }
         // Unsigned view of the same inputs.
-        shift::lrs(&k0, &masked, &mut y0).unwrap();
-        shift::lrs(&k1, &masked, &mut y1).unwrap();
+        shift::lrs(backend, &k0, &masked, &mut y0).unwrap();
+        shift::lrs(backend, &k1, &masked, &mut y1).unwrap();
         for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
             assert_eq!(y, shift::lrs_spec(x, width, by), "lrs m={width} s={by}");
         }
@@ -167,8 +168,7 @@ fn faithful_shifts_are_exact() {
     assert!(shift::keygen(8, 0, &[0], &mut insecure_seeded_rng(13)).is_err());
 }
 
-#[test]
-fn digits_follow_from_shifts() {
+fn digits_follow_from_shifts(backend: &dyn Backend) {
     // Base-2^4 digits of 16-bit unsigned values: d_i = lrs(y, 4i) − 16·lrs(y, 4(i+1)).
     let width = 16;
     let mut rng = insecure_seeded_rng(14);
@@ -182,8 +182,8 @@ fn digits_follow_from_shifts() {
     for (i, s) in [4u32, 8, 12].iter().enumerate() {
         let [k0, k1] = shift::keygen(width, *s, &masks, &mut rng).unwrap();
         let (mut y0, mut y1) = (vec![0; ys.len()], vec![0; ys.len()]);
-        shift::lrs(&k0, &masked, &mut y0).unwrap();
-        shift::lrs(&k1, &masked, &mut y1).unwrap();
+        shift::lrs(backend, &k0, &masked, &mut y0).unwrap();
+        shift::lrs(backend, &k1, &masked, &mut y1).unwrap();
         shifted[i + 1] = add(&y0, &y1);
     }
     for (k, &y) in ys.iter().enumerate() {
@@ -194,23 +194,21 @@ fn digits_follow_from_shifts() {
     }
 }
 
-#[test]
-fn relu_in_one_round_matches_its_spec() {
+fn relu_in_one_round_matches_its_spec(backend: &dyn Backend) {
     for width in [2u32, 16, 40, 64] {
         let xs = inputs(width, 2000, 800 + width as u64);
         let (masks, masked) = masks_and_masked(&xs, 900 + width as u64);
         let [k0, k1] = relu::keygen(width, &masks, &mut insecure_seeded_rng(16)).unwrap();
         let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
-        relu::relu(&k0, &masked, &mut y0).unwrap();
-        relu::relu(&k1, &masked, &mut y1).unwrap();
+        relu::relu(backend, &k0, &masked, &mut y0).unwrap();
+        relu::relu(backend, &k1, &masked, &mut y1).unwrap();
         for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
             assert_eq!(y, relu::spec(x), "relu width {width} x = {}", x as i64);
         }
     }
 }
 
-#[test]
-fn splines_match_their_spec() {
+fn splines_match_their_spec(backend: &dyn Backend) {
     let mut rng = insecure_seeded_rng(17);
     for (width, degree, pieces) in
         [(8u32, 0usize, 3usize), (16, 1, 4), (24, 2, 5), (64, 3, 2), (12, 2, 1)]
@@ -234,16 +232,15 @@ fn splines_match_their_spec() {
         let (masks, masked) = masks_and_masked(&xs, 1100 + width as u64);
         let [k0, k1] = spline::keygen(width, degree, &masks, &mut rng).unwrap();
         let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
-        spline::eval(&k0, &s, &masked, &mut y0).unwrap();
-        spline::eval(&k1, &s, &masked, &mut y1).unwrap();
+        spline::eval(backend, &k0, &s, &masked, &mut y0).unwrap();
+        spline::eval(backend, &k1, &s, &masked, &mut y1).unwrap();
         for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
             assert_eq!(y, s.spec(x), "spline width {width} degree {degree} x = {}", x as i64);
         }
     }
 }
 
-#[test]
-fn multi_word_dcf_reconstructs_every_word() {
+fn multi_word_dcf_reconstructs_every_word(backend: &dyn Backend) {
     use prifft::fss::dcf;
     let mut rng = insecure_seeded_rng(18);
     for (n, words) in [(1u32, 2u32), (8, 3), (64, 5)] {
@@ -261,8 +258,8 @@ fn multi_word_dcf_reconstructs_every_word() {
         let [k0, k1] = dcf::keygen_words(n, words, &alphas, &betas, &mut rng).unwrap();
         let w = words as usize;
         let (mut y0, mut y1) = (vec![0; len * w], vec![0; len * w]);
-        dcf::eval(&k0, &xs, &mut y0).unwrap();
-        dcf::eval(&k1, &xs, &mut y1).unwrap();
+        backend.eval_fss(&k0, &xs, &mut y0).unwrap();
+        backend.eval_fss(&k1, &xs, &mut y1).unwrap();
         for k in 0..len {
             for q in 0..w {
                 let want = if xs[k] < alphas[k] { betas[k * w + q] } else { 0 };
@@ -277,3 +274,5 @@ fn multi_word_dcf_reconstructs_every_word() {
         assert_eq!(back, k0);
     }
 }
+
+per_backend!(sign_drelu_and_less_than_match_their_specs, interval_containment_matches_its_spec, lookup_tables_match_the_table, faithful_shifts_are_exact, digits_follow_from_shifts, relu_in_one_round_matches_its_spec, splines_match_their_spec, multi_word_dcf_reconstructs_every_word);

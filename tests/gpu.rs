@@ -3,6 +3,8 @@
 //! message — unless PRIFFT_REQUIRE_GPU=1 (CI, on lavapipe), where they fail.
 #![cfg(feature = "gpu")]
 
+mod common;
+
 use prifft::backend::gpu::GpuDevice;
 use prifft::backend::{Backend, Cpu, ElemOp};
 use prifft::fss::{dcf, dpf};
@@ -11,26 +13,7 @@ use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
 
 fn device() -> Option<GpuDevice> {
-    match GpuDevice::open_default().expect("an adapter exists but cannot be opened") {
-        Some(d) => {
-            eprintln!(
-                "GPU tests on {} ({}, {})",
-                d.info().name,
-                d.info().backend,
-                d.info().device_type
-            );
-            Some(d)
-        }
-        None if std::env::var("PRIFFT_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!(
-                "PRIFFT_REQUIRE_GPU=1 but no GPU adapter was found (install mesa-vulkan-drivers for lavapipe)"
-            )
-        }
-        None => {
-            eprintln!("skipped: no GPU adapter (set PRIFFT_REQUIRE_GPU=1 to make this a failure)");
-            None
-        }
-    }
+    common::gpu_device()
 }
 
 const SIZES: [usize; 6] = [0, 1, 255, 256, 257, 1 << 16];

@@ -205,6 +205,7 @@ fn a_failing_party_stops_the_other_instead_of_hanging() {
     // Party functions of a layer above mpc, with the crate's error type.
     let result: Result<local::TwoPartyRun<(), Share>, prifft::Error> = local::run_parties(
         None,
+        std::sync::Arc::new(prifft::backend::Cpu),
         dealer.finish(),
         |_| Err(prifft::Error::Session("P0 gives up".into())),
         move |c| Ok(beaver::mul(c, &x1, &x1)?),

@@ -5,12 +5,15 @@
 //! ⟨xy⟩ = ⟨c⟩ + d·⟨b⟩ + ⟨a⟩·e + d·e (the last term added by P0 only). Correctness is exact in
 //! Z_2^64; privacy: each party sees only d and e, which are one-time-padded by a and b.
 //!
+//! The local products and sums run on the party's [`Backend`] (`ctx.backend()`).
+//!
 //! Cost per party (online): one round; elementwise product 16·n bytes, square 8·n bytes,
 //! matrix product (m×k)·(k×n) 8·(mk + kn) bytes. Preprocessing: 3 tensors per triple.
 //! Fixed-point products carry 2f fractional bits; follow them with
 //! [`trunc_local`](super::trunc::trunc_local).
 
 use super::error::Result;
+use crate::backend::{Backend, ElemOp};
 use crate::net::{Channel, exchange};
 use crate::ring::RingTensor;
 
@@ -47,6 +50,29 @@ pub fn gen_matmul(dealer: &mut Dealer, m: usize, k: usize, n: usize) -> Result<(
     let b = RingTensor::random(&[k, n], dealer.rng());
     let c = a.matmul(&b)?;
     dealer.deal(MaterialKind::MatTriple, &[m, k, n], vec![a, b, c])
+}
+
+/// `a op b` elementwise on the backend.
+fn elem(backend: &dyn Backend, op: ElemOp, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+    if a.shape() != b.shape() {
+        return Err(MpcError::Shape {
+            op: "beaver (elementwise)",
+            left: a.shape().to_vec(),
+            right: b.shape().to_vec(),
+        });
+    }
+    let mut out = vec![0; a.len()];
+    backend.elementwise(op, a.as_slice(), b.as_slice(), &mut out)?;
+    Ok(RingTensor::from_vec(a.shape(), out)?)
+}
+
+/// `a (m×k) · b (k×n)` on the backend.
+fn mat(backend: &dyn Backend, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+    let (m, k) = a.dims2("beaver::matmul")?;
+    let (_, n) = b.dims2("beaver::matmul")?;
+    let mut out = vec![0; m * n];
+    backend.matmul(a.as_slice(), b.as_slice(), (m, k, n), &mut out)?;
+    Ok(RingTensor::from_vec(&[m, n], out)?)
 }
 
 /// Open the masked differences (one message, one round): returns (d, e) as full tensors.
@@ -91,9 +117,12 @@ pub fn mul<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, y: &Share) -> Result<Sh
     let e_mine = y.sub(&b)?;
     let opened = open_masked(ctx, "beaver::mul", &[d_mine.tensor(), e_mine.tensor()])?;
     let (d, e) = (&opened[0], &opened[1]);
-    let mut z = c.tensor().add(&d.mul_elem(b.tensor())?)?.add(&a.tensor().mul_elem(e)?)?;
+    let be = ctx.backend();
+    let db = elem(be, ElemOp::Mul, d, b.tensor())?;
+    let ae = elem(be, ElemOp::Mul, a.tensor(), e)?;
+    let mut z = elem(be, ElemOp::Add, &elem(be, ElemOp::Add, c.tensor(), &db)?, &ae)?;
     if ctx.id == PartyId::P0 {
-        z.add_assign(&d.mul_elem(e)?)?;
+        z = elem(be, ElemOp::Add, &z, &elem(be, ElemOp::Mul, d, e)?)?;
     }
     Ok(Share::new(z))
 }
@@ -108,9 +137,11 @@ pub fn square<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
         ctx.preproc.take(MaterialKind::SquarePair, &shape)?.try_into().expect("2 tensors");
     let d_mine = x.sub(&a)?;
     let d = open_masked(ctx, "beaver::square", &[d_mine.tensor()])?.remove(0);
-    let mut z = c.tensor().add(&d.mul_elem(a.tensor())?.scale(2))?;
+    let be = ctx.backend();
+    let da = elem(be, ElemOp::Mul, &d, a.tensor())?;
+    let mut z = elem(be, ElemOp::Add, c.tensor(), &elem(be, ElemOp::Add, &da, &da)?)?;
     if ctx.id == PartyId::P0 {
-        z.add_assign(&d.mul_elem(&d)?)?;
+        z = elem(be, ElemOp::Add, &z, &elem(be, ElemOp::Mul, &d, &d)?)?;
     }
     Ok(Share::new(z))
 }
@@ -137,9 +168,11 @@ pub fn matmul<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, y: &Share) -> Result
     let e_mine = y.sub(&b)?;
     let opened = open_masked(ctx, "beaver::matmul", &[d_mine.tensor(), e_mine.tensor()])?;
     let (d, e) = (&opened[0], &opened[1]);
-    let mut z = c.tensor().add(&d.matmul(b.tensor())?)?.add(&a.tensor().matmul(e)?)?;
+    let be = ctx.backend();
+    let (db, ae) = (mat(be, d, b.tensor())?, mat(be, a.tensor(), e)?);
+    let mut z = elem(be, ElemOp::Add, &elem(be, ElemOp::Add, c.tensor(), &db)?, &ae)?;
     if ctx.id == PartyId::P0 {
-        z.add_assign(&d.matmul(e)?)?;
+        z = elem(be, ElemOp::Add, &z, &mat(be, d, e)?)?;
     }
     Ok(Share::new(z))
 }

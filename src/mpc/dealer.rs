@@ -10,7 +10,8 @@ use super::error::Result;
 use crate::prg::{ChaCha20Rng, insecure_seeded_rng, os_rng};
 use crate::ring::RingTensor;
 
-use super::preproc::{Material, MaterialId, MaterialKind};
+use super::gates::material::FssMaterial;
+use super::preproc::{Material, MaterialId, MaterialKind, Payload};
 use super::{PartyId, Preproc};
 
 /// Generates correlated randomness into two per-party stores.
@@ -62,7 +63,18 @@ impl Dealer {
             half1.push(s1.into_tensor());
         }
         for (store, tensors) in self.stores.iter_mut().zip([half0, half1]) {
-            store.push(Material { id, kind, dims: dims.to_vec(), tensors })?;
+            let payload = Payload::Tensors(tensors);
+            store.push(Material { id, kind, dims: dims.to_vec(), payload })?;
+        }
+        Ok(())
+    }
+
+    /// File both halves of FSS material (index 0 is P0's) as one item under a fresh id.
+    pub(crate) fn deal_fss(&mut self, halves: [FssMaterial; 2]) -> Result<()> {
+        let id = MaterialId(self.rng.random());
+        for (store, keys) in self.stores.iter_mut().zip(halves) {
+            let (kind, dims) = (keys.kind(), keys.dims());
+            store.push(Material { id, kind, dims, payload: Payload::Fss(keys) })?;
         }
         Ok(())
     }

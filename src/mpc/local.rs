@@ -3,7 +3,10 @@
 //! For tests, examples and benchmarks. One process then holds both parties' data, so this is a
 //! simulation, not a deployment; the two-process TCP path is `prifft party`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, Cpu};
 
 use super::error::{MpcError, Result};
 use crate::net::NetError;
@@ -59,7 +62,7 @@ where
     F0: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T0> + Send,
     F1: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T1> + Send,
 {
-    run_parties(None, preproc, f0, f1)
+    run_parties(None, Arc::new(Cpu), preproc, f0, f1)
 }
 
 /// As [`run_two_party`], with traffic delayed by a network model when one is given.
@@ -78,16 +81,18 @@ where
     F0: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T0> + Send,
     F1: FnOnce(&mut PartyCtx<LocalChannel>) -> Result<T1> + Send,
 {
-    run_parties(model, preproc, f0, f1)
+    run_parties(model, Arc::new(Cpu), preproc, f0, f1)
 }
 
-/// As [`run_two_party_with`], for party functions of the layers above `mpc` that return their
-/// own error type `E` (e.g. the crate's [`Error`](crate::Error)).
+/// As [`run_two_party_with`], with both parties computing on `backend` (one process, so one
+/// device serves both), for party functions that return any [`PartyError`] type `E` — the
+/// layer's own or one above it (e.g. the crate's [`Error`](crate::Error)).
 ///
 /// # Errors
 /// As [`run_two_party`].
 pub fn run_parties<T0, T1, E, F0, F1>(
     model: Option<NetModel>,
+    backend: Arc<dyn Backend>,
     preproc: [Preproc; 2],
     f0: F0,
     f1: F1,
@@ -107,8 +112,9 @@ where
         }
     };
     let [p0, p1] = preproc;
-    let mut ctx0 = PartyCtx::new(PartyId::P0, wrap(c0), p0).map_err(E::from)?;
-    let mut ctx1 = PartyCtx::new(PartyId::P1, wrap(c1), p1).map_err(E::from)?;
+    let mut ctx0 =
+        PartyCtx::new(PartyId::P0, wrap(c0), p0).map_err(E::from)?.with_backend(backend.clone());
+    let mut ctx1 = PartyCtx::new(PartyId::P1, wrap(c1), p1).map_err(E::from)?.with_backend(backend);
     let start = Instant::now();
     let (r0, r1) = std::thread::scope(|s| {
         let h0 = s.spawn(move || {

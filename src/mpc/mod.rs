@@ -28,10 +28,12 @@ mod share;
 pub mod sharing;
 pub mod trunc;
 
+use std::sync::Arc;
 
-use error::Result;
+use crate::backend::{Backend, Cpu};
 use crate::net::{Channel, Cost, Metered};
 use crate::prg::{ChaCha20Rng, os_rng};
+use error::Result;
 
 pub use crate::party::PartyId;
 pub use dealer::Dealer;
@@ -40,7 +42,9 @@ pub use preproc::Preproc;
 pub use share::Share;
 
 /// Everything one party needs to run protocols: its id, a metered channel to the peer, its
-/// preprocessing store and a local CSPRNG (for input sharing).
+/// preprocessing store, a local CSPRNG (for input sharing) and the [`Backend`] that does its
+/// heavy local work — Beaver products, truncation and every FSS evaluation ([`Cpu`] unless
+/// [`with_backend`](Self::with_backend) chooses a GPU or the [`Scheduler`](crate::backend::Scheduler)).
 pub struct PartyCtx<C> {
     /// This party.
     pub id: PartyId,
@@ -48,6 +52,7 @@ pub struct PartyCtx<C> {
     /// This party's correlated randomness.
     pub preproc: Preproc,
     rng: ChaCha20Rng,
+    backend: Arc<dyn Backend>,
 }
 
 impl<C: Channel> PartyCtx<C> {
@@ -67,7 +72,18 @@ impl<C: Channel> PartyCtx<C> {
         if preproc.party() != id {
             return Err(PreprocError::WrongParty { expected: id, found: preproc.party() }.into());
         }
-        Ok(Self { id, channel: Metered::new(channel), preproc, rng })
+        Ok(Self { id, channel: Metered::new(channel), preproc, rng, backend: Arc::new(Cpu) })
+    }
+
+    /// Run this party's local work on `backend` (every backend gives the same bits).
+    pub fn with_backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The backend this party computes on.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
     }
 
     /// Communication so far.

@@ -15,6 +15,8 @@
 //!          ElemTriple: shape s, tensors a, b, c of shape s
 //!          SquarePair: shape s, tensors a, c of shape s
 //!          MatTriple:  dims [m, k, n], tensors a (m×k), b (k×n), c (m×n)
+//!          FSS kinds (DCF/DPF key batches, gate keys): dims as their shape key, then the
+//!          sections of gates::material (length-prefixed u64 vectors and key batches)
 //! ```
 //!
 //! Files hold secret shares: they are written with owner-only permissions.
@@ -26,6 +28,7 @@ use std::path::Path;
 use super::error::{MpcError as Error, PreprocError, Result};
 use crate::ring::RingTensor;
 
+use super::gates::material::{FssItem, FssMaterial};
 use super::{PartyId, Share};
 
 const MAGIC: &[u8; 8] = b"PRIFFTPP";
@@ -43,6 +46,22 @@ pub enum MaterialKind {
     SquarePair = 2,
     /// Beaver triple for a matrix product: (A, B, C = A·B).
     MatTriple = 3,
+    /// A DCF key batch, shape key [len, n, words].
+    DcfKeys = 4,
+    /// A DPF key batch, shape key [len, n].
+    DpfKeys = 5,
+    /// Sign / DReLU / less-than gate keys, shape key [len, width].
+    SignKeys = 6,
+    /// ReLU gate keys, shape key [len, width].
+    ReluKeys = 7,
+    /// Interval-containment gate keys, shape key [len, width].
+    IntervalKeys = 8,
+    /// Spline gate keys, shape key [len, width, degree].
+    SplineKeys = 9,
+    /// Lookup-table gate keys, shape key [len, index bits].
+    LutKeys = 10,
+    /// Exact-shift gate keys, shape key [len, width, shift].
+    ShiftKeys = 11,
 }
 
 impl MaterialKind {
@@ -51,8 +70,21 @@ impl MaterialKind {
             1 => Some(Self::ElemTriple),
             2 => Some(Self::SquarePair),
             3 => Some(Self::MatTriple),
+            4 => Some(Self::DcfKeys),
+            5 => Some(Self::DpfKeys),
+            6 => Some(Self::SignKeys),
+            7 => Some(Self::ReluKeys),
+            8 => Some(Self::IntervalKeys),
+            9 => Some(Self::SplineKeys),
+            10 => Some(Self::LutKeys),
+            11 => Some(Self::ShiftKeys),
             _ => None,
         }
+    }
+
+    /// Whether items of this kind are FSS material (keys) rather than Beaver tensors.
+    pub fn is_fss(self) -> bool {
+        self as u8 >= Self::DcfKeys as u8
     }
 
     fn tensor_shapes(self, dims: &[usize]) -> Vec<Vec<usize>> {
@@ -62,6 +94,7 @@ impl MaterialKind {
             Self::MatTriple => {
                 vec![vec![dims[0], dims[1]], vec![dims[1], dims[2]], vec![dims[0], dims[2]]]
             }
+            _ => Vec::new(),
         }
     }
 }
@@ -72,6 +105,14 @@ impl fmt::Display for MaterialKind {
             Self::ElemTriple => "elementwise Beaver triple",
             Self::SquarePair => "Beaver square pair",
             Self::MatTriple => "matrix Beaver triple",
+            Self::DcfKeys => "DCF key batch [len, bits, words]",
+            Self::DpfKeys => "DPF key batch [len, bits]",
+            Self::SignKeys => "sign-gate keys [len, width]",
+            Self::ReluKeys => "ReLU keys [len, width]",
+            Self::IntervalKeys => "interval keys [len, width]",
+            Self::SplineKeys => "spline keys [len, width, degree]",
+            Self::LutKeys => "lookup-table keys [len, index bits]",
+            Self::ShiftKeys => "shift keys [len, width, shift]",
         })
     }
 }
@@ -91,9 +132,19 @@ impl fmt::Display for MaterialId {
 pub struct Material {
     pub(crate) id: MaterialId,
     pub(crate) kind: MaterialKind,
-    /// The shape key: the tensor shape, or [m, k, n] for a matrix triple.
+    /// The shape key: the tensor shape, [m, k, n] for a matrix triple, or the FSS kind's key
+    /// ([`gates::material`](super::gates::material)).
     pub(crate) dims: Vec<usize>,
-    pub(crate) tensors: Vec<RingTensor>,
+    pub(crate) payload: Payload,
+}
+
+/// What an item holds.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// Shares of Beaver tensors.
+    Tensors(Vec<RingTensor>),
+    /// FSS keys (with input-mask shares for gates).
+    Fss(FssMaterial),
 }
 
 /// One party's store of correlated randomness.
@@ -136,6 +187,11 @@ impl Preproc {
     /// # Errors
     /// [`PreprocError::Reused`] when an item with this id was held before.
     pub(crate) fn push(&mut self, material: Material) -> Result<(), PreprocError> {
+        if let Payload::Fss(keys) = &material.payload
+            && keys.party() != self.party
+        {
+            return Err(PreprocError::WrongParty { expected: self.party, found: keys.party() });
+        }
         if !self.seen.insert(material.id) {
             return Err(PreprocError::Reused { id: material.id.to_string() });
         }
@@ -163,11 +219,7 @@ impl Preproc {
     ///
     /// # Errors
     /// [`PreprocError::Exhausted`] or [`PreprocError::WrongShape`] (the item stays in the store).
-    pub(crate) fn take(
-        &mut self,
-        kind: MaterialKind,
-        dims: &[usize],
-    ) -> Result<Vec<Share>, PreprocError> {
+    fn take_item(&mut self, kind: MaterialKind, dims: &[usize]) -> Result<Payload, PreprocError> {
         let available = self.remaining();
         let queue = self.queues.get_mut(&kind).filter(|q| !q.is_empty());
         let queue = queue.ok_or(PreprocError::Exhausted { expected: kind, available })?;
@@ -179,8 +231,58 @@ impl Preproc {
                 found: next.dims.clone(),
             });
         }
-        let material = queue.pop_front().expect("queue is not empty");
-        Ok(material.tensors.into_iter().map(Share::new).collect())
+        Ok(queue.pop_front().expect("queue is not empty").payload)
+    }
+
+    /// Take the next Beaver item of `kind` with shape key `dims`.
+    ///
+    /// # Errors
+    /// As [`take_item`](Self::take_item).
+    pub(crate) fn take(
+        &mut self,
+        kind: MaterialKind,
+        dims: &[usize],
+    ) -> Result<Vec<Share>, PreprocError> {
+        match self.take_item(kind, dims)? {
+            Payload::Tensors(t) => Ok(t.into_iter().map(Share::new).collect()),
+            Payload::Fss(_) => unreachable!("Beaver kinds hold tensors (push and load check it)"),
+        }
+    }
+
+    /// Take the next FSS item of type `T` with shape key `dims` (see
+    /// [`gates::material`](super::gates::material) for each kind's key): one-time material,
+    /// moved out of the store.
+    ///
+    /// # Errors
+    /// [`PreprocError::Exhausted`] when no item of that kind is left, [`PreprocError::WrongShape`]
+    /// when the next one has another length, width, degree or word count (it stays in the
+    /// store); the material's party was checked when it entered the store.
+    pub fn take_fss<T: FssItem>(&mut self, dims: &[usize]) -> Result<T, PreprocError> {
+        match self.take_item(T::KIND, dims)? {
+            Payload::Fss(m) => Ok(T::from_material(m).expect("the queue of T::KIND holds T")),
+            Payload::Tensors(_) => unreachable!("FSS kinds hold keys (push and load check it)"),
+        }
+    }
+
+    /// Take the next raw DCF (`words` ≥ 1) or DPF key batch of `len` keys on `n` bits.
+    ///
+    /// # Errors
+    /// As [`take_fss`](Self::take_fss).
+    pub fn take_key_batch(
+        &mut self,
+        scheme: crate::fss::Scheme,
+        len: usize,
+        n: u32,
+        words: u32,
+    ) -> Result<crate::fss::KeyBatch, PreprocError> {
+        let (kind, dims) = match scheme {
+            crate::fss::Scheme::Dcf => (MaterialKind::DcfKeys, vec![len, n as usize, words as usize]),
+            crate::fss::Scheme::Dpf => (MaterialKind::DpfKeys, vec![len, n as usize]),
+        };
+        match self.take_item(kind, &dims)? {
+            Payload::Fss(FssMaterial::Dcf(b) | FssMaterial::Dpf(b)) => Ok(b),
+            _ => unreachable!("key-batch kinds hold key batches"),
+        }
     }
 
     /// Serialise (see the module docs for the format).
@@ -201,8 +303,13 @@ impl Preproc {
             for &d in &m.dims {
                 out.extend_from_slice(&(d as u64).to_le_bytes());
             }
-            for t in &m.tensors {
-                out.extend_from_slice(&t.to_le_bytes());
+            match &m.payload {
+                Payload::Tensors(tensors) => {
+                    for t in tensors {
+                        out.extend_from_slice(&t.to_le_bytes());
+                    }
+                }
+                Payload::Fss(keys) => keys.write(&mut out),
             }
         }
         out
@@ -246,6 +353,7 @@ impl Preproc {
                 MaterialKind::MatTriple => rank == 3,
                 _ => rank <= MAX_RANK,
             };
+            // FSS kinds check their rank against their own shape key.
             if !rank_ok {
                 return Err(PreprocError::Malformed(format!("{kind} with rank {rank}")));
             }
@@ -257,17 +365,25 @@ impl Preproc {
                     })
                 })
                 .collect::<Result<Vec<usize>, _>>()?;
-            let mut tensors = Vec::new();
-            for shape in kind.tensor_shapes(&dims) {
-                let elems = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-                let nbytes = elems
-                    .and_then(|e| e.checked_mul(8))
-                    .ok_or_else(|| PreprocError::Malformed("tensor size overflows".into()))?;
-                let data = r.take(nbytes)?;
-                tensors.push(RingTensor::from_le_bytes(&shape, data).expect("length checked"));
-            }
+            let payload = if kind.is_fss() {
+                Payload::Fss(FssMaterial::read(&mut r, kind, &dims, party)?)
+            } else {
+                let mut tensors = Vec::new();
+                for shape in kind.tensor_shapes(&dims) {
+                    let elems = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+                    let nbytes = elems
+                        .and_then(|e| e.checked_mul(8))
+                        .ok_or_else(|| PreprocError::Malformed("tensor size overflows".into()))?;
+                    let data = r.take(nbytes)?;
+                    let tensor = RingTensor::from_le_bytes(&shape, data).map_err(|_| {
+                        PreprocError::Malformed(format!("{kind} of shape {shape:?}"))
+                    })?;
+                    tensors.push(tensor);
+                }
+                Payload::Tensors(tensors)
+            };
             store
-                .push(Material { id, kind, dims, tensors })
+                .push(Material { id, kind, dims, payload })
                 .map_err(|_| PreprocError::Malformed(format!("item id {id} appears twice")))?;
         }
         if r.offset != bytes.len() {
@@ -304,13 +420,14 @@ impl Preproc {
     }
 }
 
-struct Reader<'a> {
+/// A checked reader over serialised material.
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     offset: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], PreprocError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], PreprocError> {
         let left = self.bytes.len() - self.offset;
         if n > left {
             return Err(PreprocError::Truncated { offset: self.offset, needed: n - left });
@@ -325,7 +442,7 @@ impl<'a> Reader<'a> {
     fn u16(&mut self) -> Result<u16, PreprocError> {
         Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
-    fn u64(&mut self) -> Result<u64, PreprocError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, PreprocError> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
 }

@@ -11,9 +11,22 @@
 //!
 //! Cost: 0 rounds, 0 bytes, no preprocessing.
 
-use super::{PartyId, Share};
+use super::error::Result;
+use super::{PartyCtx, PartyId, Share};
+use crate::net::Channel;
+use crate::ring::RingTensor;
 
 /// One party's half of local truncation by `bits` (see the module docs for the error bound).
 pub fn trunc_local(party: PartyId, x: &Share, bits: u32) -> Share {
     Share::new(x.tensor().map(|v| crate::backend::trunc_share(party, v, bits)))
+}
+
+/// [`trunc_local`] on the party's backend (the same bits on every backend).
+///
+/// # Errors
+/// Backend errors (`bits` ≥ 64, device failures).
+pub fn trunc<C: Channel>(ctx: &PartyCtx<C>, x: &Share, bits: u32) -> Result<Share> {
+    let mut out = vec![0; x.tensor().len()];
+    ctx.backend().trunc_shares(ctx.id, bits, x.tensor().as_slice(), &mut out)?;
+    Ok(Share::new(RingTensor::from_vec(x.shape(), out)?))
 }

@@ -1,4 +1,7 @@
-//! Helpers shared by the integration tests that need real assets.
+//! Helpers shared by the integration tests: real assets, the GPU, tests per backend.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use prifft::backend::{Backend, Cpu, Scheduler};
 
 use std::path::Path;
 
@@ -16,3 +19,64 @@ pub fn real_asset(path: &Path, how: &str) -> bool {
     eprintln!("skipped: {} is missing ({how})", path.display());
     false
 }
+
+/// The GPU the tests run on: the first adapter, real GPUs before software ones. Without one,
+/// skip (say so) — or, under `PRIFFT_REQUIRE_GPU=1` as CI sets it (lavapipe), fail.
+#[cfg(feature = "gpu")]
+pub fn gpu_device() -> Option<prifft::backend::gpu::GpuDevice> {
+    use prifft::backend::gpu::GpuDevice;
+    match GpuDevice::open_default().expect("an adapter exists but cannot be opened") {
+        Some(d) => {
+            eprintln!(
+                "GPU tests on {} ({}, {})",
+                d.info().name,
+                d.info().backend,
+                d.info().device_type
+            );
+            Some(d)
+        }
+        None if std::env::var("PRIFFT_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!(
+                "PRIFFT_REQUIRE_GPU=1 but no GPU adapter was found (install mesa-vulkan-drivers for lavapipe)"
+            )
+        }
+        None => {
+            eprintln!("skipped: no GPU adapter (set PRIFFT_REQUIRE_GPU=1 to make this a failure)");
+            None
+        }
+    }
+}
+
+/// A scheduler that really splits every batch between two devices — the GPU and the CPU where
+/// there is a GPU, two CPU backends otherwise — with equal fixed weights, cross-checking
+/// samples of the GPU's parts on the CPU.
+pub fn two_device_scheduler() -> Scheduler {
+    #[allow(unused_mut)] // only the gpu feature changes the first device
+    let mut first: Box<dyn Backend> = Box::new(Cpu);
+    #[cfg(feature = "gpu")]
+    if let Some(gpu) = gpu_device() {
+        first = Box::new(gpu);
+    }
+    Scheduler::new(vec![first, Box::new(Cpu)]).with_weights(&[1.0, 1.0]).with_crosscheck(true)
+}
+
+/// Instantiate each named test `fn name(backend: &dyn Backend)` once per backend: `cpu::name`,
+/// `gpu::name` (skipped without an adapter unless CI requires one) and `scheduler::name`.
+#[macro_export]
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod cpu {
+            $(#[test] fn $name() { super::$name(&prifft::backend::Cpu) })*
+        }
+        #[cfg(feature = "gpu")]
+        mod gpu {
+            $(#[test] fn $name() {
+                if let Some(device) = super::common::gpu_device() { super::$name(&device) }
+            })*
+        }
+        mod scheduler {
+            $(#[test] fn $name() { super::$name(&super::common::two_device_scheduler()) })*
+        }
+    };
+}
+

@@ -412,7 +412,9 @@ pub fn lut_choice(widths: &[u32], batch: usize) -> Vec<LutRow> {
                     / batch as f64;
             let [d0, _] = dpf_keys.expect("generated");
             let dpf_eval =
-                time_ns(3, || lut::lookup(&d0, &table, &masked, &mut out).expect("valid"))
+                time_ns(3, || {
+                    lut::lookup(&prifft::backend::Cpu, &d0, &table, &masked, &mut out).expect("valid")
+                })
                     / batch as f64;
             let mut hot_keys = None;
             let hot_gen = time_ns(3, || {

@@ -20,7 +20,9 @@
 //! evaluations per element.
 
 use super::reduce;
+use crate::backend::Backend;
 use crate::fss::KeyError;
+use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dcf};
 use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
@@ -59,19 +61,19 @@ pub fn keygen(
 /// # Errors
 /// [`KeyError::Domain`] when the bounds are outside `[−2^(m−1), 2^(m−1)]` or `p > q`;
 /// [`KeyError::BatchLength`] / [`KeyError::Mismatch`] for mismatched inputs or keys.
-pub fn contains(
+pub fn contains(backend: &dyn Backend, 
     keys: &IntervalKeys,
     masked: &[u64],
     p: i64,
     q: i64,
     out: &mut [u64],
-) -> Result<(), KeyError> {
+) -> Result<(), MpcError> {
     let width = keys.width;
     keys.dcf.expect(Scheme::Dcf, keys.dcf.party(), width)?;
     let half = 1i128 << (width - 1);
     let (p, q) = (p as i128 + half, q as i128 + half);
     if !(0 <= p && p <= q && q <= 2 * half) {
-        return Err(KeyError::Domain { what: "interval bound", index: 0, n: width });
+        return Err(KeyError::Domain { what: "interval bound", index: 0, n: width }.into());
     }
     // Evaluation points use c mod N (c = N wraps to 0, as the formula allows); the public terms
     // compare with the exact c ∈ [0, N].
@@ -80,8 +82,8 @@ pub fn contains(
     let at =
         |c: u64| -> Vec<u64> { hat.iter().map(|&u| reduce(u.wrapping_sub(c), width)).collect() };
     let mut below_q = vec![0u64; hat.len()];
-    dcf::eval(&keys.dcf, &at(q as u64), &mut below_q)?;
-    dcf::eval(&keys.dcf, &at(p as u64), out)?;
+    backend.eval_fss(&keys.dcf, &at(q as u64), &mut below_q)?;
+    backend.eval_fss(&keys.dcf, &at(p as u64), out)?;
     let p0 = keys.dcf.party() == PartyId::P0;
     for ((y, &dq), &u) in out.iter_mut().zip(&below_q).zip(&hat) {
         let public = (i128::from(u) < q) as u64 - (i128::from(u) < p) as u64;

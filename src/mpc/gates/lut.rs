@@ -19,7 +19,9 @@
 //! **Privacy:** as the DPF. **Cost:** one b-bit DPF key and `2^b` multiply-adds per element.
 
 use super::reduce;
+use crate::backend::Backend;
 use crate::fss::KeyError;
+use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dpf};
 use crate::prg::ChaCha20Rng;
 
@@ -54,14 +56,14 @@ pub fn keygen(
 /// # Errors
 /// [`KeyError::BatchLength`] when the table is not `2^b` long or the batch lengths differ;
 /// [`KeyError::Mismatch`] for wrong keys.
-pub fn lookup(
+pub fn lookup(backend: &dyn Backend, 
     keys: &LutKeys,
     table: &[u64],
     masked: &[u64],
     out: &mut [u64],
-) -> Result<(), KeyError> {
+) -> Result<(), MpcError> {
     keys.dpf.expect(Scheme::Dpf, keys.dpf.party(), keys.index_bits)?;
-    dpf::lookup(&keys.dpf, table, masked, out)
+    Ok(backend.lut(&keys.dpf, table, masked, out)?)
 }
 
 /// The alternative the module docs weigh against: the dealer ships each party its additive

@@ -17,7 +17,9 @@
 use rand::Rng;
 
 use super::reduce;
+use crate::backend::Backend;
 use crate::fss::KeyError;
+use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dcf};
 use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
@@ -71,7 +73,7 @@ pub fn keygen(width: u32, masks: &[u64], rng: &mut ChaCha20Rng) -> Result<[ReluK
 ///
 /// # Errors
 /// [`KeyError::BatchLength`] / [`KeyError::Mismatch`] for mismatched inputs or keys.
-pub fn relu(keys: &ReluKeys, masked: &[u64], out: &mut [u64]) -> Result<(), KeyError> {
+pub fn relu(backend: &dyn Backend, keys: &ReluKeys, masked: &[u64], out: &mut [u64]) -> Result<(), MpcError> {
     let (m, party) = (keys.width, keys.dcf.party());
     keys.dcf.expect(Scheme::Dcf, party, m - 1)?;
     if keys.dcf.words() != 2
@@ -82,11 +84,11 @@ pub fn relu(keys: &ReluKeys, masked: &[u64], out: &mut [u64]) -> Result<(), KeyE
             what: "masked inputs",
             expected: keys.dcf.len(),
             found: masked.len(),
-        });
+        }.into());
     }
     let lows: Vec<u64> = masked.iter().map(|&x| reduce(x, m - 1)).collect();
     let mut y = vec![0u64; 2 * masked.len()];
-    dcf::eval(&keys.dcf, &lows, &mut y)?;
+    backend.eval_fss(&keys.dcf, &lows, &mut y)?;
     let p0 = party == PartyId::P0;
     for (k, (o, &xh)) in out.iter_mut().zip(masked).enumerate() {
         let a = reduce(xh, m) >> (m - 1);

@@ -24,7 +24,9 @@
 use rand::Rng;
 
 use super::reduce;
+use crate::backend::Backend;
 use crate::fss::KeyError;
+use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dcf};
 use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
@@ -88,17 +90,17 @@ pub fn keygen(
 ///
 /// # Errors
 /// [`KeyError::BatchLength`] / [`KeyError::Mismatch`] for mismatched inputs or keys.
-pub fn lrs(keys: &ShiftKeys, masked: &[u64], out: &mut [u64]) -> Result<(), KeyError> {
-    shift_with_offset(keys, masked, 0, out)
+pub fn lrs(backend: &dyn Backend, keys: &ShiftKeys, masked: &[u64], out: &mut [u64]) -> Result<(), MpcError> {
+    shift_with_offset(backend, keys, masked, 0, out)
 }
 
 /// Party: shares of `⌊x / 2^s⌋` for signed m-bit `x` (exact, sign-extended to 64 bits).
 ///
 /// # Errors
 /// As [`lrs`].
-pub fn ars(keys: &ShiftKeys, masked: &[u64], out: &mut [u64]) -> Result<(), KeyError> {
+pub fn ars(backend: &dyn Backend, keys: &ShiftKeys, masked: &[u64], out: &mut [u64]) -> Result<(), MpcError> {
     let half = 1u64 << (keys.width - 1);
-    shift_with_offset(keys, masked, half, out)?;
+    shift_with_offset(backend, keys, masked, half, out)?;
     if keys.wrap.party() == PartyId::P0 {
         let back = half >> keys.shift;
         out.iter_mut().for_each(|y| *y = y.wrapping_sub(back));
@@ -106,12 +108,12 @@ pub fn ars(keys: &ShiftKeys, masked: &[u64], out: &mut [u64]) -> Result<(), KeyE
     Ok(())
 }
 
-fn shift_with_offset(
+fn shift_with_offset(backend: &dyn Backend, 
     keys: &ShiftKeys,
     masked: &[u64],
     offset: u64,
     out: &mut [u64],
-) -> Result<(), KeyError> {
+) -> Result<(), MpcError> {
     let (m, s) = (keys.width, keys.shift);
     let party = keys.wrap.party();
     keys.wrap.expect(Scheme::Dcf, party, m)?;
@@ -121,13 +123,13 @@ fn shift_with_offset(
             what: "masked inputs",
             expected: keys.mask_high.len(),
             found: masked.len(),
-        });
+        }.into());
     }
     let hat: Vec<u64> = masked.iter().map(|&x| reduce(x.wrapping_add(offset), m)).collect();
     let lows: Vec<u64> = hat.iter().map(|&u| reduce(u, s)).collect();
     let mut borrow = vec![0u64; hat.len()];
-    dcf::eval(&keys.wrap, &hat, out)?;
-    dcf::eval(&keys.borrow, &lows, &mut borrow)?;
+    backend.eval_fss(&keys.wrap, &hat, out)?;
+    backend.eval_fss(&keys.borrow, &lows, &mut borrow)?;
     for (((y, &b), &h), &u) in out.iter_mut().zip(&borrow).zip(&keys.mask_high).zip(&hat) {
         let local = y.wrapping_add(b).wrapping_sub(h);
         *y = if party == PartyId::P0 { local.wrapping_add(u >> s) } else { local };

@@ -15,7 +15,9 @@
 //! opening of `x̂`.
 
 use super::reduce;
+use crate::backend::Backend;
 use crate::fss::KeyError;
+use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dcf};
 use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
@@ -68,16 +70,16 @@ pub fn keygen(width: u32, masks: &[u64], rng: &mut ChaCha20Rng) -> Result<[SignK
 ///
 /// # Errors
 /// [`KeyError::BatchLength`] on length mismatches, [`KeyError::Mismatch`] for wrong keys.
-pub fn msb(keys: &SignKeys, masked: &[u64], out: &mut [u64]) -> Result<(), KeyError> {
-    msb_shifted(keys, masked, 0, out)
+pub fn msb(backend: &dyn Backend, keys: &SignKeys, masked: &[u64], out: &mut [u64]) -> Result<(), MpcError> {
+    msb_shifted(backend, keys, masked, 0, out)
 }
 
 /// Party: shares of `[x ≥ 0]` (DReLU).
 ///
 /// # Errors
 /// As [`msb`].
-pub fn drelu(keys: &SignKeys, masked: &[u64], out: &mut [u64]) -> Result<(), KeyError> {
-    msb(keys, masked, out)?;
+pub fn drelu(backend: &dyn Backend, keys: &SignKeys, masked: &[u64], out: &mut [u64]) -> Result<(), MpcError> {
+    msb(backend, keys, masked, out)?;
     let party = keys.dcf.party();
     for y in out.iter_mut() {
         // 1 − msb: P0 adds the public 1.
@@ -91,11 +93,11 @@ pub fn drelu(keys: &SignKeys, masked: &[u64], out: &mut [u64]) -> Result<(), Key
 ///
 /// # Errors
 /// As [`msb`].
-pub fn less_than(keys: &SignKeys, masked: &[u64], c: u64, out: &mut [u64]) -> Result<(), KeyError> {
-    msb_shifted(keys, masked, c, out)
+pub fn less_than(backend: &dyn Backend, keys: &SignKeys, masked: &[u64], c: u64, out: &mut [u64]) -> Result<(), MpcError> {
+    msb_shifted(backend, keys, masked, c, out)
 }
 
-fn msb_shifted(keys: &SignKeys, masked: &[u64], c: u64, out: &mut [u64]) -> Result<(), KeyError> {
+fn msb_shifted(backend: &dyn Backend, keys: &SignKeys, masked: &[u64], c: u64, out: &mut [u64]) -> Result<(), MpcError> {
     let width = keys.width;
     check_width(width)?;
     keys.dcf.expect(Scheme::Dcf, keys.dcf.party(), width - 1)?;
@@ -104,12 +106,12 @@ fn msb_shifted(keys: &SignKeys, masked: &[u64], c: u64, out: &mut [u64]) -> Resu
             what: "masked inputs",
             expected: keys.mask_msb.len(),
             found: masked.len(),
-        });
+        }.into());
     }
     let low_bits = width - 1;
     let shifted: Vec<u64> = masked.iter().map(|&x| reduce(x.wrapping_sub(c), width)).collect();
     let lows: Vec<u64> = shifted.iter().map(|&x| reduce(x, low_bits)).collect();
-    dcf::eval(&keys.dcf, &lows, out)?;
+    backend.eval_fss(&keys.dcf, &lows, out)?;
     let p0 = keys.dcf.party() == PartyId::P0;
     for ((y, &x), &mu) in out.iter_mut().zip(&shifted).zip(&keys.mask_msb) {
         let a = x >> low_bits;

@@ -19,7 +19,9 @@
 use rand::Rng;
 
 use super::reduce;
+use crate::backend::Backend;
 use crate::fss::KeyError;
+use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dcf};
 use crate::prg::ChaCha20Rng;
 
@@ -120,12 +122,12 @@ pub fn keygen(
 /// # Errors
 /// [`KeyError::Mismatch`] for an invalid spline or keys of another width or degree;
 /// [`KeyError::BatchLength`] for mismatched lengths.
-pub fn eval(
+pub fn eval(backend: &dyn Backend, 
     keys: &SplineKeys,
     spline: &Spline,
     masked: &[u64],
     out: &mut [u64],
-) -> Result<(), KeyError> {
+) -> Result<(), MpcError> {
     spline.check()?;
     let (m, party) = (keys.width, keys.dcf.party());
     let words = spline.degree() + 1;
@@ -135,7 +137,7 @@ pub fn eval(
             what: "spline keys",
             expected: format!("width {} and {} words", spline.width, words),
             found: format!("width {m} and {} words", keys.dcf.words()),
-        });
+        }.into());
     }
     let len = masked.len();
     if keys.mask_powers.len() != words * len || out.len() != len {
@@ -143,7 +145,7 @@ pub fn eval(
             what: "masked inputs",
             expected: keys.dcf.len(),
             found: len,
-        });
+        }.into());
     }
     let half = 1u64 << (m - 1);
     let hat: Vec<u64> = masked.iter().map(|&x| reduce(x.wrapping_add(half), m)).collect();
@@ -157,7 +159,7 @@ pub fn eval(
     for &c in &bounds {
         let points: Vec<u64> = hat.iter().map(|&u| reduce(u.wrapping_sub(c as u64), m)).collect();
         let mut y = vec![0u64; words * len];
-        dcf::eval(&keys.dcf, &points, &mut y)?;
+        backend.eval_fss(&keys.dcf, &points, &mut y)?;
         for (k, &u) in hat.iter().enumerate() {
             if (u as i128) < c {
                 for e in 0..words {

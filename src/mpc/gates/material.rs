@@ -1,0 +1,334 @@
+//! FSS material as typed, one-time preprocessing: raw DCF/DPF key batches and every gate's
+//! composite key, each beside this party's share of the gate's input mask, with a checked wire
+//! format.
+//!
+//! | kind | shape key (`dims`) | body |
+//! |---|---|---|
+//! | [`MaterialKind::DcfKeys`] | `[len, n, words]` | batch |
+//! | [`MaterialKind::DpfKeys`] | `[len, n]` | batch |
+//! | [`MaterialKind::SignKeys`] | `[len, m]` | mask, DCF (m − 1 bits), μ shares |
+//! | [`MaterialKind::ReluKeys`] | `[len, m]` | mask, 2-word DCF (m − 1 bits), (μ, r, μr) shares |
+//! | [`MaterialKind::IntervalKeys`] | `[len, m]` | mask, DCF (m bits) |
+//! | [`MaterialKind::SplineKeys`] | `[len, m, degree]` | mask, (d + 1)-word DCF (m bits), r^e shares |
+//! | [`MaterialKind::LutKeys`] | `[len, b]` | mask, DPF (b bits) |
+//! | [`MaterialKind::ShiftKeys`] | `[len, m, s]` | mask, DCF (m bits), DCF (s bits), ⌊r/2^s⌋ shares |
+//!
+//! A body is a sequence of sections: a u64 vector is `count u64 | count × u64`, a key batch is
+//! `bytes u64 | KeyBatch wire bytes`. Loading checks every section against the shape key and
+//! the store's party (scheme, width, payload words, batch length, vector lengths), so material
+//! of the wrong kind, width, party or word count never reaches a protocol.
+
+use super::interval::IntervalKeys;
+use super::lut::LutKeys;
+use super::relu::ReluKeys;
+use super::shift::ShiftKeys;
+use super::sign::SignKeys;
+use super::spline::SplineKeys;
+use crate::fss::{KeyBatch, Scheme};
+use crate::mpc::error::PreprocError;
+use crate::mpc::preproc::{MaterialKind, Reader};
+use crate::party::PartyId;
+
+/// One party's half of a gate's keys with its share of the input mask `r` (the gate opens
+/// `x + r`).
+#[derive(Debug)]
+pub struct Masked<K> {
+    /// This party's additive share of the input mask, one per element.
+    pub mask: Vec<u64>,
+    /// The gate's keys.
+    pub keys: K,
+}
+
+/// Typed FSS material, as the preprocessing store holds it.
+#[derive(Debug)]
+pub enum FssMaterial {
+    /// A DCF key batch.
+    Dcf(KeyBatch),
+    /// A DPF key batch.
+    Dpf(KeyBatch),
+    /// Sign / DReLU / less-than keys.
+    Sign(Masked<SignKeys>),
+    /// ReLU keys.
+    Relu(Masked<ReluKeys>),
+    /// Interval-containment keys.
+    Interval(Masked<IntervalKeys>),
+    /// Spline keys.
+    Spline(Masked<SplineKeys>),
+    /// Lookup-table keys.
+    Lut(Masked<LutKeys>),
+    /// Exact-shift keys.
+    Shift(Masked<ShiftKeys>),
+}
+
+/// A type of FSS material the store can hand out ([`Preproc::take_fss`](super::super::Preproc::take_fss)).
+pub trait FssItem: Sized {
+    /// Its kind in the store.
+    const KIND: MaterialKind;
+    /// Wrap into the store's enum.
+    fn into_material(self) -> FssMaterial;
+    /// Unwrap from the store's enum (`None` for another kind).
+    fn from_material(m: FssMaterial) -> Option<Self>;
+}
+
+macro_rules! fss_item {
+    ($ty:ty, $kind:ident, $variant:ident) => {
+        impl FssItem for $ty {
+            const KIND: MaterialKind = MaterialKind::$kind;
+            fn into_material(self) -> FssMaterial {
+                FssMaterial::$variant(self)
+            }
+            fn from_material(m: FssMaterial) -> Option<Self> {
+                match m {
+                    FssMaterial::$variant(k) => Some(k),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+fss_item!(Masked<SignKeys>, SignKeys, Sign);
+fss_item!(Masked<ReluKeys>, ReluKeys, Relu);
+fss_item!(Masked<IntervalKeys>, IntervalKeys, Interval);
+fss_item!(Masked<SplineKeys>, SplineKeys, Spline);
+fss_item!(Masked<LutKeys>, LutKeys, Lut);
+fss_item!(Masked<ShiftKeys>, ShiftKeys, Shift);
+
+impl FssMaterial {
+    /// The store kind.
+    pub fn kind(&self) -> MaterialKind {
+        match self {
+            FssMaterial::Dcf(_) => MaterialKind::DcfKeys,
+            FssMaterial::Dpf(_) => MaterialKind::DpfKeys,
+            FssMaterial::Sign(_) => MaterialKind::SignKeys,
+            FssMaterial::Relu(_) => MaterialKind::ReluKeys,
+            FssMaterial::Interval(_) => MaterialKind::IntervalKeys,
+            FssMaterial::Spline(_) => MaterialKind::SplineKeys,
+            FssMaterial::Lut(_) => MaterialKind::LutKeys,
+            FssMaterial::Shift(_) => MaterialKind::ShiftKeys,
+        }
+    }
+
+    /// The shape key (see the module docs).
+    pub fn dims(&self) -> Vec<usize> {
+        let n = |b: &KeyBatch| b.input_bits() as usize;
+        match self {
+            FssMaterial::Dcf(b) => vec![b.len(), n(b), b.words() as usize],
+            FssMaterial::Dpf(b) => vec![b.len(), n(b)],
+            FssMaterial::Sign(k) => vec![k.mask.len(), k.keys.width as usize],
+            FssMaterial::Relu(k) => vec![k.mask.len(), k.keys.width as usize],
+            FssMaterial::Interval(k) => vec![k.mask.len(), k.keys.width as usize],
+            FssMaterial::Spline(k) => {
+                vec![k.mask.len(), k.keys.width as usize, k.keys.dcf.words() as usize - 1]
+            }
+            FssMaterial::Lut(k) => vec![k.mask.len(), k.keys.index_bits as usize],
+            FssMaterial::Shift(k) => {
+                vec![k.mask.len(), k.keys.width as usize, k.keys.shift as usize]
+            }
+        }
+    }
+
+    /// The party every key batch inside belongs to (they agree: the dealer makes each half for
+    /// one party, and loading checks it).
+    pub fn party(&self) -> PartyId {
+        match self {
+            FssMaterial::Dcf(b) | FssMaterial::Dpf(b) => b.party(),
+            FssMaterial::Sign(k) => k.keys.dcf.party(),
+            FssMaterial::Relu(k) => k.keys.dcf.party(),
+            FssMaterial::Interval(k) => k.keys.dcf.party(),
+            FssMaterial::Spline(k) => k.keys.dcf.party(),
+            FssMaterial::Lut(k) => k.keys.dpf.party(),
+            FssMaterial::Shift(k) => k.keys.wrap.party(),
+        }
+    }
+
+    /// Append the body (see the module docs).
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            FssMaterial::Dcf(b) | FssMaterial::Dpf(b) => put_batch(out, b),
+            FssMaterial::Sign(k) => {
+                put_words(out, &k.mask);
+                put_batch(out, &k.keys.dcf);
+                put_words(out, &k.keys.mask_msb);
+            }
+            FssMaterial::Relu(k) => {
+                put_words(out, &k.mask);
+                put_batch(out, &k.keys.dcf);
+                put_words(out, &k.keys.mask_terms);
+            }
+            FssMaterial::Interval(k) => {
+                put_words(out, &k.mask);
+                put_batch(out, &k.keys.dcf);
+            }
+            FssMaterial::Spline(k) => {
+                put_words(out, &k.mask);
+                put_batch(out, &k.keys.dcf);
+                put_words(out, &k.keys.mask_powers);
+            }
+            FssMaterial::Lut(k) => {
+                put_words(out, &k.mask);
+                put_batch(out, &k.keys.dpf);
+            }
+            FssMaterial::Shift(k) => {
+                put_words(out, &k.mask);
+                put_batch(out, &k.keys.wrap);
+                put_batch(out, &k.keys.borrow);
+                put_words(out, &k.keys.mask_high);
+            }
+        }
+    }
+
+    /// Read and check a body of `kind` with shape key `dims` for `party`.
+    ///
+    /// # Errors
+    /// [`PreprocError::Malformed`] naming the first section that disagrees with the shape key or
+    /// the party; [`PreprocError::Truncated`].
+    pub(crate) fn read(
+        r: &mut Reader<'_>,
+        kind: MaterialKind,
+        dims: &[usize],
+        party: PartyId,
+    ) -> Result<Self, PreprocError> {
+        let malformed = |what: String| PreprocError::Malformed(format!("{kind}: {what}"));
+        let rank = match kind {
+            MaterialKind::DcfKeys | MaterialKind::SplineKeys | MaterialKind::ShiftKeys => 3,
+            _ => 2,
+        };
+        if dims.len() != rank {
+            return Err(malformed(format!("shape key of rank {}, expected {rank}", dims.len())));
+        }
+        let len = dims[0];
+        let width = u32::try_from(dims[1])
+            .ok()
+            .filter(|w| (1..=64).contains(w))
+            .ok_or_else(|| malformed(format!("width {} outside 1..=64", dims[1])))?;
+        let checked = |b: KeyBatch, scheme: Scheme, n: u32, words: u32| {
+            if b.scheme() != scheme
+                || b.party() != party
+                || b.input_bits() != n
+                || b.words() != words
+                || b.len() != len
+            {
+                return Err(malformed(format!(
+                    "key batch is {} of {} with {} bits, {} word(s), {} keys; expected {scheme} of {party} with {n} bits, {words} word(s), {len} keys",
+                    b.scheme(),
+                    b.party(),
+                    b.input_bits(),
+                    b.words(),
+                    b.len()
+                )));
+            }
+            Ok(b)
+        };
+        let gate_width = |min: u32| {
+            if width < min {
+                Err(malformed(format!("gate width {width} below {min}")))
+            } else {
+                Ok(width)
+            }
+        };
+        Ok(match kind {
+            MaterialKind::DcfKeys => {
+                let words = u32::try_from(dims[2]).unwrap_or(u32::MAX);
+                FssMaterial::Dcf(checked(get_batch(r)?, Scheme::Dcf, width, words)?)
+            }
+            MaterialKind::DpfKeys => {
+                FssMaterial::Dpf(checked(get_batch(r)?, Scheme::Dpf, width, 1)?)
+            }
+            MaterialKind::SignKeys => {
+                let m = gate_width(2)?;
+                let mask = get_words(r, len)?;
+                let dcf = checked(get_batch(r)?, Scheme::Dcf, m - 1, 1)?;
+                let mask_msb = get_words(r, len)?;
+                FssMaterial::Sign(Masked { mask, keys: SignKeys { width: m, dcf, mask_msb } })
+            }
+            MaterialKind::ReluKeys => {
+                let m = gate_width(2)?;
+                let mask = get_words(r, len)?;
+                let dcf = checked(get_batch(r)?, Scheme::Dcf, m - 1, 2)?;
+                let mask_terms = get_words(r, len.checked_mul(3).ok_or_else(|| too_long(kind))?)?;
+                FssMaterial::Relu(Masked { mask, keys: ReluKeys { width: m, dcf, mask_terms } })
+            }
+            MaterialKind::IntervalKeys => {
+                let mask = get_words(r, len)?;
+                let dcf = checked(get_batch(r)?, Scheme::Dcf, width, 1)?;
+                FssMaterial::Interval(Masked { mask, keys: IntervalKeys { width, dcf } })
+            }
+            MaterialKind::SplineKeys => {
+                let words = dims[2]
+                    .checked_add(1)
+                    .filter(|&w| w <= crate::fss::keys::MAX_WORDS as usize)
+                    .ok_or_else(|| malformed(format!("degree {} too large", dims[2])))?;
+                let mask = get_words(r, len)?;
+                let dcf = checked(get_batch(r)?, Scheme::Dcf, width, words as u32)?;
+                let powers = get_words(r, len.checked_mul(words).ok_or_else(|| too_long(kind))?)?;
+                FssMaterial::Spline(Masked {
+                    mask,
+                    keys: SplineKeys { width, dcf, mask_powers: powers },
+                })
+            }
+            MaterialKind::LutKeys => {
+                if width > crate::fss::dpf::MAX_EVAL_ALL_BITS {
+                    return Err(malformed(format!("index width {width} too large")));
+                }
+                let mask = get_words(r, len)?;
+                let dpf = checked(get_batch(r)?, Scheme::Dpf, width, 1)?;
+                FssMaterial::Lut(Masked { mask, keys: LutKeys { index_bits: width, dpf } })
+            }
+            MaterialKind::ShiftKeys => {
+                let m = gate_width(2)?;
+                let shift = u32::try_from(dims[2])
+                    .ok()
+                    .filter(|s| (1..m).contains(s))
+                    .ok_or_else(|| malformed(format!("shift {} outside 1..{m}", dims[2])))?;
+                let mask = get_words(r, len)?;
+                let wrap = checked(get_batch(r)?, Scheme::Dcf, m, 1)?;
+                let borrow = checked(get_batch(r)?, Scheme::Dcf, shift, 1)?;
+                let mask_high = get_words(r, len)?;
+                FssMaterial::Shift(Masked {
+                    mask,
+                    keys: ShiftKeys { width: m, shift, wrap, borrow, mask_high },
+                })
+            }
+            other => return Err(malformed(format!("{other} is not FSS material"))),
+        })
+    }
+}
+
+fn too_long(kind: MaterialKind) -> PreprocError {
+    PreprocError::Malformed(format!("{kind}: batch length overflows"))
+}
+
+fn put_words(out: &mut Vec<u8>, words: &[u64]) {
+    out.extend_from_slice(&(words.len() as u64).to_le_bytes());
+    for w in words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+}
+
+fn put_batch(out: &mut Vec<u8>, batch: &KeyBatch) {
+    let bytes = batch.to_bytes();
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(&bytes);
+}
+
+/// A u64 vector of exactly `expected` words.
+fn get_words(r: &mut Reader<'_>, expected: usize) -> Result<Vec<u64>, PreprocError> {
+    let count = r.u64()?;
+    if count != expected as u64 {
+        return Err(PreprocError::Malformed(format!(
+            "vector of {count} words where the shape key implies {expected}"
+        )));
+    }
+    let bytes = r.take(expected.checked_mul(8).ok_or_else(|| {
+        PreprocError::Malformed("vector length overflows".into())
+    })?)?;
+    Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+}
+
+fn get_batch(r: &mut Reader<'_>) -> Result<KeyBatch, PreprocError> {
+    let len = r.u64()?;
+    let len = usize::try_from(len)
+        .map_err(|_| PreprocError::Malformed("key batch length overflows".into()))?;
+    let bytes = r.take(len)?;
+    KeyBatch::from_bytes(bytes).map_err(|e| PreprocError::Malformed(format!("key batch: {e}")))
+}
