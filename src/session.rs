@@ -1,6 +1,12 @@
-//! A two-process session: the secure fixed-point matrix product between a server and a client.
+//! A two-process session between a server and a client: the secure fixed-point matrix product,
+//! or an FSS gate — ReLU or a spline — on the client's input.
 //!
-//! The client holds X (m×k), the server W (k×n); they compute shares of Y = X·W in fixed point.
+//! [`SessionOp::Matmul`]: the client holds X (m×k), the server W (k×n); they compute shares of
+//! Y = X·W in fixed point. [`SessionOp::Relu`] / [`SessionOp::Spline`]: the client holds X
+//! (m×k, fixed point) and they compute shares of relu(X) or of the public spline
+//! [`demo_spline`] elementwise, at gate width [`GATE_WIDTH`], each gate costing one round of
+//! `8·m·k` bytes per party (the opening of X + r) on top of the input sharing. Every local
+//! step — Beaver products, truncation, DCF evaluation — runs on the party's backend.
 //!
 //! 1. **Handshake**: each side sends a [`Hello`] (role, shapes, fixed point, repetitions and the
 //!    dealer bundle id of its preprocessing file); a mismatch is a clear error on both sides.
@@ -18,12 +24,14 @@
 //! differences (uniformly random), nothing about the peer's input or the product.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
+use crate::backend::Backend;
 use crate::error::{Error, NetError, Result};
-use crate::mpc::{Dealer, PartyCtx, PartyId, Preproc, Share, beaver, sharing, trunc};
+use crate::mpc::{Dealer, PartyCtx, PartyId, Preproc, Share, beaver, gates, sharing, trunc};
 use crate::net::{Channel, Cost, exchange};
 use crate::prg::{ChaCha20Rng, os_rng};
 use crate::ring::{FixedPoint, RingTensor, arith_shift};
@@ -32,9 +40,40 @@ use crate::ring::{FixedPoint, RingTensor, arith_shift};
 /// below 2^(14 + 4 + 2·16) = 2^50 < 2^62, well inside the local-truncation budget.
 pub const INPUT_RANGE: f64 = 2.0;
 
+/// What a session computes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SessionOp {
+    /// The secure fixed-point matrix product X·W (Beaver triples).
+    #[default]
+    Matmul,
+    /// ReLU of the client's input, elementwise (one 2-word DCF per element).
+    Relu,
+    /// The public spline [`demo_spline`] of the client's input (one 3-word DCF per element).
+    Spline,
+}
+
+/// Gate width of the gate sessions: inputs are fixed-point reals in ±[`INPUT_RANGE`], far inside
+/// the signed 32-bit range, so 32-bit DCFs do the work of 64-bit ones.
+pub const GATE_WIDTH: u32 = 32;
+
+/// The spline of [`SessionOp::Spline`]: four pieces of degree 2 on the signed 32-bit range, with
+/// breakpoints at −1, 0 and 1 in fixed point (f = 16); coefficients are ring constants and the
+/// result is exact in Z_2^64 (the check compares bit for bit).
+pub fn demo_spline() -> crate::mpc::gates::spline::Spline {
+    let one = 1u64 << 16;
+    crate::mpc::gates::spline::Spline {
+        width: GATE_WIDTH,
+        breaks: vec![-(one as i64), 0, one as i64],
+        coeffs: vec![vec![0, 0, 0], vec![one, 1, 0], vec![one, 1, 1], vec![2 * one, 0, 0]],
+    }
+}
+
 /// Session parameters both parties must agree on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MatmulSpec {
+    /// What is computed.
+    #[serde(default)]
+    pub op: SessionOp,
     /// Rows of X.
     pub m: usize,
     /// Columns of X = rows of W.
@@ -48,9 +87,13 @@ pub struct MatmulSpec {
 }
 
 impl MatmulSpec {
-    /// Bytes each party sends in one Beaver matmul: 8·(mk + kn) (protocols.md §9).
+    /// Bytes each party sends in one product or gate: 8·(mk + kn) for the Beaver matmul, 8·mk
+    /// (the opening of X + r) for a gate (docs/protocols.md).
     pub fn matmul_bytes_per_party(&self) -> u64 {
-        8 * (self.m * self.k + self.k * self.n) as u64
+        match self.op {
+            SessionOp::Matmul => 8 * (self.m * self.k + self.k * self.n) as u64,
+            SessionOp::Relu | SessionOp::Spline => 8 * (self.m * self.k) as u64,
+        }
     }
 
     /// Shape of the input `owner` holds: P1 (client) holds X (m×k), P0 (server) holds W (k×n).
@@ -68,8 +111,15 @@ impl MatmulSpec {
 /// Never in practice.
 pub fn deal(spec: &MatmulSpec) -> Result<[Preproc; 2]> {
     let mut dealer = Dealer::new();
+    let len = spec.m * spec.k;
     for _ in 0..spec.repeat {
-        beaver::gen_matmul(&mut dealer, spec.m, spec.k, spec.n)?;
+        match spec.op {
+            SessionOp::Matmul => beaver::gen_matmul(&mut dealer, spec.m, spec.k, spec.n)?,
+            SessionOp::Relu => gates::gen_relu(&mut dealer, GATE_WIDTH, len)?,
+            SessionOp::Spline => {
+                gates::gen_spline(&mut dealer, GATE_WIDTH, demo_spline().degree(), len)?
+            }
+        }
     }
     Ok(dealer.finish())
 }
@@ -112,7 +162,7 @@ pub struct Hello {
     pub check: bool,
 }
 
-const PROTOCOL: &str = "prifft-matmul-demo/1";
+const PROTOCOL: &str = "prifft-session/2";
 /// Largest hello accepted (a peer sending garbage is stopped here).
 const MAX_HELLO_BYTES: usize = 4096;
 
@@ -147,6 +197,8 @@ pub struct SessionReport {
     pub spec: MatmulSpec,
     /// Network model in force, if any.
     pub network: Option<String>,
+    /// The backend this party computed on.
+    pub backend: String,
     /// Bytes each party sends per product by the formula 8·(mk + kn).
     pub formula_bytes_per_product: u64,
     /// Handshake.
@@ -248,14 +300,24 @@ pub fn run_party<C: Channel>(
     channel: C,
     preproc: Preproc,
     opts: &PartyOptions,
+    backend: Arc<dyn Backend>,
 ) -> Result<(SessionReport, Option<RingTensor>)> {
+    use crate::mpc::preproc::MaterialKind;
     let spec = opts.spec;
-    let mut ctx = PartyCtx::new(id, channel, preproc)?;
+    if spec.repeat == 0 {
+        return Err(Error::Session("a session needs at least one product (repeat ≥ 1)".into()));
+    }
+    let mut ctx = PartyCtx::new(id, channel, preproc)?.with_backend(backend);
     let need = spec.repeat;
-    let have = ctx.preproc.remaining_of(crate::mpc::preproc::MaterialKind::MatTriple);
+    let kind = match spec.op {
+        SessionOp::Matmul => MaterialKind::MatTriple,
+        SessionOp::Relu => MaterialKind::ReluKeys,
+        SessionOp::Spline => MaterialKind::SplineKeys,
+    };
+    let have = ctx.preproc.remaining_of(kind);
     if have < need {
         return Err(Error::Session(format!(
-            "the preprocessing file holds {have} matrix triple(s), the session needs {need}"
+            "the preprocessing file holds {have} {kind} item(s), the session needs {need}"
         )));
     }
     let seed = opts.input_seed.unwrap_or_else(|| os_rng().random());
@@ -273,24 +335,35 @@ pub fn run_party<C: Channel>(
             mine_is_x.then_some(&my_input),
             &spec.input_shape(PartyId::P1),
         )?;
+        if spec.op != SessionOp::Matmul {
+            return Ok((x, None)); // a gate has the client's input only
+        }
         let w = sharing::share_input(
             ctx,
             PartyId::P0,
             (!mine_is_x).then_some(&my_input),
             &spec.input_shape(PartyId::P0),
         )?;
-        Ok((x, w))
+        Ok((x, Some(w)))
     })
     .map_err(|e| e.during("input sharing"))?;
 
     let f = spec.fixed.frac_bits();
     let (y, products) = phase(&mut ctx, |ctx| {
         let mut y: Option<Share> = None;
+        let spline = demo_spline();
         for r in 0..spec.repeat {
-            let z = beaver::matmul(ctx, &x, &w)
-                .map_err(|e| Error::from(e).during(format!("secure product {} of {}", r + 1, spec.repeat)))?;
-            y = Some(trunc::trunc_local(ctx.id, &z, f));
-            log::debug!("{id}: product {} of {} done", r + 1, spec.repeat);
+            let step = || format!("secure {:?} {} of {}", spec.op, r + 1, spec.repeat);
+            let z = match (&w, spec.op) {
+                (Some(w), _) => {
+                    let z = beaver::matmul(ctx, &x, w)?;
+                    trunc::trunc(ctx, &z, f)
+                }
+                (None, SessionOp::Relu) => gates::relu(ctx, &x, GATE_WIDTH),
+                (None, _) => gates::spline(ctx, &spline, &x),
+            };
+            y = Some(z.map_err(|e| Error::from(e).during(step()))?);
+            log::debug!("{id}: {} done", step());
         }
         Ok(y.expect("repeat ≥ 1"))
     })?;
@@ -299,6 +372,7 @@ pub fn run_party<C: Channel>(
         party: id,
         spec,
         network: opts.network.clone(),
+        backend: ctx.backend().name(),
         formula_bytes_per_product: spec.matmul_bytes_per_party(),
         handshake: hello,
         input_sharing: sharing_report,
@@ -310,6 +384,15 @@ pub fn run_party<C: Channel>(
         return Ok((report, None));
     }
 
+    if spec.op != SessionOp::Matmul {
+        // Open the result and the client's input (its shares), then compare bit for bit.
+        let ((y_open, x_open), reveal) =
+            phase(&mut ctx, |ctx| Ok((sharing::open(ctx, &y)?, sharing::open(ctx, &x)?)))
+                .map_err(|e| e.during("revealing for the check"))?;
+        report.reveal = Some(reveal);
+        report.check = Some(check_gate(spec.op, &y_open, &x_open, spec.fixed));
+        return Ok((report, Some(y_open)));
+    }
     let ((y_open, theirs), reveal) = phase(&mut ctx, |ctx| {
         let y_open = sharing::open(ctx, &y)?;
         let peer_shape = spec.input_shape(id.peer());
@@ -327,6 +410,29 @@ pub fn run_party<C: Channel>(
     report.reveal = Some(reveal);
     report.check = Some(check_product(&y_open, x_plain, w_plain, spec.fixed)?);
     Ok((report, Some(y_open)))
+}
+
+/// Compare a revealed gate output with the gate's cleartext spec on the revealed input: FSS gates
+/// are exact, so the bound is 0 ulps.
+pub fn check_gate(op: SessionOp, y: &RingTensor, x: &RingTensor, fixed: FixedPoint) -> CheckReport {
+    let spline = demo_spline();
+    let spec = |v: u64| match op {
+        SessionOp::Relu => crate::mpc::gates::relu::spec(v),
+        _ => spline.spec(v),
+    };
+    let max_err_ulps = y
+        .as_slice()
+        .iter()
+        .zip(x.as_slice())
+        .map(|(&got, &v)| (got.wrapping_sub(spec(v)) as i64).unsigned_abs())
+        .max()
+        .unwrap_or(0);
+    CheckReport {
+        max_err_ulps,
+        bound_ulps: 0,
+        max_abs_err_real: max_err_ulps as f64 * fixed.ulp(),
+        ok: max_err_ulps == 0,
+    }
 }
 
 /// Compare a revealed secure product with the cleartext fixed-point and real products.
@@ -376,21 +482,24 @@ pub fn write_tensor(path: &Path, t: &RingTensor) -> Result<()> {
 pub fn render(report: &SessionReport) -> String {
     let s = &report.spec;
     let p = &report.products;
+    let what = match s.op {
+        SessionOp::Matmul => format!("fixed-point product X({}×{})·W({}×{})", s.m, s.k, s.k, s.n),
+        SessionOp::Relu => format!("ReLU of X({}×{}), {GATE_WIDTH}-bit gate", s.m, s.k),
+        SessionOp::Spline => format!("spline of X({}×{}), {GATE_WIDTH}-bit gate", s.m, s.k),
+    };
+    let formula = if s.op == SessionOp::Matmul { "8·(mk+kn)" } else { "8·mk" };
     let mut out = format!(
-        "{}: secure fixed-point product X({}×{})·W({}×{}), {} time(s), f = {}\n",
+        "{}: secure {what}, {} time(s), f = {}, on {}\n",
         report.party,
-        s.m,
-        s.k,
-        s.k,
-        s.n,
         s.repeat,
-        s.fixed.frac_bits()
+        s.fixed.frac_bits(),
+        report.backend
     );
     if let Some(net) = &report.network {
         out += &format!("  network model: {net}\n");
     }
     out += &format!(
-        "  input sharing: {} B sent, {} round(s)\n  products:      {} B sent, {} B received, {} round(s), {:.3} s ({:.3} ms per product)\n  formula 8·(mk+kn) per product: {} B → {}\n",
+        "  input sharing: {} B sent, {} round(s)\n  products:      {} B sent, {} B received, {} round(s), {:.3} s ({:.3} ms per product)\n  formula {formula} per product: {} B → {}\n",
         report.input_sharing.cost.bytes_sent,
         report.input_sharing.cost.rounds,
         p.cost.bytes_sent,

@@ -275,4 +275,13 @@ fn multi_word_dcf_reconstructs_every_word(backend: &dyn Backend) {
     }
 }
 
-per_backend!(sign_drelu_and_less_than_match_their_specs, interval_containment_matches_its_spec, lookup_tables_match_the_table, faithful_shifts_are_exact, digits_follow_from_shifts, relu_in_one_round_matches_its_spec, splines_match_their_spec, multi_word_dcf_reconstructs_every_word);
+per_backend!(
+    sign_drelu_and_less_than_match_their_specs,
+    interval_containment_matches_its_spec,
+    lookup_tables_match_the_table,
+    faithful_shifts_are_exact,
+    digits_follow_from_shifts,
+    relu_in_one_round_matches_its_spec,
+    splines_match_their_spec,
+    multi_word_dcf_reconstructs_every_word
+);

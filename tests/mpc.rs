@@ -2,11 +2,11 @@
 //! of preprocessing.
 
 use prifft::error::PreprocError;
+use prifft::mpc::MpcError as Error;
 use prifft::mpc::{Dealer, PartyCtx, PartyId, Preproc, Share, beaver, local, sharing, trunc};
 use prifft::net::{NetError, mem};
 use prifft::prg::insecure_seeded_rng;
 use prifft::ring::{FixedPoint, RingTensor, arith_shift};
-use prifft::mpc::MpcError as Error;
 
 /// The protocols' own error type (the crate's `Error` flattens it).
 type Result<T, E = Error> = std::result::Result<T, E>;

@@ -11,10 +11,10 @@ mod scheduler;
 pub use error::BackendError;
 pub use scheduler::Scheduler;
 
-use error::{BackendError as Error, Result};
 use crate::fss::{KeyBatch, Scheme, dcf, dpf};
 use crate::party::PartyId;
 use crate::ring::RingTensor;
+use error::{BackendError as Error, Result};
 
 /// Elementwise Z_2^64 operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

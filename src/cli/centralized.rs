@@ -9,15 +9,15 @@ use prifft::Result;
 /// Arguments of `prifft centralized`.
 #[derive(Args, Debug)]
 pub struct CentralizedArgs {
-        /// Epochs.
-        #[arg(long, default_value_t = 10)]
-        epochs: usize,
-        /// Seed of initialisation and shuffling (default: random).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Directory of the Fashion-MNIST IDX files.
-        #[arg(long)]
-        data: Option<PathBuf>,
+    /// Epochs.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Seed of initialisation and shuffling (default: random).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Directory of the Fashion-MNIST IDX files.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 /// Train and print the test accuracy after each epoch.

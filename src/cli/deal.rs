@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use prifft::session::{self, MatmulSpec};
+use prifft::session::{self, MatmulSpec, SessionOp};
 use prifft::{Error, Result};
 
 use super::party::ShapeArgs;
@@ -12,11 +12,11 @@ use super::party::ShapeArgs;
 /// Arguments of `prifft deal`.
 #[derive(Args, Debug)]
 pub struct DealArgs {
-        #[command(flatten)]
-        shape: ShapeArgs,
-        /// Output directory.
-        #[arg(long, default_value = ".")]
-        out_dir: PathBuf,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    /// Output directory.
+    #[arg(long, default_value = ".")]
+    out_dir: PathBuf,
 }
 
 /// Deal.
@@ -38,15 +38,13 @@ pub fn write(spec: &MatmulSpec, out_dir: &Path) -> Result<[PathBuf; 2]> {
     let paths = [out_dir.join("server.pp"), out_dir.join("client.pp")];
     p0.write_file(&paths[0])?;
     p1.write_file(&paths[1])?;
-    println!(
-        "dealer: {} matrix triple(s) for ({}×{})·({}×{}) → {} and {}",
-        spec.repeat,
-        spec.m,
-        spec.k,
-        spec.k,
-        spec.n,
-        paths[0].display(),
-        paths[1].display()
-    );
+    let what = match spec.op {
+        SessionOp::Matmul => {
+            format!("matrix triple(s) for ({}×{})·({}×{})", spec.m, spec.k, spec.k, spec.n)
+        }
+        SessionOp::Relu => format!("ReLU key batch(es) of {} elements", spec.m * spec.k),
+        SessionOp::Spline => format!("spline key batch(es) of {} elements", spec.m * spec.k),
+    };
+    println!("dealer: {} {what} → {} and {}", spec.repeat, paths[0].display(), paths[1].display());
     Ok(paths)
 }

@@ -3,22 +3,25 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use prifft::net::NetModel;
 use prifft::{Error, Result};
 
-use super::party::ShapeArgs;
+use super::party::{BackendArg, ShapeArgs};
 
 /// Arguments of `prifft demo`.
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-        #[command(flatten)]
-        shape: ShapeArgs,
-        /// Network model applied to both parties: lan (1 Gbit/s, 0.2 ms), wan (100 Mbit/s,
-        /// 20 ms) or MBITS:MILLIS.
-        #[arg(long)]
-        net: Option<NetModel>,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    /// Network model applied to both parties: lan (1 Gbit/s, 0.2 ms), wan (100 Mbit/s,
+    /// 20 ms) or MBITS:MILLIS.
+    #[arg(long)]
+    net: Option<NetModel>,
+    /// Where both parties compute.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendArg,
 }
 
 /// Deal, start both parties as processes, print their reports.
@@ -26,7 +29,7 @@ pub struct DemoArgs {
 /// # Errors
 /// Bad shapes, a party that fails.
 pub fn run(args: DemoArgs) -> Result<()> {
-    let (shape, net) = (args.shape, args.net);
+    let (shape, net, backend) = (args.shape, args.net, args.backend);
     let spec = shape.spec()?;
     let dir = std::env::temp_dir().join(format!("prifft-demo-{}", std::process::id()));
     let [server_pp, client_pp] = super::deal::write(&spec, &dir)?;
@@ -41,6 +44,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
             "--n",
             &spec.n.to_string(),
         ]);
+        let name = |v: Option<clap::builder::PossibleValue>| {
+            v.map(|p| p.get_name().to_string()).unwrap_or_default()
+        };
+        cmd.args(["--op", &name(shape.op.to_possible_value())]);
+        cmd.args(["--backend", &name(backend.to_possible_value())]);
         cmd.args([
             "--repeat",
             &spec.repeat.to_string(),

@@ -7,9 +7,9 @@ use prifft::Result;
 /// Arguments of `prifft devices`.
 #[derive(Args, Debug)]
 pub struct DevicesArgs {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[cfg(feature = "gpu")]

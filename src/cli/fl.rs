@@ -34,78 +34,78 @@ pub enum DatasetArg {
 #[derive(Args, Debug)]
 pub struct FlArgs {
     /// Comma-separated algorithms.
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "fedavg,fedprox,moon,fedproc")]
-        algo: Vec<AlgoArg>,
-        /// Dirichlet concentration β (smaller = more skewed).
-        #[arg(long, default_value_t = 0.5)]
-        beta: f64,
-        /// Clients.
-        #[arg(long, default_value_t = 10)]
-        clients: usize,
-        /// Communication rounds.
-        #[arg(long, default_value_t = 20)]
-        rounds: usize,
-        /// Local epochs per round.
-        #[arg(long, default_value_t = 1)]
-        local_epochs: usize,
-        /// Fraction of clients per round.
-        #[arg(long, default_value_t = 1.0)]
-        fraction: f64,
-        /// Local SGD learning rate (momentum 0.9, weight decay 1e-5 as fedproc.md).
-        #[arg(long, default_value_t = 0.01)]
-        lr: f32,
-        /// Local batch size.
-        #[arg(long, default_value_t = 64)]
-        batch: usize,
-        /// FedProx μ.
-        #[arg(long, default_value_t = 0.01)]
-        mu: f32,
-        /// MOON's weight μ of the model-contrastive loss.
-        #[arg(long, default_value_t = 1.0)]
-        moon_mu: f32,
-        /// MOON's temperature τ.
-        #[arg(long, default_value_t = 0.5)]
-        moon_tau: f32,
-        /// FedProc's prototype-loss temperature τ; several values run FedProc once per value
-        /// (1 = cosine logits, the paper's choice).
-        #[arg(long, value_delimiter = ',', default_value = "1")]
-        fedproc_tau: Vec<f32>,
-        /// FedProc's α horizon H: α_t = 1 − t/H (default: the number of rounds, as the paper).
-        #[arg(long)]
-        fedproc_horizon: Option<usize>,
-        /// Number of seeds (seeds 1..=K; each seed fixes the partition and the initialisation).
-        #[arg(long, default_value_t = 1)]
-        seeds: u64,
-        /// Aggregate with pairwise masks so the server sees only the sums of the updates (and
-        /// of FedProc's per-class sums and counts).
-        #[arg(long)]
-        secure_agg: bool,
-        /// CSV output path.
-        #[arg(long, default_value = "fl_results.csv")]
-        out: PathBuf,
-        /// PNG plot path (default: the CSV path with .png).
-        #[arg(long)]
-        plot: Option<PathBuf>,
-        /// The data set.
-        #[arg(long, value_enum, default_value = "fashion-mnist")]
-        dataset: DatasetArg,
-        /// Directory of the Fashion-MNIST IDX files, or the MNIST-5k file.
-        #[arg(long)]
-        data: Option<PathBuf>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "fedavg,fedprox,moon,fedproc")]
+    algo: Vec<AlgoArg>,
+    /// Dirichlet concentration β (smaller = more skewed).
+    #[arg(long, default_value_t = 0.5)]
+    beta: f64,
+    /// Clients.
+    #[arg(long, default_value_t = 10)]
+    clients: usize,
+    /// Communication rounds.
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
+    /// Local epochs per round.
+    #[arg(long, default_value_t = 1)]
+    local_epochs: usize,
+    /// Fraction of clients per round.
+    #[arg(long, default_value_t = 1.0)]
+    fraction: f64,
+    /// Local SGD learning rate (momentum 0.9, weight decay 1e-5 as fedproc.md).
+    #[arg(long, default_value_t = 0.01)]
+    lr: f32,
+    /// Local batch size.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// FedProx μ.
+    #[arg(long, default_value_t = 0.01)]
+    mu: f32,
+    /// MOON's weight μ of the model-contrastive loss.
+    #[arg(long, default_value_t = 1.0)]
+    moon_mu: f32,
+    /// MOON's temperature τ.
+    #[arg(long, default_value_t = 0.5)]
+    moon_tau: f32,
+    /// FedProc's prototype-loss temperature τ; several values run FedProc once per value
+    /// (1 = cosine logits, the paper's choice).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    fedproc_tau: Vec<f32>,
+    /// FedProc's α horizon H: α_t = 1 − t/H (default: the number of rounds, as the paper).
+    #[arg(long)]
+    fedproc_horizon: Option<usize>,
+    /// Number of seeds (seeds 1..=K; each seed fixes the partition and the initialisation).
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// Aggregate with pairwise masks so the server sees only the sums of the updates (and
+    /// of FedProc's per-class sums and counts).
+    #[arg(long)]
+    secure_agg: bool,
+    /// CSV output path.
+    #[arg(long, default_value = "fl_results.csv")]
+    out: PathBuf,
+    /// PNG plot path (default: the CSV path with .png).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// The data set.
+    #[arg(long, value_enum, default_value = "fashion-mnist")]
+    dataset: DatasetArg,
+    /// Directory of the Fashion-MNIST IDX files, or the MNIST-5k file.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 /// Arguments of `prifft fl-report`.
 #[derive(Args, Debug)]
 pub struct FlReportArgs {
-        /// CSV files written by `prifft fl` (algo,beta,seed,round,test_accuracy).
-        #[arg(long, required = true)]
-        csv: Vec<PathBuf>,
-        /// Also draw accuracy against round into this PNG file.
-        #[arg(long)]
-        plot: Option<PathBuf>,
-        /// Title of the plot.
-        #[arg(long, default_value = "test accuracy per round")]
-        title: String,
+    /// CSV files written by `prifft fl` (algo,beta,seed,round,test_accuracy).
+    #[arg(long, required = true)]
+    csv: Vec<PathBuf>,
+    /// Also draw accuracy against round into this PNG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Title of the plot.
+    #[arg(long, default_value = "test accuracy per round")]
+    title: String,
 }
 
 /// Train every algorithm and write CSV, plot and table.
@@ -113,7 +113,27 @@ pub struct FlReportArgs {
 /// # Errors
 /// Bad options, missing data, unwritable outputs.
 pub fn run(args: FlArgs) -> Result<()> {
-    let FlArgs { algo, beta, clients, rounds, local_epochs, fraction, lr, batch, mu, moon_mu, moon_tau, fedproc_tau, fedproc_horizon, seeds, secure_agg, out, plot, dataset, data } = args;
+    let FlArgs {
+        algo,
+        beta,
+        clients,
+        rounds,
+        local_epochs,
+        fraction,
+        lr,
+        batch,
+        mu,
+        moon_mu,
+        moon_tau,
+        fedproc_tau,
+        fedproc_horizon,
+        seeds,
+        secure_agg,
+        out,
+        plot,
+        dataset,
+        data,
+    } = args;
     use prifft::fl::rounds::Algo;
     let mut algos = Vec::new();
     for a in &algo {

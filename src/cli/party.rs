@@ -9,14 +9,79 @@ use prifft::mpc::{PartyId, Preproc};
 use prifft::net::tcp::{Listener, TcpChannel, TcpConfig};
 use prifft::net::{Channel, NetModel, Shaped};
 use prifft::ring::FixedPoint;
-use prifft::session::{self, MatmulSpec, PartyOptions};
+use std::sync::Arc;
+
+use prifft::backend::{Backend, Cpu, Scheduler};
+use prifft::session::{self, MatmulSpec, PartyOptions, SessionOp};
 use prifft::{Error, Result};
 
 use super::secs;
 
 /// The session's shapes and fixed point (shared by `deal`, `party` and `demo`).
+/// What a session computes (see `prifft party --help`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OpArg {
+    /// The secure fixed-point matrix product X·W (Beaver triples).
+    Matmul,
+    /// ReLU of the client's X, elementwise (FSS: one 2-word DCF per element, one round).
+    Relu,
+    /// A public degree-2 spline of X, elementwise (FSS: one 3-word DCF, one round).
+    Spline,
+}
+
+impl OpArg {
+    /// The session's op.
+    pub fn op(self) -> SessionOp {
+        match self {
+            OpArg::Matmul => SessionOp::Matmul,
+            OpArg::Relu => SessionOp::Relu,
+            OpArg::Spline => SessionOp::Spline,
+        }
+    }
+}
+
+/// Where a party does its local work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// The CPU (the reference; every backend gives the same bits).
+    Cpu,
+    /// The first GPU adapter (real GPUs before software ones such as lavapipe).
+    Gpu,
+    /// Every GPU and the CPU, each batch split by measured throughput (the scheduler).
+    All,
+}
+
+impl BackendArg {
+    /// Open the backend.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] for `gpu` without an adapter or GPU support.
+    pub fn open(self, crosscheck: bool) -> Result<Arc<dyn Backend>> {
+        Ok(match self {
+            BackendArg::Cpu => Arc::new(Cpu),
+            #[cfg(feature = "gpu")]
+            BackendArg::Gpu => match prifft::backend::gpu::GpuDevice::open_default()? {
+                Some(d) => Arc::new(d),
+                None => {
+                    return Err(Error::Gpu(
+                        "--backend gpu: no GPU adapter found (`prifft devices` lists them; on Linux without a GPU, install mesa-vulkan-drivers for lavapipe)".into(),
+                    ));
+                }
+            },
+            #[cfg(not(feature = "gpu"))]
+            BackendArg::Gpu => {
+                return Err(Error::Gpu("--backend gpu: this build has no GPU support".into()));
+            }
+            BackendArg::All => Arc::new(Scheduler::detect().with_crosscheck(crosscheck)),
+        })
+    }
+}
+
 #[derive(Args, Debug, Clone, Copy)]
 pub struct ShapeArgs {
+    /// What to compute.
+    #[arg(long, value_enum, default_value = "matmul")]
+    pub op: OpArg,
     /// Rows of the client's matrix X.
     #[arg(long, default_value_t = 64)]
     m: usize,
@@ -26,7 +91,7 @@ pub struct ShapeArgs {
     /// Columns of W.
     #[arg(long, default_value_t = 64)]
     n: usize,
-    /// Number of secure products (each uses one fresh triple).
+    /// Number of secure products or gates (each uses fresh preprocessing).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     repeat: u64,
     /// Fractional bits of the fixed-point encoding.
@@ -46,6 +111,7 @@ impl ShapeArgs {
             }
         }
         Ok(MatmulSpec {
+            op: self.op.op(),
             m: self.m,
             k: self.k,
             n: self.n,
@@ -68,6 +134,13 @@ pub struct PartyArgs {
     /// This party's role.
     #[arg(long, value_enum)]
     role: Role,
+    /// Where this party computes.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendArg,
+    /// With `--backend all`: recompute a random sample of every GPU part on the CPU and fail on
+    /// any difference.
+    #[arg(long)]
+    gpu_crosscheck: bool,
     /// Listen on ADDR and wait for the peer (port 0 picks a free port; the address is printed).
     #[arg(long, conflicts_with = "connect", required_unless_present = "connect")]
     listen: Option<String>,
@@ -112,8 +185,8 @@ pub fn run(args: PartyArgs) -> Result<()> {
         Role::Server => PartyId::P0,
         Role::Client => PartyId::P1,
     };
-    let preproc =
-        Preproc::read_file(&args.preproc).map_err(|e| Error::from(e).during("loading preprocessing"))?;
+    let preproc = Preproc::read_file(&args.preproc)
+        .map_err(|e| Error::from(e).during("loading preprocessing"))?;
     let config = TcpConfig {
         read_timeout: secs(args.timeout, "--timeout")?,
         write_timeout: secs(args.timeout, "--timeout")?,
@@ -143,7 +216,8 @@ pub fn run(args: PartyArgs) -> Result<()> {
         check: !args.no_check,
         network: args.net.map(|m| m.to_string()),
     };
-    let (report, product) = session::run_party(id, channel, preproc, &opts)?;
+    let backend = args.backend.open(args.gpu_crosscheck)?;
+    let (report, product) = session::run_party(id, channel, preproc, &opts, backend)?;
     print!("{}", session::render(&report));
     if let (Some(path), Some(product)) = (&args.output, &product) {
         session::write_tensor(path, product)?;

@@ -12,11 +12,11 @@ use ndarray::{Array2, ArrayView2, Axis};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
+use super::cnn::{Conv2d, L2Normalize, Linear, MaxPool2, Param, Relu};
 use super::data::Dataset;
 use super::local_loss::PartLoss;
 pub use super::local_loss::{LocalLoss, MoonLoss};
 use super::loss::{model_contrastive, prototype_contrastive, softmax_cross_entropy};
-use super::cnn::{Conv2d, L2Normalize, Linear, MaxPool2, Param, Relu};
 
 /// Representation width d.
 pub const FEATURES: usize = 84;

@@ -78,4 +78,3 @@ pub enum KeyError {
         found: usize,
     },
 }
-

@@ -105,11 +105,7 @@ fn open_masked<C: Channel>(
 pub fn mul<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, y: &Share) -> Result<Share> {
     let shape = x.shape().to_vec();
     if y.shape() != shape {
-        return Err(MpcError::Shape {
-            op: "beaver::mul",
-            left: shape,
-            right: y.shape().to_vec(),
-        });
+        return Err(MpcError::Shape { op: "beaver::mul", left: shape, right: y.shape().to_vec() });
     }
     let [a, b, c]: [Share; 3] =
         ctx.preproc.take(MaterialKind::ElemTriple, &shape)?.try_into().expect("3 tensors");

@@ -107,4 +107,3 @@ pub enum PreprocError {
         needed: usize,
     },
 }
-

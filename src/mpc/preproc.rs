@@ -276,7 +276,9 @@ impl Preproc {
         words: u32,
     ) -> Result<crate::fss::KeyBatch, PreprocError> {
         let (kind, dims) = match scheme {
-            crate::fss::Scheme::Dcf => (MaterialKind::DcfKeys, vec![len, n as usize, words as usize]),
+            crate::fss::Scheme::Dcf => {
+                (MaterialKind::DcfKeys, vec![len, n as usize, words as usize])
+            }
             crate::fss::Scheme::Dpf => (MaterialKind::DpfKeys, vec![len, n as usize]),
         };
         match self.take_item(kind, &dims)? {

@@ -9,7 +9,7 @@
 //! A product of two encodings carries 2f fractional bits and must be truncated by f bits; it is
 //! exact in the ring as long as |a·b| < 2^(63−2f) (2^31 for f = 16), which callers must keep.
 
-use super::error::{RingError as Error, Result};
+use super::error::{Result, RingError as Error};
 
 /// The default number of fractional bits (as CrypTen).
 pub const DEFAULT_FRAC_BITS: u32 = 16;

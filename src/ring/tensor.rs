@@ -5,7 +5,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use rand::Rng;
 use rayon::prelude::*;
 
-use super::error::{RingError as Error, Result};
+use super::error::{Result, RingError as Error};
 
 /// An n-dimensional array over Z_2^64. Always contiguous in row-major (standard) order, so
 /// [`as_slice`](Self::as_slice) is the memory the GPU kernels and the wire format see.

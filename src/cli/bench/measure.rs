@@ -187,8 +187,8 @@ pub fn gpu(
     sweep: bool,
     mut progress: impl FnMut(&GpuRow),
 ) -> prifft::Result<Vec<GpuRow>> {
-    use prifft::backend::{Backend, Cpu};
     use prifft::backend::gpu::{AesTables, FssShape, GpuDevice};
+    use prifft::backend::{Backend, Cpu};
     use rand::Rng;
 
     let mut rng = os_rng();
@@ -411,11 +411,9 @@ pub fn lut_choice(widths: &[u32], batch: usize) -> Vec<LutRow> {
                 time_ns(3, || dpf_keys = Some(lut::keygen(b, &masks, &mut rng).expect("valid")))
                     / batch as f64;
             let [d0, _] = dpf_keys.expect("generated");
-            let dpf_eval =
-                time_ns(3, || {
-                    lut::lookup(&prifft::backend::Cpu, &d0, &table, &masked, &mut out).expect("valid")
-                })
-                    / batch as f64;
+            let dpf_eval = time_ns(3, || {
+                lut::lookup(&prifft::backend::Cpu, &d0, &table, &masked, &mut out).expect("valid")
+            }) / batch as f64;
             let mut hot_keys = None;
             let hot_gen = time_ns(3, || {
                 hot_keys = Some(lut::onehot_keygen(b, &masks, &mut rng).expect("valid"))

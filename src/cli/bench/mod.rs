@@ -63,7 +63,9 @@ pub enum BenchCmd {
 pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Fss { json, batch_log2, widths } => bench_fss(json, 1 << batch_log2, &widths),
-        BenchCmd::Gpu { json, keys_log2, matmul, sweep } => bench_gpu(json, keys_log2, matmul, sweep),
+        BenchCmd::Gpu { json, keys_log2, matmul, sweep } => {
+            bench_gpu(json, keys_log2, matmul, sweep)
+        }
         BenchCmd::Fl { data } => bench_fl(data),
     }
 }
@@ -84,9 +86,7 @@ fn bench_fl(data: Option<PathBuf>) -> Result<()> {
     ] {
         let mut rng = prifft::prg::insecure_seeded_rng(1);
         let mut model = match projection {
-            Some(normalize) => {
-                SimpleCnn::with_projection(train.classes, normalize, &mut rng)
-            }
+            Some(normalize) => SimpleCnn::with_projection(train.classes, normalize, &mut rng),
             None => SimpleCnn::new(train.classes, &mut rng),
         };
         let mut ce = LocalLoss::CrossEntropy;

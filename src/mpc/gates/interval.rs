@@ -22,8 +22,8 @@
 use super::reduce;
 use crate::backend::Backend;
 use crate::fss::KeyError;
-use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dcf};
+use crate::mpc::MpcError;
 use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 
@@ -61,7 +61,8 @@ pub fn keygen(
 /// # Errors
 /// [`KeyError::Domain`] when the bounds are outside `[−2^(m−1), 2^(m−1)]` or `p > q`;
 /// [`KeyError::BatchLength`] / [`KeyError::Mismatch`] for mismatched inputs or keys.
-pub fn contains(backend: &dyn Backend, 
+pub fn contains(
+    backend: &dyn Backend,
     keys: &IntervalKeys,
     masked: &[u64],
     p: i64,

@@ -21,8 +21,8 @@
 use super::reduce;
 use crate::backend::Backend;
 use crate::fss::KeyError;
-use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dpf};
+use crate::mpc::MpcError;
 use crate::prg::ChaCha20Rng;
 
 /// One party's keys for a batch of lookups with a b-bit index.
@@ -56,7 +56,8 @@ pub fn keygen(
 /// # Errors
 /// [`KeyError::BatchLength`] when the table is not `2^b` long or the batch lengths differ;
 /// [`KeyError::Mismatch`] for wrong keys.
-pub fn lookup(backend: &dyn Backend, 
+pub fn lookup(
+    backend: &dyn Backend,
     keys: &LutKeys,
     table: &[u64],
     masked: &[u64],

@@ -319,9 +319,11 @@ fn get_words(r: &mut Reader<'_>, expected: usize) -> Result<Vec<u64>, PreprocErr
             "vector of {count} words where the shape key implies {expected}"
         )));
     }
-    let bytes = r.take(expected.checked_mul(8).ok_or_else(|| {
-        PreprocError::Malformed("vector length overflows".into())
-    })?)?;
+    let bytes = r.take(
+        expected
+            .checked_mul(8)
+            .ok_or_else(|| PreprocError::Malformed("vector length overflows".into()))?,
+    )?;
     Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
 }
 

@@ -206,7 +206,12 @@ pub fn drelu<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, width: u32) -> Result
 ///
 /// # Errors
 /// As [`run_gate`].
-pub fn less_than<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, width: u32, c: u64) -> Result<Share> {
+pub fn less_than<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &Share,
+    width: u32,
+    c: u64,
+) -> Result<Share> {
     let dims = [x.tensor().len(), width as usize];
     run_gate(ctx, "gates::less_than", x, &dims, |b, k, m, o| sign::less_than(b, k, m, c, o))
 }

@@ -19,8 +19,8 @@ use rand::Rng;
 use super::reduce;
 use crate::backend::Backend;
 use crate::fss::KeyError;
-use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dcf};
+use crate::mpc::MpcError;
 use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 
@@ -73,7 +73,12 @@ pub fn keygen(width: u32, masks: &[u64], rng: &mut ChaCha20Rng) -> Result<[ReluK
 ///
 /// # Errors
 /// [`KeyError::BatchLength`] / [`KeyError::Mismatch`] for mismatched inputs or keys.
-pub fn relu(backend: &dyn Backend, keys: &ReluKeys, masked: &[u64], out: &mut [u64]) -> Result<(), MpcError> {
+pub fn relu(
+    backend: &dyn Backend,
+    keys: &ReluKeys,
+    masked: &[u64],
+    out: &mut [u64],
+) -> Result<(), MpcError> {
     let (m, party) = (keys.width, keys.dcf.party());
     keys.dcf.expect(Scheme::Dcf, party, m - 1)?;
     if keys.dcf.words() != 2
@@ -84,7 +89,8 @@ pub fn relu(backend: &dyn Backend, keys: &ReluKeys, masked: &[u64], out: &mut [u
             what: "masked inputs",
             expected: keys.dcf.len(),
             found: masked.len(),
-        }.into());
+        }
+        .into());
     }
     let lows: Vec<u64> = masked.iter().map(|&x| reduce(x, m - 1)).collect();
     let mut y = vec![0u64; 2 * masked.len()];

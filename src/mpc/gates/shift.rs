@@ -26,8 +26,8 @@ use rand::Rng;
 use super::reduce;
 use crate::backend::Backend;
 use crate::fss::KeyError;
-use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dcf};
+use crate::mpc::MpcError;
 use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 
@@ -90,7 +90,12 @@ pub fn keygen(
 ///
 /// # Errors
 /// [`KeyError::BatchLength`] / [`KeyError::Mismatch`] for mismatched inputs or keys.
-pub fn lrs(backend: &dyn Backend, keys: &ShiftKeys, masked: &[u64], out: &mut [u64]) -> Result<(), MpcError> {
+pub fn lrs(
+    backend: &dyn Backend,
+    keys: &ShiftKeys,
+    masked: &[u64],
+    out: &mut [u64],
+) -> Result<(), MpcError> {
     shift_with_offset(backend, keys, masked, 0, out)
 }
 
@@ -98,7 +103,12 @@ pub fn lrs(backend: &dyn Backend, keys: &ShiftKeys, masked: &[u64], out: &mut [u
 ///
 /// # Errors
 /// As [`lrs`].
-pub fn ars(backend: &dyn Backend, keys: &ShiftKeys, masked: &[u64], out: &mut [u64]) -> Result<(), MpcError> {
+pub fn ars(
+    backend: &dyn Backend,
+    keys: &ShiftKeys,
+    masked: &[u64],
+    out: &mut [u64],
+) -> Result<(), MpcError> {
     let half = 1u64 << (keys.width - 1);
     shift_with_offset(backend, keys, masked, half, out)?;
     if keys.wrap.party() == PartyId::P0 {
@@ -108,7 +118,8 @@ pub fn ars(backend: &dyn Backend, keys: &ShiftKeys, masked: &[u64], out: &mut [u
     Ok(())
 }
 
-fn shift_with_offset(backend: &dyn Backend, 
+fn shift_with_offset(
+    backend: &dyn Backend,
     keys: &ShiftKeys,
     masked: &[u64],
     offset: u64,
@@ -123,7 +134,8 @@ fn shift_with_offset(backend: &dyn Backend,
             what: "masked inputs",
             expected: keys.mask_high.len(),
             found: masked.len(),
-        }.into());
+        }
+        .into());
     }
     let hat: Vec<u64> = masked.iter().map(|&x| reduce(x.wrapping_add(offset), m)).collect();
     let lows: Vec<u64> = hat.iter().map(|&u| reduce(u, s)).collect();

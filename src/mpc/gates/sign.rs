@@ -17,8 +17,8 @@
 use super::reduce;
 use crate::backend::Backend;
 use crate::fss::KeyError;
-use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dcf};
+use crate::mpc::MpcError;
 use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 use rand::Rng;
@@ -70,7 +70,12 @@ pub fn keygen(width: u32, masks: &[u64], rng: &mut ChaCha20Rng) -> Result<[SignK
 ///
 /// # Errors
 /// [`KeyError::BatchLength`] on length mismatches, [`KeyError::Mismatch`] for wrong keys.
-pub fn msb(backend: &dyn Backend, keys: &SignKeys, masked: &[u64], out: &mut [u64]) -> Result<(), MpcError> {
+pub fn msb(
+    backend: &dyn Backend,
+    keys: &SignKeys,
+    masked: &[u64],
+    out: &mut [u64],
+) -> Result<(), MpcError> {
     msb_shifted(backend, keys, masked, 0, out)
 }
 
@@ -78,7 +83,12 @@ pub fn msb(backend: &dyn Backend, keys: &SignKeys, masked: &[u64], out: &mut [u6
 ///
 /// # Errors
 /// As [`msb`].
-pub fn drelu(backend: &dyn Backend, keys: &SignKeys, masked: &[u64], out: &mut [u64]) -> Result<(), MpcError> {
+pub fn drelu(
+    backend: &dyn Backend,
+    keys: &SignKeys,
+    masked: &[u64],
+    out: &mut [u64],
+) -> Result<(), MpcError> {
     msb(backend, keys, masked, out)?;
     let party = keys.dcf.party();
     for y in out.iter_mut() {
@@ -93,11 +103,23 @@ pub fn drelu(backend: &dyn Backend, keys: &SignKeys, masked: &[u64], out: &mut [
 ///
 /// # Errors
 /// As [`msb`].
-pub fn less_than(backend: &dyn Backend, keys: &SignKeys, masked: &[u64], c: u64, out: &mut [u64]) -> Result<(), MpcError> {
+pub fn less_than(
+    backend: &dyn Backend,
+    keys: &SignKeys,
+    masked: &[u64],
+    c: u64,
+    out: &mut [u64],
+) -> Result<(), MpcError> {
     msb_shifted(backend, keys, masked, c, out)
 }
 
-fn msb_shifted(backend: &dyn Backend, keys: &SignKeys, masked: &[u64], c: u64, out: &mut [u64]) -> Result<(), MpcError> {
+fn msb_shifted(
+    backend: &dyn Backend,
+    keys: &SignKeys,
+    masked: &[u64],
+    c: u64,
+    out: &mut [u64],
+) -> Result<(), MpcError> {
     let width = keys.width;
     check_width(width)?;
     keys.dcf.expect(Scheme::Dcf, keys.dcf.party(), width - 1)?;
@@ -106,7 +128,8 @@ fn msb_shifted(backend: &dyn Backend, keys: &SignKeys, masked: &[u64], c: u64, o
             what: "masked inputs",
             expected: keys.mask_msb.len(),
             found: masked.len(),
-        }.into());
+        }
+        .into());
     }
     let low_bits = width - 1;
     let shifted: Vec<u64> = masked.iter().map(|&x| reduce(x.wrapping_sub(c), width)).collect();

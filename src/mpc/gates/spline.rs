@@ -21,8 +21,8 @@ use rand::Rng;
 use super::reduce;
 use crate::backend::Backend;
 use crate::fss::KeyError;
-use crate::mpc::MpcError;
 use crate::fss::{KeyBatch, Scheme, dcf};
+use crate::mpc::MpcError;
 use crate::prg::ChaCha20Rng;
 
 /// A public piecewise polynomial on signed m-bit inputs.
@@ -122,7 +122,8 @@ pub fn keygen(
 /// # Errors
 /// [`KeyError::Mismatch`] for an invalid spline or keys of another width or degree;
 /// [`KeyError::BatchLength`] for mismatched lengths.
-pub fn eval(backend: &dyn Backend, 
+pub fn eval(
+    backend: &dyn Backend,
     keys: &SplineKeys,
     spline: &Spline,
     masked: &[u64],
@@ -137,7 +138,8 @@ pub fn eval(backend: &dyn Backend,
             what: "spline keys",
             expected: format!("width {} and {} words", spline.width, words),
             found: format!("width {m} and {} words", keys.dcf.words()),
-        }.into());
+        }
+        .into());
     }
     let len = masked.len();
     if keys.mask_powers.len() != words * len || out.len() != len {
@@ -145,7 +147,8 @@ pub fn eval(backend: &dyn Backend,
             what: "masked inputs",
             expected: keys.dcf.len(),
             found: len,
-        }.into());
+        }
+        .into());
     }
     let half = 1u64 << (m - 1);
     let hat: Vec<u64> = masked.iter().map(|&x| reduce(x.wrapping_add(half), m)).collect();
