@@ -353,7 +353,12 @@ pub fn run_party<C: Channel>(
         let mut y: Option<Share> = None;
         let spline = demo_spline();
         for r in 0..spec.repeat {
-            let step = || format!("secure {:?} {} of {}", spec.op, r + 1, spec.repeat);
+            let what = match spec.op {
+                SessionOp::Matmul => "product",
+                SessionOp::Relu => "ReLU",
+                SessionOp::Spline => "spline",
+            };
+            let step = || format!("secure {what} {} of {}", r + 1, spec.repeat);
             let z = match (&w, spec.op) {
                 (Some(w), _) => {
                     let z = beaver::matmul(ctx, &x, w)?;

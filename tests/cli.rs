@@ -85,6 +85,60 @@ fn wait_within(child: &mut Child, limit: Duration) -> (std::process::ExitStatus,
     }
 }
 
+/// ReLU and a spline between two processes over TCP, on `backend`: the revealed output equals
+/// the gate's spec on the revealed input exactly, and each party sends exactly the opening of
+/// X + r (8 bytes per element) in one round.
+fn gates_between_two_processes(backend: &str) {
+    let (m, k) = (16, 20);
+    let shape = ["--m", "16", "--k", "20", "--repeat", "2"];
+    for op in ["relu", "spline"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["--op", op];
+        args.extend(shape);
+        deal(dir.path(), &args);
+        let mut party_args = args.clone();
+        party_args.extend(["--json", "--backend", backend]);
+        let (mut server, addr, mut server_out) = start_server(dir.path(), &party_args);
+        let client = start_client(dir.path(), &addr, &party_args);
+        let client_out = client.wait_with_output().unwrap();
+        let mut server_stdout = String::new();
+        server_out.read_to_string(&mut server_stdout).unwrap();
+        let (status, _) = wait_within(&mut server, Duration::from_secs(60));
+        assert!(status.success(), "{op} on {backend}: server failed: {}", stderr_of(&mut server));
+        assert!(
+            client_out.status.success(),
+            "{op} on {backend}: client failed: {}",
+            String::from_utf8_lossy(&client_out.stderr)
+        );
+        for report in
+            [last_json(&server_stdout), last_json(&String::from_utf8_lossy(&client_out.stdout))]
+        {
+            let gates = &report["products"]["cost"];
+            assert_eq!(gates["bytes_sent"], 2 * 8 * m * k, "{op} on {backend}: bytes");
+            assert_eq!(gates["bytes_received"], 2 * 8 * m * k);
+            assert_eq!(gates["rounds"], 2, "{op} on {backend}: one round per gate");
+            assert_eq!(report["check"]["max_err_ulps"], 0, "{op} on {backend}: spec");
+            assert_eq!(report["check"]["ok"], true);
+            let on = report["backend"].as_str().unwrap();
+            assert_eq!(on.starts_with("CPU"), backend == "cpu", "{op}: ran on {on}");
+        }
+    }
+}
+
+#[test]
+fn relu_and_spline_between_two_processes_on_the_cpu() {
+    gates_between_two_processes("cpu");
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn relu_and_spline_between_two_processes_on_the_gpu() {
+    if common::gpu_device().is_none() {
+        return;
+    }
+    gates_between_two_processes("gpu");
+}
+
 #[test]
 fn two_processes_compute_a_64x64_fixed_point_product_within_the_bound() {
     let dir = tempfile::tempdir().unwrap();
@@ -107,7 +161,14 @@ fn two_processes_compute_a_64x64_fixed_point_product_within_the_bound() {
     );
 
     // Independent check: rebuild both inputs from their seeds and compare with the revealed product.
-    let spec = MatmulSpec { m: 64, k: 64, n: 64, repeat: 1, fixed: FixedPoint::default() };
+    let spec = MatmulSpec {
+        op: session::SessionOp::Matmul,
+        m: 64,
+        k: 64,
+        n: 64,
+        repeat: 1,
+        fixed: FixedPoint::default(),
+    };
     let w = session::demo_input(&spec, PartyId::P0, 101).unwrap();
     let x = session::demo_input(&spec, PartyId::P1, 202).unwrap();
     let got = RingTensor::from_le_bytes(&[64, 64], &std::fs::read(&product).unwrap()).unwrap();
