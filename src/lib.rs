@@ -8,8 +8,8 @@
 //!    from an offline dealer.
 //! 2. **FedProc**: prototypical contrastive federated learning for non-IID clients.
 //!
-//! Heavy kernels run as WGSL compute shaders through wgpu (feature `gpu`, default on) with a CPU
-//! path that gives the same bits.
+//! Heavy kernels run as WGSL compute shaders through wgpu (feature `gpu`, default on,
+//! [`backend::gpu`]) with a CPU path that gives the same bits.
 //!
 //! ## Security model
 //!
@@ -19,10 +19,26 @@
 //! ([`prg`]); seeded constructors exist only for tests and say "insecure" in their names. Each
 //! protocol's docs state its cost and what each party learns.
 //!
-//! ## Layout
+//! ## Layers
 //!
-//! `ring` (Z_2^64, fixed point) ← `mpc` (sharing, dealer, preprocessing, protocols) ← `session`
-//! (two-process runs) ← CLI; [`net`] provides channels; [`gpu`] the wgpu engine.
+//! Dependencies point down only (checked by `tests/layers.rs`); each layer has its own error
+//! type, and [`error`] flattens them all into the crate's [`Error`]:
+//!
+//! ```text
+//! cli (the binary: one module per subcommand)
+//!  └─ session (two-process runs) · fl (federated learning)
+//!      └─ error (the crate's Error)
+//!          └─ mpc (party context, sharing, dealer, typed preprocessing, Beaver, truncation,
+//!              │    gates: open x + r, evaluate on the backend)
+//!              └─ backend (Backend trait, Cpu, Scheduler, gpu/: the wgpu engine)
+//!                  └─ fss (AES PRG, DPF, DCF, key batches) · net (channels)
+//!                      └─ ring (Z_2^64, fixed point, tensors)
+//!                          └─ party (PartyId) · prg (OS-seeded ChaCha20)
+//! ```
+//!
+//! A protocol takes a [`mpc::PartyCtx`] — party id, metered channel, preprocessing store, local
+//! CSPRNG and the [`backend::Backend`] its local work runs on — so the same protocol code runs
+//! on the CPU, a GPU or the scheduler over every device, with the same bits.
 //!
 //! ## Example: a secure fixed-point product in two threads
 //!

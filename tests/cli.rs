@@ -178,7 +178,7 @@ fn two_processes_compute_a_64x64_fixed_point_product_within_the_bound() {
         assert!((0..=1).contains(&err), "error {err} ulp exceeds the local-truncation bound");
     }
 
-    // Reported bytes equal protocols.md §9: 64·(mk + kn) bits per party, one round.
+    // Reported bytes equal docs/protocols.md, "Costs": 64·(mk + kn) bits per party, one round.
     for report in
         [last_json(&server_stdout), last_json(&String::from_utf8_lossy(&client_out.stdout))]
     {

@@ -205,7 +205,7 @@ fn every_algorithm_learns_real_digits_in_five_rounds() {
     // MNIST-5k (real digits: 4,000 training, 1,000 test images), 4 clients with Dirichlet
     // β = 0.5, 5 rounds × 2 local epochs, batch 16. Measured with this setting (release
     // build): FedAvg 84.4 %, FedProx 84.3 %, MOON 81.3 %, FedProc τ = 1 64.8 % (its prototype
-    // loss dominates early rounds; fedproc.md) — chance is 10 %.
+    // loss dominates early rounds; docs/fedproc.md) — chance is 10 %.
     use prifft::fl::partition::{self, Scheme};
     use prifft::fl::rounds::{self, Algo, FlConfig};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(data::MNIST_5K);

@@ -56,7 +56,7 @@ fn beaver_product_square_and_matmul_reconstruct_with_formula_costs() -> Result<(
     assert_eq!(sharing::reconstruct(&s0, &s1)?, x.mul_elem(&x)?);
     assert_eq!(sharing::reconstruct(&m0, &m1)?, a.matmul(&b)?);
     for costs in [costs0, costs1] {
-        // protocols.md §9: product 2·64·n bits, square 64·n, matmul 64·(mk + kn); one round each.
+        // docs/protocols.md, "Costs": product 2·64·n bits, square 64·n, matmul 64·(mk + kn); one round each.
         assert_eq!(costs.map(|c| c.bytes_sent), [16 * n, 8 * n, 8 * (5 * 12 + 12 * 9)]);
         assert_eq!(costs.map(|c| c.bytes_received), costs.map(|c| c.bytes_sent));
         assert_eq!(costs.map(|c| c.rounds), [1, 1, 1]);

@@ -118,7 +118,7 @@ pub trait Backend: Send + Sync {
     /// ([`mpc::gates::lut`](crate::mpc::gates::lut)).
     ///
     /// # Errors
-    /// [`dpf::check_lookup`](crate::fss::dpf::check_lookup)'s errors; device errors.
+    /// [`check_lookup`](crate::fss::dpf::check_lookup)'s errors; device errors.
     fn lut(
         &self,
         dpf_keys: &KeyBatch,

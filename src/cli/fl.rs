@@ -51,7 +51,7 @@ pub struct FlArgs {
     /// Fraction of clients per round.
     #[arg(long, default_value_t = 1.0)]
     fraction: f64,
-    /// Local SGD learning rate (momentum 0.9, weight decay 1e-5 as fedproc.md).
+    /// Local SGD learning rate (momentum 0.9, weight decay 1e-5 as docs/fedproc.md).
     #[arg(long, default_value_t = 0.01)]
     lr: f32,
     /// Local batch size.

@@ -22,7 +22,7 @@ pub fn softmax_cross_entropy(logits: ArrayView2<'_, f32>, labels: &[u8]) -> (f32
     (loss / batch, grad)
 }
 
-/// FedProc's prototype contrastive loss (global prototypical contrastive loss, fedproc.md):
+/// FedProc's prototype contrastive loss (global prototypical contrastive loss, docs/fedproc.md):
 /// the mean over the batch of −log softmax(z·ĉ_k / τ)_y, where ĉ_k are the rows of
 /// `prototypes` scaled to unit norm (a zero prototype stays zero). With the network's
 /// L2-normalised z and τ = 1 the logits are cosines. Returns the loss and dL/dz.

@@ -1,9 +1,9 @@
-//! The "simple CNN" of MOON and FedProc for 28×28 grey images (fedproc.md):
+//! The "simple CNN" of MOON and FedProc for 28×28 grey images (docs/fedproc.md):
 //! conv(1→6, 5×5) + ReLU + max-pool 2 → conv(6→16, 5×5) + ReLU + max-pool 2 → 256
 //! → FC 120 + ReLU → FC 84 + ReLU (the representation r), then either a classifier FC 84 →
 //! classes ([`SimpleCnn::new`]) or the federated network ([`SimpleCnn::with_projection`]):
 //! projection head FC 84→84 + ReLU → FC 84→256 (z), classifier FC 256 → classes on z — with
-//! z L2-normalised before the classifier in FedProc's network (fedproc.md), not in MOON's.
+//! z L2-normalised before the classifier in FedProc's network (docs/fedproc.md), not in MOON's.
 //!
 //! Local training takes a [`LocalLoss`]: cross-entropy (FedAvg, FedProx), cross-entropy plus
 //! MOON's model-contrastive loss, or FedProc's mix of cross-entropy and the prototype loss.
@@ -21,7 +21,7 @@ use super::loss::{model_contrastive, prototype_contrastive, softmax_cross_entrop
 /// Representation width d.
 pub const FEATURES: usize = 84;
 
-/// Width of the projection z (fedproc.md).
+/// Width of the projection z (docs/fedproc.md).
 pub const PROJECTION: usize = 256;
 
 /// The projection head: FC d→d + ReLU → FC d→256 (→ L2 normalisation in FedProc's network).
@@ -53,7 +53,7 @@ pub struct SimpleCnn {
     proximal: Option<(Vec<Array2<f32>>, f32)>,
 }
 
-/// Hyper-parameters of local SGD (fedproc.md: lr 0.01, momentum 0.9, weight decay 1e−5, batch 64).
+/// Hyper-parameters of local SGD (docs/fedproc.md: lr 0.01, momentum 0.9, weight decay 1e−5, batch 64).
 #[derive(Clone, Copy, Debug)]
 pub struct SgdConfig {
     /// Learning rate.
@@ -81,7 +81,7 @@ impl SimpleCnn {
 
     /// The federated network: the simple CNN, projection head 84→84→256 (z), classifier
     /// 256 → `classes` on z. `normalize`: z scaled to unit norm before the classifier, as in
-    /// FedProc's network (fedproc.md); without it, MOON's network (its `ModelFedCon`).
+    /// FedProc's network (docs/fedproc.md); without it, MOON's network (its `ModelFedCon`).
     pub fn with_projection<R: Rng + ?Sized>(classes: usize, normalize: bool, rng: &mut R) -> Self {
         Self::build(classes, Some(normalize), rng)
     }

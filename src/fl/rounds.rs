@@ -1,4 +1,4 @@
-//! Federated rounds: FedAvg, FedProx, MOON and FedProc over the network of fedproc.md.
+//! Federated rounds: FedAvg, FedProx, MOON and FedProc over the network of docs/fedproc.md.
 //!
 //! Each round a fraction of the clients is sampled; each starts from the global weights with a
 //! fresh optimiser and trains E local epochs on its own data with its algorithm's loss:
@@ -18,7 +18,7 @@
 //! clear, or with secure aggregation ([`super::secagg`]) so that the server sees only the
 //! weighted sum of the weights and the totals of FedProc's sums and counts. All algorithms use
 //! the network with a projection head ([`SimpleCnn::with_projection`]); FedProc's normalises z
-//! before the classifier (fedproc.md), the others' do not (MOON's `ModelFedCon`, which MOON's
+//! before the classifier (docs/fedproc.md), the others' do not (MOON's `ModelFedCon`, which MOON's
 //! code base uses for every algorithm). The global model's test accuracy is recorded after
 //! every round.
 
@@ -43,7 +43,7 @@ pub enum Algo {
         /// Proximal strength μ.
         mu: f32,
     },
-    /// Li, He and Song 2021 (fedproc.md: μ = 1, τ = 0.5).
+    /// Li, He and Song 2021 (docs/fedproc.md: μ = 1, τ = 0.5).
     Moon {
         /// Weight μ of the model-contrastive loss.
         mu: f32,

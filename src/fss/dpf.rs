@@ -10,7 +10,7 @@
 //! **Cost.** Point evaluation: n AES blocks (n − 1 seeds, one output block). Full-domain
 //! evaluation of all 2^n points: 2^n − 2 + 2^(n−1) blocks. Key generation: 2 blocks per level and
 //! party, 1 at the last level. Key size per party: `16 + 16(n − 1) + 16` bytes (1,040 B at n = 64;
-//! protocols.md's yardstick is n·(128 + 2) + 128 + 64 bits = 1,064 B).
+//! the BGI yardstick (docs/protocols.md) is n·(128 + 2) + 128 + 64 bits = 1,064 B).
 //!
 //! **What a key holder learns.** Nothing about α or β (every correction is masked by the other
 //! party's on-path PRG output).

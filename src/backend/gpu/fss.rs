@@ -244,7 +244,7 @@ impl GpuDevice {
     /// to [`dpf::lookup`](crate::fss::dpf::lookup).
     ///
     /// # Errors
-    /// [`dpf::check_lookup`](crate::fss::dpf::check_lookup)'s errors; device errors.
+    /// [`check_lookup`](crate::fss::dpf::check_lookup)'s errors; device errors.
     pub fn lut(
         &self,
         dpf_keys: &KeyBatch,

@@ -14,7 +14,7 @@
 //! 1,326 ns to evaluate; one-hot 2,048 B, 1,087 ns, 119 ns. b = 12 — DPF 208 B, 24.6 µs;
 //! one-hot 32 KiB, 3.0 µs. One-hot evaluates ~10× faster but ships 14–160× more key material,
 //! and moving 2 KiB at 1 Gbit/s alone takes 16 µs — key transfer and storage, not AES, are what
-//! limit (protocols.md §5), so the DPF is the gate; the one-hot variant stays for the measurement.
+//! limit (docs/protocols.md, "Lookup tables"), so the DPF is the gate; the one-hot variant stays for the measurement.
 //!
 //! **Privacy:** as the DPF. **Cost:** one b-bit DPF key and `2^b` multiply-adds per element.
 

@@ -4,7 +4,7 @@
 //! parties' keys (`<gate>::keygen`) and files them with shares of r as one-time typed material
 //! ([`material`]); a party-side evaluation (`<gate>::<eval>`) that does its FSS work through a
 //! [`Backend`] (CPU, GPU or the scheduler, all giving the same bits); and the protocol
-//! ([`drelu`], [`relu`], [`spline`], …), which is always [`run_gate`]: take the keys, open
+//! ([`drelu`], [`relu()`], [`spline()`], …), which is always [`run_gate`]: take the keys, open
 //! `x + r` ([`open_masked`], one round, 8 bytes per element each way), evaluate.
 //!
 //! Every gate works on a **masked** input `x̂ = x + r (mod 2^64)`, where `r` is the dealer's
@@ -128,7 +128,7 @@ pub fn gen_sign(dealer: &mut Dealer, width: u32, len: usize) -> Result<()> {
     deal_gate(dealer, shares, keys)
 }
 
-/// Dealer: keys for `len` ReLU gates of width m ([`relu`]).
+/// Dealer: keys for `len` ReLU gates of width m ([`relu()`]).
 ///
 /// # Errors
 /// [`KeyError::Width`](crate::fss::KeyError::Width) unless 2 ≤ m ≤ 64.
@@ -148,7 +148,7 @@ pub fn gen_interval(dealer: &mut Dealer, width: u32, len: usize) -> Result<()> {
     deal_gate(dealer, shares, keys)
 }
 
-/// Dealer: keys for `len` evaluations of degree-`degree` splines of width m ([`spline`]).
+/// Dealer: keys for `len` evaluations of degree-`degree` splines of width m ([`spline()`]).
 ///
 /// # Errors
 /// Key errors for a bad width or a degree ≥ 16.
@@ -194,7 +194,7 @@ pub fn gen_dcf(
     dealer.deal_fss([FssMaterial::Dcf(k0), FssMaterial::Dcf(k1)])
 }
 
-/// ⟨[x ≥ 0]⟩ for x in the signed m-bit range ([`sign::drelu`]).
+/// `⟨[x ≥ 0]⟩` for x in the signed m-bit range ([`sign::drelu`]).
 ///
 /// # Errors
 /// As [`run_gate`].
@@ -202,7 +202,7 @@ pub fn drelu<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, width: u32) -> Result
     run_gate(ctx, "gates::drelu", x, &[x.tensor().len(), width as usize], sign::drelu)
 }
 
-/// ⟨[x < c]⟩ for a public c, with x − c in the signed m-bit range ([`sign::less_than`]).
+/// `⟨[x < c]⟩` for a public c, with x − c in the signed m-bit range ([`sign::less_than`]).
 ///
 /// # Errors
 /// As [`run_gate`].
@@ -216,7 +216,7 @@ pub fn less_than<C: Channel>(
     run_gate(ctx, "gates::less_than", x, &dims, |b, k, m, o| sign::less_than(b, k, m, c, o))
 }
 
-/// ⟨max(x, 0)⟩ for x in the signed m-bit range ([`relu::relu`]).
+/// `⟨max(x, 0)⟩` for x in the signed m-bit range ([`relu::relu`]).
 ///
 /// # Errors
 /// As [`run_gate`].
@@ -224,7 +224,7 @@ pub fn relu<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, width: u32) -> Result<
     run_gate(ctx, "gates::relu", x, &[x.tensor().len(), width as usize], relu::relu)
 }
 
-/// ⟨[p ≤ x < q]⟩ ([`interval::contains`]).
+/// `⟨[p ≤ x < q]⟩` ([`interval::contains`]).
 ///
 /// # Errors
 /// As [`run_gate`]; bounds outside the m-bit range.
@@ -238,7 +238,7 @@ pub fn contains<C: Channel>(
     run_gate(ctx, "gates::contains", x, &dims, |b, k, m, o| interval::contains(b, k, m, p, q, o))
 }
 
-/// ⟨f(x)⟩ for a public spline f ([`spline::eval`]).
+/// `⟨f(x)⟩` for a public spline f ([`spline::eval`]).
 ///
 /// # Errors
 /// As [`run_gate`]; an invalid spline.
@@ -247,7 +247,7 @@ pub fn spline<C: Channel>(ctx: &mut PartyCtx<C>, f: &spline::Spline, x: &Share) 
     run_gate(ctx, "gates::spline", x, &dims, |b, k, m, o| spline::eval(b, k, f, m, o))
 }
 
-/// ⟨T[x]⟩ for a public table of 2^b entries and x ∈ [0, 2^b) ([`lut::lookup`]).
+/// `⟨T[x]⟩` for a public table of 2^b entries and x ∈ [0, 2^b) ([`lut::lookup`]).
 ///
 /// # Errors
 /// As [`run_gate`]; a table of another length.
@@ -261,13 +261,22 @@ pub fn lookup<C: Channel>(
     run_gate(ctx, "gates::lookup", x, &dims, |b, k, m, o| lut::lookup(b, k, table, m, o))
 }
 
-/// ⟨⌊x / 2^s⌋⟩, exact, for signed m-bit x ([`shift::ars`]).
+/// `⟨⌊x / 2^s⌋⟩`, exact, for signed m-bit x ([`shift::ars`]).
 ///
 /// # Errors
 /// As [`run_gate`].
 pub fn ars<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, width: u32, s: u32) -> Result<Share> {
     let dims = [x.tensor().len(), width as usize, s as usize];
     run_gate(ctx, "gates::ars", x, &dims, shift::ars)
+}
+
+/// `⟨⌊y / 2^s⌋⟩`, exact, for unsigned m-bit y ([`shift::lrs`]).
+///
+/// # Errors
+/// As [`run_gate`].
+pub fn lrs<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, width: u32, s: u32) -> Result<Share> {
+    let dims = [x.tensor().len(), width as usize, s as usize];
+    run_gate(ctx, "gates::lrs", x, &dims, shift::lrs)
 }
 
 /// `x mod 2^m` for m in 1..=64.
