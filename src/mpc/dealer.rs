@@ -74,7 +74,7 @@ impl Dealer {
         let id = MaterialId(self.rng.random());
         for (store, keys) in self.stores.iter_mut().zip(halves) {
             let (kind, dims) = (keys.kind(), keys.dims());
-            store.push(Material { id, kind, dims, payload: Payload::Fss(keys) })?;
+            store.push(Material { id, kind, dims, payload: Payload::Fss(Box::new(keys)) })?;
         }
         Ok(())
     }

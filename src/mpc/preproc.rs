@@ -143,8 +143,9 @@ pub struct Material {
 pub(crate) enum Payload {
     /// Shares of Beaver tensors.
     Tensors(Vec<RingTensor>),
-    /// FSS keys (with input-mask shares for gates).
-    Fss(FssMaterial),
+    /// FSS keys (with input-mask shares for gates), boxed: a gate's material is a few hundred
+    /// bytes of headers beside its heap arrays.
+    Fss(Box<FssMaterial>),
 }
 
 /// One party's store of correlated randomness.
@@ -259,7 +260,7 @@ impl Preproc {
     /// store); the material's party was checked when it entered the store.
     pub fn take_fss<T: FssItem>(&mut self, dims: &[usize]) -> Result<T, PreprocError> {
         match self.take_item(T::KIND, dims)? {
-            Payload::Fss(m) => Ok(T::from_material(m).expect("the queue of T::KIND holds T")),
+            Payload::Fss(m) => Ok(T::from_material(*m).expect("the queue of T::KIND holds T")),
             Payload::Tensors(_) => unreachable!("FSS kinds hold keys (push and load check it)"),
         }
     }
@@ -282,8 +283,11 @@ impl Preproc {
             crate::fss::Scheme::Dpf => (MaterialKind::DpfKeys, vec![len, n as usize]),
         };
         match self.take_item(kind, &dims)? {
-            Payload::Fss(FssMaterial::Dcf(b) | FssMaterial::Dpf(b)) => Ok(b),
-            _ => unreachable!("key-batch kinds hold key batches"),
+            Payload::Fss(m) => match *m {
+                FssMaterial::Dcf(b) | FssMaterial::Dpf(b) => Ok(b),
+                _ => unreachable!("key-batch kinds hold key batches"),
+            },
+            Payload::Tensors(_) => unreachable!("key-batch kinds hold key batches"),
         }
     }
 
@@ -368,7 +372,7 @@ impl Preproc {
                 })
                 .collect::<Result<Vec<usize>, _>>()?;
             let payload = if kind.is_fss() {
-                Payload::Fss(FssMaterial::read(&mut r, kind, &dims, party)?)
+                Payload::Fss(Box::new(FssMaterial::read(&mut r, kind, &dims, party)?))
             } else {
                 let mut tensors = Vec::new();
                 for shape in kind.tensor_shapes(&dims) {
