@@ -146,6 +146,7 @@ const GPU_ROUNDS: usize = 5;
 const GPU_REPS: usize = 10;
 
 /// One row of `prifft bench gpu`.
+#[cfg(feature = "gpu")]
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct GpuRow {
     /// Device (adapter name and backend, or the CPU).
