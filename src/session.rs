@@ -360,10 +360,7 @@ pub fn run_party<C: Channel>(
             };
             let step = || format!("secure {what} {} of {}", r + 1, spec.repeat);
             let z = match (&w, spec.op) {
-                (Some(w), _) => {
-                    let z = beaver::matmul(ctx, &x, w)?;
-                    trunc::trunc(ctx, &z, f)
-                }
+                (Some(w), _) => beaver::matmul(ctx, &x, w).and_then(|z| trunc::trunc(ctx, &z, f)),
                 (None, SessionOp::Relu) => gates::relu(ctx, &x, GATE_WIDTH),
                 (None, _) => gates::spline(ctx, &spline, &x),
             };

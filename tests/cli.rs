@@ -370,10 +370,10 @@ fn fl_writes_csv_plot_and_table_and_refuses_bad_options() {
     assert!(!bad.unwrap().status.success() && stderr.contains("line 2"), "{stderr}");
 
     for (args, expect) in [
-        (&["--dataset", "mnist-5k", "--algo", "sgd"][..], "unknown algorithm"),
+        (&["--dataset", "mnist-5k", "--algo", "sgd"][..], "possible values: fedavg, fedprox"),
         (&["--dataset", "mnist-5k", "--fraction", "0"][..], "--fraction must be in (0, 1]"),
         (&["--dataset", "mnist-5k", "--fedproc-tau", "0"][..], "must be positive"),
-        (&["--dataset", "cifar10"][..], "use fashion-mnist or mnist-5k"),
+        (&["--dataset", "cifar10"][..], "possible values: fashion-mnist, mnist-5k"),
     ] {
         let out = prifft()
             .args(["fl", "--data"])
