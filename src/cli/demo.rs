@@ -22,6 +22,9 @@ pub struct DemoArgs {
     /// Where both parties compute.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendArg,
+    /// With `--backend all`: both parties re-check samples of every GPU part on the CPU.
+    #[arg(long)]
+    gpu_crosscheck: bool,
 }
 
 /// Deal, start both parties as processes, print their reports.
@@ -29,7 +32,8 @@ pub struct DemoArgs {
 /// # Errors
 /// Bad shapes, a party that fails.
 pub fn run(args: DemoArgs) -> Result<()> {
-    let (shape, net, backend) = (args.shape, args.net, args.backend);
+    let (shape, net, backend, crosscheck) =
+        (args.shape, args.net, args.backend, args.gpu_crosscheck);
     let spec = shape.spec()?;
     let dir = std::env::temp_dir().join(format!("prifft-demo-{}", std::process::id()));
     let [server_pp, client_pp] = super::deal::write(&spec, &dir)?;
@@ -49,6 +53,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         };
         cmd.args(["--op", &name(shape.op.to_possible_value())]);
         cmd.args(["--backend", &name(backend.to_possible_value())]);
+        if crosscheck {
+            cmd.arg("--gpu-crosscheck");
+        }
         cmd.args([
             "--repeat",
             &spec.repeat.to_string(),
