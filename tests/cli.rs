@@ -126,6 +126,53 @@ fn gates_between_two_processes(backend: &str) {
 }
 
 #[test]
+fn running_a_party_twice_with_one_bundle_fails_the_second_time_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = ["--m", "4", "--k", "4", "--n", "4"];
+    deal(dir.path(), &shape);
+    let bundle: String = prifft::mpc::Preproc::read_file(&dir.path().join("server.pp"))
+        .unwrap()
+        .bundle_id()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (mut server, addr, _out) = start_server(dir.path(), &shape);
+    let client = start_client(dir.path(), &addr, &shape);
+    assert!(client.wait_with_output().unwrap().status.success());
+    assert!(wait_within(&mut server, Duration::from_secs(30)).0.success());
+    // The same files again, in new processes: each party refuses before any protocol step.
+    for role in ["server", "client"] {
+        let file = dir.path().join(format!("{role}.pp"));
+        let out = prifft()
+            .args(["party", "--role", role, "--listen", "127.0.0.1:0", "--preproc"])
+            .arg(&file)
+            .args(shape)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{role} ran twice");
+        assert!(stderr.contains(&bundle) && stderr.contains("already used"), "{role}: {stderr}");
+    }
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn the_demo_leaves_no_key_file_behind_after_an_early_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The parties fail after the dealer wrote the key files: no adapter on the named backend.
+    let out = prifft()
+        .args(["demo", "--m", "4", "--k", "4", "--n", "4", "--backend", "gpu"])
+        .env("TMPDIR", tmp.path())
+        .env("WGPU_BACKEND", "dx12")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the demo should have failed");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dealer:"), "it failed before dealing");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
 fn relu_and_spline_between_two_processes_on_the_cpu() {
     gates_between_two_processes("cpu");
 }

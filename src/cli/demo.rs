@@ -35,8 +35,13 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let (shape, net, backend, crosscheck) =
         (args.shape, args.net, args.backend, args.gpu_crosscheck);
     let spec = shape.spec()?;
-    let dir = std::env::temp_dir().join(format!("prifft-demo-{}", std::process::id()));
-    let [server_pp, client_pp] = super::deal::write(&spec, &dir)?;
+    // An owner-only directory with an unpredictable name, removed on every return path (the
+    // key files in it hold secret shares).
+    let dir = tempfile::Builder::new()
+        .prefix("prifft-demo-")
+        .tempdir()
+        .map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
+    let [server_pp, client_pp] = super::deal::write(&spec, dir.path())?;
     let exe = std::env::current_exe()
         .map_err(|source| Error::Io { path: "current executable".into(), source })?;
     let common = |cmd: &mut Command| {
@@ -94,7 +99,6 @@ pub fn run(args: DemoArgs) -> Result<()> {
     std::io::Read::read_to_string(&mut server_out, &mut rest).map_err(spawn_err)?;
     let server_status = server.wait().map_err(spawn_err)?;
     print!("{rest}{}", String::from_utf8_lossy(&client_out.stdout));
-    let _ = std::fs::remove_dir_all(&dir);
     if server_status.success() && client_out.status.success() {
         Ok(())
     } else {

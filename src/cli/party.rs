@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use prifft::mpc::ledger::Ledger;
 use prifft::mpc::{PartyId, Preproc};
 use prifft::net::tcp::{Listener, TcpChannel, TcpConfig};
 use prifft::net::{Channel, NetModel, Shaped};
@@ -147,9 +148,14 @@ pub struct PartyArgs {
     /// Connect to the peer at ADDR (retries until --connect-timeout).
     #[arg(long)]
     connect: Option<String>,
-    /// This party's preprocessing file from `prifft deal`.
+    /// This party's preprocessing file from `prifft deal`. It is one-time material: its bundle is
+    /// recorded in the ledger when loaded, and a second run with it is refused.
     #[arg(long)]
     preproc: PathBuf,
+    /// The ledger of used bundles (default: `.prifft-ledger` beside the preprocessing file); give
+    /// one ledger for all files kept in several places.
+    #[arg(long)]
+    ledger: Option<PathBuf>,
     #[command(flatten)]
     shape: ShapeArgs,
     /// Seed of this party's demo input (default: random). Demo data only, never key material.
@@ -185,7 +191,11 @@ pub fn run(args: PartyArgs) -> Result<()> {
         Role::Server => PartyId::P0,
         Role::Client => PartyId::P1,
     };
-    let preproc = Preproc::read_file(&args.preproc)
+    let ledger = match &args.ledger {
+        Some(path) => Ledger::at(path),
+        None => Ledger::beside(&args.preproc),
+    };
+    let preproc = Preproc::consume_file(&args.preproc, &ledger)
         .map_err(|e| Error::from(e).during("loading preprocessing"))?;
     let config = TcpConfig {
         read_timeout: secs(args.timeout, "--timeout")?,

@@ -75,7 +75,10 @@ impl std::fmt::Display for Scheme {
 }
 
 /// One party's keys for a batch of functions of one scheme and input width.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Secret: it prints only its public parameters (`KeyBatch { scheme: DCF, party: P0, n: 64,
+/// words: 1, len: 4096, .. }`), has no `Clone`, and zeroes its arrays when dropped.
+#[derive(PartialEq, Eq)]
 pub struct KeyBatch {
     pub(crate) scheme: Scheme,
     pub(crate) party: PartyId,
@@ -86,6 +89,28 @@ pub struct KeyBatch {
     pub(crate) seed_cw: Vec<u128>,
     pub(crate) value_cw: Vec<u64>,
     pub(crate) last_cw: Vec<u64>,
+}
+
+impl std::fmt::Debug for KeyBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyBatch")
+            .field("scheme", &self.scheme)
+            .field("party", &self.party)
+            .field("n", &self.n)
+            .field("words", &self.words)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for KeyBatch {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.roots.zeroize();
+        self.seed_cw.zeroize();
+        self.value_cw.zeroize();
+        self.last_cw.zeroize();
+    }
 }
 
 /// Check an input width.

@@ -95,6 +95,19 @@ pub enum PreprocError {
         /// Hex id of the material (a random label, not secret).
         id: String,
     },
+    /// A whole dealer bundle was used by this party before (in this or an earlier process).
+    #[error(
+        "preprocessing bundle {bundle} was already used by {party} (recorded in {}); correlated randomness must never be reused: run `prifft deal` for a fresh pair of files",
+        ledger.display()
+    )]
+    BundleUsed {
+        /// Hex id of the bundle (a random label, not secret).
+        bundle: String,
+        /// The party that used it.
+        party: PartyId,
+        /// The ledger that records it.
+        ledger: PathBuf,
+    },
     /// Serialized material is malformed.
     #[error("preprocessing data is malformed: {0}")]
     Malformed(String),

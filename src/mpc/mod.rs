@@ -22,6 +22,7 @@ pub mod beaver;
 pub mod dealer;
 mod error;
 pub mod gates;
+pub mod ledger;
 pub mod local;
 pub mod preproc;
 mod share;

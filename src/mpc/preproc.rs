@@ -401,21 +401,52 @@ impl Preproc {
         Ok(store)
     }
 
-    /// Write to `path` (owner-only permissions on Unix: the file holds secret shares).
+    /// Write to `path` with owner-only permissions (on Unix, mode 0600: the file holds secret
+    /// shares) — also when `path` already exists with a wider mode: the bytes go to a fresh
+    /// owner-only file beside it, which then replaces `path` atomically, so no reader ever sees
+    /// a partial file or a wider mode. The serialised copy in memory is zeroed afterwards.
     ///
     /// # Errors
     /// [`Error::Io`] naming the path.
     pub fn write_file(&self, path: &Path) -> Result<()> {
         let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let suffix: u64 = rand::Rng::random(&mut crate::prg::os_rng());
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(format!(".tmp-{suffix:016x}"));
+        let tmp = path.with_file_name(tmp_name);
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(io)?;
-        std::io::Write::write_all(&mut file, &self.to_bytes()).map_err(io)
+        let mut bytes = self.to_bytes();
+        let written = (|| {
+            let mut file = options.open(&tmp)?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        zeroize::Zeroize::zeroize(&mut bytes);
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(io)
     }
 
-    /// Read and validate a file written by [`write_file`](Self::write_file).
+    /// Load a file for a session, consuming its bundle in `ledger` ([`Ledger::consume`](super::ledger::Ledger::consume)): the
+    /// second load of the same bundle by the same party — in any process that uses this ledger
+    /// — is refused with an error naming the bundle.
+    ///
+    /// # Errors
+    /// As [`read_file`](Self::read_file); [`PreprocError::BundleUsed`]; ledger I/O errors.
+    pub fn consume_file(path: &Path, ledger: &super::ledger::Ledger) -> Result<Self> {
+        let store = Self::read_file(path)?;
+        ledger.consume(store.bundle, store.party)?;
+        Ok(store)
+    }
+
+    /// Read and validate a file written by [`write_file`](Self::write_file). This alone does not
+    /// stop a later process from loading the same file again: sessions use
+    /// [`consume_file`](Self::consume_file).
     ///
     /// # Errors
     /// [`Error::Io`] naming the path, or the [`from_bytes`](Self::from_bytes) errors.

@@ -7,8 +7,16 @@ use super::PartyId;
 
 /// One party's additive share ⟨x⟩_b of a secret tensor x = ⟨x⟩_0 + ⟨x⟩_1 (mod 2^64). Linear
 /// operations are local and free; a share alone is uniformly random and reveals nothing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Prints only its shape (`Share { shape: [2, 3], .. }`); its tensor is zeroed when dropped.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Share(RingTensor);
+
+impl std::fmt::Debug for Share {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Share").field("shape", &self.shape()).finish_non_exhaustive()
+    }
+}
 
 impl Share {
     /// Treat `tensor` as a share.

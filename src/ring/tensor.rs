@@ -9,9 +9,26 @@ use super::error::{Result, RingError as Error};
 
 /// An n-dimensional array over Z_2^64. Always contiguous in row-major (standard) order, so
 /// [`as_slice`](Self::as_slice) is the memory the GPU kernels and the wire format see.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// A tensor may hold shares, masks or Beaver material, so it prints only its shape
+/// (`RingTensor { shape: [2, 3], .. }`) and its memory is zeroed when it is dropped.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RingTensor {
     data: ArrayD<u64>,
+}
+
+impl std::fmt::Debug for RingTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingTensor").field("shape", &self.shape()).finish_non_exhaustive()
+    }
+}
+
+impl Drop for RingTensor {
+    fn drop(&mut self) {
+        if let Some(values) = self.data.as_slice_mut() {
+            zeroize::Zeroize::zeroize(values);
+        }
+    }
 }
 
 /// Rows of the output per parallel task in [`RingTensor::matmul`]; small enough to balance two
@@ -82,14 +99,19 @@ impl RingTensor {
         self.data.view()
     }
 
-    /// Consume into the ndarray.
-    pub fn into_array(self) -> ArrayD<u64> {
-        self.data
+    /// Move the elements out, leaving an empty tensor (to be dropped).
+    fn take_data(&mut self) -> ArrayD<u64> {
+        std::mem::replace(&mut self.data, ArrayD::zeros(IxDyn(&[0])))
     }
 
-    /// Consume into row-major elements.
-    pub fn into_vec(self) -> Vec<u64> {
-        let (vec, offset) = self.data.into_raw_vec_and_offset();
+    /// Consume into the ndarray (which is then the caller's to wipe, if it is secret).
+    pub fn into_array(mut self) -> ArrayD<u64> {
+        self.take_data()
+    }
+
+    /// Consume into row-major elements (which are then the caller's to wipe, if secret).
+    pub fn into_vec(mut self) -> Vec<u64> {
+        let (vec, offset) = self.take_data().into_raw_vec_and_offset();
         debug_assert!(offset.unwrap_or(0) == 0);
         vec
     }

@@ -28,12 +28,22 @@ use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 
 /// One party's keys for a batch of interval gates on width-m inputs.
-#[derive(Clone, Debug)]
+/// Secret: prints its width and its key batches' public parameters only, and zeroes its share
+/// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct IntervalKeys {
     /// Gate width m (1..=64).
     pub width: u32,
     /// DCF keys on m bits with α = r mod 2^m.
     pub dcf: KeyBatch,
+}
+
+impl std::fmt::Debug for IntervalKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntervalKeys")
+            .field("width", &self.width)
+            .field("dcf", &self.dcf)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The cleartext function.

@@ -26,12 +26,22 @@ use crate::mpc::MpcError;
 use crate::prg::ChaCha20Rng;
 
 /// One party's keys for a batch of lookups with a b-bit index.
-#[derive(Clone, Debug)]
+/// Secret: prints its width and its key batches' public parameters only, and zeroes its share
+/// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct LutKeys {
     /// Index width b.
     pub index_bits: u32,
     /// DPF keys on b bits with α = r mod 2^b.
     pub dpf: KeyBatch,
+}
+
+impl std::fmt::Debug for LutKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LutKeys")
+            .field("index_bits", &self.index_bits)
+            .field("dpf", &self.dpf)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Dealer: lookup keys for indices masked by `masks`.
@@ -70,12 +80,24 @@ pub fn lookup(
 /// The alternative the module docs weigh against: the dealer ships each party its additive
 /// share of the one-hot vector `[j = r mod 2^b]` directly (`2^b` words per element, no
 /// expansion). Kept for the measurement in `prifft bench fss`.
-#[derive(Clone, Debug)]
+/// Secret: prints its index width only and zeroes its shares when dropped.
 pub struct OneHotKeys {
     /// Index width b.
     pub index_bits: u32,
     /// `2^b` share words per element, element-major.
     pub shares: Vec<u64>,
+}
+
+impl std::fmt::Debug for OneHotKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneHotKeys").field("index_bits", &self.index_bits).finish_non_exhaustive()
+    }
+}
+
+impl Drop for OneHotKeys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.shares);
+    }
 }
 
 /// Dealer: one-hot lookup keys for indices masked by `masks`.

@@ -30,13 +30,28 @@ use crate::mpc::preproc::{MaterialKind, Reader};
 use crate::party::PartyId;
 
 /// One party's half of a gate's keys with its share of the input mask `r` (the gate opens
-/// `x + r`).
-#[derive(Debug)]
+/// `x + r`). Prints the mask's length and the keys' public parameters; zeroes the mask share
+/// when dropped.
 pub struct Masked<K> {
     /// This party's additive share of the input mask, one per element.
     pub mask: Vec<u64>,
     /// The gate's keys.
     pub keys: K,
+}
+
+impl<K: std::fmt::Debug> std::fmt::Debug for Masked<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masked")
+            .field("len", &self.mask.len())
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> Drop for Masked<K> {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.mask);
+    }
 }
 
 /// Typed FSS material, as the preprocessing store holds it.

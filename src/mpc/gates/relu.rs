@@ -25,7 +25,8 @@ use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 
 /// One party's ReLU keys.
-#[derive(Clone, Debug)]
+/// Secret: prints its width and its key batches' public parameters only, and zeroes its share
+/// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct ReluKeys {
     /// Gate width m (2..=64).
     pub width: u32,
@@ -33,6 +34,21 @@ pub struct ReluKeys {
     pub dcf: KeyBatch,
     /// Shares of μ, r and μ·r per element (interleaved, 3 words each).
     pub mask_terms: Vec<u64>,
+}
+
+impl std::fmt::Debug for ReluKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReluKeys")
+            .field("width", &self.width)
+            .field("dcf", &self.dcf)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ReluKeys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.mask_terms);
+    }
 }
 
 /// The cleartext function on the ring element `x` (read as signed 64-bit).

@@ -32,7 +32,8 @@ use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
 
 /// One party's keys for a batch of right shifts by `shift` bits of m-bit values.
-#[derive(Clone, Debug)]
+/// Secret: prints its width and its key batches' public parameters only, and zeroes its share
+/// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct ShiftKeys {
     /// Input width m.
     pub width: u32,
@@ -44,6 +45,23 @@ pub struct ShiftKeys {
     pub borrow: KeyBatch,
     /// Shares of ⌊(r mod 2^m) / 2^s⌋.
     pub mask_high: Vec<u64>,
+}
+
+impl std::fmt::Debug for ShiftKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShiftKeys")
+            .field("width", &self.width)
+            .field("shift", &self.shift)
+            .field("wrap", &self.wrap)
+            .field("borrow", &self.borrow)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ShiftKeys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.mask_high);
+    }
 }
 
 /// Cleartext logical shift of an unsigned m-bit value.

@@ -24,7 +24,8 @@ use crate::prg::ChaCha20Rng;
 use rand::Rng;
 
 /// One party's keys for a batch of sign gates.
-#[derive(Clone, Debug)]
+/// Secret: prints its width and its key batches' public parameters only, and zeroes its share
+/// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct SignKeys {
     /// Gate width m (2..=64).
     pub width: u32,
@@ -32,6 +33,21 @@ pub struct SignKeys {
     pub dcf: KeyBatch,
     /// Additive shares of μ = the top bit of the mask (mod 2^m).
     pub mask_msb: Vec<u64>,
+}
+
+impl std::fmt::Debug for SignKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignKeys")
+            .field("width", &self.width)
+            .field("dcf", &self.dcf)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SignKeys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.mask_msb);
+    }
 }
 
 /// The cleartext function: `[x < 0]` for `x` read as a signed m-bit value.

@@ -75,7 +75,8 @@ impl Spline {
 }
 
 /// One party's spline keys (for one spline's degree and width).
-#[derive(Clone, Debug)]
+/// Secret: prints its width and its key batches' public parameters only, and zeroes its share
+/// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct SplineKeys {
     /// Input width m.
     pub width: u32,
@@ -83,6 +84,21 @@ pub struct SplineKeys {
     pub dcf: KeyBatch,
     /// Shares of r^e, e = 0..=d, per element.
     pub mask_powers: Vec<u64>,
+}
+
+impl std::fmt::Debug for SplineKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SplineKeys")
+            .field("width", &self.width)
+            .field("dcf", &self.dcf)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SplineKeys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.mask_powers);
+    }
 }
 
 /// Dealer: keys for evaluating degree-`degree` splines on inputs masked by `masks`.
