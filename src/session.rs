@@ -163,8 +163,9 @@ pub struct Hello {
 }
 
 const PROTOCOL: &str = "prifft-session/2";
-/// Largest hello accepted (a peer sending garbage is stopped here).
-const MAX_HELLO_BYTES: usize = 4096;
+/// Largest hello accepted (a peer sending garbage is stopped here): the TCP parties cap their
+/// first frame at this size ([`TcpConfig::max_first_frame`](crate::net::tcp::TcpConfig)).
+pub const MAX_HELLO_BYTES: usize = 4096;
 
 /// Costs and timings of one phase.
 #[derive(Clone, Copy, Debug, serde::Serialize)]

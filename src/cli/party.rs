@@ -201,6 +201,7 @@ pub fn run(args: PartyArgs) -> Result<()> {
         read_timeout: secs(args.timeout, "--timeout")?,
         write_timeout: secs(args.timeout, "--timeout")?,
         connect_timeout: secs(args.connect_timeout, "--connect-timeout")?,
+        max_first_frame: Some(session::MAX_HELLO_BYTES as u64),
         ..TcpConfig::default()
     };
     let tcp = match (&args.listen, &args.connect) {

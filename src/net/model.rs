@@ -35,9 +35,38 @@ impl NetModel {
     /// 100 Mbit/s, 20 ms one way.
     pub const WAN: NetModel = NetModel { latency: Duration::from_millis(20), bandwidth_bps: 1e8 };
 
+    /// Slowest link accepted, Mbit/s (a 1 GiB frame then takes under a day).
+    pub const MIN_MBITS: f64 = 0.1;
+    /// Fastest link accepted, Mbit/s.
+    pub const MAX_MBITS: f64 = 1e7;
+    /// Longest one-way latency accepted, milliseconds.
+    pub const MAX_MILLIS: f64 = 10_000.0;
+
+    /// A link of `mbits` Mbit/s with `millis` ms one way.
+    ///
+    /// # Errors
+    /// A message naming the allowed ranges, [`MIN_MBITS`](Self::MIN_MBITS)..=
+    /// [`MAX_MBITS`](Self::MAX_MBITS) and 0..=[`MAX_MILLIS`](Self::MAX_MILLIS) (NaN and
+    /// infinities are outside them).
+    pub fn new(mbits: f64, millis: f64) -> Result<Self, String> {
+        if !(Self::MIN_MBITS..=Self::MAX_MBITS).contains(&mbits)
+            || !(0.0..=Self::MAX_MILLIS).contains(&millis)
+        {
+            return Err(format!(
+                "bandwidth must be {}..={} Mbit/s and latency 0..={} ms, got {mbits} and {millis}",
+                Self::MIN_MBITS,
+                Self::MAX_MBITS,
+                Self::MAX_MILLIS
+            ));
+        }
+        Ok(Self { latency: Duration::from_secs_f64(millis / 1e3), bandwidth_bps: mbits * 1e6 })
+    }
+
     /// Time to put `bytes` on the wire.
     pub fn transmit_time(&self, bytes: usize) -> Duration {
-        Duration::from_secs_f64(bytes as f64 * 8.0 / self.bandwidth_bps)
+        // Saturating: a hand-built model with a zero or negative bandwidth means "never".
+        Duration::try_from_secs_f64(bytes as f64 * 8.0 / self.bandwidth_bps)
+            .unwrap_or(Duration::MAX)
     }
 }
 
@@ -61,13 +90,7 @@ impl FromStr for NetModel {
                 let (mbits, millis) = s.split_once(':').ok_or_else(err)?;
                 let mbits: f64 = mbits.parse().map_err(|_| err())?;
                 let millis: f64 = millis.parse().map_err(|_| err())?;
-                if !(mbits > 0.0 && mbits.is_finite() && millis >= 0.0 && millis.is_finite()) {
-                    return Err(err());
-                }
-                Ok(Self {
-                    latency: Duration::from_secs_f64(millis / 1e3),
-                    bandwidth_bps: mbits * 1e6,
-                })
+                Self::new(mbits, millis).map_err(|e| format!("network model {s:?}: {e}"))
             }
         }
     }
@@ -115,6 +138,18 @@ impl<C: Channel> Channel for Shaped<C> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn out_of_range_models_are_errors_not_panics_or_year_long_sleeps() {
+        // Regressions: 1:1e300 panicked while parsing, 1e-300:0 on the first message, and
+        // 1:1e15 slept for years.
+        for bad in ["1:1e300", "1e-300:0", "1:1e15", "0:1", "-5:1", "nan:1", "1:inf", "1:-1"] {
+            assert!(bad.parse::<NetModel>().is_err(), "{bad} accepted");
+        }
+        assert_eq!("100:20".parse::<NetModel>().unwrap(), NetModel::WAN);
+        let zero = NetModel { latency: Duration::ZERO, bandwidth_bps: 0.0 };
+        assert_eq!(zero.transmit_time(10), Duration::MAX);
+    }
+
     use super::*;
     use crate::net::mem;
 

@@ -34,6 +34,35 @@ pub struct TcpConfig {
     pub connect_timeout: Duration,
     /// Largest accepted frame payload.
     pub max_frame: u64,
+    /// A smaller cap for the first frame only (a session's hello), so a peer that announces a
+    /// huge first frame is stopped before anything is allocated; `None`: `max_frame`.
+    pub max_first_frame: Option<u64>,
+}
+
+/// Longest timeout a channel accepts: one day (longer ones are typos, and would overflow
+/// deadlines).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+impl TcpConfig {
+    /// Check the timeouts.
+    ///
+    /// # Errors
+    /// [`NetError::Io`] (`InvalidInput`) naming the timeout that exceeds [`MAX_TIMEOUT`].
+    pub fn validate(&self) -> Result<(), NetError> {
+        for (name, t) in [
+            ("read", self.read_timeout),
+            ("write", self.write_timeout),
+            ("connect", self.connect_timeout),
+        ] {
+            if t > MAX_TIMEOUT {
+                return Err(NetError::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{name} timeout of {t:?} exceeds the maximum of {MAX_TIMEOUT:?}"),
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for TcpConfig {
@@ -43,6 +72,7 @@ impl Default for TcpConfig {
             write_timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_TIMEOUT,
             max_frame: DEFAULT_MAX_FRAME,
+            max_first_frame: None,
         }
     }
 }
@@ -89,6 +119,7 @@ impl Listener {
     /// # Errors
     /// [`NetError::Timeout`] when nobody connects in time, or the socket error.
     pub fn accept(self, config: TcpConfig) -> Result<TcpChannel, NetError> {
+        config.validate()?;
         self.listener.set_nonblocking(true)?;
         let deadline = Instant::now() + config.connect_timeout;
         loop {
@@ -115,6 +146,7 @@ impl TcpChannel {
     /// # Errors
     /// [`NetError::Connect`] when no connection could be made in time.
     pub fn connect(addr: &str, config: TcpConfig) -> Result<Self, NetError> {
+        config.validate()?;
         let deadline = Instant::now() + config.connect_timeout;
         loop {
             let attempt = addr.to_socket_addrs().and_then(|mut addrs| {
@@ -145,16 +177,17 @@ impl TcpChannel {
     /// # Errors
     /// Socket option errors.
     pub fn from_stream(stream: TcpStream, config: TcpConfig) -> Result<Self, NetError> {
+        config.validate()?;
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(config.write_timeout))?;
         let read_half = stream.try_clone()?;
         let mut write_half = stream.try_clone()?;
 
         let (inbox_tx, inbox) = mpsc::sync_channel(SEND_QUEUE_FRAMES);
-        let max_frame = config.max_frame;
+        let caps = (config.max_first_frame.unwrap_or(config.max_frame), config.max_frame);
         let reader = std::thread::Builder::new()
             .name("prifft-tcp-read".into())
-            .spawn(move || read_loop(read_half, max_frame, inbox_tx))?;
+            .spawn(move || read_loop(read_half, caps, inbox_tx))?;
 
         let (outbox, outbox_rx) = mpsc::sync_channel::<Vec<u8>>(SEND_QUEUE_FRAMES);
         let writer_error = Arc::new(Mutex::new(None));
@@ -187,6 +220,10 @@ impl TcpChannel {
             io::ErrorKind::BrokenPipe
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted => NetError::PeerClosed,
+            // A socket write timeout shows as WouldBlock (or TimedOut) from the OS.
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                NetError::Timeout(self.config.write_timeout)
+            }
             _ => NetError::Io(io::Error::new(*kind, msg.clone())),
         })
     }
@@ -200,9 +237,12 @@ fn write_frame(stream: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
     stream.flush()
 }
 
-fn read_loop(mut stream: TcpStream, max_frame: u64, inbox: SyncSender<Result<Frame, NetError>>) {
+/// Read frames until an error: the first under `caps.0`, the rest under `caps.1`.
+fn read_loop(mut stream: TcpStream, caps: (u64, u64), inbox: SyncSender<Result<Frame, NetError>>) {
+    let mut max_frame = caps.0;
     loop {
         let result = read_frame(&mut stream, max_frame);
+        max_frame = caps.1;
         let stop = result.is_err();
         if inbox.send(result).is_err() || stop {
             return;
@@ -288,6 +328,7 @@ mod tests {
             write_timeout: t,
             connect_timeout: Duration::from_secs(5),
             max_frame: 1 << 20,
+            max_first_frame: None,
         }
     }
 
@@ -350,5 +391,79 @@ mod tests {
         let mut cfg = config(100);
         cfg.connect_timeout = Duration::from_millis(300);
         assert!(matches!(TcpChannel::connect(&addr, cfg), Err(NetError::Connect { .. })));
+    }
+
+    #[test]
+    fn huge_timeouts_are_refused_not_overflowed() {
+        // Regression: `--connect-timeout 1e19` overflowed `Instant + Duration` and panicked.
+        let mut cfg = config(100);
+        cfg.connect_timeout = Duration::from_secs(10_000_000_000_000_000_000);
+        let err = TcpChannel::connect("127.0.0.1:9", cfg).unwrap_err();
+        assert!(
+            matches!(&err, NetError::Io(e) if e.kind() == io::ErrorKind::InvalidInput),
+            "{err}"
+        );
+        let listener = Listener::bind("127.0.0.1:0").unwrap();
+        let mut cfg = config(100);
+        cfg.read_timeout = Duration::MAX;
+        assert!(listener.accept(cfg).is_err());
+    }
+
+    #[test]
+    fn the_first_frame_has_its_own_small_cap() {
+        // A peer whose first frame announces 1 GiB (under the general cap) is stopped at the
+        // first-frame cap, before anything is allocated.
+        let listener = Listener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let raw = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&(1u32 << 30).to_le_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let mut cfg = config(2_000);
+        cfg.max_frame = 1 << 31;
+        cfg.max_first_frame = Some(4096);
+        let mut c = listener.accept(cfg).unwrap();
+        assert!(matches!(c.recv(), Err(NetError::FrameTooLarge { len: 1_073_741_824, cap: 4096 })));
+        raw.join().unwrap();
+        // After a small first frame, the general cap applies.
+        let listener = Listener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let mut cfg = config(2_000);
+            cfg.max_first_frame = Some(16);
+            listener.accept(cfg).unwrap()
+        });
+        let mut client = TcpChannel::connect(&addr, config(2_000)).unwrap();
+        let mut server = server.join().unwrap();
+        client.send(vec![1; 16]).unwrap();
+        client.send(vec![2; 100_000]).unwrap();
+        assert_eq!(server.recv().unwrap().len(), 16);
+        assert_eq!(server.recv().unwrap().len(), 100_000);
+    }
+
+    #[test]
+    fn a_stalled_reader_makes_the_writer_report_a_timeout() {
+        // The peer never reads: the socket buffers fill, the write times out, and the error
+        // says Timeout (the OS reports WouldBlock for a socket write timeout).
+        let listener = Listener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = std::thread::spawn(move || {
+            let s = TcpStream::connect(addr).unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+            drop(s);
+        });
+        let mut c = listener.accept(config(200)).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        let mut result = Ok(());
+        for _ in 0..400 {
+            result = c.send(chunk.clone());
+            if result.is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(matches!(result, Err(NetError::Timeout(_))), "{result:?}");
+        stalled.join().unwrap();
     }
 }
