@@ -393,7 +393,7 @@ pub fn run_party<C: Channel>(
             phase(&mut ctx, |ctx| Ok((sharing::open(ctx, &y)?, sharing::open(ctx, &x)?)))
                 .map_err(|e| e.during("revealing for the check"))?;
         report.reveal = Some(reveal);
-        report.check = Some(check_gate(spec.op, &y_open, &x_open, spec.fixed));
+        report.check = Some(check_gate(spec.op, &y_open, &x_open, spec.fixed)?);
         return Ok((report, Some(y_open)));
     }
     let ((y_open, theirs), reveal) = phase(&mut ctx, |ctx| {
@@ -417,7 +417,22 @@ pub fn run_party<C: Channel>(
 
 /// Compare a revealed gate output with the gate's cleartext spec on the revealed input: FSS gates
 /// are exact, so the bound is 0 ulps.
-pub fn check_gate(op: SessionOp, y: &RingTensor, x: &RingTensor, fixed: FixedPoint) -> CheckReport {
+///
+/// # Errors
+/// [`Error::Shape`] when `y` and `x` differ in shape.
+pub fn check_gate(
+    op: SessionOp,
+    y: &RingTensor,
+    x: &RingTensor,
+    fixed: FixedPoint,
+) -> Result<CheckReport> {
+    if y.shape() != x.shape() {
+        return Err(Error::Shape {
+            op: "check_gate",
+            left: x.shape().to_vec(),
+            right: y.shape().to_vec(),
+        });
+    }
     let spline = demo_spline();
     let spec = |v: u64| match op {
         SessionOp::Relu => crate::mpc::gates::relu::spec(v),
@@ -430,12 +445,12 @@ pub fn check_gate(op: SessionOp, y: &RingTensor, x: &RingTensor, fixed: FixedPoi
         .map(|(&got, &v)| (got.wrapping_sub(spec(v)) as i64).unsigned_abs())
         .max()
         .unwrap_or(0);
-    CheckReport {
+    Ok(CheckReport {
         max_err_ulps,
         bound_ulps: 0,
         max_abs_err_real: max_err_ulps as f64 * fixed.ulp(),
         ok: max_err_ulps == 0,
-    }
+    })
 }
 
 /// Compare a revealed secure product with the cleartext fixed-point and real products.
@@ -449,6 +464,13 @@ pub fn check_product(
     fixed: FixedPoint,
 ) -> Result<CheckReport> {
     let expected = plaintext_product(x, w, fixed)?;
+    if y.shape() != expected.shape() {
+        return Err(Error::Shape {
+            op: "check_product",
+            left: expected.shape().to_vec(),
+            right: y.shape().to_vec(),
+        });
+    }
     let max_err_ulps = y
         .as_slice()
         .iter()

@@ -88,8 +88,13 @@ fn data_error(path: &Path, what: impl std::fmt::Display) -> Error {
 
 const FASHION_MNIST_HINT: &str = "install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or give the directory of the IDX files";
 
-/// Read a file, decompressing gzip when it starts with the gzip magic; `hint` says how to get
-/// a missing file.
+/// Largest decompressed data file accepted: Fashion-MNIST's training images are 47 MB; a gzip
+/// stream that inflates beyond this is refused while it is being read (a decompression bomb
+/// never fills memory).
+pub const MAX_DECOMPRESSED: u64 = 128 << 20;
+
+/// Read a file, decompressing gzip when it starts with the gzip magic (at most
+/// [`MAX_DECOMPRESSED`] bytes); `hint` says how to get a missing file.
 fn read_maybe_gzip(path: &Path, hint: &str) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
@@ -101,8 +106,15 @@ fn read_maybe_gzip(path: &Path, hint: &str) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
+            .take(MAX_DECOMPRESSED + 1)
             .read_to_end(&mut out)
             .map_err(|e| data_error(path, format!("corrupt gzip data ({e})")))?;
+        if out.len() as u64 > MAX_DECOMPRESSED {
+            return Err(data_error(
+                path,
+                format!("decompresses to more than {MAX_DECOMPRESSED} bytes: not a data file"),
+            ));
+        }
         Ok(out)
     } else {
         Ok(raw)

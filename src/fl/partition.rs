@@ -54,13 +54,13 @@ pub fn partition<R: Rng + ?Sized>(
                 .collect())
         }
         Scheme::Shards { per_client } => {
-            let shards = clients * per_client;
-            if per_client == 0 || shards > labels.len() {
+            let shards = clients.checked_mul(per_client).filter(|&s| s <= labels.len());
+            let Some(shards) = shards.filter(|_| per_client > 0) else {
                 return Err(Error::Data(format!(
-                    "partition: {shards} shards for {} samples",
+                    "partition: {clients} clients × {per_client} shards for {} samples",
                     labels.len()
                 )));
-            }
+            };
             let mut idx: Vec<usize> = (0..labels.len()).collect();
             idx.sort_by_key(|&i| labels[i]);
             let size = labels.len() / shards;
@@ -90,7 +90,7 @@ fn dirichlet<R: Rng + ?Sized>(
     if !(beta > 0.0 && beta.is_finite()) {
         return Err(Error::Data(format!("partition: Dirichlet β must be positive, got {beta}")));
     }
-    if clients * min_per_client > labels.len() {
+    if clients.checked_mul(min_per_client).is_none_or(|n| n > labels.len()) {
         return Err(Error::Data(format!(
             "partition: {clients} clients × {min_per_client} samples exceed {} samples",
             labels.len()

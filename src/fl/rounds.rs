@@ -14,9 +14,10 @@
 //!   class no participant holds keeps its previous prototype. The first prototypes come from
 //!   the initial model.
 //!
-//! The server averages the returned weights in proportion to the clients' data sizes — in the
-//! clear, or with secure aggregation ([`super::secagg`]) so that the server sees only the
-//! weighted sum of the weights and the totals of FedProc's sums and counts. All algorithms use
+//! The server averages the returned weights in proportion to the clients' data sizes: each
+//! client uploads n_c·w_c and n_c (so no client needs the round's total), and the server divides
+//! Σ n_c·w_c by Σ n_c — in the clear, or with secure aggregation ([`super::secagg`]) so that the
+//! server sees only those sums and the totals of FedProc's sums and counts. All algorithms use
 //! the network with a projection head ([`SimpleCnn::with_projection`]); FedProc's normalises z
 //! before the classifier (docs/fedproc.md), the others' do not (MOON's `ModelFedCon`, which MOON's
 //! code base uses for every algorithm). The global model's test accuracy is recorded after
@@ -178,7 +179,6 @@ pub fn run(
     for round in 0..cfg.rounds {
         let global_weights = global.weights();
         let chosen = sample(&mut rng, parts.len(), per_round).into_vec();
-        let total: usize = chosen.iter().map(|&c| parts[c].len()).sum();
         let alpha = algo.alpha(round, cfg.rounds);
         let mut uploads = Vec::with_capacity(chosen.len());
         for &c in &chosen {
@@ -204,10 +204,12 @@ pub fn run(
             for _ in 0..cfg.local_epochs {
                 local.train_epoch(train, &parts[c], &cfg.sgd, &mut loss, &mut local_rng);
             }
-            let weight = parts[c].len() as f64 / total.max(1) as f64;
+            // n_c·w and n_c: the server divides the summed weights by the summed sizes, so no
+            // client needs to know the round's total.
+            let size = parts[c].len() as f64;
             let weights = local.weights();
             let mut upload: Vec<f64> =
-                weights.iter().flat_map(|w| w.iter().map(|&v| v as f64 * weight)).collect();
+                weights.iter().flat_map(|w| w.iter().map(|&v| v as f64 * size)).collect();
             match algo {
                 Algo::Moon { .. } => previous[c] = Some(weights),
                 Algo::FedProc { .. } => {
@@ -215,13 +217,17 @@ pub fn run(
                 }
                 _ => {}
             }
+            upload.push(size);
             uploads.push(upload);
         }
-        let totals = aggregate(&uploads, cfg.secure_agg, round as u64)?;
+        let mut totals = aggregate(&uploads, cfg.secure_agg, round as u64)?;
+        let total_size = totals.pop().expect("every upload ends with its size").max(1.0);
         let mut it = totals.iter();
         let mut averaged = global_weights;
         for w in averaged.iter_mut() {
-            w.iter_mut().for_each(|v| *v = *it.next().expect("one value per weight") as f32);
+            w.iter_mut().for_each(|v| {
+                *v = (*it.next().expect("one value per weight") / total_size) as f32;
+            });
         }
         if let Algo::FedProc { .. } = algo {
             update_prototypes(&mut prototypes, it.as_slice());

@@ -1,8 +1,11 @@
 //! Secure aggregation with pairwise masks (Bonawitz et al., CCS'17, without dropout recovery).
 //!
 //! Every client holds an X25519 key pair; the public keys are exchanged through the server.
-//! Clients i and j derive the same secret `s_ij = DH(sk_i, pk_j)` and expand it with ChaCha20
-//! (stream = the round number) into a mask vector `m_ij` over Z_2^64. Client i uploads its
+//! Clients i and j derive the same Diffie–Hellman secret `DH(sk_i, pk_j)`, refuse it when the
+//! peer's key is of low order (an all-zero or other non-contributory key would make the pair's
+//! mask public), and derive the pair's mask seed with HKDF-SHA256 from it, bound to both public
+//! keys (lower index first), the session id and the round: a key pair reused across sessions or
+//! rounds gives unrelated masks. ChaCha20 expands the seed into a mask vector `m_ij` over Z_2^64. Client i uploads its
 //! fixed-point vector plus `Σ_{j>i} m_ij − Σ_{j<i} m_ji`; in the server's sum every mask cancels,
 //! so the server learns the **total** exactly (fixed-point, wrapping) and, from one upload,
 //! nothing: each upload is one-time-padded by masks the server cannot compute.
@@ -13,7 +16,9 @@
 //! the secret-shared seeds of the full protocol, not built here). Key pairs are fresh per
 //! session, drawn from the OS-seeded CSPRNG.
 
+use hkdf::Hkdf;
 use rand::{Rng, SeedableRng};
+use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::error::{Error, Result};
@@ -51,16 +56,18 @@ impl Participant {
         Self { index, public: PublicKey::from(&secret), secret }
     }
 
-    /// Mask `values` (encoded in fixed point) for `round`, given every participant's public key
-    /// in index order.
+    /// Mask `values` (encoded in fixed point) for `round` of `session`, given every
+    /// participant's public key in index order.
     ///
     /// # Errors
-    /// [`Error::Data`] when this participant's index is out of range; fixed-point range errors.
+    /// [`Error::Data`] when this participant's index is out of range or a peer's public key is of
+    /// low order; fixed-point range errors.
     pub fn mask(
         &self,
         values: &[f64],
         fixed: FixedPoint,
         publics: &[PublicKey],
+        session: &SessionId,
         round: u64,
     ) -> Result<Vec<u64>> {
         if self.index >= publics.len() {
@@ -76,8 +83,14 @@ impl Participant {
                 continue;
             }
             let shared = self.secret.diffie_hellman(pk);
-            let mut prg = ChaCha20Rng::from_seed(*shared.as_bytes());
-            prg.set_stream(round);
+            if !shared.was_contributory() {
+                return Err(Error::Data(format!(
+                    "secure aggregation: participant {j}'s public key is of low order (e.g. all zero); refusing it, since the pair's mask would be public"
+                )));
+            }
+            let (low, high) = if self.index < j { (&self.public, pk) } else { (pk, &self.public) };
+            let mut prg =
+                ChaCha20Rng::from_seed(pair_seed(shared.as_bytes(), low, high, session, round));
             for v in out.iter_mut() {
                 let m: u64 = prg.random();
                 // The lower index adds the pair's mask, the higher one subtracts it.
@@ -86,6 +99,42 @@ impl Participant {
         }
         Ok(out)
     }
+}
+
+/// A secure-aggregation session's public, unique label (chosen by the server, sent with the
+/// public keys): part of every pair's key derivation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionId(pub [u8; 16]);
+
+impl SessionId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        Self(os_rng().random())
+    }
+}
+
+/// Domain separation of the pairwise key derivation.
+const KDF_SALT: &[u8] = b"prifft secure aggregation v1";
+
+/// The pair's ChaCha20 seed: HKDF-SHA256(salt, DH secret) expanded with the info
+/// `pk_low ‖ pk_high ‖ session ‖ round (LE)`.
+fn pair_seed(
+    shared: &[u8; 32],
+    low: &PublicKey,
+    high: &PublicKey,
+    session: &SessionId,
+    round: u64,
+) -> [u8; 32] {
+    let mut info = Vec::with_capacity(32 + 32 + 16 + 8);
+    info.extend_from_slice(low.as_bytes());
+    info.extend_from_slice(high.as_bytes());
+    info.extend_from_slice(&session.0);
+    info.extend_from_slice(&round.to_le_bytes());
+    let mut seed = [0u8; 32];
+    Hkdf::<Sha256>::new(Some(KDF_SALT), shared)
+        .expand(&info, &mut seed)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    seed
 }
 
 /// The server's side: add the masked uploads and decode the total.
@@ -114,19 +163,20 @@ pub fn aggregate(uploads: &[Vec<u64>], participants: usize, fixed: FixedPoint) -
 }
 
 /// One whole session in one process, as the federated simulation runs it: every vector's owner
-/// gets a fresh key pair, the public keys are exchanged, each owner masks its vector
-/// (`round` separates the mask streams of sessions that reuse keys), and the server adds the
-/// uploads. Returns the total, decoded from `fixed`.
+/// gets a fresh key pair, the server picks a fresh session id, the public keys are exchanged,
+/// each owner masks its vector for `round`, and the server adds the uploads. Returns the total,
+/// decoded from `fixed`.
 ///
 /// # Errors
 /// Fixed-point range errors (a value outside `fixed`'s range); uploads of different lengths.
 pub fn sum_in_session(vectors: &[Vec<f64>], fixed: FixedPoint, round: u64) -> Result<Vec<f64>> {
     let participants: Vec<Participant> = (0..vectors.len()).map(Participant::new).collect();
     let publics: Vec<PublicKey> = participants.iter().map(|p| p.public).collect();
+    let session = SessionId::random();
     let uploads = participants
         .iter()
         .zip(vectors)
-        .map(|(p, v)| p.mask(v, fixed, &publics, round))
+        .map(|(p, v)| p.mask(v, fixed, &publics, &session, round))
         .collect::<Result<Vec<_>>>()?;
     aggregate(&uploads, vectors.len(), fixed)
 }
@@ -134,6 +184,8 @@ pub fn sum_in_session(vectors: &[Vec<f64>], fixed: FixedPoint, round: u64) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const S: SessionId = SessionId([7; 16]);
 
     fn session(n: usize) -> (Vec<Participant>, Vec<PublicKey>) {
         let ps: Vec<Participant> =
@@ -148,7 +200,7 @@ mod tests {
         let ps: Vec<Participant> = (0..3).map(Participant::new).collect();
         let publics: Vec<PublicKey> = ps.iter().map(|p| p.public).collect();
         let uploads: Vec<Vec<u64>> =
-            ps.iter().map(|p| p.mask(&[1.0, -2.0], fixed, &publics, 0).unwrap()).collect();
+            ps.iter().map(|p| p.mask(&[1.0, -2.0], fixed, &publics, &S, 0).unwrap()).collect();
         assert_eq!(aggregate(&uploads, 3, fixed).unwrap(), vec![3.0, -6.0]);
     }
 
@@ -159,8 +211,11 @@ mod tests {
         let mut rng = crate::prg::insecure_seeded_rng(1);
         let values: Vec<Vec<f64>> =
             (0..5).map(|_| (0..100).map(|_| rng.random_range(-3.0..3.0)).collect()).collect();
-        let uploads: Vec<Vec<u64>> =
-            ps.iter().zip(&values).map(|(p, v)| p.mask(v, fixed, &publics, 7).unwrap()).collect();
+        let uploads: Vec<Vec<u64>> = ps
+            .iter()
+            .zip(&values)
+            .map(|(p, v)| p.mask(v, fixed, &publics, &S, 7).unwrap())
+            .collect();
         let total = aggregate(&uploads, 5, fixed).unwrap();
         // The plain fixed-point sum, computed the same way without masks.
         for k in 0..100 {
@@ -177,7 +232,7 @@ mod tests {
         // 255 degrees of freedom: the 99.9th percentile is about 330).
         let fixed = FixedPoint::default();
         let (ps, publics) = session(3);
-        let upload = ps[0].mask(&vec![0.0; 40_000], fixed, &publics, 1).unwrap();
+        let upload = ps[0].mask(&vec![0.0; 40_000], fixed, &publics, &S, 1).unwrap();
         let mut bins = [0f64; 256];
         for v in &upload {
             bins[(v >> 56) as usize] += 1.0;
@@ -186,7 +241,41 @@ mod tests {
         let chi2: f64 = bins.iter().map(|&o| (o - expected).powi(2) / expected).sum();
         assert!(chi2 < 330.0, "chi-square {chi2}");
         // A different round gives different masks.
-        let other = ps[0].mask(&[0.0; 4], fixed, &publics, 2).unwrap();
+        let other = ps[0].mask(&[0.0; 4], fixed, &publics, &S, 2).unwrap();
         assert_ne!(&other[..], &upload[..4]);
+    }
+
+    #[test]
+    fn the_same_key_pairs_in_two_sessions_give_unrelated_masks() {
+        let fixed = FixedPoint::default();
+        let (ps, publics) = session(3);
+        let zeros = vec![0.0; 4096];
+        let a = ps[0].mask(&zeros, fixed, &publics, &SessionId([1; 16]), 5).unwrap();
+        let b = ps[0].mask(&zeros, fixed, &publics, &SessionId([2; 16]), 5).unwrap();
+        // Unrelated: no position agrees, and their difference looks uniform too.
+        assert_eq!(a.iter().zip(&b).filter(|(x, y)| x == y).count(), 0);
+        let mut bins = [0f64; 16];
+        for (x, y) in a.iter().zip(&b) {
+            bins[(x.wrapping_sub(*y) >> 60) as usize] += 1.0;
+        }
+        let expected = 4096.0 / 16.0;
+        let chi2: f64 = bins.iter().map(|&o| (o - expected).powi(2) / expected).sum();
+        assert!(chi2 < 37.7, "chi-square {chi2} (15 dof, 99.9th percentile 37.7)");
+    }
+
+    #[test]
+    fn low_order_peer_keys_are_refused() {
+        // Regression: an all-zero (or other low-order) public key made that pair's mask public.
+        let fixed = FixedPoint::default();
+        let (ps, mut publics) = session(3);
+        for bad in [[0u8; 32], {
+            let mut one = [0u8; 32];
+            one[0] = 1;
+            one
+        }] {
+            publics[2] = PublicKey::from(bad);
+            let err = ps[0].mask(&[1.0], fixed, &publics, &S, 0).unwrap_err();
+            assert!(err.to_string().contains("low order"), "{err}");
+        }
     }
 }

@@ -15,7 +15,7 @@
 use super::error::Result;
 use crate::backend::{Backend, ElemOp};
 use crate::net::{Channel, exchange};
-use crate::ring::RingTensor;
+use crate::ring::{RingTensor, check_shape};
 
 use super::preproc::MaterialKind;
 use super::{Dealer, MpcError, PartyCtx, PartyId, Share};
@@ -23,8 +23,9 @@ use super::{Dealer, MpcError, PartyCtx, PartyId, Share};
 /// Dealer: one triple for an elementwise product of tensors of `shape`.
 ///
 /// # Errors
-/// Never in practice (fresh ids); kept for a uniform dealer API.
+/// [`MpcError::Shape`] for a shape above [`MAX_ELEMENTS`](crate::ring::MAX_ELEMENTS).
 pub fn gen_mul(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
+    check_shape("beaver::gen_mul", shape)?;
     let a = RingTensor::random(shape, dealer.rng());
     let b = RingTensor::random(shape, dealer.rng());
     let c = a.mul_elem(&b)?;
@@ -36,6 +37,7 @@ pub fn gen_mul(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
 /// # Errors
 /// As [`gen_mul`].
 pub fn gen_square(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
+    check_shape("beaver::gen_square", shape)?;
     let a = RingTensor::random(shape, dealer.rng());
     let c = a.mul_elem(&a)?;
     dealer.deal(MaterialKind::SquarePair, shape, vec![a, c])
@@ -46,6 +48,9 @@ pub fn gen_square(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
 /// # Errors
 /// As [`gen_mul`].
 pub fn gen_matmul(dealer: &mut Dealer, m: usize, k: usize, n: usize) -> Result<()> {
+    for shape in [[m, k], [k, n], [m, n]] {
+        check_shape("beaver::gen_matmul", &shape)?;
+    }
     let a = RingTensor::random(&[m, k], dealer.rng());
     let b = RingTensor::random(&[k, n], dealer.rng());
     let c = a.matmul(&b)?;

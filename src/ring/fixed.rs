@@ -16,8 +16,23 @@ pub const DEFAULT_FRAC_BITS: u32 = 16;
 
 /// A fixed-point format: reals scaled by 2^`frac_bits` and rounded to Z_2^64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "FixedPointFields")]
 pub struct FixedPoint {
     frac_bits: u32,
+}
+
+/// The serialised form, validated by [`FixedPoint::new`] on the way in (a peer's hello or a
+/// saved report cannot smuggle in 200 fractional bits).
+#[derive(serde::Deserialize)]
+struct FixedPointFields {
+    frac_bits: u32,
+}
+
+impl TryFrom<FixedPointFields> for FixedPoint {
+    type Error = Error;
+    fn try_from(f: FixedPointFields) -> Result<Self> {
+        FixedPoint::new(f.frac_bits)
+    }
 }
 
 impl Default for FixedPoint {

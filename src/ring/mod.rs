@@ -9,8 +9,27 @@ mod fixed;
 mod tensor;
 
 pub use error::RingError;
+
 pub use fixed::{DEFAULT_FRAC_BITS, FixedPoint};
 pub use tensor::RingTensor;
+
+/// Most elements one tensor may have (2^32, 32 GiB): larger shapes are input errors, not
+/// allocations.
+pub const MAX_ELEMENTS: usize = 1 << 32;
+
+/// Check that a tensor of `shape` can exist: the product of its dimensions — zero ones counted
+/// as one, since ndarray also requires that — is at most [`MAX_ELEMENTS`]. Returns the element
+/// count.
+///
+/// # Errors
+/// [`RingError::Shape`] naming the shape.
+pub fn check_shape(op: &'static str, shape: &[usize]) -> Result<usize, RingError> {
+    let span = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)));
+    match span {
+        Some(n) if n <= MAX_ELEMENTS => Ok(shape.iter().product()),
+        _ => Err(RingError::Shape { op, left: shape.to_vec(), right: vec![MAX_ELEMENTS] }),
+    }
+}
 
 /// Arithmetic right shift by `bits` of a ring element read as a signed integer (floor division
 /// by 2^bits). This is the cleartext truncation that fixed-point products use.

@@ -97,12 +97,17 @@ where
 }
 
 /// Dealer: `len` fresh input masks and their two additive shares.
-fn masks(dealer: &mut Dealer, len: usize) -> (Vec<u64>, [Vec<u64>; 2]) {
+///
+/// # Errors
+/// [`RingError::Shape`](crate::ring::RingError) for a batch above
+/// [`MAX_ELEMENTS`](crate::ring::MAX_ELEMENTS).
+fn masks(dealer: &mut Dealer, len: usize) -> Result<(Vec<u64>, [Vec<u64>; 2])> {
+    crate::ring::check_shape("gates (dealer)", &[len])?;
     let rng = dealer.rng();
     let r: Vec<u64> = (0..len).map(|_| rng.random()).collect();
     let s0: Vec<u64> = (0..len).map(|_| rng.random()).collect();
     let s1 = r.iter().zip(&s0).map(|(&r, &a)| r.wrapping_sub(a)).collect();
-    (r, [s0, s1])
+    Ok((r, [s0, s1]))
 }
 
 /// Dealer: file a gate's two halves with their mask shares.
@@ -123,7 +128,7 @@ where
 /// # Errors
 /// [`KeyError::Width`](crate::fss::KeyError::Width) unless 2 ≤ m ≤ 64.
 pub fn gen_sign(dealer: &mut Dealer, width: u32, len: usize) -> Result<()> {
-    let (r, shares) = masks(dealer, len);
+    let (r, shares) = masks(dealer, len)?;
     let keys = sign::keygen(width, &r, dealer.rng())?;
     deal_gate(dealer, shares, keys)
 }
@@ -133,7 +138,7 @@ pub fn gen_sign(dealer: &mut Dealer, width: u32, len: usize) -> Result<()> {
 /// # Errors
 /// [`KeyError::Width`](crate::fss::KeyError::Width) unless 2 ≤ m ≤ 64.
 pub fn gen_relu(dealer: &mut Dealer, width: u32, len: usize) -> Result<()> {
-    let (r, shares) = masks(dealer, len);
+    let (r, shares) = masks(dealer, len)?;
     let keys = relu::keygen(width, &r, dealer.rng())?;
     deal_gate(dealer, shares, keys)
 }
@@ -143,7 +148,7 @@ pub fn gen_relu(dealer: &mut Dealer, width: u32, len: usize) -> Result<()> {
 /// # Errors
 /// [`KeyError::Width`](crate::fss::KeyError::Width) unless 1 ≤ m ≤ 64.
 pub fn gen_interval(dealer: &mut Dealer, width: u32, len: usize) -> Result<()> {
-    let (r, shares) = masks(dealer, len);
+    let (r, shares) = masks(dealer, len)?;
     let keys = interval::keygen(width, &r, dealer.rng())?;
     deal_gate(dealer, shares, keys)
 }
@@ -153,7 +158,7 @@ pub fn gen_interval(dealer: &mut Dealer, width: u32, len: usize) -> Result<()> {
 /// # Errors
 /// Key errors for a bad width or a degree ≥ 16.
 pub fn gen_spline(dealer: &mut Dealer, width: u32, degree: usize, len: usize) -> Result<()> {
-    let (r, shares) = masks(dealer, len);
+    let (r, shares) = masks(dealer, len)?;
     let keys = spline::keygen(width, degree, &r, dealer.rng())?;
     deal_gate(dealer, shares, keys)
 }
@@ -163,7 +168,7 @@ pub fn gen_spline(dealer: &mut Dealer, width: u32, degree: usize, len: usize) ->
 /// # Errors
 /// [`KeyError::Width`](crate::fss::KeyError::Width) unless 1 ≤ b ≤ 24.
 pub fn gen_lut(dealer: &mut Dealer, index_bits: u32, len: usize) -> Result<()> {
-    let (r, shares) = masks(dealer, len);
+    let (r, shares) = masks(dealer, len)?;
     let keys = lut::keygen(index_bits, &r, dealer.rng())?;
     deal_gate(dealer, shares, keys)
 }
@@ -173,7 +178,7 @@ pub fn gen_lut(dealer: &mut Dealer, index_bits: u32, len: usize) -> Result<()> {
 /// # Errors
 /// [`KeyError::Width`](crate::fss::KeyError::Width) unless 2 ≤ m ≤ 64 and 1 ≤ s < m.
 pub fn gen_shift(dealer: &mut Dealer, width: u32, shift: u32, len: usize) -> Result<()> {
-    let (r, shares) = masks(dealer, len);
+    let (r, shares) = masks(dealer, len)?;
     let keys = shift::keygen(width, shift, &r, dealer.rng())?;
     deal_gate(dealer, shares, keys)
 }
