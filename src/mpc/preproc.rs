@@ -371,6 +371,9 @@ impl Preproc {
                     })
                 })
                 .collect::<Result<Vec<usize>, _>>()?;
+            crate::ring::check_shape("preprocessing item", &dims).map_err(|_| {
+                PreprocError::Malformed(format!("{kind} with impossible shape {dims:?}"))
+            })?;
             let payload = if kind.is_fss() {
                 Payload::Fss(Box::new(FssMaterial::read(&mut r, kind, &dims, party)?))
             } else {

@@ -61,6 +61,9 @@ pub fn keygen(
     masks: &[u64],
     rng: &mut ChaCha20Rng,
 ) -> Result<[IntervalKeys; 2], KeyError> {
+    if !(1..=64).contains(&width) {
+        return Err(KeyError::Width { n: width });
+    }
     let alphas: Vec<u64> = masks.iter().map(|&r| reduce(r, width)).collect();
     let [k0, k1] = dcf::keygen(width, &alphas, &vec![1; masks.len()], rng)?;
     Ok([IntervalKeys { width, dcf: k0 }, IntervalKeys { width, dcf: k1 }])

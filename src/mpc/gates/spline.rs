@@ -111,6 +111,9 @@ pub fn keygen(
     masks: &[u64],
     rng: &mut ChaCha20Rng,
 ) -> Result<[SplineKeys; 2], KeyError> {
+    if !(1..=64).contains(&width) {
+        return Err(KeyError::Width { n: width });
+    }
     let words = degree + 1;
     let alphas: Vec<u64> = masks.iter().map(|&r| reduce(r, width)).collect();
     let mut betas = Vec::with_capacity(words * masks.len());
