@@ -317,6 +317,18 @@ fn a_truncated_preprocessing_file_is_a_clear_error() {
     assert!(err.contains("loading preprocessing") && err.contains("truncated"), "{err}");
 }
 
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn without_the_gpu_feature_devices_and_bench_gpu_say_so() {
+    let out = prifft().args(["devices"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no GPU support"));
+    let out = prifft().args(["bench", "gpu"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without the `gpu` feature"));
+}
+
+#[cfg(feature = "gpu")]
 #[test]
 fn devices_lists_adapters_or_says_there_are_none() {
     let out = prifft().args(["devices", "--json"]).output().unwrap();
@@ -338,6 +350,7 @@ fn devices_lists_adapters_or_says_there_are_none() {
     assert!(!human.stdout.is_empty());
 }
 
+#[cfg(feature = "gpu")]
 #[test]
 fn bench_gpu_sweep_times_every_shape_and_checks_it() {
     let out = prifft()
