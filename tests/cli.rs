@@ -24,7 +24,30 @@ fn deal(dir: &Path, shape: &[&str]) {
     assert!(out.status.success(), "deal failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Start the server on a free port; returns the child, its address and its stdout reader.
+/// One demo authority and both parties' certificates for every test of this binary (made with
+/// `prifft certs`), so parties of different dealer runs still complete the TLS handshake and
+/// reach the checks under test.
+fn tls_flags(role: &str) -> Vec<String> {
+    static CERTS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = CERTS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = prifft().args(["certs", "--out-dir"]).arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "certs: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    });
+    let p = |name: String| dir.path().join(name).to_string_lossy().into_owned();
+    vec![
+        "--tls-ca".into(),
+        p("ca.pem".into()),
+        "--tls-cert".into(),
+        p(format!("{role}.pem")),
+        "--tls-key".into(),
+        p(format!("{role}.key")),
+    ]
+}
+
+/// Start the server on a free port (mutual TLS); returns the child, its address and its stdout
+/// reader.
 fn start_server(
     dir: &Path,
     extra: &[&str],
@@ -32,6 +55,7 @@ fn start_server(
     let mut child = prifft()
         .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
         .arg(dir.join("server.pp"))
+        .args(tls_flags("server"))
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -52,6 +76,7 @@ fn start_client(dir: &Path, addr: &str, extra: &[&str]) -> Child {
     prifft()
         .args(["party", "--role", "client", "--connect", addr, "--preproc"])
         .arg(dir.join("client.pp"))
+        .args(tls_flags("client"))
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -298,6 +323,64 @@ fn files_from_different_dealer_runs_are_refused() {
     assert!(stderr_of(&mut client).contains("different dealer runs"));
     let (status, _) = wait_within(&mut server, Duration::from_secs(15));
     assert!(!status.success());
+}
+
+#[test]
+fn plain_tcp_needs_an_explicit_flag_and_still_works_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    deal(dir.path(), &["--m", "4", "--k", "4", "--n", "4"]);
+    let out = prifft()
+        .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
+        .arg(dir.path().join("server.pp"))
+        .args(["--m", "4", "--k", "4", "--n", "4"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--insecure-plaintext"), "{err}");
+    // With the flag (and fresh files: the refused run used up the server's bundle).
+    let dir = tempfile::tempdir().unwrap();
+    deal(dir.path(), &["--m", "4", "--k", "4", "--n", "4"]);
+    let plain = ["--m", "4", "--k", "4", "--n", "4", "--insecure-plaintext"];
+    let mut server = prifft()
+        .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
+        .arg(dir.path().join("server.pp"))
+        .args(plain)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let client = prifft()
+        .args(["party", "--role", "client", "--connect", &addr, "--preproc"])
+        .arg(dir.path().join("client.pp"))
+        .args(plain)
+        .output()
+        .unwrap();
+    assert!(client.status.success(), "{}", String::from_utf8_lossy(&client.stderr));
+    assert!(String::from_utf8_lossy(&client.stderr).contains("warning: --insecure-plaintext"));
+    assert!(wait_within(&mut server, Duration::from_secs(30)).0.success());
+}
+
+#[test]
+fn a_plaintext_party_meets_a_tls_party_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    deal(dir.path(), &["--m", "4", "--k", "4", "--n", "4"]);
+    let (mut server, addr, _out) =
+        start_server(dir.path(), &["--m", "4", "--k", "4", "--n", "4", "--connect-timeout", "10"]);
+    let client = prifft()
+        .args(["party", "--role", "client", "--connect", &addr, "--preproc"])
+        .arg(dir.path().join("client.pp"))
+        .args(["--m", "4", "--k", "4", "--n", "4", "--insecure-plaintext", "--timeout", "5"])
+        .output()
+        .unwrap();
+    assert!(!client.status.success());
+    let (status, _) = wait_within(&mut server, Duration::from_secs(20));
+    assert!(!status.success());
+    let err = stderr_of(&mut server);
+    assert!(err.contains("TLS"), "server said: {err}");
 }
 
 #[test]

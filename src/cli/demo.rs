@@ -25,6 +25,9 @@ pub struct DemoArgs {
     /// With `--backend all`: both parties re-check samples of every GPU part on the CPU.
     #[arg(long)]
     gpu_crosscheck: bool,
+    /// Run the parties over plain TCP instead of mutual TLS (with a fresh demo authority).
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 /// Deal, start both parties as processes, print their reports.
@@ -42,6 +45,25 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .tempdir()
         .map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
     let [server_pp, client_pp] = super::deal::write(&spec, dir.path())?;
+    let tls = if args.insecure_plaintext {
+        None
+    } else {
+        Some(prifft::net::tls::generate_demo()?.write(dir.path())?)
+    };
+    let link = |cmd: &mut Command, who: usize| match &tls {
+        Some(files) => {
+            let f = &files[who];
+            cmd.arg("--tls-ca")
+                .arg(&f.ca)
+                .arg("--tls-cert")
+                .arg(&f.cert)
+                .arg("--tls-key")
+                .arg(&f.key);
+        }
+        None => {
+            cmd.arg("--insecure-plaintext");
+        }
+    };
     let exe = std::env::current_exe()
         .map_err(|source| Error::Io { path: "current executable".into(), source })?;
     let common = |cmd: &mut Command| {
@@ -80,6 +102,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
         .arg(&server_pp);
     common(&mut server_cmd);
+    link(&mut server_cmd, 0);
     let mut server = server_cmd.stdout(Stdio::piped()).spawn().map_err(spawn_err)?;
     let mut server_out = BufReader::new(server.stdout.take().expect("piped"));
     let mut first = String::new();
@@ -93,6 +116,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let mut client_cmd = Command::new(&exe);
     client_cmd.args(["party", "--role", "client", "--connect", &addr, "--preproc"]).arg(&client_pp);
     common(&mut client_cmd);
+    link(&mut client_cmd, 1);
     let client = client_cmd.stdout(Stdio::piped()).spawn().map_err(spawn_err)?;
     let client_out = client.wait_with_output().map_err(spawn_err)?;
     let mut rest = String::new();

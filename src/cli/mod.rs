@@ -3,6 +3,7 @@
 
 mod bench;
 mod centralized;
+mod certs;
 mod deal;
 mod demo;
 mod devices;
@@ -48,6 +49,10 @@ pub enum Cmd {
     ///   prifft party --role server --listen 127.0.0.1:7000 --preproc /tmp/pp/server.pp
     ///   prifft party --role client --connect 127.0.0.1:7000 --preproc /tmp/pp/client.pp
     #[command(verbatim_doc_comment)]
+    /// Make a demo certificate authority and both parties' certificates (PEM) for the mutual-TLS
+    /// link between `prifft party` processes: DIR/ca.pem, server.pem, server.key, client.pem,
+    /// client.key (keys owner-only).
+    Certs(certs::CertsArgs),
     Party(party::PartyArgs),
     /// Split Fashion-MNIST among clients (IID, Dirichlet label skew or shards) and print each
     /// client's class histogram — the non-IID setting of the federated-learning experiments.
@@ -89,6 +94,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Devices(args) => devices::run(args),
         Cmd::Deal(args) => deal::run(args),
+        Cmd::Certs(args) => certs::run(args),
         Cmd::Party(args) => party::run(args),
         Cmd::Demo(args) => demo::run(args),
         Cmd::Fl(args) => fl::run(args),

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use prifft::mpc::ledger::Ledger;
 use prifft::mpc::{PartyId, Preproc};
 use prifft::net::tcp::{Listener, TcpChannel, TcpConfig};
+use prifft::net::tls::{TlsChannel, TlsFiles, TlsIdentity};
 use prifft::net::{Channel, NetModel, Shaped};
 use prifft::ring::FixedPoint;
 use std::sync::Arc;
@@ -158,6 +159,23 @@ pub struct PartyArgs {
     ledger: Option<PathBuf>,
     #[command(flatten)]
     shape: ShapeArgs,
+    /// The certificate authority both parties trust (PEM). With --tls-cert and --tls-key the
+    /// link is mutual TLS 1.3: each party proves its certificate, and a peer from another
+    /// authority, with a wrong key or without TLS is refused before any protocol byte.
+    /// `prifft certs --out-dir DIR` makes a demo set.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"], conflicts_with = "insecure_plaintext")]
+    tls_ca: Option<PathBuf>,
+    /// This party's certificate (PEM): the server's must be issued for `prifft-server`.
+    #[arg(long, requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// This party's private key (PEM).
+    #[arg(long, requires = "tls_ca")]
+    tls_key: Option<PathBuf>,
+    /// Run over plain TCP instead of TLS. Anyone who can see the link sees both halves of every
+    /// opening (and the input-sharing seed), i.e. every secret of the session; and anyone who can
+    /// reach the port can take the peer's place. Only for a link you already trust.
+    #[arg(long)]
+    insecure_plaintext: bool,
     /// Seed of this party's demo input (default: random). Demo data only, never key material.
     #[arg(long)]
     input_seed: Option<u64>,
@@ -204,22 +222,55 @@ pub fn run(args: PartyArgs) -> Result<()> {
         max_first_frame: Some(session::MAX_HELLO_BYTES as u64),
         ..TcpConfig::default()
     };
-    let tcp = match (&args.listen, &args.connect) {
+    let identity = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(
+            TlsIdentity::load(&TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
+                .map_err(|e| Error::from(e).during("loading the TLS certificates"))?,
+        ),
+        _ if args.insecure_plaintext => {
+            eprintln!(
+                "warning: --insecure-plaintext: the link is neither encrypted nor authenticated; an eavesdropper sees every secret of this session"
+            );
+            None
+        }
+        _ => {
+            return Err(Error::Session(
+                "the link between the parties must be authenticated and encrypted: pass --tls-ca, --tls-cert and --tls-key (make a demo set with `prifft certs --out-dir DIR`), or --insecure-plaintext for a link you already trust".into(),
+            ));
+        }
+    };
+    let mut wire = None;
+    let link: Box<dyn Channel> = match (&args.listen, &args.connect) {
         (Some(addr), _) => {
             let listener = Listener::bind(addr)
                 .map_err(|e| Error::from(e).during(format!("listening on {addr}")))?;
             println!("listening on {}", listener.local_addr()?);
             std::io::stdout().flush().ok();
-            listener
-                .accept(config)
-                .map_err(|e| Error::from(e).during("waiting for the other party"))?
+            let waiting =
+                |e: prifft::net::NetError| Error::from(e).during("waiting for the other party");
+            match &identity {
+                Some(id) => {
+                    let tls = TlsChannel::accept(listener, id, config).map_err(waiting)?;
+                    wire = Some(tls.wire());
+                    Box::new(tls)
+                }
+                None => Box::new(listener.accept(config).map_err(waiting)?),
+            }
         }
-        (None, Some(addr)) => TcpChannel::connect(addr, config)?,
+        (None, Some(addr)) => match &identity {
+            Some(id) => {
+                let tls = TlsChannel::connect(addr, id, config)
+                    .map_err(|e| Error::from(e).during("connecting to the server"))?;
+                wire = Some(tls.wire());
+                Box::new(tls)
+            }
+            None => Box::new(TcpChannel::connect(addr, config)?),
+        },
         (None, None) => unreachable!("clap requires --listen or --connect"),
     };
     let channel: Box<dyn Channel> = match args.net {
-        Some(model) => Box::new(Shaped::new(tcp, model)),
-        None => Box::new(tcp),
+        Some(model) => Box::new(Shaped::new(link, model)),
+        None => link,
     };
     let opts = PartyOptions {
         spec,
@@ -230,6 +281,17 @@ pub fn run(args: PartyArgs) -> Result<()> {
     let backend = args.backend.open(args.gpu_crosscheck)?;
     let (report, product) = session::run_party(id, channel, preproc, &opts, backend)?;
     print!("{}", session::render(&report));
+    if let Some(wire) = &wire {
+        let (sent, received) = wire.get();
+        let app = report.handshake.cost.bytes_sent
+            + report.input_sharing.cost.bytes_sent
+            + report.products.cost.bytes_sent
+            + report.reveal.map_or(0, |r| r.cost.bytes_sent);
+        println!(
+            "  TLS 1.3 (mutual certificates): {sent} B sent and {received} B received on the wire for {app} B of protocol data sent (handshake and records: +{} B)",
+            sent.saturating_sub(app)
+        );
+    }
     if let (Some(path), Some(product)) = (&args.output, &product) {
         session::write_tensor(path, product)?;
     }

@@ -33,6 +33,9 @@ pub enum NetError {
         /// What arrived.
         got: String,
     },
+    /// The TLS layer refused the peer or failed (certificates, handshake, corrupt records).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Could not connect.
     #[error("could not connect to {addr} within {within:?}: {source}")]
     Connect {

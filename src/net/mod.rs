@@ -18,6 +18,7 @@ pub mod mem;
 mod meter;
 mod model;
 pub mod tcp;
+pub mod tls;
 
 use std::time::{Duration, Instant};
 

@@ -119,6 +119,15 @@ impl Listener {
     /// # Errors
     /// [`NetError::Timeout`] when nobody connects in time, or the socket error.
     pub fn accept(self, config: TcpConfig) -> Result<TcpChannel, NetError> {
+        let stream = self.accept_stream(config)?;
+        TcpChannel::from_stream(stream, config)
+    }
+
+    /// Accept one connection as a raw stream (the TLS channel's transport).
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept).
+    pub fn accept_stream(self, config: TcpConfig) -> Result<TcpStream, NetError> {
         config.validate()?;
         self.listener.set_nonblocking(true)?;
         let deadline = Instant::now() + config.connect_timeout;
@@ -126,7 +135,7 @@ impl Listener {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     stream.set_nonblocking(false)?;
-                    return TcpChannel::from_stream(stream, config);
+                    return Ok(stream);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if Instant::now() >= deadline {
@@ -140,36 +149,44 @@ impl Listener {
     }
 }
 
+/// Connect to `addr` as a raw stream (the TLS channel's transport), retrying until
+/// `config.connect_timeout`.
+///
+/// # Errors
+/// [`NetError::Connect`] when no connection could be made in time.
+pub fn connect_stream(addr: &str, config: TcpConfig) -> Result<TcpStream, NetError> {
+    config.validate()?;
+    let deadline = Instant::now() + config.connect_timeout;
+    loop {
+        let attempt = addr.to_socket_addrs().and_then(|mut addrs| {
+            let target = addrs
+                .next()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
+            let left =
+                deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            TcpStream::connect_timeout(&target, left)
+        });
+        match attempt {
+            Ok(stream) => return Ok(stream),
+            Err(e) if Instant::now() + CONNECT_RETRY >= deadline => {
+                return Err(NetError::Connect {
+                    addr: addr.to_string(),
+                    within: config.connect_timeout,
+                    source: e,
+                });
+            }
+            Err(_) => std::thread::sleep(CONNECT_RETRY),
+        }
+    }
+}
+
 impl TcpChannel {
     /// Connect to `addr`, retrying until `config.connect_timeout`.
     ///
     /// # Errors
     /// [`NetError::Connect`] when no connection could be made in time.
     pub fn connect(addr: &str, config: TcpConfig) -> Result<Self, NetError> {
-        config.validate()?;
-        let deadline = Instant::now() + config.connect_timeout;
-        loop {
-            let attempt = addr.to_socket_addrs().and_then(|mut addrs| {
-                let target = addrs
-                    .next()
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
-                let left = deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1));
-                TcpStream::connect_timeout(&target, left)
-            });
-            match attempt {
-                Ok(stream) => return Self::from_stream(stream, config),
-                Err(e) if Instant::now() + CONNECT_RETRY >= deadline => {
-                    return Err(NetError::Connect {
-                        addr: addr.to_string(),
-                        within: config.connect_timeout,
-                        source: e,
-                    });
-                }
-                Err(_) => std::thread::sleep(CONNECT_RETRY),
-            }
-        }
+        Self::from_stream(connect_stream(addr, config)?, config)
     }
 
     /// Wrap a connected stream.
