@@ -39,20 +39,22 @@ pub enum Cmd {
     /// Give each file to its party only, and use each pair for one session: the parties refuse
     /// files from different dealer runs, and a store never hands out the same material twice.
     Deal(deal::DealArgs),
-    /// Run one party of the secure matrix-product session over TCP.
+    /// Make a demo certificate authority and both parties' certificates (PEM) for the mutual-TLS
+    /// link between `prifft party` processes: DIR/ca.pem, server.pem, server.key, client.pem,
+    /// client.key (keys owner-only).
+    Certs(certs::CertsArgs),
+    /// Run one party of a two-process session (matrix product, ReLU or spline) over mutual TLS.
     ///
     /// The client holds X (m×k), the server W (k×n); together they compute shares of X·W in
     /// fixed point with Beaver triples from `prifft deal`. Example (the two parties in two
     /// terminals):
     ///
-    ///   prifft deal --out-dir /tmp/pp
-    ///   prifft party --role server --listen 127.0.0.1:7000 --preproc /tmp/pp/server.pp
-    ///   prifft party --role client --connect 127.0.0.1:7000 --preproc /tmp/pp/client.pp
+    ///   prifft deal --out-dir /tmp/pp && prifft certs --out-dir /tmp/tls
+    ///   prifft party --role server --listen 127.0.0.1:7000 --preproc /tmp/pp/server.pp \
+    ///     --tls-ca /tmp/tls/ca.pem --tls-cert /tmp/tls/server.pem --tls-key /tmp/tls/server.key
+    ///   prifft party --role client --connect 127.0.0.1:7000 --preproc /tmp/pp/client.pp \
+    ///     --tls-ca /tmp/tls/ca.pem --tls-cert /tmp/tls/client.pem --tls-key /tmp/tls/client.key
     #[command(verbatim_doc_comment)]
-    /// Make a demo certificate authority and both parties' certificates (PEM) for the mutual-TLS
-    /// link between `prifft party` processes: DIR/ca.pem, server.pem, server.key, client.pem,
-    /// client.key (keys owner-only).
-    Certs(certs::CertsArgs),
     Party(party::PartyArgs),
     /// Split Fashion-MNIST among clients (IID, Dirichlet label skew or shards) and print each
     /// client's class histogram — the non-IID setting of the federated-learning experiments.
