@@ -338,3 +338,36 @@ fn sub_batches_must_be_tile_aligned_and_evaluate_like_the_whole() {
     assert!(k0.sub_batch(0, 33).is_err());
     assert!(k0.sub_batch(96, 5).is_err());
 }
+
+#[test]
+fn a_part_of_a_batch_evaluates_in_place_as_the_whole_does() {
+    use prifft::fss::keys::TILE;
+    let mut rng = insecure_seeded_rng(77);
+    let len = 5 * TILE + 7;
+    let alphas: Vec<u64> = (0..len).map(|_| rng.random()).collect();
+    let xs: Vec<u64> = (0..len).map(|_| rng.random()).collect();
+    for words in [1u32, 3] {
+        let betas: Vec<u64> = (0..len * words as usize).map(|_| rng.random()).collect();
+        let [k0, _] = dcf::keygen_words(64, words, &alphas, &betas, &mut rng).unwrap();
+        let w = words as usize;
+        let mut whole = vec![0; len * w];
+        dcf::eval(&k0, &xs, &mut whole).unwrap();
+        for (first, end) in [(0, TILE), (TILE, 3 * TILE), (2 * TILE, len), (0, len)] {
+            let mut part = vec![0; (end - first) * w];
+            dcf::eval_range(&k0, first, &xs[first..end], &mut part).unwrap();
+            assert_eq!(part, whole[first * w..end * w], "words {words}, keys {first}..{end}");
+        }
+        // A range that does not start a tile, or ends inside one before the batch's end.
+        let mut out = vec![0; 10 * w];
+        assert!(dcf::eval_range(&k0, 3, &xs[3..13], &mut out).is_err());
+        let mut out = vec![0; 10 * w];
+        assert!(dcf::eval_range(&k0, 0, &xs[..10], &mut out).is_err());
+    }
+    let [d0, _] = dpf::keygen(20, &vec![5; len], &vec![1; len], &mut rng).unwrap();
+    let small: Vec<u64> = xs.iter().map(|x| x & 0xfffff).collect();
+    let mut whole = vec![0; len];
+    dpf::eval(&d0, &small, &mut whole).unwrap();
+    let mut part = vec![0; len - TILE];
+    dpf::eval_range(&d0, TILE, &small[TILE..], &mut part).unwrap();
+    assert_eq!(part, whole[TILE..]);
+}

@@ -114,6 +114,20 @@ pub trait Backend: Send + Sync {
     /// The evaluators' key errors; device errors.
     fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()>;
 
+    /// Evaluate keys `first..first + xs.len()` of a batch in place — no copy of the key material
+    /// (the scheduler's split). The range is whole tiles ([`TILE`](crate::fss::keys::TILE) keys)
+    /// or reaches the batch's end.
+    ///
+    /// # Errors
+    /// [`check_range`](crate::fss::dcf::check_range)'s errors; as [`eval_fss`](Self::eval_fss).
+    fn eval_fss_range(
+        &self,
+        keys: &KeyBatch,
+        first: usize,
+        xs: &[u64],
+        out: &mut [u64],
+    ) -> Result<()>;
+
     /// Lookup tables: shares of `table[x]` per masked index, from DPF keys with α = the mask
     /// ([`mpc::gates::lut`](crate::mpc::gates::lut)).
     ///
@@ -173,6 +187,20 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn eval_fss_range(
+        &self,
+        keys: &KeyBatch,
+        first: usize,
+        xs: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        match keys.scheme() {
+            Scheme::Dcf => dcf::eval_range(keys, first, xs, out)?,
+            Scheme::Dpf => dpf::eval_range(keys, first, xs, out)?,
+        }
+        Ok(())
+    }
+
     fn lut(
         &self,
         dpf_keys: &KeyBatch,
@@ -222,6 +250,16 @@ impl Backend for crate::backend::gpu::GpuDevice {
 
     fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
         crate::backend::gpu::GpuDevice::eval_fss(self, keys, xs, out)
+    }
+
+    fn eval_fss_range(
+        &self,
+        keys: &KeyBatch,
+        first: usize,
+        xs: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        crate::backend::gpu::GpuDevice::eval_fss_range(self, keys, first, xs, out)
     }
 
     fn lut(

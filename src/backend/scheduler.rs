@@ -204,23 +204,35 @@ impl Backend for Scheduler {
 
     fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
         dcf::check_batch(keys, xs, out)?;
+        self.eval_fss_range(keys, 0, xs, out)
+    }
+
+    fn eval_fss_range(
+        &self,
+        keys: &KeyBatch,
+        base: usize,
+        xs: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        dcf::check_range(keys, base, xs, out)?;
         let words = keys.words() as usize;
         let ranges = Self::split(
             &self.weights(Kind::Fss(keys.scheme(), keys.input_bits()))?,
-            keys.len(),
+            xs.len(),
             TILE,
         );
+        // Each backend evaluates its part of the batch in place: no key material is copied.
         self.run_ranges(&ranges, words, out, |backend, (first, count), part| {
-            let sub = keys.sub_batch(first, count)?;
-            backend.eval_fss(&sub, &xs[first..first + count], part)?;
+            let part_xs = &xs[first..first + count];
+            backend.eval_fss_range(keys, base + first, part_xs, part)?;
             self.check_sample(backend, part, |i| {
                 // The CPU on the tile that holds output word i (key i / words).
                 let (key, word) = (i / words, i % words);
                 let tile = key / TILE * TILE;
                 let tile_len = TILE.min(count - tile);
-                let keys = sub.sub_batch(tile, tile_len)?;
                 let mut y = vec![0; tile_len * words];
-                Cpu.eval_fss(&keys, &xs[first + tile..first + tile + tile_len], &mut y)?;
+                let tile_xs = &part_xs[tile..tile + tile_len];
+                Cpu.eval_fss_range(keys, base + first + tile, tile_xs, &mut y)?;
                 Ok(y[(key - tile) * words + word])
             })
         })

@@ -310,25 +310,64 @@ fn gen_group(
 /// [`KeyError::BatchLength`] when `xs` or `out` do not match the batch, [`KeyError::Domain`]
 /// when an input does not fit in n bits, [`KeyError::Mismatch`] for non-DCF keys.
 pub fn eval(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<(), KeyError> {
-    keys.expect(Scheme::Dcf, keys.party, keys.n)?;
     check_batch(keys, xs, out)?;
+    eval_range(keys, 0, xs, out)
+}
+
+/// Party: evaluate keys `first..first + xs.len()` of the batch — a part of it, in place, without
+/// copying key material (how the scheduler splits a batch across devices). `first` must start a
+/// tile ([`TILE`](super::keys::TILE) keys).
+///
+/// # Errors
+/// As [`eval`]; [`check_range`]'s errors.
+pub fn eval_range(
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &mut [u64],
+) -> Result<(), KeyError> {
+    keys.expect(Scheme::Dcf, keys.party, keys.n)?;
+    check_range(keys, first, xs, out)?;
     let aes = fixed_aes();
     if keys.words > 1 {
         let w = keys.words as usize;
-        out.par_chunks_mut(GROUP * w)
-            .zip(xs.par_chunks(GROUP))
-            .enumerate()
-            .for_each(|(c, (out, xs))| eval_group_words(aes, keys, c * GROUP, xs, out));
+        out.par_chunks_mut(GROUP * w).zip(xs.par_chunks(GROUP)).enumerate().for_each(
+            |(c, (out, xs))| eval_group_words(aes, keys, first + c * GROUP, xs, out),
+        );
         return Ok(());
     }
-    eval_tiles(keys, xs, out, true, eval_group);
+    eval_tiles(keys, first, xs, out, true, eval_group);
     Ok(())
 }
 
 /// The portable evaluator (any CPU): the reference the vectorised tiles are tested against.
 #[cfg(test)]
 pub(crate) fn eval_scalar(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) {
-    eval_tiles(keys, xs, out, false, eval_group);
+    eval_tiles(keys, 0, xs, out, false, eval_group);
+}
+
+/// Check a part `first..first + xs.len()` of a batch (DCF or DPF): it starts a tile and ends at a
+/// tile boundary or the batch's end (so each of its tiles keeps its layout), lies inside the
+/// batch, `out` has `xs.len()` × words entries, and every input fits.
+///
+/// # Errors
+/// [`KeyError::BatchLength`] for a misplaced range or output, [`KeyError::Domain`].
+pub fn check_range(keys: &KeyBatch, first: usize, xs: &[u64], out: &[u64]) -> Result<(), KeyError> {
+    let tile = super::keys::TILE;
+    let end = first.checked_add(xs.len()).filter(|&e| e <= keys.len);
+    let aligned = end.is_some_and(|e| e == keys.len || e.is_multiple_of(tile));
+    if !first.is_multiple_of(tile) || !aligned {
+        return Err(KeyError::BatchLength {
+            what: "key range (whole tiles, or up to the batch's end)",
+            expected: keys.len,
+            found: first.saturating_add(xs.len()),
+        });
+    }
+    let expected = xs.len() * keys.words as usize;
+    if out.len() != expected {
+        return Err(KeyError::BatchLength { what: "outputs", expected, found: out.len() });
+    }
+    check_domain("input", xs, keys.n)
 }
 
 pub(crate) fn check_batch(keys: &KeyBatch, xs: &[u64], out: &[u64]) -> Result<(), KeyError> {

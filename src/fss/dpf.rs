@@ -278,16 +278,30 @@ fn gen_group(
 /// # Errors
 /// [`KeyError::BatchLength`], [`KeyError::Domain`], [`KeyError::Mismatch`] for non-DPF keys.
 pub fn eval(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<(), KeyError> {
-    keys.expect(Scheme::Dpf, keys.party, keys.n)?;
     check_batch(keys, xs, out)?;
-    eval_tiles(keys, xs, out, true, eval_group);
+    eval_range(keys, 0, xs, out)
+}
+
+/// Party: evaluate keys `first..first + xs.len()` in place (see [`dcf::eval_range`](super::dcf::eval_range)).
+///
+/// # Errors
+/// As [`eval`]; [`dcf::check_range`](super::dcf::check_range)'s errors.
+pub fn eval_range(
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &mut [u64],
+) -> Result<(), KeyError> {
+    keys.expect(Scheme::Dpf, keys.party, keys.n)?;
+    super::dcf::check_range(keys, first, xs, out)?;
+    eval_tiles(keys, first, xs, out, true, eval_group);
     Ok(())
 }
 
 /// The portable evaluator (any CPU): the reference the vectorised tiles are tested against.
 #[cfg(test)]
 pub(crate) fn eval_scalar(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) {
-    eval_tiles(keys, xs, out, false, eval_group);
+    eval_tiles(keys, 0, xs, out, false, eval_group);
 }
 
 fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out: &mut [u64]) {

@@ -191,6 +191,7 @@ pub(crate) fn gen_full_tile(
 /// `vector` is set and the CPU has it, every other group with the scalar `group` evaluator.
 pub(crate) fn eval_tiles(
     keys: &super::KeyBatch,
+    offset: usize,
     xs: &[u64],
     out: &mut [u64],
     vector: bool,
@@ -201,7 +202,9 @@ pub(crate) fn eval_tiles(
     let vector = vector && aes.implementation() == super::aes::AesImpl::Vaes512;
     #[cfg(not(target_arch = "x86_64"))]
     let _ = vector;
+    // `xs[i]` belongs to key `offset + i`; `offset` starts a tile, so groups stay tile-aligned.
     par_eval(xs, out, |first, xs, out| {
+        let first = offset + first;
         #[cfg(target_arch = "x86_64")]
         if vector && xs.len() == GROUP {
             let tile = match keys.scheme() {

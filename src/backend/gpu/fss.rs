@@ -97,15 +97,15 @@ impl GpuDevice {
         first: usize,
         count: usize,
     ) -> FssChunk {
-        self.fss_chunk_mode(keys, Some(xs), first, count, 0)
+        self.fss_chunk_mode(keys, Some((xs, 0)), first, count, 0)
     }
 
     /// As [`fss_chunk`](Self::fss_chunk); `mode` 1 is the full-domain evaluation (no inputs,
-    /// 2^n outputs per key).
+    /// 2^n outputs per key). `xs` comes with the key index of its first input.
     pub(super) fn fss_chunk_mode(
         &self,
         keys: &KeyBatch,
-        xs: Option<&[u64]>,
+        xs: Option<(&[u64], usize)>,
         first: usize,
         count: usize,
         mode: u32,
@@ -157,7 +157,9 @@ impl GpuDevice {
             ),
             xs: self.storage(
                 "prifft inputs",
-                xs.map_or(&[][..], |xs| bytemuck::cast_slice(&xs[first..first + count])),
+                xs.map_or(&[][..], |(xs, base)| {
+                    bytemuck::cast_slice(&xs[first - base..first - base + count])
+                }),
             ),
             out: self.output("prifft outputs", if mode == 1 { count << n } else { count * w }),
         }
@@ -225,9 +227,26 @@ impl GpuDevice {
     /// Key errors as the CPU evaluators; [`Error::Gpu`] for device failures.
     pub fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
         crate::fss::dcf::check_batch(keys, xs, out)?;
+        self.eval_fss_range(keys, 0, xs, out)
+    }
+
+    /// Evaluate keys `base..base + xs.len()` of the batch, uploading only that part (see
+    /// [`Backend::eval_fss_range`](crate::backend::Backend::eval_fss_range)).
+    ///
+    /// # Errors
+    /// [`check_range`](crate::fss::dcf::check_range)'s errors; [`Error::Gpu`].
+    pub fn eval_fss_range(
+        &self,
+        keys: &KeyBatch,
+        base: usize,
+        xs: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        keys.expect(keys.scheme(), keys.party(), keys.input_bits())?;
+        crate::fss::dcf::check_range(keys, base, xs, out)?;
         let words = keys.words() as usize;
-        self.pipelined(keys.len(), self.fss_chunk_keys(keys), out, words, |first, count| {
-            let chunk = self.fss_chunk(keys, xs, first, count);
+        self.pipelined(xs.len(), self.fss_chunk_keys(keys), out, words, |first, count| {
+            let chunk = self.fss_chunk_mode(keys, Some((xs, base)), base + first, count, 0);
             let bindings = self.fss_bindings(&chunk);
             self.submit(
                 chunk.shader(),
