@@ -331,9 +331,10 @@ pub fn eval_range(
     let aes = fixed_aes();
     if keys.words > 1 {
         let w = keys.words as usize;
-        out.par_chunks_mut(GROUP * w).zip(xs.par_chunks(GROUP)).enumerate().for_each(
-            |(c, (out, xs))| eval_group_words(aes, keys, first + c * GROUP, xs, out),
-        );
+        out.par_chunks_mut(GROUP * w)
+            .zip(xs.par_chunks(GROUP))
+            .enumerate()
+            .for_each(|(c, (out, xs))| eval_group_words(aes, keys, first + c * GROUP, xs, out));
         return Ok(());
     }
     eval_tiles(keys, first, xs, out, true, eval_group);
