@@ -365,6 +365,52 @@ fn plain_tcp_needs_an_explicit_flag_and_still_works_with_it() {
 }
 
 #[test]
+fn two_processes_with_a_pre_shared_secret_compute_the_product_and_a_wrong_one_is_refused() {
+    let psk_dir = tempfile::tempdir().unwrap();
+    let (good, bad) = (psk_dir.path().join("psk"), psk_dir.path().join("other"));
+    std::fs::write(&good, b"32 bytes of a shared demo secret").unwrap();
+    std::fs::write(&bad, b"32 bytes of another demo secret!").unwrap();
+    let shape = ["--m", "8", "--k", "8", "--n", "8"];
+    let run = |server_psk: &Path, client_psk: &Path| {
+        let dir = tempfile::tempdir().unwrap();
+        deal(dir.path(), &shape);
+        let mut server = prifft()
+            .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
+            .arg(dir.path().join("server.pp"))
+            .args(shape)
+            .arg("--tls-psk")
+            .arg(server_psk)
+            .args(["--connect-timeout", "10"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(server.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
+        let client = prifft()
+            .args(["party", "--role", "client", "--connect", &addr, "--preproc"])
+            .arg(dir.path().join("client.pp"))
+            .args(shape)
+            .arg("--tls-psk")
+            .arg(client_psk)
+            .output()
+            .unwrap();
+        let (status, _) = wait_within(&mut server, Duration::from_secs(30));
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        (status.success() && client.status.success(), rest, stderr_of(&mut server))
+    };
+    let (ok, stdout, err) = run(&good, &good);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("→ OK") && stdout.contains("TLS 1.3"), "{stdout}");
+    let (ok, _, err) = run(&good, &bad);
+    assert!(!ok);
+    assert!(err.contains("TLS"), "server said: {err}");
+}
+
+#[test]
 fn a_plaintext_party_meets_a_tls_party_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     deal(dir.path(), &["--m", "4", "--k", "4", "--n", "4"]);

@@ -124,7 +124,7 @@ fn the_store_refuses_fss_material_of_the_wrong_kind_width_length_or_party() {
     let mut store = Preproc::new(PartyId::P0, p1.bundle_id());
     assert!(matches!(store.absorb(p1), Err(PreprocError::WrongParty { .. })));
     // The right request succeeds once; a second use finds nothing.
-    assert_eq!(p0.take_fss::<Masked<ReluKeys>>(&[10, WIDTH as usize]).unwrap().mask.len(), 10);
+    assert_eq!(p0.take_fss::<Masked<ReluKeys>>(&[10, WIDTH as usize]).unwrap().len(), 10);
     let e = p0.take_fss::<Masked<ReluKeys>>(&[10, WIDTH as usize]).unwrap_err();
     assert!(matches!(e, PreprocError::Exhausted { .. }));
 }

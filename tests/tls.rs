@@ -139,3 +139,34 @@ fn stalls_garbage_and_frame_caps_behave_as_over_tcp() {
     client.send(vec![0; 65]).unwrap();
     assert!(matches!(server.recv(), Err(NetError::FrameTooLarge { len: 65, cap: 64 })));
 }
+
+fn psk_pair(
+    server_psk: &[u8],
+    client_psk: &[u8],
+) -> (Result<TlsChannel, NetError>, Result<TlsChannel, NetError>) {
+    use prifft::party::PartyId;
+    let listener = Listener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server_id = TlsIdentity::from_psk(server_psk, PartyId::P0).unwrap();
+    let server =
+        std::thread::spawn(move || TlsChannel::accept(listener, &server_id, config(2_000)));
+    let client_id = TlsIdentity::from_psk(client_psk, PartyId::P1).unwrap();
+    let client = TlsChannel::connect(&addr, &client_id, config(2_000));
+    (server.join().unwrap(), client)
+}
+
+#[test]
+fn a_pre_shared_secret_authenticates_both_parties() {
+    let psk = b"0123456789abcdef0123456789abcdef";
+    let (a, b) = psk_pair(psk, psk);
+    let (mut a, mut b) = (a.unwrap(), b.unwrap());
+    a.send(vec![1, 2, 3]).unwrap();
+    assert_eq!(b.recv().unwrap(), vec![1, 2, 3]);
+    b.send(vec![4; 100_000]).unwrap();
+    assert_eq!(a.recv().unwrap(), vec![4; 100_000]);
+    // Another secret: refused in the handshake.
+    let (server, client) = psk_pair(psk, b"another secret, also 32 bytes!!!");
+    assert!(server.is_err() && client.is_err(), "{server:?} / {client:?}");
+    // Too short to be a secret.
+    assert!(TlsIdentity::from_psk(b"short", prifft::party::PartyId::P0).is_err());
+}

@@ -171,6 +171,11 @@ pub struct PartyArgs {
     /// This party's private key (PEM).
     #[arg(long, requires = "tls_ca")]
     tls_key: Option<PathBuf>,
+    /// Instead of certificate files: a file holding a secret both parties share (at least 16
+    /// random bytes, e.g. `head -c 32 /dev/urandom > psk`); both derive the same authority and
+    /// their certificates from it, and a peer without the secret cannot complete the handshake.
+    #[arg(long, conflicts_with_all = ["tls_ca", "insecure_plaintext"])]
+    tls_psk: Option<PathBuf>,
     /// Run over plain TCP instead of TLS. Anyone who can see the link sees both halves of every
     /// opening (and the input-sharing seed), i.e. every secret of the session; and anyone who can
     /// reach the port can take the peer's place. Only for a link you already trust.
@@ -223,6 +228,14 @@ pub fn run(args: PartyArgs) -> Result<()> {
         ..TcpConfig::default()
     };
     let identity = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        _ if args.tls_psk.is_some() => {
+            let path = args.tls_psk.as_ref().expect("checked");
+            let mut secret =
+                std::fs::read(path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            let identity = TlsIdentity::from_psk(&secret, id);
+            zeroize::Zeroize::zeroize(&mut secret);
+            Some(identity.map_err(|e| Error::from(e).during("deriving TLS keys from --tls-psk"))?)
+        }
         (Some(ca), Some(cert), Some(key)) => Some(
             TlsIdentity::load(&TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
                 .map_err(|e| Error::from(e).during("loading the TLS certificates"))?,
@@ -235,7 +248,7 @@ pub fn run(args: PartyArgs) -> Result<()> {
         }
         _ => {
             return Err(Error::Session(
-                "the link between the parties must be authenticated and encrypted: pass --tls-ca, --tls-cert and --tls-key (make a demo set with `prifft certs --out-dir DIR`), or --insecure-plaintext for a link you already trust".into(),
+                "the link between the parties must be authenticated and encrypted: pass --tls-ca, --tls-cert and --tls-key (make a demo set with `prifft certs --out-dir DIR`) or --tls-psk FILE (a shared secret), or --insecure-plaintext for a link you already trust".into(),
             ));
         }
     };

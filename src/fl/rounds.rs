@@ -245,6 +245,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn securely_aggregated_weights_equal_the_plain_fixed_point_sum_exactly() {
+        // Real model weights of three clients (different initialisations), uploaded as n_c·w and
+        // n_c: the securely aggregated weights are exactly the fixed-point sum of the uploads,
+        // and within the encoding's rounding of the clear sum.
+        let fixed = FixedPoint::new(SECAGG_FRAC_BITS).unwrap();
+        let sizes = [5_900.0, 120.0, 2_345.0];
+        let uploads: Vec<Vec<f64>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(c, &n)| {
+                let mut rng = ChaCha20Rng::seed_from_u64(40 + c as u64);
+                let mut model = SimpleCnn::with_projection(10, false, &mut rng);
+                let mut up: Vec<f64> =
+                    model.weights().iter().flat_map(|w| w.iter().map(|&v| v as f64 * n)).collect();
+                up.push(n);
+                up
+            })
+            .collect();
+        let secure = aggregate(&uploads, true, 3).unwrap();
+        let clear = aggregate(&uploads, false, 3).unwrap();
+        let total = *clear.last().unwrap();
+        assert_eq!(*secure.last().unwrap(), total);
+        for (k, (&s, &c)) in secure.iter().zip(&clear).enumerate() {
+            let plain: u64 =
+                uploads.iter().map(|u| fixed.encode(u[k]).unwrap()).fold(0, u64::wrapping_add);
+            assert_eq!(s, fixed.decode(plain), "weight {k}: not the exact fixed-point sum");
+            let bound = uploads.len() as f64 * fixed.ulp();
+            assert!((s - c).abs() <= bound, "weight {k}: {s} vs {c}");
+            assert!((s / total - c / total).abs() <= bound / total);
+        }
+    }
+
+    #[test]
     fn alpha_schedule_follows_the_paper_and_the_horizon() {
         let paper = Algo::FedProc { tau: 1.0, horizon: None };
         assert_eq!(paper.alpha(0, 10), 0.0); // round 0: cross-entropy only

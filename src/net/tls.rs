@@ -2,7 +2,8 @@
 //! with **mutual certificate authentication** over TCP, carrying the same length-prefixed frames
 //! as [`TcpChannel`](super::tcp::TcpChannel) behind the same [`Channel`] trait.
 //!
-//! **Who is who.** Both parties trust one certificate authority (`--tls-ca`). The server presents
+//! **Who is who.** Both parties trust one certificate authority (`--tls-ca`), or derive one from
+//! a pre-shared secret ([`TlsIdentity::from_psk`], `--tls-psk`). The server presents
 //! a certificate for the name [`SERVER_NAME`], which the client checks; the server accepts only
 //! clients whose certificate chains to the same authority. A peer with a certificate from
 //! another authority, a wrong key, or no TLS at all is refused during the handshake — before any
@@ -132,6 +133,72 @@ impl TlsIdentity {
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .map_err(tls_error)?;
         Ok(Arc::new(config))
+    }
+}
+
+/// Shortest pre-shared secret accepted, bytes.
+pub const MIN_PSK_BYTES: usize = 16;
+
+impl TlsIdentity {
+    /// Both parties' TLS material from a **pre-shared secret** instead of certificate files.
+    ///
+    /// rustls has no TLS 1.3 external-PSK mode, so the secret authenticates through
+    /// certificates derived from it: HKDF-SHA256 expands it into the Ed25519 keys of an
+    /// authority and of each party, the authority's certificate is built deterministically (the
+    /// same trust anchor on both sides), and each party's certificate is signed by it. The
+    /// handshake is the ordinary mutual TLS 1.3 one (ephemeral key exchange, so recorded traffic
+    /// stays secret even if the secret leaks later); a peer without the same secret cannot
+    /// complete it. Anyone who knows the secret can act as either party, as with any PSK.
+    ///
+    /// # Errors
+    /// [`NetError::Tls`] for a secret shorter than [`MIN_PSK_BYTES`].
+    pub fn from_psk(psk: &[u8], party: crate::party::PartyId) -> Result<Self, NetError> {
+        if psk.len() < MIN_PSK_BYTES {
+            return Err(tls_error(format!(
+                "the pre-shared secret has {} bytes; use at least {MIN_PSK_BYTES} random bytes (e.g. `head -c 32 /dev/urandom > psk`)",
+                psk.len()
+            )));
+        }
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"prifft tls psk v1"), psk);
+        let key = |label: &str| -> Result<(rcgen::KeyPair, Vec<u8>), NetError> {
+            let mut seed = [0u8; 32];
+            hk.expand(label.as_bytes(), &mut seed).map_err(tls_error)?;
+            // PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410): a fixed 16-byte prefix.
+            let mut der = vec![
+                0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+                0x04, 0x20,
+            ];
+            der.extend_from_slice(&seed);
+            zeroize::Zeroize::zeroize(&mut seed);
+            let pkcs8 = rustls::pki_types::PrivatePkcs8KeyDer::from(der.clone());
+            let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ED25519)
+                .map_err(tls_error)?;
+            Ok((pair, der))
+        };
+        let (ca_key, _) = key("authority")?;
+        let mut ca_params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "prifft PSK authority");
+        ca_params.serial_number = Some(rcgen::SerialNumber::from(1u64));
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(tls_error)?;
+        let name = match party {
+            crate::party::PartyId::P0 => SERVER_NAME,
+            crate::party::PartyId::P1 => CLIENT_NAME,
+        };
+        let (leaf_key, leaf_der) = key(name)?;
+        let mut params =
+            rcgen::CertificateParams::new(vec![name.to_string()]).map_err(tls_error)?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.serial_number = Some(rcgen::SerialNumber::from(2u64));
+        let leaf = params.signed_by(&leaf_key, &ca).map_err(tls_error)?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).map_err(tls_error)?;
+        Ok(Self {
+            roots: Arc::new(roots),
+            chain: vec![leaf.der().clone()],
+            key: PrivateKeyDer::Pkcs8(leaf_der.into()),
+        })
     }
 }
 

@@ -32,9 +32,9 @@ use crate::prg::ChaCha20Rng;
 /// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct IntervalKeys {
     /// Gate width m (1..=64).
-    pub width: u32,
+    pub(crate) width: u32,
     /// DCF keys on m bits with α = r mod 2^m.
-    pub dcf: KeyBatch,
+    pub(crate) dcf: KeyBatch,
 }
 
 impl std::fmt::Debug for IntervalKeys {

@@ -30,9 +30,9 @@ use crate::prg::ChaCha20Rng;
 /// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct LutKeys {
     /// Index width b.
-    pub index_bits: u32,
+    pub(crate) index_bits: u32,
     /// DPF keys on b bits with α = r mod 2^b.
-    pub dpf: KeyBatch,
+    pub(crate) dpf: KeyBatch,
 }
 
 impl std::fmt::Debug for LutKeys {
@@ -83,9 +83,9 @@ pub fn lookup(
 /// Secret: prints its index width only and zeroes its shares when dropped.
 pub struct OneHotKeys {
     /// Index width b.
-    pub index_bits: u32,
+    pub(crate) index_bits: u32,
     /// `2^b` share words per element, element-major.
-    pub shares: Vec<u64>,
+    pub(crate) shares: Vec<u64>,
 }
 
 impl std::fmt::Debug for OneHotKeys {

@@ -13,6 +13,10 @@
 //! | [`MaterialKind::LutKeys`] | `[len, b]` | mask, DPF (b bits) |
 //! | [`MaterialKind::ShiftKeys`] | `[len, m, s]` | mask, DCF (m bits), DCF (s bits), ⌊r/2^s⌋ shares |
 //!
+//! Every item is built by a dealer `gen_*` or by the file loader, which checks each
+//! section; the key structs' fields are private to the crate, so a caller cannot assemble an
+//! inconsistent one.
+//!
 //! A body is a sequence of sections: a u64 vector is `count u64 | count × u64`, a key batch is
 //! `bytes u64 | KeyBatch wire bytes`. Loading checks every section against the shape key and
 //! the store's party (scheme, width, payload words, batch length, vector lengths), so material
@@ -34,9 +38,26 @@ use crate::party::PartyId;
 /// when dropped.
 pub struct Masked<K> {
     /// This party's additive share of the input mask, one per element.
-    pub mask: Vec<u64>,
+    pub(crate) mask: Vec<u64>,
     /// The gate's keys.
-    pub keys: K,
+    pub(crate) keys: K,
+}
+
+impl<K> Masked<K> {
+    /// Elements (one mask share each).
+    pub fn len(&self) -> usize {
+        self.mask.len()
+    }
+
+    /// True for an empty batch.
+    pub fn is_empty(&self) -> bool {
+        self.mask.is_empty()
+    }
+
+    /// The gate's keys.
+    pub fn keys(&self) -> &K {
+        &self.keys
+    }
 }
 
 impl<K: std::fmt::Debug> std::fmt::Debug for Masked<K> {

@@ -29,11 +29,11 @@ use crate::prg::ChaCha20Rng;
 /// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct ReluKeys {
     /// Gate width m (2..=64).
-    pub width: u32,
+    pub(crate) width: u32,
     /// Two-word DCF on m − 1 bits.
-    pub dcf: KeyBatch,
+    pub(crate) dcf: KeyBatch,
     /// Shares of μ, r and μ·r per element (interleaved, 3 words each).
-    pub mask_terms: Vec<u64>,
+    pub(crate) mask_terms: Vec<u64>,
 }
 
 impl std::fmt::Debug for ReluKeys {

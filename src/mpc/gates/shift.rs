@@ -36,15 +36,15 @@ use crate::prg::ChaCha20Rng;
 /// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct ShiftKeys {
     /// Input width m.
-    pub width: u32,
+    pub(crate) width: u32,
     /// Shift s, 1 ≤ s < m.
-    pub shift: u32,
+    pub(crate) shift: u32,
     /// m-bit DCF, α = r mod 2^m, β = 2^(m−s).
-    pub wrap: KeyBatch,
+    pub(crate) wrap: KeyBatch,
     /// s-bit DCF, α = r mod 2^s, β = −1.
-    pub borrow: KeyBatch,
+    pub(crate) borrow: KeyBatch,
     /// Shares of ⌊(r mod 2^m) / 2^s⌋.
-    pub mask_high: Vec<u64>,
+    pub(crate) mask_high: Vec<u64>,
 }
 
 impl std::fmt::Debug for ShiftKeys {

@@ -28,11 +28,11 @@ use rand::Rng;
 /// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct SignKeys {
     /// Gate width m (2..=64).
-    pub width: u32,
+    pub(crate) width: u32,
     /// DCF keys on m − 1 bits.
-    pub dcf: KeyBatch,
+    pub(crate) dcf: KeyBatch,
     /// Additive shares of μ = the top bit of the mask (mod 2^m).
-    pub mask_msb: Vec<u64>,
+    pub(crate) mask_msb: Vec<u64>,
 }
 
 impl std::fmt::Debug for SignKeys {

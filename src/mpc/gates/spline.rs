@@ -79,11 +79,11 @@ impl Spline {
 /// vectors when dropped (the key batches zero themselves); no `Clone`.
 pub struct SplineKeys {
     /// Input width m.
-    pub width: u32,
+    pub(crate) width: u32,
     /// DCF on m bits with payload (1, r, …, r^d).
-    pub dcf: KeyBatch,
+    pub(crate) dcf: KeyBatch,
     /// Shares of r^e, e = 0..=d, per element.
-    pub mask_powers: Vec<u64>,
+    pub(crate) mask_powers: Vec<u64>,
 }
 
 impl std::fmt::Debug for SplineKeys {
