@@ -230,24 +230,28 @@ fn gen_group(
         }
         aes.hash_in_place(&mut blocks);
         for j in 0..g {
+            // Branch- and index-free in α and the control bits: every choice below is a mask
+            // select, so the dealer's timing does not depend on the secret mask.
             let a = bit(alphas[j], n, i);
             let (keep, lose) = (a, 1 - a);
-            let child = |b: usize, side: usize| blocks[(2 * j + b) * per_party + side];
+            let child = |b: usize, side: usize| {
+                let (l, r) = (blocks[(2 * j + b) * per_party], blocks[(2 * j + b) * per_party + 1]);
+                l ^ ((l ^ r) & mask128(side as u8))
+            };
             let value = |b: usize, q: usize, side: usize| {
                 word(blocks[(2 * j + b) * per_party + 2 + q], side)
             };
             let seed_cw = (child(0, lose) ^ child(1, lose)) & SEED_MASK;
             let t_left = ((child(0, 0) ^ child(1, 0)) as u8 & 1) ^ a as u8 ^ 1;
             let t_right = ((child(0, 1) ^ child(1, 1)) as u8 & 1) ^ a as u8;
-            let sign_neg = ctrl[j][1] == 1; // (−1)^{t1}
-            let signed = |v: u64| if sign_neg { v.wrapping_neg() } else { v };
+            let neg = mask64(ctrl[j][1]); // (−1)^{t1}: negate where all ones
+            let signed = |v: u64| (v ^ neg).wrapping_sub(neg);
             for q in 0..w {
                 let acc = &mut on_path[j * w + q];
-                let mut target =
-                    value(1, q, lose).wrapping_sub(value(0, q, lose)).wrapping_sub(*acc);
-                if a == 1 {
-                    target = target.wrapping_add(betas[j * w + q]);
-                }
+                let target = value(1, q, lose)
+                    .wrapping_sub(value(0, q, lose))
+                    .wrapping_sub(*acc)
+                    .wrapping_add(betas[j * w + q] & mask64(a as u8));
                 let value_cw = signed(target);
                 *acc = acc
                     .wrapping_add(value(0, q, keep))
@@ -262,7 +266,7 @@ fn gen_group(
                     )
                 };
             }
-            let t_keep = if keep == 0 { t_left } else { t_right };
+            let t_keep = t_left ^ ((t_left ^ t_right) & keep as u8);
             for b in 0..2 {
                 let t = ctrl[j][b];
                 seeds[j][b] = (child(b, keep) & SEED_MASK) ^ (seed_cw & mask128(t));
@@ -286,14 +290,15 @@ fn gen_group(
     aes.hash_in_place(&mut blocks[..2 * w * g]);
     for j in 0..g {
         let a = bit(alphas[j], n, n - 1);
-        let sign_neg = ctrl[j][1] == 1;
+        let neg = mask64(ctrl[j][1]);
         for side in 0..2 {
             for q in 0..w {
                 let w0 = word(blocks[2 * j * w + q], side);
                 let w1 = word(blocks[(2 * j + 1) * w + q], side);
-                let target = if side < a { betas[j * w + q] } else { 0 };
+                // β where side < α's last bit (side 0 and a = 1), else 0.
+                let target = betas[j * w + q] & mask64(((side ^ 1) & a) as u8);
                 let cw = target.wrapping_sub(on_path[j * w + q]).wrapping_sub(w0).wrapping_add(w1);
-                let cw = if sign_neg { cw.wrapping_neg() } else { cw };
+                let cw = (cw ^ neg).wrapping_sub(neg);
                 // SAFETY: as above.
                 unsafe {
                     GenOut::put(&out.last_cw, tiled(2 * w, out.len, side * w + q, first + j), cw)

@@ -230,11 +230,15 @@ fn gen_group(
         for j in 0..g {
             let a = bit(alphas[j], n, i);
             let (keep, lose) = (a, 1 - a);
-            let child = |b: usize, side: usize| blocks[4 * j + 2 * b + side];
+            // Mask selects, no branch or index on α or the control bits (as the DCF's).
+            let child = |b: usize, side: usize| {
+                let (l, r) = (blocks[4 * j + 2 * b], blocks[4 * j + 2 * b + 1]);
+                l ^ ((l ^ r) & mask128(side as u8))
+            };
             let seed_cw = (child(0, lose) ^ child(1, lose)) & SEED_MASK;
             let t_left = ((child(0, 0) ^ child(1, 0)) as u8 & 1) ^ a as u8 ^ 1;
             let t_right = ((child(0, 1) ^ child(1, 1)) as u8 & 1) ^ a as u8;
-            let t_keep = if keep == 0 { t_left } else { t_right };
+            let t_keep = t_left ^ ((t_left ^ t_right) & keep as u8);
             for b in 0..2 {
                 let t = ctrl[j][b];
                 seeds[j][b] = (child(b, keep) & SEED_MASK) ^ (seed_cw & mask128(t));
@@ -255,9 +259,9 @@ fn gen_group(
     aes.hash_in_place(&mut blocks[..2 * g]);
     for j in 0..g {
         let a = bit(alphas[j], n, n - 1);
-        let sign_neg = ctrl[j][1] == 1;
+        let neg = mask64(ctrl[j][1]);
         for side in 0..2 {
-            let target = if side == a { betas[j] } else { 0 };
+            let target = betas[j] & mask64((side ^ a ^ 1) as u8);
             let cw = target
                 .wrapping_sub(word(blocks[2 * j], side))
                 .wrapping_add(word(blocks[2 * j + 1], side));
@@ -266,7 +270,7 @@ fn gen_group(
                 GenOut::put(
                     &out.last_cw,
                     tiled(2, out.len, side, first + j),
-                    if sign_neg { cw.wrapping_neg() } else { cw },
+                    (cw ^ neg).wrapping_sub(neg),
                 )
             };
         }
