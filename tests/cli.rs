@@ -52,11 +52,20 @@ fn start_server(
     dir: &Path,
     extra: &[&str],
 ) -> (Child, String, BufReader<std::process::ChildStdout>) {
+    let mut args: Vec<String> = tls_flags("server");
+    args.extend(strings(extra));
+    start_server_with(&dir.join("server.pp"), &args)
+}
+
+/// Start a server party with exactly `args` after its preprocessing file.
+fn start_server_with(
+    preproc: &Path,
+    args: &[String],
+) -> (Child, String, BufReader<std::process::ChildStdout>) {
     let mut child = prifft()
         .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
-        .arg(dir.join("server.pp"))
-        .args(tls_flags("server"))
-        .args(extra)
+        .arg(preproc)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -70,6 +79,20 @@ fn start_server(
         .unwrap_or_else(|| panic!("server said {line:?}"))
         .to_string();
     (child, addr, out)
+}
+
+/// Run a client party with exactly `args` after its preprocessing file, to the end.
+fn run_client_with(preproc: &Path, addr: &str, args: &[String]) -> std::process::Output {
+    prifft()
+        .args(["party", "--role", "client", "--connect", addr, "--preproc"])
+        .arg(preproc)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
 }
 
 fn start_client(dir: &Path, addr: &str, extra: &[&str]) -> Child {
@@ -340,25 +363,9 @@ fn plain_tcp_needs_an_explicit_flag_and_still_works_with_it() {
     // With the flag (and fresh files: the refused run used up the server's bundle).
     let dir = tempfile::tempdir().unwrap();
     deal(dir.path(), &["--m", "4", "--k", "4", "--n", "4"]);
-    let plain = ["--m", "4", "--k", "4", "--n", "4", "--insecure-plaintext"];
-    let mut server = prifft()
-        .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
-        .arg(dir.path().join("server.pp"))
-        .args(plain)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(server.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
-    let client = prifft()
-        .args(["party", "--role", "client", "--connect", &addr, "--preproc"])
-        .arg(dir.path().join("client.pp"))
-        .args(plain)
-        .output()
-        .unwrap();
+    let plain = strings(&["--m", "4", "--k", "4", "--n", "4", "--insecure-plaintext"]);
+    let (mut server, addr, _out) = start_server_with(&dir.path().join("server.pp"), &plain);
+    let client = run_client_with(&dir.path().join("client.pp"), &addr, &plain);
     assert!(client.status.success(), "{}", String::from_utf8_lossy(&client.stderr));
     assert!(String::from_utf8_lossy(&client.stderr).contains("warning: --insecure-plaintext"));
     assert!(wait_within(&mut server, Duration::from_secs(30)).0.success());
@@ -374,29 +381,15 @@ fn two_processes_with_a_pre_shared_secret_compute_the_product_and_a_wrong_one_is
     let run = |server_psk: &Path, client_psk: &Path| {
         let dir = tempfile::tempdir().unwrap();
         deal(dir.path(), &shape);
-        let mut server = prifft()
-            .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
-            .arg(dir.path().join("server.pp"))
-            .args(shape)
-            .arg("--tls-psk")
-            .arg(server_psk)
-            .args(["--connect-timeout", "10"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(server.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
-        let client = prifft()
-            .args(["party", "--role", "client", "--connect", &addr, "--preproc"])
-            .arg(dir.path().join("client.pp"))
-            .args(shape)
-            .arg("--tls-psk")
-            .arg(client_psk)
-            .output()
-            .unwrap();
+        let with = |psk: &Path| {
+            let mut args = strings(&shape);
+            args.extend(["--tls-psk".into(), psk.to_string_lossy().into_owned()]);
+            args.extend(strings(&["--connect-timeout", "10"]));
+            args
+        };
+        let (mut server, addr, mut out) =
+            start_server_with(&dir.path().join("server.pp"), &with(server_psk));
+        let client = run_client_with(&dir.path().join("client.pp"), &addr, &with(client_psk));
         let (status, _) = wait_within(&mut server, Duration::from_secs(30));
         let mut rest = String::new();
         out.read_to_string(&mut rest).unwrap();
@@ -416,12 +409,9 @@ fn a_plaintext_party_meets_a_tls_party_with_a_clear_error() {
     deal(dir.path(), &["--m", "4", "--k", "4", "--n", "4"]);
     let (mut server, addr, _out) =
         start_server(dir.path(), &["--m", "4", "--k", "4", "--n", "4", "--connect-timeout", "10"]);
-    let client = prifft()
-        .args(["party", "--role", "client", "--connect", &addr, "--preproc"])
-        .arg(dir.path().join("client.pp"))
-        .args(["--m", "4", "--k", "4", "--n", "4", "--insecure-plaintext", "--timeout", "5"])
-        .output()
-        .unwrap();
+    let plain =
+        strings(&["--m", "4", "--k", "4", "--n", "4", "--insecure-plaintext", "--timeout", "5"]);
+    let client = run_client_with(&dir.path().join("client.pp"), &addr, &plain);
     assert!(!client.status.success());
     let (status, _) = wait_within(&mut server, Duration::from_secs(20));
     assert!(!status.success());
