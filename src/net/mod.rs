@@ -99,3 +99,48 @@ pub fn exchange<C: Channel + ?Sized>(
     }
     Ok(got)
 }
+
+/// The sending half shared by the threaded transports (TCP, TLS): check the frame cap and any
+/// failure the I/O thread recorded, then queue the frame for it.
+pub(crate) fn send_queued(
+    outbox: Option<&std::sync::mpsc::SyncSender<Vec<u8>>>,
+    max_frame: u64,
+    payload: Vec<u8>,
+    failure: impl Fn() -> Option<NetError>,
+) -> Result<(), NetError> {
+    let len = payload.len() as u64;
+    if len > max_frame {
+        return Err(NetError::FrameTooLarge { len, cap: max_frame });
+    }
+    if let Some(e) = failure() {
+        return Err(e);
+    }
+    let outbox = outbox.ok_or(NetError::PeerClosed)?;
+    outbox.send(payload).map_err(|_| failure().unwrap_or(NetError::PeerClosed))
+}
+
+/// The receiving half shared by the threaded transports: the next frame the I/O thread
+/// delivered within `timeout`; after an error or a closed inbox the channel stays closed.
+pub(crate) fn recv_queued(
+    inbox: &std::sync::mpsc::Receiver<Result<Frame, NetError>>,
+    timeout: Duration,
+    closed: &mut bool,
+    failure: impl Fn() -> Option<NetError>,
+) -> Result<Frame, NetError> {
+    use std::sync::mpsc::RecvTimeoutError;
+    if *closed {
+        return Err(failure().unwrap_or(NetError::PeerClosed));
+    }
+    match inbox.recv_timeout(timeout) {
+        Ok(Ok(frame)) => Ok(frame),
+        Ok(Err(e)) => {
+            *closed = true;
+            Err(e)
+        }
+        Err(RecvTimeoutError::Timeout) => Err(NetError::Timeout(timeout)),
+        Err(RecvTimeoutError::Disconnected) => {
+            *closed = true;
+            Err(failure().unwrap_or(NetError::PeerClosed))
+        }
+    }
+}

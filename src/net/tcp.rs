@@ -11,7 +11,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -290,33 +290,14 @@ fn read_exact_or_closed(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), Ne
 
 impl Channel for TcpChannel {
     fn send(&mut self, payload: Vec<u8>) -> Result<(), NetError> {
-        let len = payload.len() as u64;
-        if len > self.config.max_frame {
-            return Err(NetError::FrameTooLarge { len, cap: self.config.max_frame });
-        }
-        if let Some(e) = self.writer_failure() {
-            return Err(e);
-        }
-        let outbox = self.outbox.as_ref().ok_or(NetError::PeerClosed)?;
-        outbox.send(payload).map_err(|_| self.writer_failure().unwrap_or(NetError::PeerClosed))
+        let max_frame = self.config.max_frame;
+        super::send_queued(self.outbox.as_ref(), max_frame, payload, || self.writer_failure())
     }
 
     fn recv_frame(&mut self) -> Result<Frame, NetError> {
-        if self.closed {
-            return Err(NetError::PeerClosed);
-        }
-        match self.inbox.recv_timeout(self.config.read_timeout) {
-            Ok(Ok(frame)) => Ok(frame),
-            Ok(Err(e)) => {
-                self.closed = true;
-                Err(e)
-            }
-            Err(RecvTimeoutError::Timeout) => Err(NetError::Timeout(self.config.read_timeout)),
-            Err(RecvTimeoutError::Disconnected) => {
-                self.closed = true;
-                Err(NetError::PeerClosed)
-            }
-        }
+        // A reader error is delivered through the inbox; a closed one stays closed.
+        let timeout = self.config.read_timeout;
+        super::recv_queued(&self.inbox, timeout, &mut self.closed, || None)
     }
 }
 

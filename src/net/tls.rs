@@ -27,7 +27,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -507,33 +507,14 @@ fn closed_or(e: io::Error) -> NetError {
 
 impl Channel for TlsChannel {
     fn send(&mut self, payload: Vec<u8>) -> Result<(), NetError> {
-        let len = payload.len() as u64;
-        if len > self.config.max_frame {
-            return Err(NetError::FrameTooLarge { len, cap: self.config.max_frame });
-        }
-        if let Some(e) = self.failure() {
-            return Err(e);
-        }
-        let outbox = self.outbox.as_ref().ok_or(NetError::PeerClosed)?;
-        outbox.send(payload).map_err(|_| self.failure().unwrap_or(NetError::PeerClosed))
+        let max_frame = self.config.max_frame;
+        super::send_queued(self.outbox.as_ref(), max_frame, payload, || self.failure())
     }
 
     fn recv_frame(&mut self) -> Result<Frame, NetError> {
-        if self.closed {
-            return Err(self.failure().unwrap_or(NetError::PeerClosed));
-        }
-        match self.inbox.recv_timeout(self.config.read_timeout) {
-            Ok(Ok(frame)) => Ok(frame),
-            Ok(Err(e)) => {
-                self.closed = true;
-                Err(e)
-            }
-            Err(RecvTimeoutError::Timeout) => Err(NetError::Timeout(self.config.read_timeout)),
-            Err(RecvTimeoutError::Disconnected) => {
-                self.closed = true;
-                Err(self.failure().unwrap_or(NetError::PeerClosed))
-            }
-        }
+        let (timeout, failure) = (self.config.read_timeout, &self.failure);
+        let failed = || failure.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(clone_error);
+        super::recv_queued(&self.inbox, timeout, &mut self.closed, failed)
     }
 }
 
