@@ -322,24 +322,6 @@ fn empty_batches_work() {
 }
 
 #[test]
-fn sub_batches_must_be_tile_aligned_and_evaluate_like_the_whole() {
-    let mut rng = insecure_seeded_rng(10);
-    let alphas: Vec<u64> = (0..100).map(|_| rng.random()).collect();
-    let [k0, _] = dcf::keygen(64, &alphas, &alphas, &mut rng).unwrap();
-    let mut whole = vec![0; 100];
-    dcf::eval(&k0, &alphas, &mut whole).unwrap();
-    for (first, count) in [(0, 32), (32, 64), (64, 36), (96, 4), (0, 100)] {
-        let sub = k0.sub_batch(first, count).unwrap();
-        let mut part = vec![0; count];
-        dcf::eval(&sub, &alphas[first..first + count], &mut part).unwrap();
-        assert_eq!(part, whole[first..first + count], "{first}+{count}");
-    }
-    assert!(k0.sub_batch(1, 32).is_err());
-    assert!(k0.sub_batch(0, 33).is_err());
-    assert!(k0.sub_batch(96, 5).is_err());
-}
-
-#[test]
 fn a_part_of_a_batch_evaluates_in_place_as_the_whole_does() {
     use prifft::fss::keys::TILE;
     let mut rng = insecure_seeded_rng(77);

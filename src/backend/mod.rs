@@ -141,6 +141,20 @@ pub trait Backend: Send + Sync {
         out: &mut [u64],
     ) -> Result<()>;
 
+    /// [`lut`](Self::lut) for the keys `first..first + masked.len()` of a batch, in place
+    /// (whole tiles, or up to the batch's end).
+    ///
+    /// # Errors
+    /// [`check_lookup_range`](crate::fss::dpf::check_lookup_range)'s errors; device errors.
+    fn lut_range(
+        &self,
+        dpf_keys: &KeyBatch,
+        first: usize,
+        table: &[u64],
+        masked: &[u64],
+        out: &mut [u64],
+    ) -> Result<()>;
+
     /// `out[i] = a[i] op b[i]` over Z_2^64.
     ///
     /// # Errors
@@ -211,6 +225,17 @@ impl Backend for Cpu {
         Ok(crate::fss::dpf::lookup(dpf_keys, table, masked, out)?)
     }
 
+    fn lut_range(
+        &self,
+        dpf_keys: &KeyBatch,
+        first: usize,
+        table: &[u64],
+        masked: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        Ok(crate::fss::dpf::lookup_range(dpf_keys, first, table, masked, out)?)
+    }
+
     fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {
         check_elementwise(a, b, out)?;
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
@@ -270,6 +295,17 @@ impl Backend for crate::backend::gpu::GpuDevice {
         out: &mut [u64],
     ) -> Result<()> {
         crate::backend::gpu::GpuDevice::lut(self, dpf_keys, table, masked, out)
+    }
+
+    fn lut_range(
+        &self,
+        dpf_keys: &KeyBatch,
+        first: usize,
+        table: &[u64],
+        masked: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        crate::backend::gpu::GpuDevice::lut_range(self, dpf_keys, first, table, masked, out)
     }
 
     fn elementwise(&self, op: ElemOp, a: &[u64], b: &[u64], out: &mut [u64]) -> Result<()> {

@@ -246,23 +246,30 @@ impl Backend for Scheduler {
         out: &mut [u64],
     ) -> Result<()> {
         crate::fss::dpf::check_lookup(dpf_keys, table, masked, out)?;
+        self.lut_range(dpf_keys, 0, table, masked, out)
+    }
+
+    fn lut_range(
+        &self,
+        dpf_keys: &KeyBatch,
+        base: usize,
+        table: &[u64],
+        masked: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        crate::fss::dpf::check_lookup_range(dpf_keys, base, table, masked, out)?;
         // A lookup costs about 2^b key evaluations: the DPF weights of this width apply.
         let weights = self.weights(Kind::Fss(Scheme::Dpf, dpf_keys.input_bits()))?;
-        let ranges = Self::split(&weights, dpf_keys.len(), TILE);
+        let ranges = Self::split(&weights, masked.len(), TILE);
         self.run_ranges(&ranges, 1, out, |backend, (first, count), part| {
-            let sub = dpf_keys.sub_batch(first, count)?;
             let masked = &masked[first..first + count];
-            backend.lut(&sub, table, masked, part)?;
+            backend.lut_range(dpf_keys, base + first, table, masked, part)?;
             self.check_sample(backend, part, |i| {
                 let tile = i / TILE * TILE;
                 let tile_len = TILE.min(count - tile);
                 let mut y = vec![0; tile_len];
-                Cpu.lut(
-                    &sub.sub_batch(tile, tile_len)?,
-                    table,
-                    &masked[tile..tile + tile_len],
-                    &mut y,
-                )?;
+                let at = base + first + tile;
+                Cpu.lut_range(dpf_keys, at, table, &masked[tile..tile + tile_len], &mut y)?;
                 Ok(y[i - tile])
             })
         })

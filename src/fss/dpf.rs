@@ -97,6 +97,35 @@ pub fn check_lookup(
     Ok(())
 }
 
+/// [`check_lookup`] for the keys `first..first + masked.len()` of a batch: the range is whole
+/// tiles or reaches the batch's end (as [`check_range`](super::dcf::check_range)).
+///
+/// # Errors
+/// As [`check_lookup`] and [`check_range`](super::dcf::check_range).
+pub fn check_lookup_range(
+    dpf_keys: &KeyBatch,
+    first: usize,
+    table: &[u64],
+    masked: &[u64],
+    out: &[u64],
+) -> Result<(), KeyError> {
+    let b = dpf_keys.input_bits();
+    dpf_keys.expect(Scheme::Dpf, dpf_keys.party(), b)?;
+    if b > MAX_EVAL_ALL_BITS {
+        return Err(KeyError::Mismatch {
+            what: "lookup index bits",
+            expected: format!("≤ {}", MAX_EVAL_ALL_BITS),
+            found: b.to_string(),
+        });
+    }
+    if table.len() != 1usize << b {
+        return Err(KeyError::BatchLength { what: "table", expected: 1 << b, found: table.len() });
+    }
+    // Indices are used mod 2^b, so only the range and the output length are checked here.
+    let wide: Vec<u64> = masked.iter().map(|&x| x & ((1u64 << b) - 1)).collect();
+    super::dcf::check_range(dpf_keys, first, &wide, out)
+}
+
 /// Lookup tables on the CPU (the reference for the GPU kernel): for DPF keys with α = r mod 2^b
 /// and β = 1, `out[k]` is this party's share of `table[(masked[k] − r) mod 2^b]`, computed as
 /// `Σ_j T[(x̂ − j) mod 2^b]·e(j)` over the full-domain expansion `e` (the LUT gate of
@@ -111,10 +140,30 @@ pub fn lookup(
     out: &mut [u64],
 ) -> Result<(), KeyError> {
     check_lookup(dpf_keys, table, masked, out)?;
+    lookup_range(dpf_keys, 0, table, masked, out)
+}
+
+/// [`lookup`] for the keys `first..first + masked.len()` of a batch, in place (no copy of the
+/// keys: the scheduler's split).
+///
+/// # Errors
+/// [`check_lookup_range`]'s errors.
+pub fn lookup_range(
+    dpf_keys: &KeyBatch,
+    first: usize,
+    table: &[u64],
+    masked: &[u64],
+    out: &mut [u64],
+) -> Result<(), KeyError> {
+    check_lookup_range(dpf_keys, first, table, masked, out)?;
     let b = dpf_keys.input_bits();
     let domain = 1usize << b;
     let mut onehot = vec![0u64; domain * masked.len()];
-    eval_all(dpf_keys, &mut onehot)?;
+    let aes = fixed_aes();
+    onehot
+        .par_chunks_mut(domain)
+        .enumerate()
+        .for_each(|(k, e)| eval_all_one(aes, dpf_keys, first + k, e));
     for ((y, &x), e) in out.iter_mut().zip(masked).zip(onehot.chunks_exact(domain)) {
         let x = (x as usize) & (domain - 1);
         // Σ_j T[(x̂ − j) mod 2^b]·e(j)

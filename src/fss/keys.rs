@@ -250,43 +250,6 @@ impl KeyBatch {
         (&self.roots, &self.seed_cw, &self.value_cw, &self.last_cw)
     }
 
-    /// The keys `first..first + count` as their own batch (a copy). `first` must start a tile
-    /// and `count` must be a whole number of tiles unless the range reaches the end of the
-    /// batch: then every tiled array's range is contiguous and keeps its layout.
-    ///
-    /// # Errors
-    /// [`KeyError::BatchLength`] for a range that is out of bounds or not tile-aligned.
-    pub fn sub_batch(&self, first: usize, count: usize) -> Result<KeyBatch, KeyError> {
-        let end = first.checked_add(count).filter(|&e| e <= self.len);
-        let aligned =
-            first.is_multiple_of(TILE) && (count.is_multiple_of(TILE) || end == Some(self.len));
-        let Some(end) = end.filter(|_| aligned) else {
-            return Err(KeyError::BatchLength {
-                what: "sub-batch range",
-                expected: self.len,
-                found: first + count,
-            });
-        };
-        let levels = (self.n - 1) as usize;
-        let w = self.words as usize;
-        let range = |per_key: usize| first * per_key..end * per_key;
-        Ok(KeyBatch {
-            scheme: self.scheme,
-            party: self.party,
-            n: self.n,
-            len: count,
-            words: self.words,
-            roots: self.roots[range(1)].to_vec(),
-            seed_cw: self.seed_cw[range(levels)].to_vec(),
-            value_cw: if self.value_cw.is_empty() {
-                Vec::new()
-            } else {
-                self.value_cw[range(levels * w)].to_vec()
-            },
-            last_cw: self.last_cw[range(2 * w)].to_vec(),
-        })
-    }
-
     /// Check that the batch is what the caller expects.
     ///
     /// # Errors

@@ -272,9 +272,25 @@ impl GpuDevice {
         out: &mut [u64],
     ) -> Result<()> {
         crate::fss::dpf::check_lookup(dpf_keys, table, masked, out)?;
+        self.lut_range(dpf_keys, 0, table, masked, out)
+    }
+
+    /// [`lut`](Self::lut) for keys `base..base + masked.len()`, uploading only that part.
+    ///
+    /// # Errors
+    /// [`check_lookup_range`](crate::fss::dpf::check_lookup_range)'s errors; device errors.
+    pub fn lut_range(
+        &self,
+        dpf_keys: &KeyBatch,
+        base: usize,
+        table: &[u64],
+        masked: &[u64],
+        out: &mut [u64],
+    ) -> Result<()> {
+        crate::fss::dpf::check_lookup_range(dpf_keys, base, table, masked, out)?;
         let b_table = self.storage("prifft lut table", bytemuck::cast_slice(table));
-        self.pipelined(dpf_keys.len(), self.fss_chunk_keys(dpf_keys), out, 1, |first, count| {
-            let chunk = self.fss_chunk(dpf_keys, masked, first, count);
+        self.pipelined(masked.len(), self.fss_chunk_keys(dpf_keys), out, 1, |first, count| {
+            let chunk = self.fss_chunk_mode(dpf_keys, Some((masked, base)), base + first, count, 0);
             self.submit_lut_eval(&chunk, &b_table, (first, count))
         })
     }
