@@ -74,25 +74,31 @@ pub fn check_lookup(
     masked: &[u64],
     out: &[u64],
 ) -> Result<(), KeyError> {
-    let b = dpf_keys.input_bits();
-    dpf_keys.expect(Scheme::Dpf, dpf_keys.party(), b)?;
-    if b > MAX_EVAL_ALL_BITS {
-        return Err(KeyError::Mismatch {
-            what: "lookup index bits",
-            expected: format!("≤ {}", MAX_EVAL_ALL_BITS),
-            found: b.to_string(),
-        });
-    }
-    let domain = 1usize << b;
-    if table.len() != domain {
-        return Err(KeyError::BatchLength { what: "table", expected: domain, found: table.len() });
-    }
+    check_table(dpf_keys, table)?;
     if masked.len() != dpf_keys.len() || out.len() != masked.len() {
         return Err(KeyError::BatchLength {
             what: "masked indices",
             expected: dpf_keys.len(),
             found: masked.len(),
         });
+    }
+    Ok(())
+}
+
+/// The keys are DPF keys on at most [`MAX_EVAL_ALL_BITS`] bits and the table has 2^b entries.
+fn check_table(dpf_keys: &KeyBatch, table: &[u64]) -> Result<(), KeyError> {
+    let b = dpf_keys.input_bits();
+    dpf_keys.expect(Scheme::Dpf, dpf_keys.party(), b)?;
+    if b > MAX_EVAL_ALL_BITS {
+        return Err(KeyError::Mismatch {
+            what: "lookup index bits",
+            expected: format!("≤ {MAX_EVAL_ALL_BITS}"),
+            found: b.to_string(),
+        });
+    }
+    let domain = 1usize << b;
+    if table.len() != domain {
+        return Err(KeyError::BatchLength { what: "table", expected: domain, found: table.len() });
     }
     Ok(())
 }
@@ -109,18 +115,8 @@ pub fn check_lookup_range(
     masked: &[u64],
     out: &[u64],
 ) -> Result<(), KeyError> {
+    check_table(dpf_keys, table)?;
     let b = dpf_keys.input_bits();
-    dpf_keys.expect(Scheme::Dpf, dpf_keys.party(), b)?;
-    if b > MAX_EVAL_ALL_BITS {
-        return Err(KeyError::Mismatch {
-            what: "lookup index bits",
-            expected: format!("≤ {}", MAX_EVAL_ALL_BITS),
-            found: b.to_string(),
-        });
-    }
-    if table.len() != 1usize << b {
-        return Err(KeyError::BatchLength { what: "table", expected: 1 << b, found: table.len() });
-    }
     // Indices are used mod 2^b, so only the range and the output length are checked here.
     let wide: Vec<u64> = masked.iter().map(|&x| x & ((1u64 << b) - 1)).collect();
     super::dcf::check_range(dpf_keys, first, &wide, out)
