@@ -68,6 +68,10 @@ pub enum Error {
     /// The two parties disagree on the session (roles, shapes, key material).
     #[error("session mismatch: {0}")]
     Session(String),
+    /// An option or argument is unusable, or a run failed as a whole (the message says which and
+    /// what to do).
+    #[error("{0}")]
+    Usage(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -306,7 +306,7 @@ pub fn run_party<C: Channel>(
     use crate::mpc::preproc::MaterialKind;
     let spec = opts.spec;
     if spec.repeat == 0 {
-        return Err(Error::Session("a session needs at least one product (repeat ≥ 1)".into()));
+        return Err(Error::Usage("a session needs at least one product (repeat ≥ 1)".into()));
     }
     let mut ctx = PartyCtx::new(id, channel, preproc)?.with_backend(backend);
     let need = spec.repeat;

@@ -108,11 +108,15 @@ pub trait Backend: Send + Sync {
         false
     }
 
-    /// Evaluate a DCF or DPF batch (one-word payloads): `out[k] = eval(keys[k], xs[k])`.
+    /// Evaluate a DCF or DPF batch: `out[k·w + q]` is word q of `eval(keys[k], xs[k])` (w = 1
+    /// for DPFs and scalar DCFs). The whole batch as one [`eval_fss_range`](Self::eval_fss_range).
     ///
     /// # Errors
     /// The evaluators' key errors; device errors.
-    fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()>;
+    fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
+        dcf::check_batch(keys, xs, out)?;
+        self.eval_fss_range(keys, 0, xs, out)
+    }
 
     /// Evaluate keys `first..first + xs.len()` of a batch in place — no copy of the key material
     /// (the scheduler's split). The range is whole tiles ([`TILE`](crate::fss::keys::TILE) keys)
@@ -139,7 +143,10 @@ pub trait Backend: Send + Sync {
         table: &[u64],
         masked: &[u64],
         out: &mut [u64],
-    ) -> Result<()>;
+    ) -> Result<()> {
+        crate::fss::dpf::check_lookup(dpf_keys, table, masked, out)?;
+        self.lut_range(dpf_keys, 0, table, masked, out)
+    }
 
     /// [`lut`](Self::lut) for the keys `first..first + masked.len()` of a batch, in place
     /// (whole tiles, or up to the batch's end).
@@ -193,14 +200,6 @@ impl Backend for Cpu {
         true
     }
 
-    fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
-        match keys.scheme() {
-            Scheme::Dcf => dcf::eval(keys, xs, out)?,
-            Scheme::Dpf => dpf::eval(keys, xs, out)?,
-        }
-        Ok(())
-    }
-
     fn eval_fss_range(
         &self,
         keys: &KeyBatch,
@@ -213,16 +212,6 @@ impl Backend for Cpu {
             Scheme::Dpf => dpf::eval_range(keys, first, xs, out)?,
         }
         Ok(())
-    }
-
-    fn lut(
-        &self,
-        dpf_keys: &KeyBatch,
-        table: &[u64],
-        masked: &[u64],
-        out: &mut [u64],
-    ) -> Result<()> {
-        Ok(crate::fss::dpf::lookup(dpf_keys, table, masked, out)?)
     }
 
     fn lut_range(
@@ -273,10 +262,6 @@ impl Backend for crate::backend::gpu::GpuDevice {
         format!("{} ({})", self.info().name, self.info().backend)
     }
 
-    fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
-        crate::backend::gpu::GpuDevice::eval_fss(self, keys, xs, out)
-    }
-
     fn eval_fss_range(
         &self,
         keys: &KeyBatch,
@@ -285,16 +270,6 @@ impl Backend for crate::backend::gpu::GpuDevice {
         out: &mut [u64],
     ) -> Result<()> {
         crate::backend::gpu::GpuDevice::eval_fss_range(self, keys, first, xs, out)
-    }
-
-    fn lut(
-        &self,
-        dpf_keys: &KeyBatch,
-        table: &[u64],
-        masked: &[u64],
-        out: &mut [u64],
-    ) -> Result<()> {
-        crate::backend::gpu::GpuDevice::lut(self, dpf_keys, table, masked, out)
     }
 
     fn lut_range(

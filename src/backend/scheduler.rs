@@ -202,11 +202,6 @@ impl Backend for Scheduler {
         format!("scheduler over [{}]", self.names().join(", "))
     }
 
-    fn eval_fss(&self, keys: &KeyBatch, xs: &[u64], out: &mut [u64]) -> Result<()> {
-        dcf::check_batch(keys, xs, out)?;
-        self.eval_fss_range(keys, 0, xs, out)
-    }
-
     fn eval_fss_range(
         &self,
         keys: &KeyBatch,
@@ -236,17 +231,6 @@ impl Backend for Scheduler {
                 Ok(y[(key - tile) * words + word])
             })
         })
-    }
-
-    fn lut(
-        &self,
-        dpf_keys: &KeyBatch,
-        table: &[u64],
-        masked: &[u64],
-        out: &mut [u64],
-    ) -> Result<()> {
-        crate::fss::dpf::check_lookup(dpf_keys, table, masked, out)?;
-        self.lut_range(dpf_keys, 0, table, masked, out)
     }
 
     fn lut_range(

@@ -110,7 +110,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let addr = first.trim().strip_prefix("listening on ").map(str::to_string);
     let Some(addr) = addr else {
         let _ = server.kill();
-        return Err(Error::Session("the server process did not start listening".into()));
+        return Err(Error::Usage("the server process did not start listening".into()));
     };
     println!("server listening on {addr}; starting the client");
     let mut client_cmd = Command::new(&exe);
@@ -126,6 +126,6 @@ pub fn run(args: DemoArgs) -> Result<()> {
     if server_status.success() && client_out.status.success() {
         Ok(())
     } else {
-        Err(Error::Session("a party failed (see its message above)".into()))
+        Err(Error::Usage("a party failed (see its message above)".into()))
     }
 }

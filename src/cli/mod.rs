@@ -126,7 +126,7 @@ pub fn hint(e: &Error) -> Option<&'static str> {
 fn secs(v: f64, flag: &str) -> Result<Duration> {
     const MAX_SECS: f64 = 86_400.0;
     if !(v.is_finite() && (0.0..=MAX_SECS).contains(&v)) {
-        return Err(Error::Session(format!(
+        return Err(Error::Usage(format!(
             "{flag} {v}: must be a number of seconds between 0 and {MAX_SECS}"
         )));
     }

@@ -109,7 +109,7 @@ impl ShapeArgs {
     pub fn spec(&self) -> Result<MatmulSpec> {
         for (name, v) in [("m", self.m), ("k", self.k), ("n", self.n)] {
             if v == 0 || v > 1 << 14 {
-                return Err(Error::Session(format!("--{name} {v}: must be in 1..=16384")));
+                return Err(Error::Usage(format!("--{name} {v}: must be in 1..=16384")));
             }
         }
         Ok(MatmulSpec {
@@ -247,7 +247,7 @@ pub fn run(args: PartyArgs) -> Result<()> {
             None
         }
         _ => {
-            return Err(Error::Session(
+            return Err(Error::Usage(
                 "the link between the parties must be authenticated and encrypted: pass --tls-ca, --tls-cert and --tls-key (make a demo set with `prifft certs --out-dir DIR`) or --tls-psk FILE (a shared secret), or --insecure-plaintext for a link you already trust".into(),
             ));
         }
@@ -313,7 +313,7 @@ pub fn run(args: PartyArgs) -> Result<()> {
     }
     match &report.check {
         Some(c) if !c.ok => {
-            Err(Error::Session("the secure product is outside the documented error bound".into()))
+            Err(Error::Usage("the secure product is outside the documented error bound".into()))
         }
         _ => Ok(()),
     }

@@ -313,8 +313,13 @@ impl TlsChannel {
     }
 
     fn failure(&self) -> Option<NetError> {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(clone_error)
+        recorded(&self.failure)
     }
+}
+
+/// The failure the I/O thread recorded, if any.
+fn recorded(failure: &Mutex<Option<NetError>>) -> Option<NetError> {
+    failure.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(clone_error)
 }
 
 fn clone_error(e: &NetError) -> NetError {
@@ -513,8 +518,7 @@ impl Channel for TlsChannel {
 
     fn recv_frame(&mut self) -> Result<Frame, NetError> {
         let (timeout, failure) = (self.config.read_timeout, &self.failure);
-        let failed = || failure.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(clone_error);
-        super::recv_queued(&self.inbox, timeout, &mut self.closed, failed)
+        super::recv_queued(&self.inbox, timeout, &mut self.closed, || recorded(failure))
     }
 }
 
