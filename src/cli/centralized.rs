@@ -6,6 +6,8 @@ use clap::Args;
 
 use prifft::Result;
 
+use super::fl::{DatasetArg, InputArg, load_dataset};
+
 /// Arguments of `prifft centralized`.
 #[derive(Args, Debug)]
 pub struct CentralizedArgs {
@@ -18,6 +20,9 @@ pub struct CentralizedArgs {
     /// Directory of the Fashion-MNIST IDX files.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Input pixels, as `prifft fl --input`.
+    #[arg(long, value_enum, default_value = "standardize")]
+    input: InputArg,
 }
 
 /// Train and print the test accuracy after each epoch.
@@ -25,8 +30,8 @@ pub struct CentralizedArgs {
 /// # Errors
 /// Missing or malformed data.
 pub fn run(args: CentralizedArgs) -> Result<()> {
-    let CentralizedArgs { epochs, seed, data } = args;
-    let (train, test) = prifft::fl::data::fashion_mnist(data.as_deref())?;
+    let CentralizedArgs { epochs, seed, data, input } = args;
+    let (_, train, test, _) = load_dataset(DatasetArg::FashionMnist, data.as_deref(), input)?;
     let seed = seed.unwrap_or_else(|| rand::Rng::random(&mut prifft::prg::os_rng()));
     let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(seed);
     let mut model = prifft::fl::model::SimpleCnn::new(train.classes, &mut rng);
@@ -34,7 +39,7 @@ pub fn run(args: CentralizedArgs) -> Result<()> {
     let mut ce = prifft::fl::model::LocalLoss::CrossEntropy;
     let all: Vec<usize> = (0..train.len()).collect();
     println!(
-        "centralised simple CNN on Fashion-MNIST, SGD lr {} momentum {} wd {} batch {}, seed {seed}",
+        "centralised simple CNN on Fashion-MNIST ({input:?} input), SGD lr {} momentum {} wd {} batch {}, seed {seed}",
         cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch
     );
     for epoch in 1..=epochs {

@@ -8,6 +8,7 @@ mod deal;
 mod demo;
 mod devices;
 mod fl;
+mod fl_trace;
 mod partition;
 mod party;
 
@@ -77,6 +78,15 @@ pub enum Cmd {
     /// Example: prifft fl-report --csv docs/results/fl_beta0.5.csv --csv docs/results/fl_h10.csv
     #[command(verbatim_doc_comment)]
     FlReport(fl::FlReportArgs),
+    /// Run round 1 of `prifft fl`'s FedAvg for one seed and write it as a safetensors trace:
+    /// the initial weights, every client's batch order and weights after its local epoch, and
+    /// the averaged model, under PyTorch's parameter names. scripts/xcheck_fl.py replays it in
+    /// PyTorch from the same weights and batch order and compares layer by layer.
+    ///
+    /// Example: prifft fl-trace --beta 0.5 --seed 1 --out /tmp/trace.safetensors
+    ///   python3 scripts/xcheck_fl.py /tmp/trace.safetensors --rounds 20
+    #[command(verbatim_doc_comment)]
+    FlTrace(fl_trace::FlTraceArgs),
     /// Train the simple CNN on all of Fashion-MNIST (no federation) and print the test accuracy
     /// after each epoch: the reference the federated runs are compared with.
     Centralized(centralized::CentralizedArgs),
@@ -101,6 +111,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Demo(args) => demo::run(args),
         Cmd::Fl(args) => fl::run(args),
         Cmd::FlReport(args) => fl::report(args),
+        Cmd::FlTrace(args) => fl_trace::run(args),
         Cmd::Centralized(args) => centralized::run(args),
         Cmd::Partition(args) => partition::run(args),
         Cmd::Bench(cmd) => bench::run(cmd),

@@ -29,10 +29,11 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = [
     "Ankle boot",
 ];
 
-/// A labelled image set, pixels scaled to [0, 1], row-major, one image after another.
+/// A labelled image set, row-major, one image after another. The loaders scale pixels to
+/// [0, 1]; [`standardize`] then maps them to zero mean and unit variance.
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    /// `len × rows × cols` pixels in [0, 1].
+    /// `len × rows × cols` pixels: in [0, 1] as loaded, standardised after [`standardize`].
     pub images: Vec<f32>,
     /// One label per image.
     pub labels: Vec<u8>,
@@ -70,6 +71,20 @@ impl Dataset {
     pub fn image(&self, i: usize) -> &[f32] {
         let size = self.rows * self.cols;
         &self.images[i * size..(i + 1) * size]
+    }
+
+    /// Mean and standard deviation of every pixel of every image (population statistics,
+    /// accumulated in f64).
+    pub fn pixel_stats(&self) -> PixelStats {
+        let n = self.images.len().max(1) as f64;
+        let mean = self.images.iter().map(|&p| p as f64).sum::<f64>() / n;
+        let var = self.images.iter().map(|&p| (p as f64 - mean).powi(2)).sum::<f64>() / n;
+        PixelStats { mean: mean as f32, std: var.sqrt() as f32 }
+    }
+
+    /// Map every pixel p to (p − mean) / std (in f32, as PyTorch's `Normalize`).
+    pub fn apply(&mut self, stats: PixelStats) {
+        self.images.iter_mut().for_each(|p| *p = (*p - stats.mean) / stats.std);
     }
 
     /// Images per class.
@@ -160,6 +175,28 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
         )),
         None => Err(data_error(path, format!("IDX dimensions {dims:?} overflow"))),
     }
+}
+
+/// Pixel statistics of a training set: what input standardisation subtracts and divides by.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PixelStats {
+    /// Mean pixel value.
+    pub mean: f32,
+    /// Standard deviation of the pixel values.
+    pub std: f32,
+}
+
+/// Standardise a training set and a test set by the training set's pixel mean and standard
+/// deviation (Fashion-MNIST: 0.2860 and 0.3530), as MOON's and FedProc's reference code does
+/// for every image set it loads (`transforms.Normalize` with the data set's statistics).
+/// Returns the statistics. A constant image set (std 0) is left as it is.
+pub fn standardize(train: &mut Dataset, test: &mut Dataset) -> PixelStats {
+    let stats = train.pixel_stats();
+    if stats.std > 0.0 {
+        train.apply(stats);
+        test.apply(stats);
+    }
+    stats
 }
 
 /// Load an image file and its label file (IDX, optionally gzip).

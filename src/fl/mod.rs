@@ -10,3 +10,4 @@ pub mod partition;
 pub mod plot;
 pub mod rounds;
 pub mod secagg;
+pub mod trace;

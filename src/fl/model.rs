@@ -18,6 +18,13 @@ use super::local_loss::PartLoss;
 pub use super::local_loss::{LocalLoss, MoonLoss};
 use super::loss::{model_contrastive, prototype_contrastive, softmax_cross_entropy};
 
+/// `indices` in a random order (one epoch's batch order).
+pub fn shuffled<R: Rng + ?Sized>(indices: &[usize], rng: &mut R) -> Vec<usize> {
+    let mut order = indices.to_vec();
+    order.shuffle(rng);
+    order
+}
+
 /// Representation width d.
 pub const FEATURES: usize = 84;
 
@@ -347,8 +354,19 @@ impl SimpleCnn {
         loss: &mut LocalLoss,
         rng: &mut R,
     ) -> f32 {
-        let mut order = indices.to_vec();
-        order.shuffle(rng);
+        self.train_in_order(data, &shuffled(indices, rng), cfg, loss)
+    }
+
+    /// One pass over `order` of `data` in batches of `cfg.batch` in that order (the last,
+    /// partial batch kept, as PyTorch's `DataLoader` with `drop_last=False`); returns the mean
+    /// loss.
+    pub fn train_in_order(
+        &mut self,
+        data: &Dataset,
+        order: &[usize],
+        cfg: &SgdConfig,
+        loss: &mut LocalLoss,
+    ) -> f32 {
         let (mut total, mut batches) = (0.0, 0);
         let size = data.rows * data.cols;
         let mut images = Vec::with_capacity(cfg.batch * size);
@@ -364,6 +382,36 @@ impl SimpleCnn {
             batches += 1;
         }
         total / batches.max(1) as f32
+    }
+
+    /// The parameters under PyTorch's names and shapes (in [`params`](Self::params) order),
+    /// with MOON's names for the projection head and classifier (`l1`, `l2`, `l3`; `fc3` for
+    /// the classifier of the network without a head): what `prifft fl-trace` exports and
+    /// `scripts/xcheck_fl.py` loads into a PyTorch `state_dict`.
+    pub fn named_weights(&mut self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut layers: Vec<(&str, Vec<usize>)> = vec![
+            ("conv1", vec![6, 1, 5, 5]),
+            ("conv2", vec![16, 6, 5, 5]),
+            ("fc1", vec![120, 256]),
+            ("fc2", vec![FEATURES, 120]),
+        ];
+        let classes = self.head.weight.value.nrows();
+        if self.projection.is_some() {
+            layers.push(("l1", vec![FEATURES, FEATURES]));
+            layers.push(("l2", vec![PROJECTION, FEATURES]));
+            layers.push(("l3", vec![classes, PROJECTION]));
+        } else {
+            layers.push(("fc3", vec![classes, FEATURES]));
+        }
+        let params = self.params();
+        debug_assert_eq!(params.len(), 2 * layers.len());
+        let mut out = Vec::with_capacity(params.len());
+        for ((name, shape), pair) in layers.into_iter().zip(params.chunks(2)) {
+            let bias = vec![shape[0]];
+            out.push((format!("{name}.weight"), shape, pair[0].value.iter().copied().collect()));
+            out.push((format!("{name}.bias"), bias, pair[1].value.iter().copied().collect()));
+        }
+        out
     }
 
     /// Run `f` on the model over `indices` of `data` in chunks of up to 250 images, in

@@ -28,7 +28,7 @@ use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 
 use super::data::Dataset;
-use super::model::{LocalLoss, SgdConfig, SimpleCnn};
+use super::model::{LocalLoss, SgdConfig, SimpleCnn, shuffled};
 use super::secagg;
 use crate::error::Result;
 use crate::prg::ChaCha20Rng;
@@ -148,6 +148,24 @@ fn update_prototypes(prototypes: &mut Array2<f32>, totals: &[f64]) {
     }
 }
 
+/// What the first round did, for checking it against another implementation
+/// (`prifft fl-trace`, `scripts/xcheck_fl.py`): the initial global weights, each client's
+/// batch order and returned weights, and the averaged weights.
+#[derive(Clone, Debug, Default)]
+pub struct RoundTrace {
+    /// The global model before round 1, as [`SimpleCnn::named_weights`].
+    pub initial: Vec<(String, Vec<usize>, Vec<f32>)>,
+    /// Per client: the indices of its training data in the order its local epochs visited
+    /// them (E epochs one after another); empty for a client not sampled in round 1.
+    pub orders: Vec<Vec<usize>>,
+    /// Per client: its weights after local training (empty when not sampled).
+    pub locals: Vec<Vec<(String, Vec<usize>, Vec<f32>)>>,
+    /// The global model after round 1's aggregation.
+    pub global: Vec<(String, Vec<usize>, Vec<f32>)>,
+    /// Its test accuracy.
+    pub accuracy: f64,
+}
+
 /// Run `algo` over the clients' index sets `parts` of `train`; returns the global model's test
 /// accuracy after each round. `progress(round, accuracy)` is called after each round.
 ///
@@ -159,12 +177,36 @@ pub fn run(
     test: &Dataset,
     parts: &[Vec<usize>],
     cfg: &FlConfig,
+    progress: impl FnMut(usize, f64),
+) -> Result<Vec<f64>> {
+    run_traced(algo, train, test, parts, cfg, progress, None)
+}
+
+/// [`run`], recording round 1 into `trace` when one is given.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_traced(
+    algo: Algo,
+    train: &Dataset,
+    test: &Dataset,
+    parts: &[Vec<usize>],
+    cfg: &FlConfig,
     mut progress: impl FnMut(usize, f64),
+    mut trace: Option<&mut RoundTrace>,
 ) -> Result<Vec<f64>> {
     let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
     let normalize = matches!(algo, Algo::FedProc { .. });
     let mut global = SimpleCnn::with_projection(train.classes, normalize, &mut rng);
     let initial = global.weights();
+    if let Some(t) = trace.as_deref_mut() {
+        *t = RoundTrace {
+            initial: global.named_weights(),
+            orders: vec![Vec::new(); parts.len()],
+            locals: vec![Vec::new(); parts.len()],
+            ..RoundTrace::default()
+        };
+    }
     let mut accuracies = Vec::with_capacity(cfg.rounds);
     let per_round = ((parts.len() as f64 * cfg.fraction).round() as usize).clamp(1, parts.len());
     // MOON: each client's last local model (the initial model before its first round).
@@ -201,8 +243,16 @@ pub fn run(
                 Algo::FedProc { .. } => LocalLoss::CrossEntropy,
             };
             let mut local_rng = ChaCha20Rng::seed_from_u64(rng.random());
+            let tracing = round == 0 && trace.is_some();
             for _ in 0..cfg.local_epochs {
-                local.train_epoch(train, &parts[c], &cfg.sgd, &mut loss, &mut local_rng);
+                let order = shuffled(&parts[c], &mut local_rng);
+                local.train_in_order(train, &order, &cfg.sgd, &mut loss);
+                if let Some(t) = trace.as_deref_mut().filter(|_| tracing) {
+                    t.orders[c].extend_from_slice(&order);
+                }
+            }
+            if let Some(t) = trace.as_deref_mut().filter(|_| tracing) {
+                t.locals[c] = local.named_weights();
             }
             // n_c·w and n_c: the server divides the summed weights by the summed sizes, so no
             // client needs to know the round's total.
@@ -234,6 +284,10 @@ pub fn run(
         }
         global.set_weights(&averaged);
         let acc = global.accuracy(test);
+        if let Some(t) = trace.as_deref_mut().filter(|_| round == 0) {
+            t.global = global.named_weights();
+            t.accuracy = acc;
+        }
         progress(round + 1, acc);
         accuracies.push(acc);
     }
