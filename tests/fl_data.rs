@@ -168,6 +168,16 @@ fn real_fashion_mnist_loads_and_partitions() {
     assert!(train.class_counts().iter().all(|&c| c == 6_000));
     assert!(test.class_counts().iter().all(|&c| c == 1_000));
     assert!(train.images.iter().all(|&p| (0.0..=1.0).contains(&p)));
+    // Standardisation uses the training set's statistics (Fashion-MNIST's published 0.2860 and
+    // 0.3530) for both sets: the training pixels then have mean 0 and std 1, the test pixels
+    // nearly so.
+    let (mut train, mut test) = (train, test);
+    let stats = data::standardize(&mut train, &mut test);
+    assert!((stats.mean - 0.2860).abs() < 1e-4 && (stats.std - 0.3530).abs() < 1e-4, "{stats:?}");
+    let after = train.pixel_stats();
+    assert!(after.mean.abs() < 1e-5 && (after.std - 1.0).abs() < 1e-5, "{after:?}");
+    let t = test.pixel_stats();
+    assert!(t.mean.abs() < 0.01 && (t.std - 1.0).abs() < 0.01, "{t:?}");
     let parts = partition::partition(
         &train.labels,
         10,

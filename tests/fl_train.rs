@@ -114,7 +114,8 @@ fn a_short_run_on_fashion_mnist_learns() {
     if !common::real_asset(dir, "apt-get install dataset-fashion-mnist") {
         return;
     }
-    let (train, test) = data::fashion_mnist(None).unwrap();
+    let (mut train, mut test) = data::fashion_mnist(None).unwrap();
+    data::standardize(&mut train, &mut test);
     let mut rng = insecure_seeded_rng(3);
     let mut model = SimpleCnn::new(10, &mut rng);
     let mut ce = LocalLoss::CrossEntropy;
@@ -124,7 +125,8 @@ fn a_short_run_on_fashion_mnist_learns() {
     let second = model.train_epoch(&train, &subset, &cfg, &mut ce, &mut rng);
     let acc = model.accuracy(&test);
     assert!(second < first, "loss {first} → {second}");
-    assert!(acc > 0.5, "test accuracy after 2 epochs on 6,000 images: {acc}");
+    // Measured (seed 3, standardised inputs, 2 threads): 63.0 %; the floor is 5 points below.
+    assert!(acc > 0.58, "test accuracy after 2 epochs on 6,000 images: {acc}");
 }
 
 #[test]
@@ -203,16 +205,18 @@ fn moon_and_fedproc_rounds_are_reproducible() {
 #[test]
 fn every_algorithm_learns_real_digits_in_five_rounds() {
     // MNIST-5k (real digits: 4,000 training, 1,000 test images), 4 clients with Dirichlet
-    // β = 0.5, 5 rounds × 2 local epochs, batch 16. Measured with this setting (release
-    // build): FedAvg 84.4 %, FedProx 84.3 %, MOON 81.3 %, FedProc τ = 1 64.8 % (its prototype
-    // loss dominates early rounds; docs/fedproc.md) — chance is 10 %.
+    // β = 0.5, 5 rounds × 2 local epochs, batch 16, standardised inputs. Measured with this
+    // setting (2 threads): FedAvg 91.8 %, FedProx 93.3 %, MOON 88.5 %, FedProc τ = 1 83.7 % (its
+    // prototype loss dominates early rounds; docs/fedproc.md) — chance is 10 %. Each floor is
+    // the measurement minus 5 points (thread counts change float summation order).
     use prifft::fl::partition::{self, Scheme};
     use prifft::fl::rounds::{self, Algo, FlConfig};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(data::MNIST_5K);
     if !common::real_asset(&path, "bash scripts/fetch-assets.sh") {
         return;
     }
-    let (train, test) = data::mnist_5k(Some(&path)).unwrap();
+    let (mut train, mut test) = data::mnist_5k(Some(&path)).unwrap();
+    data::standardize(&mut train, &mut test);
     let parts = partition::partition(
         &train.labels,
         10,
@@ -230,10 +234,10 @@ fn every_algorithm_learns_real_digits_in_five_rounds() {
         secure_agg: false,
     };
     for (algo, floor) in [
-        (Algo::FedAvg, 0.6),
-        (Algo::FedProx { mu: 0.01 }, 0.6),
-        (Algo::Moon { mu: 1.0, tau: 0.5 }, 0.6),
-        (Algo::FedProc { tau: 1.0, horizon: None }, 0.4),
+        (Algo::FedAvg, 0.868),
+        (Algo::FedProx { mu: 0.01 }, 0.883),
+        (Algo::Moon { mu: 1.0, tau: 0.5 }, 0.835),
+        (Algo::FedProc { tau: 1.0, horizon: None }, 0.787),
     ] {
         let acc = rounds::run(algo, &train, &test, &parts, &cfg, |_, _| {}).unwrap();
         assert!(acc[4] >= floor, "{algo:?}: test accuracy per round {acc:?}");

@@ -75,7 +75,7 @@ pub enum Cmd {
     /// its plot from one or more of its CSV files, without training. Runs of one algorithm
     /// label across files are matched by seed.
     ///
-    /// Example: prifft fl-report --csv docs/results/fl_beta0.5.csv --csv docs/results/fl_h10.csv
+    /// Example: prifft fl-report --csv docs/results/fl_beta0.5.csv --csv docs/results/fl_beta0.1.csv
     #[command(verbatim_doc_comment)]
     FlReport(fl::FlReportArgs),
     /// Run round 1 of `prifft fl`'s FedAvg for one seed and write it as a safetensors trace:
