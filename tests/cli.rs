@@ -572,3 +572,35 @@ fn fl_writes_csv_plot_and_table_and_refuses_bad_options() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("scripts/fetch-assets.sh"), "{stderr}");
 }
+
+#[test]
+fn fl_trace_writes_a_safetensors_trace_and_refuses_bad_options() {
+    let asset = Path::new(env!("CARGO_MANIFEST_DIR")).join(prifft::fl::data::MNIST_5K);
+    if !common::real_asset(&asset, "bash scripts/fetch-assets.sh") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("trace.safetensors");
+    let out = prifft()
+        .args(["fl-trace", "--dataset", "mnist-5k", "--clients", "3", "--batch", "32", "--data"])
+        .arg(&asset)
+        .arg("--out")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("scripts/xcheck_fl.py"), "{stdout}");
+    let bytes = std::fs::read(&out_path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for name in ["initial.conv1.weight", "global.l3.bias", "client2.order", "client0.fc1.weight"] {
+        assert!(st.tensor(name).is_ok(), "{name} missing");
+    }
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().as_ref().unwrap();
+    assert_eq!(meta["batch"], "32");
+    assert!(meta.contains_key("pixel_mean") && meta.contains_key("pixel_std"));
+    let bad = prifft().args(["fl-trace", "--clients", "0", "--data"]).arg(&asset).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--clients"));
+}

@@ -243,3 +243,69 @@ fn every_algorithm_learns_real_digits_in_five_rounds() {
         assert!(acc[4] >= floor, "{algo:?}: test accuracy per round {acc:?}");
     }
 }
+
+#[test]
+fn round_one_trace_records_orders_local_models_and_their_weighted_average() {
+    use prifft::fl::rounds::{self, Algo, FlConfig, RoundTrace};
+    let train = synthetic(150, 50);
+    let test = synthetic(40, 51);
+    let parts = vec![(0..40).collect::<Vec<_>>(), (40..150).collect()];
+    let cfg = FlConfig {
+        rounds: 2,
+        local_epochs: 2,
+        fraction: 1.0,
+        sgd: SgdConfig::default(),
+        seed: 52,
+        secure_agg: false,
+    };
+    let mut trace = RoundTrace::default();
+    let traced =
+        rounds::run_traced(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {}, Some(&mut trace))
+            .unwrap();
+    // Tracing changes nothing, and records round 1.
+    assert_eq!(traced, rounds::run(Algo::FedAvg, &train, &test, &parts, &cfg, |_, _| {}).unwrap());
+    assert_eq!(trace.accuracy, traced[0]);
+    for (c, part) in parts.iter().enumerate() {
+        // Two epochs, each a permutation of the client's data.
+        let order = &trace.orders[c];
+        assert_eq!(order.len(), 2 * part.len());
+        for epoch in order.chunks(part.len()) {
+            let mut sorted = epoch.to_vec();
+            sorted.sort();
+            assert_eq!(&sorted, part);
+        }
+    }
+    let names: Vec<&str> = trace.initial.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names[..2], ["conv1.weight", "conv1.bias"]);
+    assert_eq!(trace.initial[0].1, vec![6, 1, 5, 5]);
+    // The global model is the size-weighted average of the two local models.
+    for (k, (_, shape, global)) in trace.global.iter().enumerate() {
+        assert_eq!(global.len(), shape.iter().product::<usize>());
+        for (i, &g) in global.iter().enumerate() {
+            let avg = (40.0 * trace.locals[0][k].2[i] as f64
+                + 110.0 * trace.locals[1][k].2[i] as f64)
+                / 150.0;
+            assert!((g as f64 - avg).abs() <= 1e-6 * avg.abs().max(1.0), "{k}/{i}: {g} vs {avg}");
+        }
+    }
+    // Written as safetensors: the same values under the same names, metadata kept.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.safetensors");
+    let meta = [("lr".to_string(), "0.01".to_string())].into_iter().collect();
+    prifft::fl::trace::write(&path, &trace, meta).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let w = st.tensor("client1.l3.weight").unwrap();
+    assert_eq!(w.shape(), &[10, 256]);
+    let first = f32::from_le_bytes(w.data()[..4].try_into().unwrap());
+    let l3 = trace.locals[1].iter().find(|(n, _, _)| n == "l3.weight").unwrap();
+    assert_eq!(first, l3.2[0]);
+    let order = st.tensor("client0.order").unwrap();
+    assert_eq!(order.shape(), &[80]);
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(header.metadata().as_ref().unwrap()["lr"], "0.01");
+    // An unwritable path is an error naming it.
+    let err =
+        prifft::fl::trace::write(&dir.path().join("no/such/t.st"), &trace, Default::default());
+    assert!(err.unwrap_err().to_string().contains("no/such"));
+}
