@@ -18,6 +18,9 @@ use super::local_loss::PartLoss;
 pub use super::local_loss::{LocalLoss, MoonLoss};
 use super::loss::{model_contrastive, prototype_contrastive, softmax_cross_entropy};
 
+/// Parameters by name: (PyTorch name, PyTorch shape, values in row-major order).
+pub type NamedWeights = Vec<(String, Vec<usize>, Vec<f32>)>;
+
 /// `indices` in a random order (one epoch's batch order).
 pub fn shuffled<R: Rng + ?Sized>(indices: &[usize], rng: &mut R) -> Vec<usize> {
     let mut order = indices.to_vec();
@@ -388,7 +391,7 @@ impl SimpleCnn {
     /// with MOON's names for the projection head and classifier (`l1`, `l2`, `l3`; `fc3` for
     /// the classifier of the network without a head): what `prifft fl-trace` exports and
     /// `scripts/xcheck_fl.py` loads into a PyTorch `state_dict`.
-    pub fn named_weights(&mut self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    pub fn named_weights(&mut self) -> NamedWeights {
         let mut layers: Vec<(&str, Vec<usize>)> = vec![
             ("conv1", vec![6, 1, 5, 5]),
             ("conv2", vec![16, 6, 5, 5]),

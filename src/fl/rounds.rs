@@ -28,7 +28,7 @@ use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 
 use super::data::Dataset;
-use super::model::{LocalLoss, SgdConfig, SimpleCnn, shuffled};
+use super::model::{LocalLoss, NamedWeights, SgdConfig, SimpleCnn, shuffled};
 use super::secagg;
 use crate::error::Result;
 use crate::prg::ChaCha20Rng;
@@ -154,14 +154,14 @@ fn update_prototypes(prototypes: &mut Array2<f32>, totals: &[f64]) {
 #[derive(Clone, Debug, Default)]
 pub struct RoundTrace {
     /// The global model before round 1, as [`SimpleCnn::named_weights`].
-    pub initial: Vec<(String, Vec<usize>, Vec<f32>)>,
+    pub initial: NamedWeights,
     /// Per client: the indices of its training data in the order its local epochs visited
     /// them (E epochs one after another); empty for a client not sampled in round 1.
     pub orders: Vec<Vec<usize>>,
     /// Per client: its weights after local training (empty when not sampled).
-    pub locals: Vec<Vec<(String, Vec<usize>, Vec<f32>)>>,
+    pub locals: Vec<NamedWeights>,
     /// The global model after round 1's aggregation.
-    pub global: Vec<(String, Vec<usize>, Vec<f32>)>,
+    pub global: NamedWeights,
     /// Its test accuracy.
     pub accuracy: f64,
 }
