@@ -27,13 +27,14 @@
 //! ```text
 //! cli (the binary: one module per subcommand)
 //!  └─ session (two-process runs) · fl (federated learning)
-//!      └─ error (the crate's Error)
-//!          └─ mpc (party context, sharing, dealer, typed preprocessing, Beaver, truncation,
-//!              │    gates: open x + r, evaluate on the backend)
-//!              └─ backend (Backend trait, Cpu, Scheduler, gpu/: the wgpu engine)
-//!                  └─ fss (AES PRG, DPF, DCF, key batches) · net (channels)
-//!                      └─ ring (Z_2^64, fixed point, tensors)
-//!                          └─ party (PartyId) · prg (OS-seeded ChaCha20)
+//!      └─ model (the pretrained BERT, sentences, the plaintext f32 reference on candle)
+//!          └─ error (the crate's Error)
+//!              └─ mpc (party context, sharing, dealer, typed preprocessing, Beaver, truncation,
+//!                  │    gates: open x + r, evaluate on the backend)
+//!                  └─ backend (Backend trait, Cpu, Scheduler, gpu/: the wgpu engine)
+//!                      └─ fss (AES PRG, DPF, DCF, key batches) · net (channels)
+//!                          └─ ring (Z_2^64, fixed point, tensors)
+//!                              └─ party (PartyId) · prg (OS-seeded ChaCha20)
 //! ```
 //!
 //! A protocol takes a [`mpc::PartyCtx`] — party id, metered channel, preprocessing store, local
@@ -77,6 +78,7 @@ pub mod backend;
 pub mod error;
 pub mod fl;
 pub mod fss;
+pub mod model;
 pub mod mpc;
 pub mod net;
 pub mod party;

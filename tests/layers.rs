@@ -15,11 +15,11 @@ const LAYERS: &[(&str, u32)] = &[
     ("backend", 3),
     ("mpc", 4),
     ("error", 5),
-    ("model", 5),
-    ("fl", 6),
-    ("nn", 6),
-    ("session", 6),
-    ("finetune", 7),
+    ("model", 6),
+    ("fl", 7),
+    ("nn", 7),
+    ("session", 7),
+    ("finetune", 8),
 ];
 
 fn layer(module: &str) -> Option<u32> {
