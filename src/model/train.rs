@@ -295,14 +295,32 @@ pub fn step(
     labels: &[u32],
     dropout: &mut ChaCha20Rng,
 ) -> Result<f64> {
-    if labels.len() != batch.rows || labels.iter().any(|&l| l > 1) {
+    let t = model.tensors(batch)?;
+    let frozen = model.frozen(&t)?;
+    step_from(model, sgd, &frozen, &t, labels, dropout)
+}
+
+/// One training step from the frozen part's stored output `frozen` of the batch `t`: the
+/// trainable part forward with dropout, backward, SGD. Returns the loss.
+///
+/// # Errors
+/// As [`Classifier::logits_from`]; a label that is not 0 or 1 as [`Error::Data`].
+pub fn step_from(
+    model: &Classifier,
+    sgd: &mut Sgd,
+    frozen: &FrozenOutput,
+    t: &BatchTensors,
+    labels: &[u32],
+    dropout: &mut ChaCha20Rng,
+) -> Result<f64> {
+    let rows = t.mask.dims().first().copied().unwrap_or(0);
+    if labels.len() != rows || labels.iter().any(|&l| l > 1) {
         return Err(Error::Data(format!(
-            "{} labels (each 0 or 1) needed for {} sentences",
-            labels.len(),
-            batch.rows
+            "{} labels (each 0 or 1) needed for {rows} sentences",
+            labels.len()
         )));
     }
-    let logits = model.logits(batch, Some(dropout))?;
+    let logits = model.logits_from(frozen, t, Some(dropout))?;
     let (loss, _) = loss_and_correct(&logits, &labels_tensor(labels)?)?;
     sgd.backward_step(&loss)?;
     scalar(&loss)

@@ -432,3 +432,86 @@ pub fn lut_choice(widths: &[u32], batch: usize) -> Vec<LutRow> {
         })
         .collect()
 }
+
+/// One row of `prifft bench finetune`.
+#[derive(Debug, serde::Serialize)]
+pub struct FinetuneRow {
+    /// Trainable top layers.
+    pub trainable: usize,
+    /// Median ms of a whole step (every layer forward, top `trainable` backward, SGD).
+    pub step_ms: f64,
+    /// Median ms of a step from stored frozen-layer outputs.
+    pub from_frozen_ms: f64,
+    /// "all-MiniLM-L6-v2" or "random".
+    pub weights: String,
+}
+
+/// Time plaintext fine-tuning steps (see `prifft bench finetune`).
+///
+/// # Errors
+/// A malformed model file; too many trainable layers; zero steps or batch.
+pub fn finetune(
+    batch: usize,
+    seq_len: usize,
+    trainable: &[usize],
+    steps: usize,
+) -> prifft::Result<Vec<FinetuneRow>> {
+    use prifft::model::bert::Classifier;
+    use prifft::model::train::{self, Sgd};
+    use prifft::model::{Assets, BertConfig, Pooling, TokenBatch, Weights};
+    if steps == 0 || batch == 0 || seq_len < 2 {
+        return Err(prifft::Error::Usage(
+            "bench finetune needs at least one step, a batch of 1 and a length of 2".into(),
+        ));
+    }
+    let (weights, name) = if Assets::dir(None).join("model.safetensors").is_file() {
+        (Assets::open(None)?.weights, "all-MiniLM-L6-v2")
+    } else {
+        (Weights::random(&BertConfig::minilm_l6(), 1, candle_core::DType::F32)?, "random")
+    };
+    let vocab = weights.config().vocab_size as u32;
+    use rand::Rng;
+    let mut rng = prifft::prg::insecure_seeded_rng(7);
+    let tokens = TokenBatch {
+        ids: (0..batch * seq_len).map(|_| rng.random_range(1000..vocab)).collect(),
+        mask: vec![1; batch * seq_len],
+        rows: batch,
+        seq_len,
+    };
+    let labels: Vec<u32> = (0..batch).map(|i| (i % 2) as u32).collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut rows = Vec::new();
+    for &k in trainable {
+        let model = Classifier::new(&weights, k, Pooling::Mean, 1)?;
+        let vars = model.trainable_vars().into_iter().map(|(_, v)| v).collect();
+        let mut sgd = Sgd::new(vars, 1e-4, 0.9);
+        let mut dropout = train::stream(1, 2);
+        let t = model.tensors(&tokens)?;
+        let frozen = model.frozen(&t)?;
+        let mut whole = Vec::new();
+        let mut cached = Vec::new();
+        for i in 0..=steps {
+            let t0 = std::time::Instant::now();
+            train::step(&model, &mut sgd, &tokens, &labels, &mut dropout)?;
+            let ms = 1e3 * t0.elapsed().as_secs_f64();
+            let t1 = std::time::Instant::now();
+            train::step_from(&model, &mut sgd, &frozen, &t, &labels, &mut dropout)?;
+            let ms_cached = 1e3 * t1.elapsed().as_secs_f64();
+            if i > 0 {
+                // The first pair warms up allocations and thread pools.
+                whole.push(ms);
+                cached.push(ms_cached);
+            }
+        }
+        rows.push(FinetuneRow {
+            trainable: k,
+            step_ms: median(whole),
+            from_frozen_ms: median(cached),
+            weights: name.to_string(),
+        });
+    }
+    Ok(rows)
+}

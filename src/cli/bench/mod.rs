@@ -34,6 +34,28 @@ pub enum BenchCmd {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// One plaintext fine-tuning step of the BERT classifier (f32, candle, CPU): a batch of
+    /// sentences through every layer, cross-entropy, backward through the top K layers and the
+    /// head, SGD with momentum; and the same step starting from stored frozen-layer outputs.
+    /// Uses all-MiniLM-L6-v2 from assets/minilm when present, random weights of its shape
+    /// otherwise (the time does not depend on the values).
+    Finetune {
+        /// Sentences per step.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Tokens per sentence.
+        #[arg(long, default_value_t = 32)]
+        seq_len: usize,
+        /// Trainable top layers (comma-separated list: one row each).
+        #[arg(long, value_delimiter = ',', default_value = "2")]
+        layers_trainable: Vec<usize>,
+        /// Timed steps per row (the median is reported).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Print one JSON list of rows instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// GPU kernels on every adapter beside the CPU, in one run: 64-bit DCF/DPF evaluation with
     /// resident keys (upload, dispatch and readback separated) and the Z_2^64 matmul in GMAC/s.
     /// Each GPU result is checked against the CPU's before it is reported. Software adapters
@@ -67,6 +89,25 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             bench_gpu(json, keys_log2, matmul, sweep)
         }
         BenchCmd::Fl { data } => bench_fl(data),
+        BenchCmd::Finetune { batch, seq_len, layers_trainable, steps, json } => {
+            let rows = measure::finetune(batch, seq_len, &layers_trainable, steps)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).expect("serialisable"));
+                return Ok(());
+            }
+            println!(
+                "plaintext fine-tuning step (f32, candle on the CPU, {} thread(s)), batch {batch}, L = {seq_len}, {} weights, median of {steps}:",
+                candle_core::utils::get_num_threads(),
+                rows.first().map_or("", |r| r.weights.as_str())
+            );
+            for r in &rows {
+                println!(
+                    "  k = {}: whole network forward + top {} backward {:.1} ms; from stored frozen outputs {:.1} ms",
+                    r.trainable, r.trainable, r.step_ms, r.from_frozen_ms
+                );
+            }
+            Ok(())
+        }
     }
 }
 
