@@ -604,3 +604,47 @@ fn fl_trace_writes_a_safetensors_trace_and_refuses_bad_options() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--clients"));
 }
+
+#[test]
+fn finetune_plaintext_trains_reports_json_and_a_plot_and_refuses_bad_options() {
+    let model = prifft::model::Assets::dir(None).join("model.safetensors");
+    if !common::real_asset(&model, "run scripts/fetch-assets.sh") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (json, png) = (dir.path().join("s.json"), dir.path().join("s.png"));
+    let out = prifft()
+        .args(["finetune", "--plaintext", "--layers-trainable", "1", "--train", "24"])
+        .args(["--test", "16", "--epochs", "2", "--seq-len", "16", "--seed", "3", "--json"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&png)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("epoch 2:") && stderr.contains("test accuracy"), "{stderr}");
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(s["trainable_layers"], 1);
+    assert_eq!((s["train_sentences"].as_u64(), s["test_sentences"].as_u64()), (Some(24), Some(16)));
+    let epochs = s["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 2);
+    for e in epochs {
+        let acc = e["test_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc) && e["train_loss"].as_f64().unwrap().is_finite());
+    }
+    // One encoder layer (1,774,464) and the head (770).
+    assert_eq!(s["trainable_parameters"], 1_774_464 + 770);
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    for (bad, says) in [
+        (vec!["finetune", "--layers-trainable", "1"], "--plaintext"),
+        (vec!["finetune", "--plaintext", "--layers-trainable", "7"], "0..=6"),
+        (vec!["finetune", "--plaintext", "--seq-len", "1"], "--seq-len"),
+        (vec!["finetune", "--plaintext", "--train", "20000"], "available"),
+        (vec!["finetune", "--plaintext", "--model-dir", "/nonexistent"], "fetch-assets.sh"),
+    ] {
+        let out = prifft().args(&bad).arg("--plot").arg(&png).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{bad:?}: {stderr}");
+    }
+}

@@ -7,6 +7,7 @@ mod certs;
 mod deal;
 mod demo;
 mod devices;
+mod finetune;
 mod fl;
 mod fl_trace;
 mod partition;
@@ -87,6 +88,17 @@ pub enum Cmd {
     ///   python3 scripts/xcheck_fl.py /tmp/trace.safetensors --rounds 20
     #[command(verbatim_doc_comment)]
     FlTrace(fl_trace::FlTraceArgs),
+    /// Fine-tune the pretrained all-MiniLM-L6-v2 (BERT, 6 layers) with a 2-class head on
+    /// Rotten Tomatoes sentences (label = sign of the mean human rating): the top K layers and
+    /// the head train with SGD and momentum, the rest stays frozen. Shows a progress bar per
+    /// epoch, prints the test accuracy after every epoch, writes a PNG of loss and accuracy per
+    /// epoch and, with --json, a summary. --plaintext runs the f32 reference (candle); the
+    /// model and sentences come from scripts/fetch-assets.sh.
+    ///
+    /// Example (the README's table): prifft finetune --plaintext --layers-trainable 2
+    ///   --lr 0.001 --batch 8 --seq-len 32 --train 2000 --epochs 3 --seed 1
+    #[command(verbatim_doc_comment)]
+    Finetune(finetune::FinetuneArgs),
     /// Train the simple CNN on all of Fashion-MNIST (no federation) and print the test accuracy
     /// after each epoch: the reference the federated runs are compared with.
     Centralized(centralized::CentralizedArgs),
@@ -113,6 +125,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::FlReport(args) => fl::report(args),
         Cmd::FlTrace(args) => fl_trace::run(args),
         Cmd::Centralized(args) => centralized::run(args),
+        Cmd::Finetune(args) => finetune::run(args),
         Cmd::Partition(args) => partition::run(args),
         Cmd::Bench(cmd) => bench::run(cmd),
     }

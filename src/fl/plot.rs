@@ -1,5 +1,5 @@
-//! PNG plots of federated runs (plotters): test accuracy per round, and the clients' class
-//! histograms.
+//! PNG plots (plotters): test accuracy per round of federated runs, the clients' class
+//! histograms, and per-epoch panels (loss, accuracy) of fine-tuning runs.
 //!
 //! Text is drawn with a TrueType font read from the system (DejaVu Sans or Liberation Sans:
 //! Debian's `fonts-dejavu-core` or `fonts-liberation`), or from the file named by the
@@ -199,4 +199,75 @@ pub fn class_histogram(
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 12, y + 6)], color.filled()));
     }
     legend_and_save(&mut chart, &root, SeriesLabelPosition::UpperRight, path)
+}
+
+/// One panel of [`panels_per_epoch`]: a y-axis label and named series, one value per epoch
+/// (epoch 0 = before training, where a series has it).
+#[derive(Clone, Debug)]
+pub struct Panel {
+    /// The y-axis label.
+    pub y_desc: String,
+    /// (legend text, (epoch, value) points).
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Side-by-side line panels against the epoch (e.g. loss on the left, accuracy on the right),
+/// one PNG.
+///
+/// # Errors
+/// No font available, or the file cannot be written.
+pub fn panels_per_epoch(path: &Path, title: &str, panels: &[Panel]) -> Result<()> {
+    ensure_font()?;
+    let root = BitMapBackend::new(path, (560 * panels.len().max(1) as u32, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| draw_error(path, e))?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(|e| draw_error(path, e))?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (panel, area) in panels.iter().zip(&areas) {
+        let points = panel.series.iter().flat_map(|(_, p)| p.iter());
+        let (mut x_max, mut y_min, mut y_max) = (1f64, f64::MAX, f64::MIN);
+        for &(x, y) in points {
+            x_max = x_max.max(x);
+            y_min = y_min.min(y);
+            y_max = y_max.max(y);
+        }
+        if y_min > y_max {
+            (y_min, y_max) = (0.0, 1.0);
+        }
+        let pad = ((y_max - y_min) * 0.08).max(1e-3);
+        let mut chart = ChartBuilder::on(area)
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..x_max, (y_min - pad)..(y_max + pad))
+            .map_err(|e| draw_error(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(panel.y_desc.as_str())
+            .x_labels(x_max as usize + 1)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(|e| draw_error(path, e))?;
+        for (i, (label, pts)) in panel.series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                .map_err(|e| draw_error(path, e))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| draw_error(path, e))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| draw_error(path, e))?;
+    }
+    root.present().map_err(|e| draw_error(path, e))
 }

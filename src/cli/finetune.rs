@@ -1,0 +1,227 @@
+//! `prifft finetune`: fine-tune all-MiniLM-L6-v2 with a 2-class head on Rotten Tomatoes
+//! sentences. `--plaintext` runs the f32 reference (candle) in this process; the secure
+//! two-party mode uses the same flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use prifft::model::text::{self, Corpus};
+use prifft::model::train::{self, FineTuneConfig, FineTuneSummary, Progress};
+use prifft::model::{Assets, Classifier, Pooling};
+use prifft::{Error, Result};
+
+/// Pooling of the token states into one sentence vector.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PoolingArg {
+    /// Mean over real (non-padding) tokens (what all-MiniLM-L6-v2 was trained with).
+    Mean,
+    /// The [CLS] token's state.
+    Cls,
+}
+
+/// Arguments of `prifft finetune`.
+#[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    /// Run the plaintext f32 reference (candle, one process) instead of the secure two-party
+    /// fine-tuning.
+    #[arg(long)]
+    plaintext: bool,
+    /// Trainable top encoder layers K (0..=6); K = 6 also trains the embeddings. The head always
+    /// trains.
+    #[arg(long, default_value_t = 2)]
+    layers_trainable: usize,
+    /// Pooling of the token states.
+    #[arg(long, value_enum, default_value = "mean")]
+    pooling: PoolingArg,
+    /// Learning rate of SGD (with momentum 0.9, lr ≥ 0.01 collapses to a constant predictor for
+    /// K ≥ 2; 0.01 suits K = 0).
+    #[arg(long, default_value_t = 0.001)]
+    lr: f64,
+    /// Momentum of SGD.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Sentences per step.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Tokens per sentence L ([CLS] … [SEP], truncated or padded).
+    #[arg(long, default_value_t = 32)]
+    seq_len: usize,
+    /// Training sentences N (after the test sentences in one seeded permutation).
+    #[arg(long, default_value_t = 2000)]
+    train: usize,
+    /// Test sentences (the first of the permutation).
+    #[arg(long, default_value_t = 1000)]
+    test: usize,
+    /// Passes over the training sentences.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Seed of the split, the head, the batch order and dropout (default: random, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run every layer at every step instead of computing the frozen layers once per sentence
+    /// and reusing their output (same results; slower).
+    #[arg(long)]
+    recompute_frozen: bool,
+    /// Folder of config.json, model.safetensors and tokenizer.json (default assets/minilm from
+    /// scripts/fetch-assets.sh).
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+    /// Folder of the sentence files (default assets/sentiment from scripts/fetch-assets.sh).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Write the run's summary (settings, accuracy before training and per epoch, losses,
+    /// times) as JSON to this file ("-" for standard output).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// PNG of loss and accuracy per epoch.
+    #[arg(long, default_value = "finetune.png")]
+    plot: PathBuf,
+}
+
+/// Run `prifft finetune`.
+///
+/// # Errors
+/// Missing assets (the message names the fetch script); bad options; a diverging run.
+pub fn run(args: FinetuneArgs) -> Result<()> {
+    if !args.plaintext {
+        return Err(Error::Usage(
+            "secure two-party fine-tuning is not part of this build yet; add --plaintext to run the f32 reference"
+                .into(),
+        ));
+    }
+    let pooling = match args.pooling {
+        PoolingArg::Mean => Pooling::Mean,
+        PoolingArg::Cls => Pooling::Cls,
+    };
+    let seed = args.seed.unwrap_or_else(|| rand::Rng::random(&mut prifft::prg::os_rng()));
+    let assets = Assets::open(args.model_dir.as_deref())?;
+    if args.seq_len < 2 || args.seq_len > assets.config.max_position_embeddings {
+        return Err(Error::Usage(format!(
+            "--seq-len {} must be in 2..={}",
+            args.seq_len, assets.config.max_position_embeddings
+        )));
+    }
+    let sentences = text::load(Corpus::Movies, args.data_dir.as_deref())?;
+    let (train_set, test_set) = text::split(&sentences, seed, args.test, args.train)?;
+    let model = Classifier::new(&assets.weights, args.layers_trainable, pooling, seed)?;
+    let config = FineTuneConfig {
+        lr: args.lr,
+        momentum: args.momentum,
+        batch: args.batch,
+        seq_len: args.seq_len,
+        epochs: args.epochs,
+        seed,
+        reuse_frozen: !args.recompute_frozen,
+    };
+    eprintln!(
+        "plaintext fine-tuning of all-MiniLM-L6-v2: top {} of {} layers{} + head trainable, {:?} pooling, SGD lr {} momentum {}, batch {}, L = {}, {} training / {} test Rotten Tomatoes sentences, {} epoch(s), seed {seed}, frozen layers {}",
+        args.layers_trainable,
+        assets.config.num_hidden_layers,
+        if args.layers_trainable == assets.config.num_hidden_layers { " and the embeddings" } else { "" },
+        pooling,
+        args.lr,
+        args.momentum,
+        args.batch,
+        args.seq_len,
+        train_set.len(),
+        test_set.len(),
+        args.epochs,
+        if args.recompute_frozen { "recomputed every step" } else { "computed once per sentence" },
+    );
+    let mut bar: Option<ProgressBar> = None;
+    let style = ProgressStyle::with_template(
+        "{prefix:>10} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+    )
+    .expect("a valid template")
+    .progress_chars("=> ");
+    let mut progress = |p: Progress| match p {
+        Progress::Frozen { done, total } => {
+            let b = bar.get_or_insert_with(|| {
+                ProgressBar::new(total as u64).with_style(style.clone()).with_prefix("frozen")
+            });
+            b.set_position(done as u64);
+            if done == total {
+                b.finish_and_clear();
+                bar = None;
+            }
+        }
+        Progress::Step { epoch, step, steps, loss } => {
+            let b = bar.get_or_insert_with(|| {
+                ProgressBar::new(steps as u64)
+                    .with_style(style.clone())
+                    .with_prefix(format!("epoch {epoch}"))
+            });
+            b.set_position(step as u64);
+            b.set_message(format!("loss {loss:.4}"));
+        }
+        Progress::Epoch(e) => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            eprintln!(
+                "epoch {}: train loss {:.4}, train accuracy {:.2} %, test loss {:.4}, test accuracy {:.2} % ({:.1} s training, {:.1} s test)",
+                e.epoch,
+                e.train_loss,
+                100.0 * e.train_accuracy,
+                e.test_loss,
+                100.0 * e.test_accuracy,
+                e.train_seconds,
+                e.eval_seconds
+            );
+        }
+    };
+    let summary =
+        train::fine_tune(&model, &assets.tokenizer, &train_set, &test_set, &config, &mut progress)?;
+    if summary.frozen_seconds > 0.0 {
+        eprintln!("frozen layers computed once for all sentences in {:.1} s", summary.frozen_seconds);
+    }
+    eprintln!(
+        "test accuracy: {:.2} % before training, {:.2} % after epoch {}",
+        100.0 * summary.initial_test_accuracy,
+        100.0 * summary.epochs.last().map_or(0.0, |e| e.test_accuracy),
+        summary.epochs.len()
+    );
+    plot(&args.plot, &summary)?;
+    eprintln!("wrote {}", args.plot.display());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&summary).expect("serialisable");
+        if path.as_os_str() == "-" {
+            println!("{text}");
+        } else {
+            std::fs::write(path, text + "\n")
+                .map_err(|source| Error::Io { path: path.clone(), source })?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn plot(path: &std::path::Path, s: &FineTuneSummary) -> Result<()> {
+    use prifft::fl::plot::{Panel, panels_per_epoch};
+    let per_epoch = |f: fn(&train::EpochStats) -> f64| -> Vec<(f64, f64)> {
+        s.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect()
+    };
+    let mut test_acc = vec![(0.0, 100.0 * s.initial_test_accuracy)];
+    test_acc.extend(per_epoch(|e| 100.0 * e.test_accuracy));
+    let loss = Panel {
+        y_desc: "cross-entropy".into(),
+        series: vec![
+            ("train (mean over the epoch)".into(), per_epoch(|e| e.train_loss)),
+            ("test (after the epoch)".into(), per_epoch(|e| e.test_loss)),
+        ],
+    };
+    let accuracy = Panel {
+        y_desc: "accuracy (%)".into(),
+        series: vec![
+            ("train (over the epoch)".into(), per_epoch(|e| 100.0 * e.train_accuracy)),
+            ("test".into(), test_acc),
+        ],
+    };
+    let title = format!(
+        "all-MiniLM-L6-v2, top {} layers trained, lr {}, batch {}, L = {}, {} sentences",
+        s.trainable_layers, s.config.lr, s.config.batch, s.config.seq_len, s.train_sentences
+    );
+    panels_per_epoch(path, &title, &[loss, accuracy])
+}
