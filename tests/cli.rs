@@ -624,7 +624,8 @@ fn finetune_plaintext_trains_reports_json_and_a_plot_and_refuses_bad_options() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("epoch 2:") && stderr.contains("test accuracy"), "{stderr}");
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(s["trainable_layers"], 1);
     assert_eq!((s["train_sentences"].as_u64(), s["test_sentences"].as_u64()), (Some(24), Some(16)));
     let epochs = s["epochs"].as_array().unwrap();

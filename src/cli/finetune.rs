@@ -119,7 +119,11 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         "plaintext fine-tuning of all-MiniLM-L6-v2: top {} of {} layers{} + head trainable, {:?} pooling, SGD lr {} momentum {}, batch {}, L = {}, {} training / {} test Rotten Tomatoes sentences, {} epoch(s), seed {seed}, frozen layers {}",
         args.layers_trainable,
         assets.config.num_hidden_layers,
-        if args.layers_trainable == assets.config.num_hidden_layers { " and the embeddings" } else { "" },
+        if args.layers_trainable == assets.config.num_hidden_layers {
+            " and the embeddings"
+        } else {
+            ""
+        },
         pooling,
         args.lr,
         args.momentum,
@@ -175,7 +179,10 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     let summary =
         train::fine_tune(&model, &assets.tokenizer, &train_set, &test_set, &config, &mut progress)?;
     if summary.frozen_seconds > 0.0 {
-        eprintln!("frozen layers computed once for all sentences in {:.1} s", summary.frozen_seconds);
+        eprintln!(
+            "frozen layers computed once for all sentences in {:.1} s",
+            summary.frozen_seconds
+        );
     }
     eprintln!(
         "test accuracy: {:.2} % before training, {:.2} % after epoch {}",

@@ -218,7 +218,8 @@ pub struct Panel {
 /// No font available, or the file cannot be written.
 pub fn panels_per_epoch(path: &Path, title: &str, panels: &[Panel]) -> Result<()> {
     ensure_font()?;
-    let root = BitMapBackend::new(path, (560 * panels.len().max(1) as u32, 480)).into_drawing_area();
+    let root =
+        BitMapBackend::new(path, (560 * panels.len().max(1) as u32, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_error(path, e))?;
     let root = root.titled(title, ("sans-serif", 22)).map_err(|e| draw_error(path, e))?;
     let areas = root.split_evenly((1, panels.len().max(1)));
@@ -255,7 +256,9 @@ pub fn panels_per_epoch(path: &Path, title: &str, panels: &[Panel]) -> Result<()
                 .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
                 .map_err(|e| draw_error(path, e))?
                 .label(label)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                });
             chart
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(|e| draw_error(path, e))?;

@@ -26,6 +26,7 @@
 
 pub mod bert;
 pub mod config;
+pub mod gelu;
 pub mod text;
 pub mod tokenize;
 pub mod train;
