@@ -16,8 +16,8 @@
 //! its fast LayerNorm kernel has no backward pass. So [`EncoderLayer`] and the trainable
 //! embeddings are composed here from candle's differentiable ops, with dropout added; tests check
 //! them against candle-transformers' layers in evaluation mode (`tests/model.rs`). Also written
-//! here: GELU as one op with a fused backward ([`super::gelu`]: candle's took 12 of a layer's
-//! ≈ 40 ms), pooling, the head, the dropout masks (from a seeded ChaCha20 stream, so that a run is
+//! here: GELU as one op with a fused backward ([`super::gelu`]: candle's was the largest cost of
+//! a trainable layer), pooling, the head, the dropout masks (from a seeded ChaCha20 stream, so that a run is
 //! reproducible and the secure implementation can replay the same masks) and SGD with momentum
 //! ([`super::train`]; candle's SGD has none).
 //!
@@ -67,7 +67,7 @@ pub fn dropout(x: &Tensor, p: f64, rng: Option<&mut ChaCha20Rng>) -> CResult<Ten
 }
 
 /// A trainable affine map y = x Wᵀ + b over the last dimension (W is out × in, as PyTorch and
-/// the file store it; storing Wᵀ instead made a two-layer step slower, 148 ms against 63 ms).
+/// the file store it; storing Wᵀ instead made candle's backward slower).
 #[derive(Debug)]
 struct Dense {
     weight: Var,

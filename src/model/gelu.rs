@@ -2,9 +2,9 @@
 //!
 //! GELU(x) = x·Φ(x) = ½x(1 + erf(x/√2)); GELU′(x) = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π).
 //! candle has `gelu_erf`, but its backward is a chain of eight elementwise ops, each a pass over
-//! memory with a scalar `erf` or `exp`: on the FFN activations of a BERT-mini step (8 × 32 ×
-//! 1536) it cost 12 ms per layer against 1.7 ms for the forward (`prifft bench finetune`'s
-//! machine). Here forward and backward are one pass each.
+//! memory with a scalar `erf` or `exp`: on the FFN activations of a fine-tuning step it was the
+//! largest single cost of a trainable layer (`prifft bench finetune` measures the step). Here
+//! forward and backward are one pass each.
 //!
 //! For f64 (the gradient checks) erf is libm's. For f32, erf(z) = 1 − (a₁t + … + a₅t⁵)e^(−z²)
 //! with t = 1/(1 + pz) (Abramowitz & Stegun 7.1.26, |error| ≤ 1.5·10⁻⁷, at the scale of f32's
