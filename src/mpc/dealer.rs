@@ -56,6 +56,17 @@ impl Dealer {
         secrets: Vec<RingTensor>,
     ) -> Result<()> {
         let id = MaterialId(self.rng.random());
+        self.deal_with_id(kind, dims, secrets, id)
+    }
+
+    /// As [`Dealer::deal`] under a given id (derived from what the item is bound to).
+    pub(crate) fn deal_with_id(
+        &mut self,
+        kind: MaterialKind,
+        dims: &[usize],
+        secrets: Vec<RingTensor>,
+        id: MaterialId,
+    ) -> Result<()> {
         let (mut half0, mut half1) = (Vec::new(), Vec::new());
         for secret in secrets {
             let [s0, s1] = super::sharing::share_secret(&secret, &mut self.rng);

@@ -79,6 +79,18 @@ pub enum PreprocError {
         /// Shape of the next stored item.
         found: Vec<usize>,
     },
+    /// The next item was made for other operands than the protocol is given.
+    #[error(
+        "preprocessing: next {kind} is {found}, the operands need {expected}; the dealer's plan and the computation disagree"
+    )]
+    Unbound {
+        /// The kind of material.
+        kind: MaterialKind,
+        /// Hex id the operands call for (a label, not secret).
+        expected: String,
+        /// Hex id of the next stored item.
+        found: String,
+    },
     /// The material belongs to the other party.
     #[error("preprocessing: material for {found} given to {expected}")]
     WrongParty {

@@ -24,6 +24,7 @@ mod error;
 pub mod gates;
 pub mod ledger;
 pub mod local;
+pub mod masked;
 pub mod preproc;
 mod share;
 pub mod sharing;

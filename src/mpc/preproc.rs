@@ -62,6 +62,12 @@ pub enum MaterialKind {
     LutKeys = 10,
     /// Exact-shift gate keys, shape key [len, width, shift].
     ShiftKeys = 11,
+    /// The share ⟨r⟩ of a mask r that puts a tensor of this shape in masked form x̂ = x + r
+    /// ([`masked`](super::masked)).
+    Mask = 12,
+    /// ⟨R_A·R_B⟩ for a masked tensor product, shape key [batch, m, k, n]; bound to its two masks
+    /// by its id ([`masked`](super::masked)).
+    MaskedProduct = 13,
 }
 
 impl MaterialKind {
@@ -78,13 +84,22 @@ impl MaterialKind {
             9 => Some(Self::SplineKeys),
             10 => Some(Self::LutKeys),
             11 => Some(Self::ShiftKeys),
+            12 => Some(Self::Mask),
+            13 => Some(Self::MaskedProduct),
             _ => None,
         }
     }
 
     /// Whether items of this kind are FSS material (keys) rather than Beaver tensors.
     pub fn is_fss(self) -> bool {
-        self as u8 >= Self::DcfKeys as u8
+        !matches!(
+            self,
+            Self::ElemTriple
+                | Self::SquarePair
+                | Self::MatTriple
+                | Self::Mask
+                | Self::MaskedProduct
+        )
     }
 
     fn tensor_shapes(self, dims: &[usize]) -> Vec<Vec<usize>> {
@@ -94,6 +109,8 @@ impl MaterialKind {
             Self::MatTriple => {
                 vec![vec![dims[0], dims[1]], vec![dims[1], dims[2]], vec![dims[0], dims[2]]]
             }
+            Self::Mask => vec![dims.to_vec()],
+            Self::MaskedProduct => vec![vec![dims[0], dims[1], dims[3]]],
             _ => Vec::new(),
         }
     }
@@ -113,6 +130,8 @@ impl fmt::Display for MaterialKind {
             Self::SplineKeys => "spline keys [len, width, degree]",
             Self::LutKeys => "lookup-table keys [len, index bits]",
             Self::ShiftKeys => "shift keys [len, width, shift]",
+            Self::Mask => "mask share",
+            Self::MaskedProduct => "masked-product correlation [batch, m, k, n]",
         })
     }
 }
@@ -233,6 +252,49 @@ impl Preproc {
             });
         }
         Ok(queue.pop_front().expect("queue is not empty").payload)
+    }
+
+    /// Take the next item of `kind` with shape key `dims` together with its id (for material that
+    /// later items are bound to, such as masks).
+    ///
+    /// # Errors
+    /// As [`take_item`](Self::take_item).
+    pub(crate) fn take_with_id(
+        &mut self,
+        kind: MaterialKind,
+        dims: &[usize],
+    ) -> Result<(MaterialId, Vec<Share>), PreprocError> {
+        let id = self.peek_id(kind);
+        let shares = self.take(kind, dims)?;
+        Ok((id.expect("take succeeded, so an item was there"), shares))
+    }
+
+    /// Take the next item of `kind` with shape key `dims`, which must carry the id `expected`
+    /// (derived from what it is bound to).
+    ///
+    /// # Errors
+    /// As [`take_item`](Self::take_item); [`PreprocError::Unbound`] when the next item was made
+    /// for other operands (it stays in the store).
+    pub(crate) fn take_bound(
+        &mut self,
+        kind: MaterialKind,
+        dims: &[usize],
+        expected: MaterialId,
+    ) -> Result<Vec<Share>, PreprocError> {
+        if let Some(found) = self.peek_id(kind)
+            && found != expected
+        {
+            return Err(PreprocError::Unbound {
+                kind,
+                expected: expected.to_string(),
+                found: found.to_string(),
+            });
+        }
+        self.take(kind, dims)
+    }
+
+    fn peek_id(&self, kind: MaterialKind) -> Option<MaterialId> {
+        self.queues.get(&kind).and_then(|q| q.front()).map(|m| m.id)
     }
 
     /// Take the next Beaver item of `kind` with shape key `dims`.
@@ -357,6 +419,7 @@ impl Preproc {
             let rank = r.u8()? as usize;
             let rank_ok = match kind {
                 MaterialKind::MatTriple => rank == 3,
+                MaterialKind::MaskedProduct => rank == 4,
                 _ => rank <= MAX_RANK,
             };
             // FSS kinds check their rank against their own shape key.

@@ -1,0 +1,262 @@
+//! Hybrid sharing: masked values beside additive shares, and the masked tensor product with mask
+//! reuse (PriFFT's "tensor products", in the style of ABY2.0).
+//!
+//! **Forms.** An additive share ⟨x⟩ ([`Share`]) is one party's half of x = ⟨x⟩₀ + ⟨x⟩₁. A masked
+//! value ([`MaskedTensor`]) is the public x̂ = x + r, known to both parties, with the party's share ⟨r⟩
+//! of a one-time dealer mask r. They are distinct types, so a masked value cannot be used as a
+//! share by mistake.
+//!
+//! - additive → masked ([`mask`]): each party sends ⟨x⟩ − ⟨r⟩ and adds what it receives: one
+//!   round, 8 bytes per element per party. Every FSS gate opens its input this way anyway, so the
+//!   opening is shared with the next nonlinear gate.
+//! - masked → additive ([`MaskedTensor::to_additive`]): local, P0 takes x̂ − ⟨r⟩₀, P1 takes −⟨r⟩₁.
+//!
+//! **Masked tensor product** ([`matmul`]). For A (m×k) and B (k×n) in masked form,
+//! AB = ÂB̂ − Â·R_B − R_A·B̂ + R_A·R_B, so with the dealer's ⟨R_A·R_B⟩ each party computes
+//! ⟨AB⟩ locally: **no online communication** beyond opening the operands. In a training step the
+//! weights W are opened once and Ŵ serves the forward X·W and (as Ŵᵀ, [`MaskedTensor::t`]) the backward
+//! dY·Wᵀ, and X̂ serves dW = X̂ᵀ·dY: each product costs only the correlation, and each opening is
+//! proportional to its tensor, not to the products it feeds. Compare the Beaver product
+//! ([`beaver::matmul`](super::beaver::matmul)): 8·(mk + kn) bytes per party per product.
+//! Operands of rank 3 are batches (per attention head) of matrices.
+//!
+//! **Binding.** The correlation ⟨R_A·R_B⟩ is only right for the masks it was made from. Its id
+//! is derived from the two masks' ids and orientations, and the party checks it before use: a
+//! product on operands the dealer did not plan is [`PreprocError::Unbound`](super::PreprocError::Unbound), not a wrong result.
+//!
+//! **What each party learns.** Opening x̂ = x + r with a uniform one-time r reveals nothing about
+//! x; the product is local. Outputs are additive shares, exact in Z_2^64 (fixed-point operands
+//! give 2f fractional bits: truncate afterwards).
+//!
+//! **Dealer.** [`gen_mask`] deals ⟨r⟩ and returns the cleartext mask to the dealer as a
+//! [`DealerMask`] (it never leaves the dealer), which [`gen_matmul`] uses for ⟨R_A·R_B⟩.
+
+use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
+
+use super::error::Result;
+use super::preproc::{MaterialId, MaterialKind};
+use super::{Dealer, MpcError, PartyCtx, PartyId, Share};
+use crate::backend::{Backend, ElemOp};
+use crate::net::{Channel, exchange};
+use crate::ring::{RingTensor, check_shape};
+
+/// A mask as the dealer keeps it: the cleartext r, its item id and orientation. Dealer-only;
+/// prints only its shape and zeroises r on drop.
+pub struct DealerMask {
+    id: MaterialId,
+    value: RingTensor,
+    transposed: bool,
+}
+
+impl std::fmt::Debug for DealerMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DealerMask").field("shape", &self.value.shape()).finish_non_exhaustive()
+    }
+}
+
+impl Drop for DealerMask {
+    fn drop(&mut self) {
+        self.value.as_mut_slice().zeroize();
+    }
+}
+
+impl DealerMask {
+    /// The mask of the transposed tensor (last two dimensions swapped).
+    ///
+    /// # Errors
+    /// [`MpcError::Shape`] for a tensor of rank below 2 or above 3.
+    pub fn t(&self) -> Result<DealerMask> {
+        Ok(DealerMask { id: self.id, value: transpose(&self.value)?, transposed: !self.transposed })
+    }
+}
+
+/// One party's masked value: the public x̂ = x + r and its share ⟨r⟩ of the mask.
+///
+/// x̂ is public to both parties (not secret); ⟨r⟩ is. Prints only its shape; the mask share is
+/// zeroed when dropped (as every [`Share`]).
+#[derive(Clone)]
+pub struct MaskedTensor {
+    public: RingTensor,
+    mask: Share,
+    mask_id: MaterialId,
+    transposed: bool,
+}
+
+impl std::fmt::Debug for MaskedTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaskedTensor").field("shape", &self.public.shape()).finish_non_exhaustive()
+    }
+}
+
+impl MaskedTensor {
+    /// The public masked value x̂ = x + r.
+    pub fn public(&self) -> &RingTensor {
+        &self.public
+    }
+
+    /// The tensor's shape.
+    pub fn shape(&self) -> &[usize] {
+        self.public.shape()
+    }
+
+    /// Back to an additive share, locally: P0 holds x̂ − ⟨r⟩₀, P1 holds −⟨r⟩₁.
+    pub fn to_additive(&self, party: PartyId) -> Share {
+        let minus_r = Share::new(self.mask.tensor().neg());
+        minus_r.add_public(party, &self.public).expect("x̂ and ⟨r⟩ have one shape")
+    }
+
+    /// The transposed tensor in masked form (last two dimensions swapped), locally: x̂ᵀ with ⟨rᵀ⟩.
+    ///
+    /// # Errors
+    /// [`MpcError::Shape`] for a tensor of rank below 2 or above 3.
+    pub fn t(&self) -> Result<MaskedTensor> {
+        Ok(MaskedTensor {
+            public: transpose(&self.public)?,
+            mask: Share::new(transpose(self.mask.tensor())?),
+            mask_id: self.mask_id,
+            transposed: !self.transposed,
+        })
+    }
+}
+
+/// (batch, rows, cols) of a rank-2 (batch 1) or rank-3 tensor.
+fn batch_dims(shape: &[usize], op: &'static str) -> Result<(usize, usize, usize)> {
+    match *shape {
+        [r, c] => Ok((1, r, c)),
+        [b, r, c] => Ok((b, r, c)),
+        _ => Err(MpcError::Shape { op, left: shape.to_vec(), right: vec![] }),
+    }
+}
+
+/// Swap the last two dimensions of a rank-2 or rank-3 tensor.
+fn transpose(t: &RingTensor) -> Result<RingTensor> {
+    let (b, r, c) = batch_dims(t.shape(), "masked::transpose")?;
+    let src = t.as_slice();
+    let mut out = vec![0u64; src.len()];
+    for h in 0..b {
+        let (s, d) = (&src[h * r * c..(h + 1) * r * c], &mut out[h * r * c..(h + 1) * r * c]);
+        for i in 0..r {
+            for j in 0..c {
+                d[j * r + i] = s[i * c + j];
+            }
+        }
+    }
+    let shape = if t.shape().len() == 2 { vec![c, r] } else { vec![b, c, r] };
+    Ok(RingTensor::from_vec(&shape, out)?)
+}
+
+/// The shape key [batch, m, k, n] of a product of `a` and `b`, checking that they fit.
+fn product_dims(a: &[usize], b: &[usize]) -> Result<[usize; 4]> {
+    let (ba, m, k) = batch_dims(a, "masked::matmul")?;
+    let (bb, k2, n) = batch_dims(b, "masked::matmul")?;
+    if ba != bb || k != k2 || a.len() != b.len() {
+        return Err(MpcError::Shape { op: "masked::matmul", left: a.to_vec(), right: b.to_vec() });
+    }
+    Ok([ba, m, k, n])
+}
+
+/// The id of the correlation for masks (`a`, transposed?) · (`b`, transposed?).
+fn product_id(a: (MaterialId, bool), b: (MaterialId, bool)) -> MaterialId {
+    let mut h = Sha256::new();
+    h.update(b"prifft masked product v1");
+    h.update(a.0.0);
+    h.update([u8::from(a.1)]);
+    h.update(b.0.0);
+    h.update([u8::from(b.1)]);
+    let digest = h.finalize();
+    MaterialId(digest[..16].try_into().expect("16 bytes"))
+}
+
+/// Batched product on the backend: [batch, m, k] · [batch, k, n] → [batch, m, n] (rank as `a`).
+fn batched_matmul(be: &dyn Backend, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+    let [batch, m, k, n] = product_dims(a.shape(), b.shape())?;
+    let mut out = vec![0u64; batch * m * n];
+    for h in 0..batch {
+        be.matmul(
+            &a.as_slice()[h * m * k..(h + 1) * m * k],
+            &b.as_slice()[h * k * n..(h + 1) * k * n],
+            (m, k, n),
+            &mut out[h * m * n..(h + 1) * m * n],
+        )?;
+    }
+    let shape = if a.shape().len() == 2 { vec![m, n] } else { vec![batch, m, n] };
+    Ok(RingTensor::from_vec(&shape, out)?)
+}
+
+fn elem(be: &dyn Backend, op: ElemOp, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+    let mut out = vec![0; a.len()];
+    be.elementwise(op, a.as_slice(), b.as_slice(), &mut out)?;
+    Ok(RingTensor::from_vec(a.shape(), out)?)
+}
+
+/// Dealer: a one-time mask for a tensor of `shape` (rank 1–3); deals ⟨r⟩ to both parties and
+/// returns r to the dealer for the products it will feed.
+///
+/// # Errors
+/// [`MpcError::Shape`] for an impossible shape.
+pub fn gen_mask(dealer: &mut Dealer, shape: &[usize]) -> Result<DealerMask> {
+    check_shape("masked::gen_mask", shape)?;
+    let value = RingTensor::random(shape, dealer.rng());
+    let id = MaterialId(rand::Rng::random(dealer.rng()));
+    dealer.deal_with_id(MaterialKind::Mask, shape, vec![value.clone()], id)?;
+    Ok(DealerMask { id, value, transposed: false })
+}
+
+/// Dealer: the correlation ⟨R_A·R_B⟩ for one masked product of tensors masked by `a` and `b`
+/// (each possibly [`DealerMask::t`]); the parties' [`matmul`] checks that its operands carry
+/// these masks.
+///
+/// # Errors
+/// [`MpcError::Shape`] when the shapes do not multiply; [`PreprocError::Reused`](super::PreprocError::Reused) when this
+/// product (same masks, same orientations) was dealt before.
+pub fn gen_matmul(dealer: &mut Dealer, a: &DealerMask, b: &DealerMask) -> Result<()> {
+    let dims = product_dims(a.value.shape(), b.value.shape())?;
+    let mut product = batched_matmul(&crate::backend::Cpu, &a.value, &b.value)?;
+    let [batch, m, _, n] = dims;
+    product = RingTensor::from_vec(&[batch, m, n], product.into_vec())?;
+    let id = product_id((a.id, a.transposed), (b.id, b.transposed));
+    dealer.deal_with_id(MaterialKind::MaskedProduct, &dims, vec![product], id)
+}
+
+/// Additive → masked: take the next mask of `x`'s shape, open x + r (each party sends
+/// ⟨x⟩ + ⟨r⟩): one round, 8 bytes per element per party.
+///
+/// # Errors
+/// Preprocessing errors (no mask of this shape), channel errors.
+pub fn mask<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<MaskedTensor> {
+    let (mask_id, shares) = ctx.preproc.take_with_id(MaterialKind::Mask, x.shape())?;
+    let r = shares.into_iter().next().expect("a mask item holds one tensor");
+    let mine = x.add(&r)?;
+    let len = mine.tensor().len() * 8;
+    let theirs = exchange(ctx.channel(), "masked::mask", mine.tensor().to_le_bytes(), len)?;
+    let public = mine.tensor().add(&RingTensor::from_le_bytes(x.shape(), &theirs)?)?;
+    Ok(MaskedTensor { public, mask: r, mask_id, transposed: false })
+}
+
+/// ⟨A·B⟩ from masked A ([batch,] m×k) and B ([batch,] k×n), locally, with the dealer's
+/// correlation for exactly these masks: ⟨AB⟩ = [P0: ÂB̂] − Â⟨R_B⟩ − ⟨R_A⟩B̂ + ⟨R_A R_B⟩.
+/// No communication. The products run on `ctx.backend()`.
+///
+/// # Errors
+/// [`MpcError::Shape`] when the shapes do not multiply; [`PreprocError::Unbound`](super::PreprocError::Unbound) when the next
+/// correlation was made for other masks; other preprocessing errors.
+pub fn matmul<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    a: &MaskedTensor,
+    b: &MaskedTensor,
+) -> Result<Share> {
+    let dims = product_dims(a.shape(), b.shape())?;
+    let id = product_id((a.mask_id, a.transposed), (b.mask_id, b.transposed));
+    let shares = ctx.preproc.take_bound(MaterialKind::MaskedProduct, &dims, id)?;
+    let rr = shares.into_iter().next().expect("a product item holds one tensor");
+    let be = ctx.backend();
+    let a_rb = batched_matmul(be, &a.public, b.mask.tensor())?;
+    let ra_b = batched_matmul(be, a.mask.tensor(), &b.public)?;
+    let rr = RingTensor::from_vec(a_rb.shape(), rr.into_tensor().into_vec())?;
+    let mut z = elem(be, ElemOp::Sub, &elem(be, ElemOp::Sub, &rr, &a_rb)?, &ra_b)?;
+    if ctx.id == PartyId::P0 {
+        z = elem(be, ElemOp::Add, &z, &batched_matmul(be, &a.public, &b.public)?)?;
+    }
+    Ok(Share::new(z))
+}

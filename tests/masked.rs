@@ -1,0 +1,206 @@
+//! Hybrid sharing (additive shares and masked tensors) and the masked tensor product with mask
+//! reuse, two parties on the in-memory channel, on every backend: exact reconstruction, the
+//! documented bytes and rounds, and refusal of products the dealer did not plan.
+
+mod common;
+
+use std::sync::Arc;
+
+use prifft::backend::Backend;
+use prifft::mpc::masked::{self, MaskedTensor};
+use prifft::mpc::{Dealer, MpcError, PreprocError, Share, local, sharing};
+use prifft::prg::insecure_seeded_rng;
+use prifft::ring::RingTensor;
+
+type Ctx = prifft::mpc::PartyCtx<local::LocalChannel>;
+
+fn random(shape: &[usize], seed: u64) -> RingTensor {
+    RingTensor::random(shape, &mut insecure_seeded_rng(seed))
+}
+
+/// Cleartext batched product of rank-2 or rank-3 tensors.
+fn product(a: &RingTensor, b: &RingTensor) -> RingTensor {
+    if a.shape().len() == 2 {
+        return a.matmul(b).unwrap();
+    }
+    let (h, m, k, n) = (a.shape()[0], a.shape()[1], a.shape()[2], b.shape()[2]);
+    let mut out = Vec::new();
+    for i in 0..h {
+        let ai = RingTensor::from_vec(&[m, k], a.as_slice()[i * m * k..(i + 1) * m * k].to_vec());
+        let bi = RingTensor::from_vec(&[k, n], b.as_slice()[i * k * n..(i + 1) * k * n].to_vec());
+        out.extend(ai.unwrap().matmul(&bi.unwrap()).unwrap().into_vec());
+    }
+    RingTensor::from_vec(&[h, m, n], out).unwrap()
+}
+
+fn transpose(t: &RingTensor) -> RingTensor {
+    let dims = t.shape();
+    let (h, r, c) =
+        if dims.len() == 2 { (1, dims[0], dims[1]) } else { (dims[0], dims[1], dims[2]) };
+    let mut out = vec![0; t.len()];
+    for b in 0..h {
+        for i in 0..r {
+            for j in 0..c {
+                out[b * r * c + j * r + i] = t.as_slice()[b * r * c + i * c + j];
+            }
+        }
+    }
+    let shape = if dims.len() == 2 { vec![c, r] } else { vec![h, c, r] };
+    RingTensor::from_vec(&shape, out).unwrap()
+}
+
+/// The raw output shares of one training step's three products of a linear layer with W opened
+/// once — Y = X·W, dX = dY·Wᵀ, dW = Xᵀ·dY — on `backend`, X [.., m, k], W [.., k, n], checked
+/// against the cleartext ring products and the documented costs.
+fn layer_step(
+    backend: Arc<dyn Backend>,
+    batch: Option<usize>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<Vec<u64>> {
+    let dims = |r: usize, c: usize| batch.map_or(vec![r, c], |b| vec![b, r, c]);
+    let (x, w, dy) = (random(&dims(m, k), 1), random(&dims(k, n), 2), random(&dims(m, n), 3));
+    let mut dealer = Dealer::insecure_with_seed(4);
+    let rx = masked::gen_mask(&mut dealer, &dims(m, k)).unwrap();
+    let rw = masked::gen_mask(&mut dealer, &dims(k, n)).unwrap();
+    let rdy = masked::gen_mask(&mut dealer, &dims(m, n)).unwrap();
+    masked::gen_matmul(&mut dealer, &rx, &rw).unwrap();
+    masked::gen_matmul(&mut dealer, &rdy, &rw.t().unwrap()).unwrap();
+    masked::gen_matmul(&mut dealer, &rx.t().unwrap(), &rdy).unwrap();
+    let mut rng = insecure_seeded_rng(5);
+    let [x0, x1] = sharing::share_secret(&x, &mut rng);
+    let [w0, w1] = sharing::share_secret(&w, &mut rng);
+    let [d0, d1] = sharing::share_secret(&dy, &mut rng);
+    let party = |x: Share, w: Share, dy: Share| {
+        move |ctx: &mut Ctx| {
+            let c0 = ctx.mark();
+            let xh = masked::mask(ctx, &x)?;
+            let wh = masked::mask(ctx, &w)?;
+            let dyh = masked::mask(ctx, &dy)?;
+            let c1 = ctx.mark();
+            let y = masked::matmul(ctx, &xh, &wh)?;
+            let dx = masked::matmul(ctx, &dyh, &wh.t()?)?;
+            let dw = masked::matmul(ctx, &xh.t()?, &dyh)?;
+            let c2 = ctx.mark();
+            let back = xh.to_additive(ctx.id);
+            Ok::<_, MpcError>(([y, dx, dw], back, [c1 - c0, c2 - c1], format!("{xh:?}")))
+        }
+    };
+    let run =
+        local::run_parties(None, backend, dealer.finish(), party(x0, w0, d0), party(x1, w1, d1))
+            .unwrap();
+    let (out0, back0, cost0, debug0) = run.out0;
+    let (out1, back1, cost1, _) = run.out1;
+    let want = [product(&x, &w), product(&dy, &transpose(&w)), product(&transpose(&x), &dy)];
+    for ((a, b), want) in out0.iter().zip(&out1).zip(&want) {
+        assert_eq!(&sharing::reconstruct(a, b).unwrap(), want);
+    }
+    // Masked → additive is local and exact.
+    assert_eq!(sharing::reconstruct(&back0, &back1).unwrap(), x);
+    // Opening costs 8 bytes per element of X, W and dY, once each; the products cost nothing.
+    // Three Beaver products would send 8·(mk + kn) + 8·(mn + nk) + 8·(km + mn) per party.
+    let h = batch.unwrap_or(1) as u64;
+    let (m, k, n) = (m as u64, k as u64, n as u64);
+    for [open, products] in [cost0, cost1] {
+        assert_eq!(open.bytes_sent, 8 * h * (m * k + k * n + m * n));
+        assert_eq!(open.rounds, 3);
+        assert_eq!((products.bytes_sent, products.rounds), (0, 0));
+    }
+    assert_eq!(debug0, format!("MaskedTensor {{ shape: {:?}, .. }}", dims(m as usize, k as usize)));
+    out0.iter().chain(&out1).map(|s| s.tensor().as_slice().to_vec()).collect()
+}
+
+#[test]
+fn a_linear_layers_forward_and_backward_products_reuse_one_opening_of_each_operand() {
+    layer_step(Arc::new(prifft::backend::Cpu), None, 7, 33, 5);
+    layer_step(Arc::new(prifft::backend::Cpu), None, 1, 1, 1);
+}
+
+#[test]
+fn batched_per_head_products_reconstruct_exactly() {
+    layer_step(Arc::new(prifft::backend::Cpu), Some(3), 4, 6, 4);
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn the_gpu_gives_the_cpus_shares() {
+    let Some(gpu) = common::gpu_device() else { return };
+    let cpu = layer_step(Arc::new(prifft::backend::Cpu), Some(2), 9, 17, 3);
+    assert!(layer_step(Arc::new(gpu), Some(2), 9, 17, 3) == cpu, "GPU shares != CPU shares");
+}
+
+#[test]
+fn the_scheduler_over_two_devices_gives_one_devices_shares() {
+    let cpu = layer_step(Arc::new(prifft::backend::Cpu), None, 12, 8, 10);
+    let split = layer_step(Arc::new(common::two_device_scheduler()), None, 12, 8, 10);
+    assert!(split == cpu, "scheduled shares != one device's shares");
+}
+
+#[test]
+fn a_product_the_dealer_did_not_plan_is_refused() {
+    let mut dealer = Dealer::insecure_with_seed(6);
+    let ra = masked::gen_mask(&mut dealer, &[2, 3]).unwrap();
+    let rb = masked::gen_mask(&mut dealer, &[3, 2]).unwrap();
+    let rc = masked::gen_mask(&mut dealer, &[2, 3]).unwrap();
+    masked::gen_matmul(&mut dealer, &ra, &rb).unwrap();
+    // The same product twice is refused by the dealer (its correlation is one item).
+    assert!(masked::gen_matmul(&mut dealer, &ra, &rb).is_err());
+    // Shapes that do not multiply.
+    assert!(matches!(masked::gen_matmul(&mut dealer, &ra, &rc), Err(MpcError::Shape { .. })));
+    let (a, b, c) = (random(&[2, 3], 7), random(&[3, 2], 8), random(&[2, 3], 9));
+    let mut rng = insecure_seeded_rng(10);
+    let (a, b, c) = (
+        sharing::share_secret(&a, &mut rng),
+        sharing::share_secret(&b, &mut rng),
+        sharing::share_secret(&c, &mut rng),
+    );
+    let party = |i: usize| {
+        let (a, b, c) = (a[i].clone(), b[i].clone(), c[i].clone());
+        move |ctx: &mut Ctx| -> Result<(), MpcError> {
+            let ah = masked::mask(ctx, &a)?;
+            let bh = masked::mask(ctx, &b)?;
+            let ch = masked::mask(ctx, &c)?;
+            // C·B has the planned shape but C's mask is not A's: refused, and the item stays.
+            let err = masked::matmul(ctx, &ch, &bh).unwrap_err();
+            assert!(matches!(err, MpcError::Preproc(PreprocError::Unbound { .. })), "{err}");
+            // Aᵀ·Bᵀ, a different orientation, is refused too.
+            assert!(masked::matmul(ctx, &ah.t()?, &bh.t()?).is_err());
+            masked::matmul(ctx, &ah, &bh)?;
+            // And the correlation is gone after its one use.
+            assert!(masked::matmul(ctx, &ah, &bh).is_err());
+            Ok(())
+        }
+    };
+    local::run_two_party(dealer.finish(), party(0), party(1)).unwrap();
+}
+
+#[test]
+fn masks_and_product_correlations_survive_the_preprocessing_file_format() {
+    let mut dealer = Dealer::insecure_with_seed(11);
+    let ra = masked::gen_mask(&mut dealer, &[2, 4, 3]).unwrap();
+    let rb = masked::gen_mask(&mut dealer, &[2, 3, 5]).unwrap();
+    masked::gen_matmul(&mut dealer, &ra, &rb).unwrap();
+    let [p0, p1] = dealer.finish();
+    let (p0, p1) = (
+        prifft::mpc::Preproc::from_bytes(&p0.to_bytes()).unwrap(),
+        prifft::mpc::Preproc::from_bytes(&p1.to_bytes()).unwrap(),
+    );
+    let (a, b) = (random(&[2, 4, 3], 12), random(&[2, 3, 5], 13));
+    let mut rng = insecure_seeded_rng(14);
+    let (a, b) = (sharing::share_secret(&a, &mut rng), sharing::share_secret(&b, &mut rng));
+    let party = |i: usize| {
+        let (a, b) = (a[i].clone(), b[i].clone());
+        move |ctx: &mut Ctx| -> Result<Share, MpcError> {
+            let (ah, bh): (MaskedTensor, MaskedTensor) =
+                (masked::mask(ctx, &a)?, masked::mask(ctx, &b)?);
+            masked::matmul(ctx, &ah, &bh)
+        }
+    };
+    let run = local::run_two_party([p0, p1], party(0), party(1)).unwrap();
+    let want = product(
+        &sharing::reconstruct(&a[0], &a[1]).unwrap(),
+        &sharing::reconstruct(&b[0], &b[1]).unwrap(),
+    );
+    assert_eq!(sharing::reconstruct(&run.out0, &run.out1).unwrap(), want);
+}
