@@ -234,7 +234,7 @@ pub fn mask<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<MaskedTensor
     Ok(MaskedTensor { public, mask: r, mask_id, transposed: false })
 }
 
-/// ⟨A·B⟩ from masked A ([batch,] m×k) and B ([batch,] k×n), locally, with the dealer's
+/// ⟨A·B⟩ from masked A (m×k, or batch × m × k) and B (k×n, or batch × k × n), locally, with the dealer's
 /// correlation for exactly these masks: ⟨AB⟩ = [P0: ÂB̂] − Â⟨R_B⟩ − ⟨R_A⟩B̂ + ⟨R_A R_B⟩.
 /// No communication. The products run on `ctx.backend()`.
 ///
