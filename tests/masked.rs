@@ -204,3 +204,84 @@ fn masks_and_product_correlations_survive_the_preprocessing_file_format() {
     );
     assert_eq!(sharing::reconstruct(&run.out0, &run.out1).unwrap(), want);
 }
+
+/// ReLU and DReLU straight on a masked tensor whose opening also feeds a masked product: one
+/// opening (8 bytes per element) for all three, on `backend`; returns the raw output shares.
+fn gates_on_a_masked_tensor(backend: Arc<dyn Backend>) -> Vec<Vec<u64>> {
+    const WIDTH: u32 = 24;
+    let (m, k, n) = (5, 6, 3);
+    let mut rng = insecure_seeded_rng(20);
+    let half = 1i64 << (WIDTH - 1);
+    let mut v: Vec<u64> = [-half, -1, 0, 1, half - 1].map(|x| x as u64).to_vec();
+    v.extend((v.len()..m * k).map(|_| rand::Rng::random_range(&mut rng, -half..half) as u64));
+    let x = RingTensor::from_vec(&[m, k], v).unwrap();
+    let w = random(&[k, n], 21);
+    let mut dealer = Dealer::insecure_with_seed(22);
+    let rx = masked::gen_mask(&mut dealer, &[m, k]).unwrap();
+    let rw = masked::gen_mask(&mut dealer, &[k, n]).unwrap();
+    masked::gen_relu(&mut dealer, WIDTH, &rx).unwrap();
+    masked::gen_drelu(&mut dealer, WIDTH, &rx).unwrap();
+    masked::gen_matmul(&mut dealer, &rx, &rw).unwrap();
+    assert!(masked::gen_relu(&mut dealer, WIDTH, &rx).is_err(), "one set of ReLU keys per mask");
+    let [x0, x1] = sharing::share_secret(&x, &mut rng);
+    let [w0, w1] = sharing::share_secret(&w, &mut rng);
+    let party = |x: Share, w: Share| {
+        move |ctx: &mut Ctx| {
+            let xh = masked::mask(ctx, &x)?;
+            let wh = masked::mask(ctx, &w)?;
+            let c0 = ctx.mark();
+            let relu = masked::relu(ctx, &xh, WIDTH)?;
+            let sign = masked::drelu(ctx, &xh, WIDTH)?;
+            let xw = masked::matmul(ctx, &xh, &wh)?;
+            Ok::<_, MpcError>(([relu, sign, xw], ctx.mark() - c0))
+        }
+    };
+    let run =
+        local::run_parties(None, backend, dealer.finish(), party(x0, w0), party(x1, w1)).unwrap();
+    let ([relu0, sign0, xw0], cost0) = run.out0;
+    let ([relu1, sign1, xw1], cost1) = run.out1;
+    let xs = x.as_slice();
+    let want_relu: Vec<u64> = xs.iter().map(|&v| prifft::mpc::gates::relu::spec(v)).collect();
+    let want_sign: Vec<u64> = xs.iter().map(|&v| u64::from((v as i64) >= 0)).collect();
+    assert_eq!(sharing::reconstruct(&relu0, &relu1).unwrap().as_slice(), want_relu);
+    assert_eq!(sharing::reconstruct(&sign0, &sign1).unwrap().as_slice(), want_sign);
+    assert_eq!(sharing::reconstruct(&xw0, &xw1).unwrap(), x.matmul(&w).unwrap());
+    for c in [cost0, cost1] {
+        assert_eq!((c.bytes_sent, c.rounds), (0, 0), "the gates and the product are local");
+    }
+    [relu0, sign0, xw0, relu1, sign1, xw1].iter().map(|s| s.tensor().as_slice().to_vec()).collect()
+}
+
+#[test]
+fn relu_and_drelu_run_on_a_masked_tensor_without_communication() {
+    gates_on_a_masked_tensor(Arc::new(prifft::backend::Cpu));
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn gates_on_a_masked_tensor_give_the_cpus_shares_on_the_gpu() {
+    let Some(gpu) = common::gpu_device() else { return };
+    let cpu = gates_on_a_masked_tensor(Arc::new(prifft::backend::Cpu));
+    assert!(gates_on_a_masked_tensor(Arc::new(gpu)) == cpu, "GPU shares != CPU shares");
+}
+
+#[test]
+fn gate_keys_made_for_another_mask_are_refused() {
+    let mut dealer = Dealer::insecure_with_seed(23);
+    let ra = masked::gen_mask(&mut dealer, &[4]).unwrap();
+    // A second mask of the same shape: the parties' second `mask` takes it.
+    let _rb = masked::gen_mask(&mut dealer, &[4]).unwrap();
+    masked::gen_relu(&mut dealer, 16, &ra).unwrap();
+    let [b0, b1] = sharing::share_secret(&random(&[4], 24), &mut insecure_seeded_rng(25));
+    let party = |a: Share, b: Share| {
+        move |ctx: &mut Ctx| -> Result<(), MpcError> {
+            let _ah = masked::mask(ctx, &a)?;
+            let bh = masked::mask(ctx, &b)?;
+            let err = masked::relu(ctx, &bh, 16).unwrap_err();
+            assert!(matches!(err, MpcError::Preproc(PreprocError::Unbound { .. })), "{err}");
+            Ok(())
+        }
+    };
+    let [a0, a1] = sharing::share_secret(&random(&[4], 26), &mut insecure_seeded_rng(27));
+    local::run_two_party(dealer.finish(), party(a0, b0), party(a1, b1)).unwrap();
+}

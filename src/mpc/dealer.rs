@@ -83,6 +83,15 @@ impl Dealer {
     /// File both halves of FSS material (index 0 is P0's) as one item under a fresh id.
     pub(crate) fn deal_fss(&mut self, halves: [FssMaterial; 2]) -> Result<()> {
         let id = MaterialId(self.rng.random());
+        self.deal_fss_with_id(halves, id)
+    }
+
+    /// As [`Dealer::deal_fss`] under a given id (derived from what the item is bound to).
+    pub(crate) fn deal_fss_with_id(
+        &mut self,
+        halves: [FssMaterial; 2],
+        id: MaterialId,
+    ) -> Result<()> {
         for (store, keys) in self.stores.iter_mut().zip(halves) {
             let (kind, dims) = (keys.kind(), keys.dims());
             store.push(Material { id, kind, dims, payload: Payload::Fss(Box::new(keys)) })?;

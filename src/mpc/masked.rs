@@ -28,6 +28,13 @@
 //! x; the product is local. Outputs are additive shares, exact in Z_2^64 (fixed-point operands
 //! give 2f fractional bits: truncate afterwards).
 //!
+//! **FSS gates on a masked tensor** ([`relu`], [`drelu`]). A gate opens its input x + r; when
+//! the input is already a masked tensor, the dealer makes the gate's keys for the tensor's own
+//! mask ([`gen_relu`], [`gen_drelu`]) and the gate evaluates on x̂ directly: **no online
+//! communication**. So one opening of a layer's output serves both its nonlinearity and, in the
+//! backward pass, the products that reuse it. The keys are bound to the mask by their id as the
+//! product correlations are.
+//!
 //! **Dealer.** [`gen_mask`] deals ⟨r⟩ and returns the cleartext mask to the dealer as a
 //! [`DealerMask`] (it never leaves the dealer), which [`gen_matmul`] uses for ⟨R_A·R_B⟩.
 
@@ -35,6 +42,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use super::error::Result;
+use super::gates::{self, material::FssItem, material::Masked as GateKeys};
 use super::preproc::{MaterialId, MaterialKind};
 use super::{Dealer, MpcError, PartyCtx, PartyId, Share};
 use crate::backend::{Backend, ElemOp};
@@ -217,6 +225,93 @@ pub fn gen_matmul(dealer: &mut Dealer, a: &DealerMask, b: &DealerMask) -> Result
     product = RingTensor::from_vec(&[batch, m, n], product.into_vec())?;
     let id = product_id((a.id, a.transposed), (b.id, b.transposed));
     dealer.deal_with_id(MaterialKind::MaskedProduct, &dims, vec![product], id)
+}
+
+/// The id of gate keys `kind` made for the mask `mask` (in orientation `transposed`).
+fn gate_id(kind: MaterialKind, mask: (MaterialId, bool)) -> MaterialId {
+    let mut h = Sha256::new();
+    h.update(b"prifft gate on masked tensor v1");
+    h.update([kind as u8]);
+    h.update(mask.0.0);
+    h.update([u8::from(mask.1)]);
+    let digest = h.finalize();
+    MaterialId(digest[..16].try_into().expect("16 bytes"))
+}
+
+/// Dealer: file a gate's two halves for the masked tensor of `mask`. The items keep a (fresh)
+/// sharing of the mask, as every gate item does; the masked-tensor path does not read it.
+fn deal_gate_on<K>(dealer: &mut Dealer, mask: &DealerMask, keys: [K; 2]) -> Result<()>
+where
+    GateKeys<K>: FssItem,
+{
+    let r = mask.value.as_slice();
+    let s0: Vec<u64> = (0..r.len()).map(|_| rand::Rng::random(dealer.rng())).collect();
+    let s1: Vec<u64> = r.iter().zip(&s0).map(|(&r, &a)| r.wrapping_sub(a)).collect();
+    let [k0, k1] = keys;
+    let id = gate_id(<GateKeys<K> as FssItem>::KIND, (mask.id, mask.transposed));
+    dealer.deal_fss_with_id(
+        [
+            GateKeys { mask: s0, keys: k0 }.into_material(),
+            GateKeys { mask: s1, keys: k1 }.into_material(),
+        ],
+        id,
+    )
+}
+
+/// Dealer: ReLU keys of width m for the masked tensor of `mask` ([`relu`]).
+///
+/// # Errors
+/// [`KeyError::Width`](crate::fss::KeyError::Width) unless 2 ≤ m ≤ 64;
+/// [`PreprocError::Reused`](super::PreprocError::Reused) when this mask already has ReLU keys.
+pub fn gen_relu(dealer: &mut Dealer, width: u32, mask: &DealerMask) -> Result<()> {
+    let keys = gates::relu::keygen(width, mask.value.as_slice(), dealer.rng())?;
+    deal_gate_on(dealer, mask, keys)
+}
+
+/// Dealer: sign (DReLU) keys of width m for the masked tensor of `mask` ([`drelu`]).
+///
+/// # Errors
+/// As [`gen_relu`].
+pub fn gen_drelu(dealer: &mut Dealer, width: u32, mask: &DealerMask) -> Result<()> {
+    let keys = gates::sign::keygen(width, mask.value.as_slice(), dealer.rng())?;
+    deal_gate_on(dealer, mask, keys)
+}
+
+/// Take the gate keys made for `x`'s mask and evaluate them on x̂: no communication.
+fn gate_on<C: Channel, K>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
+    eval: impl FnOnce(&dyn Backend, &K, &[u64], &mut [u64]) -> crate::mpc::error::Result<()>,
+) -> Result<Share>
+where
+    GateKeys<K>: FssItem,
+{
+    let id = gate_id(<GateKeys<K> as FssItem>::KIND, (x.mask_id, x.transposed));
+    let dims = [x.public.len(), width as usize];
+    let item: GateKeys<K> = ctx.preproc.take_fss_bound(&dims, id)?;
+    let mut out = vec![0u64; x.public.len()];
+    eval(ctx.backend(), item.keys(), x.public.as_slice(), &mut out)?;
+    Ok(Share::new(RingTensor::from_vec(x.shape(), out)?))
+}
+
+/// ⟨max(x, 0)⟩ for a masked tensor x in the signed m-bit range, from keys made for its mask
+/// ([`gen_relu`]; the function is [`gates::relu::spec`]). No communication.
+///
+/// # Errors
+/// [`PreprocError::Unbound`](super::PreprocError::Unbound) when the next ReLU keys were made for
+/// another mask; other preprocessing and backend errors.
+pub fn relu<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) -> Result<Share> {
+    gate_on(ctx, x, width, gates::relu::relu)
+}
+
+/// ⟨[x ≥ 0]⟩ for a masked tensor x in the signed m-bit range, from keys made for its mask
+/// ([`gen_drelu`]). No communication.
+///
+/// # Errors
+/// As [`relu`].
+pub fn drelu<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) -> Result<Share> {
+    gate_on(ctx, x, width, gates::sign::drelu)
 }
 
 /// Additive → masked: take the next mask of `x`'s shape, open x + r (each party sends

@@ -327,6 +327,29 @@ impl Preproc {
         }
     }
 
+    /// As [`take_fss`](Self::take_fss), for an item that must carry the id `expected` (derived
+    /// from the masked operand it was made for).
+    ///
+    /// # Errors
+    /// As [`take_fss`](Self::take_fss); [`PreprocError::Unbound`] when the next item was made for
+    /// another operand (it stays in the store).
+    pub(crate) fn take_fss_bound<T: FssItem>(
+        &mut self,
+        dims: &[usize],
+        expected: MaterialId,
+    ) -> Result<T, PreprocError> {
+        if let Some(found) = self.peek_id(T::KIND)
+            && found != expected
+        {
+            return Err(PreprocError::Unbound {
+                kind: T::KIND,
+                expected: expected.to_string(),
+                found: found.to_string(),
+            });
+        }
+        self.take_fss(dims)
+    }
+
     /// Take the next raw DCF (`words` ≥ 1) or DPF key batch of `len` keys on `n` bits.
     ///
     /// # Errors
