@@ -28,9 +28,9 @@
 //! x; the product is local. Outputs are additive shares, exact in Z_2^64 (fixed-point operands
 //! give 2f fractional bits: truncate afterwards).
 //!
-//! **FSS gates on a masked tensor** ([`relu`], [`drelu`]). A gate opens its input x + r; when
+//! **FSS gates on a masked tensor** ([`relu`], [`drelu`], [`spline`], [`ars`]). A gate opens its input x + r; when
 //! the input is already a masked tensor, the dealer makes the gate's keys for the tensor's own
-//! mask ([`gen_relu`], [`gen_drelu`]) and the gate evaluates on x̂ directly: **no online
+//! mask ([`gen_relu`], [`gen_drelu`], [`gen_spline`], [`gen_shift`]) and the gate evaluates on x̂ directly: **no online
 //! communication**. So one opening of a layer's output serves both its nonlinearity and, in the
 //! backward pass, the products that reuse it. The keys are bound to the mask by their id as the
 //! product correlations are.
@@ -278,17 +278,19 @@ pub fn gen_drelu(dealer: &mut Dealer, width: u32, mask: &DealerMask) -> Result<(
 }
 
 /// Take the gate keys made for `x`'s mask and evaluate them on x̂: no communication.
+/// `params` are the gate's shape key after the length (width; width and degree or shift).
 fn gate_on<C: Channel, K>(
     ctx: &mut PartyCtx<C>,
     x: &MaskedTensor,
-    width: u32,
+    params: &[usize],
     eval: impl FnOnce(&dyn Backend, &K, &[u64], &mut [u64]) -> crate::mpc::error::Result<()>,
 ) -> Result<Share>
 where
     GateKeys<K>: FssItem,
 {
     let id = gate_id(<GateKeys<K> as FssItem>::KIND, (x.mask_id, x.transposed));
-    let dims = [x.public.len(), width as usize];
+    let mut dims = vec![x.public.len()];
+    dims.extend_from_slice(params);
     let item: GateKeys<K> = ctx.preproc.take_fss_bound(&dims, id)?;
     let mut out = vec![0u64; x.public.len()];
     eval(ctx.backend(), item.keys(), x.public.as_slice(), &mut out)?;
@@ -302,7 +304,7 @@ where
 /// [`PreprocError::Unbound`](super::PreprocError::Unbound) when the next ReLU keys were made for
 /// another mask; other preprocessing and backend errors.
 pub fn relu<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) -> Result<Share> {
-    gate_on(ctx, x, width, gates::relu::relu)
+    gate_on(ctx, x, &[width as usize], gates::relu::relu)
 }
 
 /// ⟨[x ≥ 0]⟩ for a masked tensor x in the signed m-bit range, from keys made for its mask
@@ -311,7 +313,58 @@ pub fn relu<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) -> 
 /// # Errors
 /// As [`relu`].
 pub fn drelu<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) -> Result<Share> {
-    gate_on(ctx, x, width, gates::sign::drelu)
+    gate_on(ctx, x, &[width as usize], gates::sign::drelu)
+}
+
+/// Dealer: keys for a degree-`degree` spline of width m on the masked tensor of `mask`
+/// ([`spline`]).
+///
+/// # Errors
+/// Key errors for a bad width or a degree ≥ 16; [`PreprocError::Reused`](super::PreprocError::Reused)
+/// when this mask already has spline keys.
+pub fn gen_spline(dealer: &mut Dealer, width: u32, degree: usize, mask: &DealerMask) -> Result<()> {
+    let keys = gates::spline::keygen(width, degree, mask.value.as_slice(), dealer.rng())?;
+    deal_gate_on(dealer, mask, keys)
+}
+
+/// ⟨f(x)⟩ for a public spline f ([`gates::spline::Spline::spec`]) on a masked tensor, from keys
+/// made for its mask ([`gen_spline`]). No communication.
+///
+/// # Errors
+/// As [`relu`]; an invalid spline.
+pub fn spline<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    f: &gates::spline::Spline,
+    x: &MaskedTensor,
+) -> Result<Share> {
+    gate_on(ctx, x, &[f.width as usize, f.degree()], |b, k, m, o| {
+        gates::spline::eval(b, k, f, m, o)
+    })
+}
+
+/// Dealer: exact-shift keys (width m, shift s) for the masked tensor of `mask` ([`ars`]).
+///
+/// # Errors
+/// [`KeyError::Width`](crate::fss::KeyError::Width) unless 2 ≤ m ≤ 64 and 1 ≤ s < m;
+/// [`PreprocError::Reused`](super::PreprocError::Reused) when this mask already has shift keys.
+pub fn gen_shift(dealer: &mut Dealer, width: u32, shift: u32, mask: &DealerMask) -> Result<()> {
+    let keys = gates::shift::keygen(width, shift, mask.value.as_slice(), dealer.rng())?;
+    deal_gate_on(dealer, mask, keys)
+}
+
+/// ⟨⌊x / 2^s⌋⟩, exact, for a signed m-bit masked tensor ([`gates::shift::ars_spec`]), from keys
+/// made for its mask ([`gen_shift`]): the faithful truncation of a fixed-point product, with no
+/// communication once the product is masked.
+///
+/// # Errors
+/// As [`relu`].
+pub fn ars<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
+    s: u32,
+) -> Result<Share> {
+    gate_on(ctx, x, &[width as usize, s as usize], gates::shift::ars)
 }
 
 /// Additive → masked: take the next mask of `x`'s shape, open x + r (each party sends
