@@ -324,3 +324,45 @@ fn a_spline_and_an_exact_shift_run_on_one_masked_tensor_without_communication() 
     assert_eq!(sharing::reconstruct(&t0, &t1).unwrap().as_slice(), want_t);
     assert_eq!((c0.bytes_sent, c0.rounds, c1.bytes_sent, c1.rounds), (0, 0, 0, 0));
 }
+
+#[test]
+fn an_interval_test_and_a_table_lookup_run_on_masked_tensors_without_communication() {
+    const WIDTH: u32 = 20;
+    const BITS: u32 = 6;
+    let mut rng = insecure_seeded_rng(40);
+    let half = 1i64 << (WIDTH - 1);
+    let mut v: Vec<u64> = [-half, -101, -100, 0, 199, 200, half - 1].map(|x| x as u64).to_vec();
+    v.extend((v.len()..200).map(|_| rand::Rng::random_range(&mut rng, -half..half) as u64));
+    let x = RingTensor::from_vec(&[v.len()], v).unwrap();
+    let idx: Vec<u64> = (0..100).map(|i| (i * 7 + 3) % (1 << BITS)).collect();
+    let i = RingTensor::from_vec(&[idx.len()], idx).unwrap();
+    let table: Vec<u64> = (0..1u64 << BITS).map(|t| t * t + 11).collect();
+    let mut dealer = Dealer::insecure_with_seed(41);
+    let rx = masked::gen_mask(&mut dealer, x.shape()).unwrap();
+    let ri = masked::gen_mask(&mut dealer, i.shape()).unwrap();
+    masked::gen_interval(&mut dealer, WIDTH, &rx).unwrap();
+    masked::gen_lut(&mut dealer, BITS, &ri).unwrap();
+    let [x0, x1] = sharing::share_secret(&x, &mut rng);
+    let [i0, i1] = sharing::share_secret(&i, &mut rng);
+    let party = |x: Share, i: Share| {
+        let table = table.clone();
+        move |ctx: &mut Ctx| {
+            let (xh, ih) = (masked::mask(ctx, &x)?, masked::mask(ctx, &i)?);
+            let c0 = ctx.mark();
+            let inside = masked::contains(ctx, &xh, WIDTH, (-100, 200))?;
+            let looked = masked::lookup(ctx, BITS, &table, &ih)?;
+            Ok::<_, MpcError>((inside, looked, ctx.mark() - c0))
+        }
+    };
+    let run = local::run_two_party(dealer.finish(), party(x0, i0), party(x1, i1)).unwrap();
+    let ((a0, l0, c0), (a1, l1, c1)) = (run.out0, run.out1);
+    let want_a: Vec<u64> = x
+        .as_slice()
+        .iter()
+        .map(|&v| prifft::mpc::gates::interval::spec(v, WIDTH, -100, 200))
+        .collect();
+    let want_l: Vec<u64> = i.as_slice().iter().map(|&v| table[v as usize]).collect();
+    assert_eq!(sharing::reconstruct(&a0, &a1).unwrap().as_slice(), want_a);
+    assert_eq!(sharing::reconstruct(&l0, &l1).unwrap().as_slice(), want_l);
+    assert_eq!((c0.bytes_sent, c0.rounds, c1.bytes_sent, c1.rounds), (0, 0, 0, 0));
+}

@@ -28,9 +28,11 @@
 //! x; the product is local. Outputs are additive shares, exact in Z_2^64 (fixed-point operands
 //! give 2f fractional bits: truncate afterwards).
 //!
-//! **FSS gates on a masked tensor** ([`relu`], [`drelu`], [`spline`], [`ars`]). A gate opens its input x + r; when
+//! **FSS gates on a masked tensor** ([`relu`], [`drelu`], [`spline`], [`ars`], [`contains`],
+//! [`lookup`]). A gate opens its input x + r; when
 //! the input is already a masked tensor, the dealer makes the gate's keys for the tensor's own
-//! mask ([`gen_relu`], [`gen_drelu`], [`gen_spline`], [`gen_shift`]) and the gate evaluates on x̂ directly: **no online
+//! mask ([`gen_relu`], [`gen_drelu`], [`gen_spline`], [`gen_shift`], [`gen_interval`],
+//! [`gen_lut`]) and the gate evaluates on x̂ directly: **no online
 //! communication**. So one opening of a layer's output serves both its nonlinearity and, in the
 //! backward pass, the products that reuse it. The keys are bound to the mask by their id as the
 //! product correlations are.
@@ -365,6 +367,54 @@ pub fn ars<C: Channel>(
     s: u32,
 ) -> Result<Share> {
     gate_on(ctx, x, &[width as usize, s as usize], gates::shift::ars)
+}
+
+/// Dealer: interval-containment keys of width m for the masked tensor of `mask` ([`contains`]).
+///
+/// # Errors
+/// [`KeyError::Width`](crate::fss::KeyError::Width) unless 1 ≤ m ≤ 64;
+/// [`PreprocError::Reused`](super::PreprocError::Reused) when this mask already has such keys.
+pub fn gen_interval(dealer: &mut Dealer, width: u32, mask: &DealerMask) -> Result<()> {
+    let keys = gates::interval::keygen(width, mask.value.as_slice(), dealer.rng())?;
+    deal_gate_on(dealer, mask, keys)
+}
+
+/// ⟨[p ≤ x < q]⟩ for a signed m-bit masked tensor ([`gates::interval::spec`]), from keys made for
+/// its mask ([`gen_interval`]). No communication.
+///
+/// # Errors
+/// As [`relu`]; bounds outside the m-bit range.
+pub fn contains<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
+    (p, q): (i64, i64),
+) -> Result<Share> {
+    gate_on(ctx, x, &[width as usize], |b, k, m, o| gates::interval::contains(b, k, m, p, q, o))
+}
+
+/// Dealer: lookup keys with a b-bit index for the masked tensor of `mask` ([`lookup`]).
+///
+/// # Errors
+/// [`KeyError::Width`](crate::fss::KeyError::Width) unless 1 ≤ b ≤ 24;
+/// [`PreprocError::Reused`](super::PreprocError::Reused) when this mask already has such keys.
+pub fn gen_lut(dealer: &mut Dealer, index_bits: u32, mask: &DealerMask) -> Result<()> {
+    let keys = gates::lut::keygen(index_bits, mask.value.as_slice(), dealer.rng())?;
+    deal_gate_on(dealer, mask, keys)
+}
+
+/// ⟨T\[x\]⟩ for a public table of 2^b entries and a masked tensor x ∈ [0, 2^b), from keys made for
+/// its mask ([`gen_lut`]). No communication.
+///
+/// # Errors
+/// As [`relu`]; a table of another length.
+pub fn lookup<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    index_bits: u32,
+    table: &[u64],
+    x: &MaskedTensor,
+) -> Result<Share> {
+    gate_on(ctx, x, &[index_bits as usize], |b, k, m, o| gates::lut::lookup(b, k, table, m, o))
 }
 
 /// Additive → masked: take the next mask of `x`'s shape, open x + r (each party sends
