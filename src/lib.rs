@@ -74,6 +74,7 @@
 
 #![warn(missing_docs)]
 
+pub mod assets;
 pub mod backend;
 pub mod error;
 pub mod fl;

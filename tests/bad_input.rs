@@ -128,11 +128,53 @@ proptest! {
         let mut dealer = Dealer::insecure_with_seed(4);
         beaver::gen_mul(&mut dealer, &[3]).unwrap();
         gates::gen_relu(&mut dealer, 16, 2).unwrap();
+        let ra = prifft::mpc::masked::gen_mask(&mut dealer, &[2, 3]).unwrap();
+        let rb = prifft::mpc::masked::gen_mask(&mut dealer, &[3, 1]).unwrap();
+        prifft::mpc::masked::gen_matmul(&mut dealer, &ra, &rb).unwrap();
         let mut good = dealer.finish()[0].to_bytes();
         let i = at.index(good.len());
         good[i] ^= flip;
         let _ = Preproc::from_bytes(&good);
         let _ = Preproc::from_bytes(&good[..i]);
+    }
+
+    /// Arbitrary bytes and single-byte corruptions or truncations of a valid model file never
+    /// panic the safetensors loader; arbitrary bytes are always an error.
+    #[test]
+    fn model_loader_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256),
+                                 at in any::<prop::sample::Index>(), flip in 1u8..) {
+        use prifft::model::{BertConfig, Weights};
+        let config = BertConfig::tiny(1, 4, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        std::fs::write(&path, &bytes).unwrap();
+        prop_assert!(Weights::from_safetensors(&path, &config).is_err());
+        let w = Weights::random(&config, 1, candle_core::DType::F32).unwrap();
+        let map: std::collections::HashMap<String, candle_core::Tensor> =
+            prifft::model::weights::parameter_shapes(&config)
+                .into_iter()
+                .map(|(n, _)| { let t = w.get(&n).unwrap().clone(); (n, t) })
+                .collect();
+        candle_core::safetensors::save(&map, &path).unwrap();
+        let mut good = std::fs::read(&path).unwrap();
+        let i = at.index(good.len());
+        std::fs::write(&path, &good[..i]).unwrap();
+        prop_assert!(Weights::from_safetensors(&path, &config).is_err());
+        good[i] ^= flip;
+        std::fs::write(&path, &good).unwrap();
+        let _ = Weights::from_safetensors(&path, &config);
+    }
+
+    /// Arbitrary text never panics the sentence parser, and what it accepts is rated in
+    /// [−4, 4] \ {0} with the label of the rating's sign.
+    #[test]
+    fn sentence_parser_never_panics(text in "([0-9a-z_]{0,3}\t-?[0-9.e]{0,5}\t[ -~]{0,12}\r?\n){0,6}|[\t\n -~]{0,80}") {
+        if let Ok(sentences) = prifft::model::text::parse(&text, std::path::Path::new("x")) {
+            for s in sentences {
+                prop_assert!(s.rating != 0.0 && (-4.0..=4.0).contains(&s.rating));
+                prop_assert_eq!(s.label == 1, s.rating > 0.0);
+            }
+        }
     }
 
     /// The same for key batches.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 /// Each library module's layer, bottom first. A module may import only strictly lower layers,
 /// so two modules of one layer never import each other.
 const LAYERS: &[(&str, u32)] = &[
+    ("assets", 0),
     ("party", 0),
     ("prg", 0),
     ("ring", 1),

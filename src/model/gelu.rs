@@ -2,9 +2,8 @@
 //!
 //! GELU(x) = x·Φ(x) = ½x(1 + erf(x/√2)); GELU′(x) = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π).
 //! candle has `gelu_erf`, but its backward is a chain of eight elementwise ops, each a pass over
-//! memory with a scalar `erf` or `exp`: on the FFN activations of a fine-tuning step it was the
-//! largest single cost of a trainable layer (`prifft bench finetune` measures the step). Here
-//! forward and backward are one pass each.
+//! memory with a scalar `erf` or `exp`, over the FFN activations (the widest tensors of a layer).
+//! Here forward and backward are one pass each; `prifft bench finetune` measures the step.
 //!
 //! For f64 (the gradient checks) erf is libm's. For f32, erf(z) = 1 − (a₁t + … + a₅t⁵)e^(−z²)
 //! with t = 1/(1 + pz) (Abramowitz & Stegun 7.1.26, |error| ≤ 1.5·10⁻⁷, at the scale of f32's

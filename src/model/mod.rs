@@ -66,14 +66,7 @@ impl Assets {
     /// The model folder: `dir`, or [`MINILM_DIR`] under the current directory, then under this
     /// crate's source directory.
     pub fn dir(dir: Option<&Path>) -> PathBuf {
-        match dir {
-            Some(d) => d.to_path_buf(),
-            None => {
-                let local = PathBuf::from(MINILM_DIR);
-                let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(MINILM_DIR);
-                if local.exists() || !crate_dir.exists() { local } else { crate_dir }
-            }
-        }
+        crate::assets::resolve(dir, MINILM_DIR)
     }
 
     /// Load `config.json`, `model.safetensors` and `tokenizer.json` from [`Assets::dir`].

@@ -60,14 +60,7 @@ pub struct Sentence {
 /// The data folder: `dir`, or [`SENTIMENT_DIR`] under the current directory, then under this
 /// crate's source directory.
 pub fn data_dir(dir: Option<&Path>) -> PathBuf {
-    match dir {
-        Some(d) => d.to_path_buf(),
-        None => {
-            let local = PathBuf::from(SENTIMENT_DIR);
-            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(SENTIMENT_DIR);
-            if local.exists() || !crate_dir.exists() { local } else { crate_dir }
-        }
-    }
+    crate::assets::resolve(dir, SENTIMENT_DIR)
 }
 
 /// Parse one sentence file (`id \t rating \t text` per line, CRLF or LF), dropping rating 0.

@@ -268,9 +268,22 @@ fn train_step(
     let batch = split.tokens.select(which);
     let t = model.tensors(&batch)?;
     let frozen = split.frozen_rows(model, which, &t)?;
-    let logits = model.logits_from(&frozen, &t, Some(dropout))?;
     let labels: Vec<u32> = which.iter().map(|&i| split.labels[i]).collect();
-    let (loss, correct) = loss_and_correct(&logits, &labels_tensor(&labels)?)?;
+    forward_backward(model, sgd, &frozen, &t, &labels, dropout)
+}
+
+/// The trainable part forward with dropout, the loss, backward and SGD: the loss and the
+/// correct predictions.
+fn forward_backward(
+    model: &Classifier,
+    sgd: &mut Sgd,
+    frozen: &FrozenOutput,
+    t: &BatchTensors,
+    labels: &[u32],
+    dropout: &mut ChaCha20Rng,
+) -> Result<(f64, usize)> {
+    let logits = model.logits_from(frozen, t, Some(dropout))?;
+    let (loss, correct) = loss_and_correct(&logits, &labels_tensor(labels)?)?;
     sgd.backward_step(&loss)?;
     Ok((scalar(&loss)?, correct))
 }
@@ -320,10 +333,7 @@ pub fn step_from(
             labels.len()
         )));
     }
-    let logits = model.logits_from(frozen, t, Some(dropout))?;
-    let (loss, _) = loss_and_correct(&logits, &labels_tensor(labels)?)?;
-    sgd.backward_step(&loss)?;
-    scalar(&loss)
+    Ok(forward_backward(model, sgd, frozen, t, labels, dropout)?.0)
 }
 
 /// Fine-tune `model` on `train`, evaluating on `test` before training and after every epoch.
