@@ -80,6 +80,22 @@ impl Dealer {
         Ok(())
     }
 
+    /// File an item whose two halves the caller made (index 0 is P0's), under `id`: for items
+    /// with a public part both parties get, such as a dealer-chosen value in masked form.
+    pub(crate) fn deal_halves_with_id(
+        &mut self,
+        kind: MaterialKind,
+        dims: &[usize],
+        halves: [Vec<RingTensor>; 2],
+        id: MaterialId,
+    ) -> Result<()> {
+        for (store, tensors) in self.stores.iter_mut().zip(halves) {
+            let payload = Payload::Tensors(tensors);
+            store.push(Material { id, kind, dims: dims.to_vec(), payload })?;
+        }
+        Ok(())
+    }
+
     /// File both halves of FSS material (index 0 is P0's) as one item under a fresh id.
     pub(crate) fn deal_fss(&mut self, halves: [FssMaterial; 2]) -> Result<()> {
         let id = MaterialId(self.rng.random());

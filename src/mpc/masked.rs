@@ -79,6 +79,39 @@ impl DealerMask {
     pub fn t(&self) -> Result<DealerMask> {
         Ok(DealerMask { id: self.id, value: transpose(&self.value)?, transposed: !self.transposed })
     }
+
+    /// The mask of the tensor seen in another shape with the same elements
+    /// ([`MaskedTensor::reshape`]).
+    ///
+    /// # Errors
+    /// [`MpcError::Shape`] when the element counts differ.
+    pub fn reshape(&self, shape: &[usize]) -> Result<DealerMask> {
+        Ok(DealerMask { id: self.id, value: reshape(&self.value, shape)?, transposed: self.transposed })
+    }
+
+    /// The mask of the tensor with each element repeated `cols` times along a new last
+    /// dimension ([`MaskedTensor::broadcast`]).
+    ///
+    /// # Errors
+    /// [`MpcError::Shape`] for an impossible shape.
+    pub fn broadcast(&self, cols: usize) -> Result<DealerMask> {
+        Ok(DealerMask { id: self.id, value: broadcast(&self.value, cols)?, transposed: self.transposed })
+    }
+}
+
+fn reshape(t: &RingTensor, shape: &[usize]) -> Result<RingTensor> {
+    if shape.iter().product::<usize>() != t.len() {
+        return Err(MpcError::Shape { op: "masked::reshape", left: t.shape().to_vec(), right: shape.to_vec() });
+    }
+    Ok(RingTensor::from_vec(shape, t.as_slice().to_vec())?)
+}
+
+fn broadcast(t: &RingTensor, cols: usize) -> Result<RingTensor> {
+    let mut shape = t.shape().to_vec();
+    shape.push(cols);
+    check_shape("masked::broadcast", &shape)?;
+    let data = t.as_slice().iter().flat_map(|&v| std::iter::repeat_n(v, cols)).collect();
+    Ok(RingTensor::from_vec(&shape, data)?)
 }
 
 /// One party's masked value: the public x̂ = x + r and its share ⟨r⟩ of the mask.
@@ -114,6 +147,34 @@ impl MaskedTensor {
     pub fn to_additive(&self, party: PartyId) -> Share {
         let minus_r = Share::new(self.mask.tensor().neg());
         minus_r.add_public(party, &self.public).expect("x̂ and ⟨r⟩ have one shape")
+    }
+
+    /// The same tensor in another shape with the same elements (row-major), locally. It keeps
+    /// its mask, so products dealt for the reshaped mask ([`DealerMask::reshape`]) accept it.
+    ///
+    /// # Errors
+    /// [`MpcError::Shape`] when the element counts differ.
+    pub fn reshape(&self, shape: &[usize]) -> Result<MaskedTensor> {
+        Ok(MaskedTensor {
+            public: reshape(&self.public, shape)?,
+            mask: Share::new(reshape(self.mask.tensor(), shape)?),
+            mask_id: self.mask_id,
+            transposed: self.transposed,
+        })
+    }
+
+    /// Each element repeated `cols` times along a new last dimension (a per-row value spread
+    /// over its row), locally; products take the dealer's [`DealerMask::broadcast`].
+    ///
+    /// # Errors
+    /// [`MpcError::Shape`] for an impossible shape.
+    pub fn broadcast(&self, cols: usize) -> Result<MaskedTensor> {
+        Ok(MaskedTensor {
+            public: broadcast(&self.public, cols)?,
+            mask: Share::new(broadcast(self.mask.tensor(), cols)?),
+            mask_id: self.mask_id,
+            transposed: self.transposed,
+        })
     }
 
     /// The transposed tensor in masked form (last two dimensions swapped), locally: x̂ᵀ with ⟨rᵀ⟩.
@@ -230,10 +291,10 @@ pub fn gen_matmul(dealer: &mut Dealer, a: &DealerMask, b: &DealerMask) -> Result
 }
 
 /// The id of gate keys `kind` made for the mask `mask` (in orientation `transposed`).
-fn gate_id(kind: MaterialKind, mask: (MaterialId, bool)) -> MaterialId {
+fn gate_id(kind: MaterialKind, mask: (MaterialId, bool), tag: u8) -> MaterialId {
     let mut h = Sha256::new();
     h.update(b"prifft gate on masked tensor v1");
-    h.update([kind as u8]);
+    h.update([kind as u8, tag]);
     h.update(mask.0.0);
     h.update([u8::from(mask.1)]);
     let digest = h.finalize();
@@ -242,7 +303,7 @@ fn gate_id(kind: MaterialKind, mask: (MaterialId, bool)) -> MaterialId {
 
 /// Dealer: file a gate's two halves for the masked tensor of `mask`. The items keep a (fresh)
 /// sharing of the mask, as every gate item does; the masked-tensor path does not read it.
-fn deal_gate_on<K>(dealer: &mut Dealer, mask: &DealerMask, keys: [K; 2]) -> Result<()>
+fn deal_gate_on<K>(dealer: &mut Dealer, mask: &DealerMask, keys: [K; 2], tag: u8) -> Result<()>
 where
     GateKeys<K>: FssItem,
 {
@@ -250,7 +311,7 @@ where
     let s0: Vec<u64> = (0..r.len()).map(|_| rand::Rng::random(dealer.rng())).collect();
     let s1: Vec<u64> = r.iter().zip(&s0).map(|(&r, &a)| r.wrapping_sub(a)).collect();
     let [k0, k1] = keys;
-    let id = gate_id(<GateKeys<K> as FssItem>::KIND, (mask.id, mask.transposed));
+    let id = gate_id(<GateKeys<K> as FssItem>::KIND, (mask.id, mask.transposed), tag);
     dealer.deal_fss_with_id(
         [
             GateKeys { mask: s0, keys: k0 }.into_material(),
@@ -267,7 +328,7 @@ where
 /// [`PreprocError::Reused`](super::PreprocError::Reused) when this mask already has ReLU keys.
 pub fn gen_relu(dealer: &mut Dealer, width: u32, mask: &DealerMask) -> Result<()> {
     let keys = gates::relu::keygen(width, mask.value.as_slice(), dealer.rng())?;
-    deal_gate_on(dealer, mask, keys)
+    deal_gate_on(dealer, mask, keys, 0)
 }
 
 /// Dealer: sign (DReLU) keys of width m for the masked tensor of `mask` ([`drelu`]).
@@ -276,7 +337,7 @@ pub fn gen_relu(dealer: &mut Dealer, width: u32, mask: &DealerMask) -> Result<()
 /// As [`gen_relu`].
 pub fn gen_drelu(dealer: &mut Dealer, width: u32, mask: &DealerMask) -> Result<()> {
     let keys = gates::sign::keygen(width, mask.value.as_slice(), dealer.rng())?;
-    deal_gate_on(dealer, mask, keys)
+    deal_gate_on(dealer, mask, keys, 0)
 }
 
 /// Take the gate keys made for `x`'s mask and evaluate them on x̂: no communication.
@@ -285,12 +346,13 @@ fn gate_on<C: Channel, K>(
     ctx: &mut PartyCtx<C>,
     x: &MaskedTensor,
     params: &[usize],
+    tag: u8,
     eval: impl FnOnce(&dyn Backend, &K, &[u64], &mut [u64]) -> crate::mpc::error::Result<()>,
 ) -> Result<Share>
 where
     GateKeys<K>: FssItem,
 {
-    let id = gate_id(<GateKeys<K> as FssItem>::KIND, (x.mask_id, x.transposed));
+    let id = gate_id(<GateKeys<K> as FssItem>::KIND, (x.mask_id, x.transposed), tag);
     let mut dims = vec![x.public.len()];
     dims.extend_from_slice(params);
     let item: GateKeys<K> = ctx.preproc.take_fss_bound(&dims, id)?;
@@ -306,7 +368,7 @@ where
 /// [`PreprocError::Unbound`](super::PreprocError::Unbound) when the next ReLU keys were made for
 /// another mask; other preprocessing and backend errors.
 pub fn relu<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) -> Result<Share> {
-    gate_on(ctx, x, &[width as usize], gates::relu::relu)
+    gate_on(ctx, x, &[width as usize], 0, gates::relu::relu)
 }
 
 /// ⟨[x ≥ 0]⟩ for a masked tensor x in the signed m-bit range, from keys made for its mask
@@ -315,7 +377,7 @@ pub fn relu<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) -> 
 /// # Errors
 /// As [`relu`].
 pub fn drelu<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) -> Result<Share> {
-    gate_on(ctx, x, &[width as usize], gates::sign::drelu)
+    gate_on(ctx, x, &[width as usize], 0, gates::sign::drelu)
 }
 
 /// Dealer: keys for a degree-`degree` spline of width m on the masked tensor of `mask`
@@ -325,8 +387,23 @@ pub fn drelu<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) ->
 /// Key errors for a bad width or a degree ≥ 16; [`PreprocError::Reused`](super::PreprocError::Reused)
 /// when this mask already has spline keys.
 pub fn gen_spline(dealer: &mut Dealer, width: u32, degree: usize, mask: &DealerMask) -> Result<()> {
+    gen_spline_tagged(dealer, width, degree, mask, 0)
+}
+
+/// As [`gen_spline`], for the spline with use tag `tag`: one mask can carry several splines
+/// (a function and its derivative), each bound by its tag ([`spline_tagged`]).
+///
+/// # Errors
+/// As [`gen_spline`], per tag.
+pub fn gen_spline_tagged(
+    dealer: &mut Dealer,
+    width: u32,
+    degree: usize,
+    mask: &DealerMask,
+    tag: u8,
+) -> Result<()> {
     let keys = gates::spline::keygen(width, degree, mask.value.as_slice(), dealer.rng())?;
-    deal_gate_on(dealer, mask, keys)
+    deal_gate_on(dealer, mask, keys, tag)
 }
 
 /// ⟨f(x)⟩ for a public spline f ([`gates::spline::Spline::spec`]) on a masked tensor, from keys
@@ -339,7 +416,20 @@ pub fn spline<C: Channel>(
     f: &gates::spline::Spline,
     x: &MaskedTensor,
 ) -> Result<Share> {
-    gate_on(ctx, x, &[f.width as usize, f.degree()], |b, k, m, o| {
+    spline_tagged(ctx, f, x, 0)
+}
+
+/// As [`spline`], with the keys dealt under use tag `tag` ([`gen_spline_tagged`]).
+///
+/// # Errors
+/// As [`spline`].
+pub fn spline_tagged<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    f: &gates::spline::Spline,
+    x: &MaskedTensor,
+    tag: u8,
+) -> Result<Share> {
+    gate_on(ctx, x, &[f.width as usize, f.degree()], tag, |b, k, m, o| {
         gates::spline::eval(b, k, f, m, o)
     })
 }
@@ -351,7 +441,7 @@ pub fn spline<C: Channel>(
 /// [`PreprocError::Reused`](super::PreprocError::Reused) when this mask already has shift keys.
 pub fn gen_shift(dealer: &mut Dealer, width: u32, shift: u32, mask: &DealerMask) -> Result<()> {
     let keys = gates::shift::keygen(width, shift, mask.value.as_slice(), dealer.rng())?;
-    deal_gate_on(dealer, mask, keys)
+    deal_gate_on(dealer, mask, keys, 0)
 }
 
 /// ⟨⌊x / 2^s⌋⟩, exact, for a signed m-bit masked tensor ([`gates::shift::ars_spec`]), from keys
@@ -366,7 +456,7 @@ pub fn ars<C: Channel>(
     width: u32,
     s: u32,
 ) -> Result<Share> {
-    gate_on(ctx, x, &[width as usize, s as usize], gates::shift::ars)
+    gate_on(ctx, x, &[width as usize, s as usize], 0, gates::shift::ars)
 }
 
 /// Dealer: interval-containment keys of width m for the masked tensor of `mask` ([`contains`]).
@@ -376,7 +466,7 @@ pub fn ars<C: Channel>(
 /// [`PreprocError::Reused`](super::PreprocError::Reused) when this mask already has such keys.
 pub fn gen_interval(dealer: &mut Dealer, width: u32, mask: &DealerMask) -> Result<()> {
     let keys = gates::interval::keygen(width, mask.value.as_slice(), dealer.rng())?;
-    deal_gate_on(dealer, mask, keys)
+    deal_gate_on(dealer, mask, keys, 0)
 }
 
 /// ⟨[p ≤ x < q]⟩ for a signed m-bit masked tensor ([`gates::interval::spec`]), from keys made for
@@ -390,7 +480,7 @@ pub fn contains<C: Channel>(
     width: u32,
     (p, q): (i64, i64),
 ) -> Result<Share> {
-    gate_on(ctx, x, &[width as usize], |b, k, m, o| gates::interval::contains(b, k, m, p, q, o))
+    gate_on(ctx, x, &[width as usize], 0, |b, k, m, o| gates::interval::contains(b, k, m, p, q, o))
 }
 
 /// Dealer: lookup keys with a b-bit index for the masked tensor of `mask` ([`lookup`]).
@@ -400,7 +490,7 @@ pub fn contains<C: Channel>(
 /// [`PreprocError::Reused`](super::PreprocError::Reused) when this mask already has such keys.
 pub fn gen_lut(dealer: &mut Dealer, index_bits: u32, mask: &DealerMask) -> Result<()> {
     let keys = gates::lut::keygen(index_bits, mask.value.as_slice(), dealer.rng())?;
-    deal_gate_on(dealer, mask, keys)
+    deal_gate_on(dealer, mask, keys, 0)
 }
 
 /// ⟨T\[x\]⟩ for a public table of 2^b entries and a masked tensor x ∈ [0, 2^b), from keys made for
@@ -414,7 +504,7 @@ pub fn lookup<C: Channel>(
     table: &[u64],
     x: &MaskedTensor,
 ) -> Result<Share> {
-    gate_on(ctx, x, &[index_bits as usize], |b, k, m, o| gates::lut::lookup(b, k, table, m, o))
+    gate_on(ctx, x, &[index_bits as usize], 0, |b, k, m, o| gates::lut::lookup(b, k, table, m, o))
 }
 
 /// Additive → masked: take the next mask of `x`'s shape, open x + r (each party sends
@@ -457,4 +547,127 @@ pub fn matmul<C: Channel>(
         z = elem(be, ElemOp::Add, &z, &batched_matmul(be, &a.public, &b.public)?)?;
     }
     Ok(Share::new(z))
+}
+
+/// Additive → masked for several tensors in **one** round: as [`mask`] for each, with all the
+/// openings in one message (8 bytes per element per party in all).
+///
+/// # Errors
+/// As [`mask`].
+pub fn mask_many<C: Channel>(ctx: &mut PartyCtx<C>, xs: &[&Share]) -> Result<Vec<MaskedTensor>> {
+    let mut taken = Vec::with_capacity(xs.len());
+    let mut mine = Vec::new();
+    for x in xs {
+        let (mask_id, shares) = ctx.preproc.take_with_id(MaterialKind::Mask, x.shape())?;
+        let r = shares.into_iter().next().expect("a mask item holds one tensor");
+        mine.extend(x.add(&r)?.tensor().to_le_bytes());
+        taken.push((mask_id, r));
+    }
+    let len = mine.len();
+    let theirs = exchange(ctx.channel(), "masked::mask_many", mine.clone(), len)?;
+    let mut at = 0;
+    let mut out = Vec::with_capacity(xs.len());
+    for (x, (mask_id, r)) in xs.iter().zip(taken) {
+        let n = 8 * x.tensor().len();
+        let a = RingTensor::from_le_bytes(x.shape(), &mine[at..at + n])?;
+        let b = RingTensor::from_le_bytes(x.shape(), &theirs[at..at + n])?;
+        at += n;
+        out.push(MaskedTensor { public: a.add(&b)?, mask: r, mask_id, transposed: false });
+    }
+    Ok(out)
+}
+
+/// The id of the elementwise-product correlation for masks `a` ⊙ `b`.
+fn mul_id(a: (MaterialId, bool), b: (MaterialId, bool)) -> MaterialId {
+    let mut h = Sha256::new();
+    h.update(b"prifft masked elementwise product v1");
+    for (id, t) in [a, b] {
+        h.update(id.0);
+        h.update([u8::from(t)]);
+    }
+    let digest = h.finalize();
+    MaterialId(digest[..16].try_into().expect("16 bytes"))
+}
+
+/// Dealer: the correlation ⟨r_a ⊙ r_b⟩ for one elementwise product of tensors masked by `a`
+/// and `b` (of one shape; `a` and `b` may be the same mask, for a square).
+///
+/// # Errors
+/// [`MpcError::Shape`] when the shapes differ; [`PreprocError::Reused`](super::PreprocError::Reused)
+/// when this product was dealt before.
+pub fn gen_mul(dealer: &mut Dealer, a: &DealerMask, b: &DealerMask) -> Result<()> {
+    if a.value.shape() != b.value.shape() {
+        return Err(MpcError::Shape {
+            op: "masked::gen_mul",
+            left: a.value.shape().to_vec(),
+            right: b.value.shape().to_vec(),
+        });
+    }
+    let n = a.value.len();
+    let product = RingTensor::from_vec(&[n, 1, 1], a.value.mul_elem(&b.value)?.into_vec())?;
+    let id = mul_id((a.id, a.transposed), (b.id, b.transposed));
+    dealer.deal_with_id(MaterialKind::MaskedProduct, &[n, 1, 1, 1], vec![product], id)
+}
+
+/// ⟨a ⊙ b⟩ (elementwise, exact in Z_2^64) from masked a and b of one shape, locally, with the
+/// dealer's correlation for these masks ([`gen_mul`]): [P0: â⊙b̂] − â⊙⟨r_b⟩ − ⟨r_a⟩⊙b̂ + ⟨r_a⊙r_b⟩.
+/// No communication; the work runs on `ctx.backend()`.
+///
+/// # Errors
+/// [`MpcError::Shape`] when the shapes differ; [`PreprocError::Unbound`](super::PreprocError::Unbound)
+/// when the next correlation was made for other masks; other preprocessing errors.
+pub fn mul<C: Channel>(ctx: &mut PartyCtx<C>, a: &MaskedTensor, b: &MaskedTensor) -> Result<Share> {
+    if a.shape() != b.shape() {
+        return Err(MpcError::Shape {
+            op: "masked::mul",
+            left: a.shape().to_vec(),
+            right: b.shape().to_vec(),
+        });
+    }
+    let n = a.public.len();
+    let id = mul_id((a.mask_id, a.transposed), (b.mask_id, b.transposed));
+    let shares = ctx.preproc.take_bound(MaterialKind::MaskedProduct, &[n, 1, 1, 1], id)?;
+    let rr = shares.into_iter().next().expect("a product item holds one tensor");
+    let rr = RingTensor::from_vec(a.shape(), rr.into_tensor().into_vec())?;
+    let be = ctx.backend();
+    let a_rb = elem(be, ElemOp::Mul, &a.public, b.mask.tensor())?;
+    let ra_b = elem(be, ElemOp::Mul, a.mask.tensor(), &b.public)?;
+    let mut z = elem(be, ElemOp::Sub, &elem(be, ElemOp::Sub, &rr, &a_rb)?, &ra_b)?;
+    if ctx.id == PartyId::P0 {
+        z = elem(be, ElemOp::Add, &z, &elem(be, ElemOp::Mul, &a.public, &b.public)?)?;
+    }
+    Ok(Share::new(z))
+}
+
+/// Dealer: a secret the dealer itself chooses (a dropout mask, say), handed to the parties
+/// directly in masked form: both get v̂ = v + r, each its share of a fresh mask r. Returns
+/// the mask for the products it will feed. Neither party learns v.
+///
+/// # Errors
+/// [`MpcError::Shape`] for an impossible shape.
+pub fn gen_value(dealer: &mut Dealer, value: &RingTensor) -> Result<DealerMask> {
+    check_shape("masked::gen_value", value.shape())?;
+    let r = RingTensor::random(value.shape(), dealer.rng());
+    let public = value.add(&r)?;
+    let s0 = RingTensor::random(value.shape(), dealer.rng());
+    let s1 = r.sub(&s0)?;
+    let id = MaterialId(rand::Rng::random(dealer.rng()));
+    dealer.deal_halves_with_id(
+        MaterialKind::MaskedValue,
+        value.shape(),
+        [vec![public.clone(), s0], vec![public, s1]],
+        id,
+    )?;
+    Ok(DealerMask { id, value: r, transposed: false })
+}
+
+/// Party: take the next dealer-chosen secret of `shape` in masked form ([`gen_value`]).
+///
+/// # Errors
+/// Preprocessing errors (none left, another shape).
+pub fn take_value<C: Channel>(ctx: &mut PartyCtx<C>, shape: &[usize]) -> Result<MaskedTensor> {
+    let (mask_id, mut parts) = ctx.preproc.take_with_id(MaterialKind::MaskedValue, shape)?;
+    let mask = parts.pop().expect("a masked value holds two tensors");
+    let public = parts.pop().expect("a masked value holds two tensors").into_tensor();
+    Ok(MaskedTensor { public, mask, mask_id, transposed: false })
 }

@@ -68,6 +68,9 @@ pub enum MaterialKind {
     /// ⟨R_A·R_B⟩ for a masked tensor product, shape key [batch, m, k, n]; bound to its two masks
     /// by its id ([`masked`](super::masked)).
     MaskedProduct = 13,
+    /// A dealer-chosen secret v in masked form: the public v̂ = v + r (the same for both
+    /// parties) and the party's share ⟨r⟩ ([`masked::gen_value`](super::masked::gen_value)).
+    MaskedValue = 14,
 }
 
 impl MaterialKind {
@@ -86,6 +89,7 @@ impl MaterialKind {
             11 => Some(Self::ShiftKeys),
             12 => Some(Self::Mask),
             13 => Some(Self::MaskedProduct),
+            14 => Some(Self::MaskedValue),
             _ => None,
         }
     }
@@ -99,6 +103,7 @@ impl MaterialKind {
                 | Self::MatTriple
                 | Self::Mask
                 | Self::MaskedProduct
+                | Self::MaskedValue
         )
     }
 
@@ -110,6 +115,7 @@ impl MaterialKind {
                 vec![vec![dims[0], dims[1]], vec![dims[1], dims[2]], vec![dims[0], dims[2]]]
             }
             Self::Mask => vec![dims.to_vec()],
+            Self::MaskedValue => vec![dims.to_vec(); 2],
             Self::MaskedProduct => vec![vec![dims[0], dims[1], dims[3]]],
             _ => Vec::new(),
         }
@@ -132,6 +138,7 @@ impl fmt::Display for MaterialKind {
             Self::ShiftKeys => "shift keys [len, width, shift]",
             Self::Mask => "mask share",
             Self::MaskedProduct => "masked-product correlation [batch, m, k, n]",
+            Self::MaskedValue => "dealer value in masked form",
         })
     }
 }
