@@ -145,6 +145,7 @@ impl From<MpcError> for Error {
             MpcError::Preproc(e) => Error::Preproc(e),
             MpcError::Net(e) => Error::Net(e),
             MpcError::Io { path, source } => Error::Io { path, source },
+            MpcError::Param { op, what } => Error::Usage(format!("{op}: {what}")),
         }
     }
 }

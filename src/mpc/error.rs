@@ -29,6 +29,14 @@ pub enum MpcError {
         /// Shape of the second operand (or the found shape).
         right: Vec<usize>,
     },
+    /// A protocol parameter is outside what the protocol supports.
+    #[error("{op}: {what}")]
+    Param {
+        /// The protocol.
+        op: &'static str,
+        /// What is wrong and what is allowed.
+        what: String,
+    },
     /// A ring operation failed.
     #[error(transparent)]
     Ring(#[from] RingError),

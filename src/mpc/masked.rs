@@ -80,6 +80,11 @@ impl DealerMask {
         Ok(DealerMask { id: self.id, value: transpose(&self.value)?, transposed: !self.transposed })
     }
 
+    /// The masked tensor's shape.
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+
     /// The mask of the tensor seen in another shape with the same elements
     /// ([`MaskedTensor::reshape`]).
     ///

@@ -25,6 +25,7 @@ pub mod gates;
 pub mod ledger;
 pub mod local;
 pub mod masked;
+pub mod nonlinear;
 pub mod preproc;
 mod share;
 pub mod sharing;

@@ -1,0 +1,229 @@
+//! PriFFT's nonlinear protocols, forward and backward, on fixed-point shares (f = 16).
+//!
+//! Each protocol is a module with a **cleartext spec** (the exact integer function the two
+//! parties compute, bit for bit), dealer `gen_*` functions, party functions generic over the
+//! [`Channel`] whose heavy work (every DCF evaluation, every product) runs on the party's
+//! [`Backend`](crate::backend::Backend), and docs giving rounds, online bytes, key bytes, the
+//! input range, the error bound and what each party learns.
+//!
+//! | protocol | forward rounds | backward rounds | module |
+//! |---|---|---|---|
+//! | exp(x), x ≤ 0 | 2 | 2 | [`exp`] |
+//! | 1/x | 2 | 4 | [`reciprocal`] |
+//! | 1/√x | 2 | 6 | [`rsqrt`] |
+//! | sigmoid | 2 | 4 | [`sigmoid`] |
+//! | tanh | 2 | 4 | [`tanh`] |
+//! | GELU (erf) | 2 | 3 | [`gelu`] |
+//! | ReLU | 1 | 1 | [`relu`] |
+//! | dropout(p) | 2 | 2 | [`dropout`] |
+//! | softmax over rows of L | ⌈log₂ L⌉ + 5 | 3 | [`softmax`] |
+//! | softmax–cross-entropy gradient | as softmax | — | [`cross_entropy`] |
+//! | layer norm over rows | 8 | 7 | [`layernorm`] |
+//!
+//! **Building blocks.** The smooth functions are [`approx::Approx`]: a piecewise quadratic on
+//! the masked input from one spline gate (one DCF whose payload is (1, r, r²), evaluated at
+//! every breakpoint), with the output at 2^(f+s) and then **exactly** shifted back by s with the
+//! faithful shift gate. Products of two secrets are masked elementwise products
+//! ([`masked::mul`]: local once both operands are masked) followed by the exact shift
+//! ([`fmul`]).
+//!
+//! **Truncation.** Every truncation inside these protocols is *faithful* (the FSS shift gate:
+//! exact floor, one round, the round shared with the next opening where the protocol allows),
+//! because the specs are exact functions: a local probabilistic truncation is off by one ulp
+//! depending on the sharing, and wraps with probability ≈ |x|/2^64, so its output is not a
+//! function of x. Local truncation ([`trunc_local`](super::trunc::trunc_local)) stays for the
+//! linear layers' products, where its ≤ 1-ulp errors add up along each output's inner
+//! dimension once per layer (k products summed, then one truncation: one ulp per output, not
+//! k) and through the backward's dX and dW the same way.
+//!
+//! **What each party learns.** Every opening is of a value plus a fresh uniform one-time mask
+//! (uniform to the receiver); every gate is an FSS evaluation on such a value. Parties learn
+//! the public parameters (shapes, widths, the function) and nothing about inputs, outputs or
+//! intermediate values; outputs are additive shares.
+
+pub mod approx;
+pub mod cross_entropy;
+pub mod dropout;
+pub mod exp;
+pub mod gelu;
+pub mod layernorm;
+pub mod reciprocal;
+pub mod relu;
+pub mod rsqrt;
+pub mod sigmoid;
+pub mod softmax;
+pub mod tanh;
+
+use super::error::Result;
+use super::gates::shift::ars_spec;
+use super::masked::{self, DealerMask};
+use super::{Dealer, PartyCtx, PartyId, Share};
+use crate::net::Channel;
+use crate::ring::RingTensor;
+
+/// Fractional bits of every fixed-point value here.
+pub const FRAC: u32 = 16;
+
+/// Width of the exact shift after a product of two fixed-point values: the product must lie in
+/// the signed 48-bit range, i.e. |a·b| < 2^15 in real terms.
+pub const PRODUCT_WIDTH: u32 = 48;
+
+/// `round(v · 2^16)` as a ring element (two's complement).
+pub fn enc(v: f64) -> u64 {
+    (v * f64::from(1u32 << FRAC)).round() as i64 as u64
+}
+
+/// The real value of a fixed-point ring element.
+pub fn dec(x: u64) -> f64 {
+    x as i64 as f64 / f64::from(1u32 << FRAC)
+}
+
+/// Cleartext fixed-point product, rounded to nearest, as [`fmul`] computes it:
+/// ⌊(a·b + 2^15) / 2^16⌋ in the signed 48-bit range.
+pub fn fmul_spec(a: u64, b: u64) -> u64 {
+    fmul_by_spec(a, b, 1, FRAC)
+}
+
+/// Cleartext [`fmul_by`]: ⌊(c·a·b + 2^(s−1)) / 2^s⌋ in the signed 48-bit range.
+pub fn fmul_by_spec(a: u64, b: u64, c: u64, s: u32) -> u64 {
+    ars_spec(a.wrapping_mul(b).wrapping_mul(c).wrapping_add(1 << (s - 1)), PRODUCT_WIDTH, s)
+}
+
+/// Dealer: the material of one exact truncation of an additive tensor of `shape` (a mask and
+/// shift keys bound to it). Returns the mask.
+///
+/// # Errors
+/// Shape and key errors.
+pub fn gen_trunc(dealer: &mut Dealer, shape: &[usize], width: u32, s: u32) -> Result<DealerMask> {
+    let m = masked::gen_mask(dealer, shape)?;
+    masked::gen_shift(dealer, width, s, &m)?;
+    Ok(m)
+}
+
+/// Party: the exact ⌊y / 2^s⌋ of a signed `width`-bit additive y: one round (mask y), then the
+/// shift gate locally. 8 bytes per element per party.
+///
+/// # Errors
+/// Preprocessing, channel and backend errors.
+pub fn trunc<C: Channel>(ctx: &mut PartyCtx<C>, y: &Share, width: u32, s: u32) -> Result<Share> {
+    let yh = masked::mask(ctx, y)?;
+    masked::ars(ctx, &yh, width, s)
+}
+
+/// Party: several exact truncations in one round (dealt in this order by [`gen_trunc`]).
+///
+/// # Errors
+/// As [`trunc`].
+pub fn trunc_many<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    ys: &[(&Share, u32, u32)],
+) -> Result<Vec<Share>> {
+    let shares: Vec<&Share> = ys.iter().map(|y| y.0).collect();
+    let masked = masked::mask_many(ctx, &shares)?;
+    masked.iter().zip(ys).map(|(yh, &(_, w, s))| masked::ars(ctx, yh, w, s)).collect()
+}
+
+/// Dealer: one [`fmul`] of two tensors of `shape`.
+///
+/// # Errors
+/// Shape and key errors.
+pub fn gen_fmul(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
+    gen_fmul_by(dealer, shape, FRAC)
+}
+
+/// Party: the fixed-point product ⟨a ⊙ b⟩ rounded to nearest ([`fmul_spec`]): mask both (one
+/// round, 16 bytes per element), multiply locally, truncate exactly (one round, 8 bytes).
+/// Two rounds, 24 bytes per element per party.
+///
+/// # Errors
+/// Preprocessing, channel and backend errors.
+pub fn fmul<C: Channel>(ctx: &mut PartyCtx<C>, a: &Share, b: &Share) -> Result<Share> {
+    fmul_by(ctx, a, b, 1, FRAC)
+}
+
+/// Party: ⟨⌊(c·a⊙b + 2^(s−1)) / 2^s⌋⟩ for a public integer c and shift s ([`fmul_by_spec`]):
+/// a product with a public factor folded into its one exact shift (e.g. c = −1, s = 17 for
+/// −½·a·b). Dealt by [`gen_fmul_by`]; costs as [`fmul`].
+///
+/// # Errors
+/// As [`fmul`].
+pub fn fmul_by<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    a: &Share,
+    b: &Share,
+    c: u64,
+    s: u32,
+) -> Result<Share> {
+    let m = masked::mask_many(ctx, &[a, b])?;
+    let z = Share::new(masked::mul(ctx, &m[0], &m[1])?.tensor().scale(c));
+    let z = add_const(ctx.id, &z, 1 << (s - 1));
+    trunc(ctx, &z, PRODUCT_WIDTH, s)
+}
+
+/// Dealer: one [`fmul_by`] with shift `s` of two tensors of `shape`.
+///
+/// # Errors
+/// Shape and key errors.
+pub fn gen_fmul_by(dealer: &mut Dealer, shape: &[usize], s: u32) -> Result<()> {
+    let a = masked::gen_mask(dealer, shape)?;
+    let b = masked::gen_mask(dealer, shape)?;
+    masked::gen_mul(dealer, &a, &b)?;
+    gen_trunc(dealer, shape, PRODUCT_WIDTH, s).map(drop)
+}
+
+/// Dealer: one [`fsquare`] of a tensor of `shape`.
+///
+/// # Errors
+/// Shape and key errors.
+pub fn gen_fsquare(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
+    let a = masked::gen_mask(dealer, shape)?;
+    masked::gen_mul(dealer, &a, &a)?;
+    gen_trunc(dealer, shape, PRODUCT_WIDTH, FRAC).map(drop)
+}
+
+/// Party: ⟨a ⊙ a⟩ rounded ([`fmul_spec`]`(a, a)`): two rounds, 16 bytes per element per party.
+///
+/// # Errors
+/// As [`fmul`].
+pub fn fsquare<C: Channel>(ctx: &mut PartyCtx<C>, a: &Share) -> Result<Share> {
+    let m = masked::mask(ctx, a)?;
+    let z = masked::mul(ctx, &m, &m)?;
+    let z = add_const(ctx.id, &z, 1 << (FRAC - 1));
+    trunc(ctx, &z, PRODUCT_WIDTH, FRAC)
+}
+
+/// P0 adds the public constant `c` to every element (P1's share is unchanged).
+pub fn add_const(party: PartyId, x: &Share, c: u64) -> Share {
+    if party == PartyId::P0 {
+        Share::new(x.tensor().map(|v| v.wrapping_add(c)))
+    } else {
+        x.clone()
+    }
+}
+
+/// Sums over the last dimension (of length `cols`): [.., cols] → [..].
+pub(crate) fn row_sums(x: &RingTensor, cols: usize) -> Result<RingTensor> {
+    let shape = x.shape();
+    let sums = x
+        .as_slice()
+        .chunks_exact(cols.max(1))
+        .map(|row| row.iter().fold(0u64, |a, &v| a.wrapping_add(v)))
+        .collect();
+    Ok(RingTensor::from_vec(&shape[..shape.len() - 1], sums)?)
+}
+
+/// Each element repeated `cols` times along a new last dimension.
+pub(crate) fn spread(x: &RingTensor, cols: usize) -> Result<RingTensor> {
+    let mut shape = x.shape().to_vec();
+    shape.push(cols);
+    let data = x.as_slice().iter().flat_map(|&v| std::iter::repeat_n(v, cols)).collect();
+    Ok(RingTensor::from_vec(&shape, data)?)
+}
+
+/// The last dimension of a shape (1 for a scalar shape), checked non-empty.
+pub(crate) fn last_dim(op: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
+    match shape.last() {
+        Some(&c) if c > 0 => Ok((shape.iter().product::<usize>() / c, c)),
+        _ => Err(super::MpcError::Shape { op, left: shape.to_vec(), right: vec![] }),
+    }
+}

@@ -1,0 +1,75 @@
+//! ReLU, forward and backward, from one opening of x.
+//!
+//! **Spec.** max(x, 0) for x in the signed [`WIDTH`]-bit range (|x| < 128), exact; backward
+//! dX = dY ⊙ [x ≥ 0], exact. The forward's one opening serves the ReLU gate and the DReLU gate
+//! (both keyed to x's mask), so the backward only multiplies dY by the saved bit.
+//!
+//! **Cost per element per party:** forward 1 round, 8 bytes; backward 1 round, 16 bytes (dY
+//! and the bit are masked together; the masked product is local and exact, the bit being an
+//! integer). Keys: ReLU 16 + 32(m − 2) + 32 + 24, DReLU 16 + 24(m − 2) + 24, plus masks.
+//!
+//! **What each party learns:** nothing (openings under fresh masks).
+
+use crate::mpc::error::Result;
+use crate::mpc::masked;
+use crate::mpc::{Dealer, PartyCtx, Share};
+use crate::net::Channel;
+
+/// Input width: the signed 24-bit range, |x| < 128.
+pub const WIDTH: u32 = 24;
+
+/// The cleartext forward.
+pub fn spec(x: u64) -> u64 {
+    crate::mpc::gates::relu::spec(x)
+}
+
+/// The cleartext backward.
+pub fn backward_spec(x: u64, dy: u64) -> u64 {
+    if (x as i64) < 0 { 0 } else { dy }
+}
+
+/// What a party keeps for the backward: its share of [x ≥ 0].
+#[derive(Debug)]
+pub struct Saved {
+    bit: Share,
+}
+
+/// Dealer: one forward over `shape`.
+///
+/// # Errors
+/// Shape and key errors.
+pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
+    let m = masked::gen_mask(dealer, shape)?;
+    masked::gen_relu(dealer, WIDTH, &m)?;
+    masked::gen_drelu(dealer, WIDTH, &m)
+}
+
+/// Dealer: one backward over `shape`.
+///
+/// # Errors
+/// As [`gen_forward`].
+pub fn gen_backward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
+    let a = masked::gen_mask(dealer, shape)?;
+    let b = masked::gen_mask(dealer, shape)?;
+    masked::gen_mul(dealer, &a, &b)
+}
+
+/// Party: ⟨max(x, 0)⟩ and the saved bit.
+///
+/// # Errors
+/// Preprocessing, channel and backend errors.
+pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, Saved)> {
+    let xh = masked::mask(ctx, x)?;
+    let y = masked::relu(ctx, &xh, WIDTH)?;
+    let bit = masked::drelu(ctx, &xh, WIDTH)?;
+    Ok((y, Saved { bit }))
+}
+
+/// Party: ⟨dY ⊙ [x ≥ 0]⟩.
+///
+/// # Errors
+/// As [`forward`].
+pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) -> Result<Share> {
+    let m = masked::mask_many(ctx, &[dy, &saved.bit])?;
+    masked::mul(ctx, &m[0], &m[1])
+}

@@ -1,0 +1,522 @@
+//! PriFFT's nonlinear protocols, two parties on the in-memory channel: the reconstruction equals
+//! each protocol's cleartext spec bit for bit (CPU, GPU on lavapipe in CI, the scheduler), the
+//! spec is within its stated bound of f64 on 10^4 inputs over the documented range and its
+//! edges, rounds and bytes equal the documented formulas, out-of-range inputs behave as
+//! documented, and mismatched material is an error.
+
+mod common;
+
+use std::sync::Arc;
+
+use prifft::backend::{Backend, Cpu};
+use prifft::mpc::nonlinear::{
+    self as nl, cross_entropy, dropout, exp, gelu, layernorm, reciprocal, relu, rsqrt, sigmoid,
+    softmax, tanh,
+};
+use prifft::mpc::{Dealer, MpcError, PartyCtx, Share, local, sharing};
+use prifft::net::Cost;
+use prifft::prg::insecure_seeded_rng;
+use prifft::ring::RingTensor;
+use rand::Rng;
+
+type Ctx = PartyCtx<local::LocalChannel>;
+type PartyFn = dyn Fn(&mut Ctx, &[Share]) -> Result<Vec<Share>, MpcError> + Sync;
+
+/// Run `f` on both parties with `inputs` shared; returns the reconstructed outputs, each
+/// party's raw output shares and both parties' costs.
+fn run(
+    backend: Arc<dyn Backend>,
+    dealer: Dealer,
+    inputs: &[RingTensor],
+    f: &PartyFn,
+) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [Cost; 2]) {
+    let mut rng = insecure_seeded_rng(99);
+    let (mut s0, mut s1) = (Vec::new(), Vec::new());
+    for x in inputs {
+        let [a, b] = sharing::share_secret(x, &mut rng);
+        s0.push(a);
+        s1.push(b);
+    }
+    let run = local::run_parties(
+        None,
+        backend,
+        dealer.finish(),
+        move |ctx: &mut Ctx| f(ctx, &s0),
+        move |ctx: &mut Ctx| f(ctx, &s1),
+    )
+    .unwrap();
+    let outs = run
+        .out0
+        .iter()
+        .zip(&run.out1)
+        .map(|(a, b)| sharing::reconstruct(a, b).unwrap().into_vec())
+        .collect();
+    let raw = run.out0.iter().chain(&run.out1).map(|s| s.tensor().as_slice().to_vec()).collect();
+    (outs, raw, run.costs)
+}
+
+fn tensor(v: Vec<u64>) -> RingTensor {
+    let n = v.len();
+    RingTensor::from_vec(&[n], v).unwrap()
+}
+
+/// 10^4 uniform points of [lo, hi) and the range's edges, encoded.
+fn points(lo: f64, hi: f64, seed: u64) -> Vec<u64> {
+    let mut rng = insecure_seeded_rng(seed);
+    let mut v: Vec<u64> = (0..10_000).map(|_| nl::enc(rng.random_range(lo..hi))).collect();
+    v.extend([nl::enc(lo), nl::enc(lo) + 1, nl::enc(hi) - 1, nl::enc(hi), nl::enc(0.0)]);
+    v
+}
+
+fn cpu() -> Arc<dyn Backend> {
+    Arc::new(Cpu)
+}
+
+struct Unary {
+    name: &'static str,
+    spec: fn(u64) -> u64,
+    f: fn(f64) -> f64,
+    range: (f64, f64),
+    /// Allowed |error| at x.
+    bound: fn(f64) -> f64,
+    gen: fn(&mut Dealer, &[usize]) -> Result<(), MpcError>,
+    eval: fn(&mut Ctx, &Share) -> Result<Share, MpcError>,
+}
+
+fn unaries() -> Vec<Unary> {
+    vec![
+        Unary {
+            name: "exp",
+            spec: exp::spec,
+            f: f64::exp,
+            range: (-16.0, 0.0),
+            bound: |_| 2f64.powi(-12),
+            gen: exp::gen_forward,
+            eval: exp::forward,
+        },
+        Unary {
+            name: "sigmoid",
+            spec: sigmoid::spec,
+            f: |x| 1.0 / (1.0 + (-x).exp()),
+            range: (-20.0, 20.0),
+            bound: |_| 2f64.powi(-10),
+            gen: sigmoid::gen_forward,
+            eval: sigmoid::forward,
+        },
+        Unary {
+            name: "tanh",
+            spec: tanh::spec,
+            f: f64::tanh,
+            range: (-20.0, 20.0),
+            bound: |_| 2f64.powi(-10),
+            gen: tanh::gen_forward,
+            eval: tanh::forward,
+        },
+        Unary {
+            name: "gelu",
+            spec: gelu::spec,
+            f: gelu::gelu_f64,
+            range: (-20.0, 20.0),
+            bound: |_| 2f64.powi(-9),
+            gen: |d, s| gelu::gen_forward(d, s).map(drop),
+            eval: |c, x| gelu::forward(c, x).map(|r| r.0),
+        },
+        Unary {
+            name: "reciprocal",
+            spec: reciprocal::spec,
+            f: |x| 1.0 / x,
+            range: reciprocal::RANGE,
+            bound: |x| 2f64.powi(-10) / x,
+            gen: reciprocal::gen_forward,
+            eval: reciprocal::forward,
+        },
+        Unary {
+            name: "rsqrt",
+            spec: rsqrt::spec,
+            f: |x| 1.0 / x.sqrt(),
+            range: rsqrt::RANGE,
+            bound: |x| 2f64.powi(-10) / x.sqrt(),
+            gen: rsqrt::gen_forward,
+            eval: rsqrt::forward,
+        },
+    ]
+}
+
+#[test]
+fn every_smooth_function_is_within_its_bound_of_f64_over_its_range_and_edges() {
+    for op in unaries() {
+        let mut worst = 0f64;
+        for x in points(op.range.0, op.range.1, 1) {
+            let xf = nl::dec(x);
+            // The relative bounds hold inside [lo, hi); hi itself is the clamp's first point.
+            if xf >= op.range.1 && op.range.1 < 20.0 {
+                continue;
+            }
+            let err = (nl::dec((op.spec)(x)) - (op.f)(xf)).abs();
+            assert!(err <= (op.bound)(xf), "{}: |spec − f64| = {err:e} at x = {xf}", op.name);
+            worst = worst.max(err / (op.bound)(xf));
+        }
+        eprintln!("{}: worst error {worst:.3} of the bound", op.name);
+    }
+}
+
+fn forward_two_party(backend: Arc<dyn Backend>, op: &Unary) -> (Vec<Vec<u64>>, [Cost; 2]) {
+    let mut xs = points(op.range.0, op.range.1, 2);
+    xs.truncate(1000);
+    xs.extend(&points(op.range.0, op.range.1, 2)[10_000..]);
+    let n = xs.len();
+    let mut dealer = Dealer::insecure_with_seed(3);
+    (op.gen)(&mut dealer, &[n]).unwrap();
+    let eval = op.eval;
+    let (out, raw, costs) = run(backend, dealer, &[tensor(xs.clone())], &move |c, x| Ok(vec![eval(c, &x[0])?]));
+    let want: Vec<u64> = xs.iter().map(|&x| (op.spec)(x)).collect();
+    assert!(out[0] == want, "{}: reconstruction != spec", op.name);
+    (raw, costs)
+}
+
+#[test]
+fn every_smooth_function_reconstructs_its_spec_in_two_rounds_and_16_bytes_per_element() {
+    for op in unaries() {
+        let (_, costs) = forward_two_party(cpu(), &op);
+        let n = 1005;
+        for c in costs {
+            assert_eq!((c.rounds, c.bytes_sent), (2, 16 * n), "{}", op.name);
+        }
+    }
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn the_gpu_gives_the_cpus_shares_for_every_smooth_function_softmax_and_layer_norm() {
+    let Some(gpu) = common::gpu_device() else { return };
+    let gpu: Arc<dyn Backend> = Arc::new(gpu);
+    for op in unaries() {
+        assert!(forward_two_party(gpu.clone(), &op).0 == forward_two_party(cpu(), &op).0, "{}", op.name);
+    }
+    assert!(softmax_run(gpu.clone()).0 == softmax_run(cpu()).0, "softmax");
+    assert!(layernorm_run(gpu).0 == layernorm_run(cpu()).0, "layer norm");
+}
+
+#[test]
+fn the_scheduler_over_two_devices_gives_one_devices_shares() {
+    let split: Arc<dyn Backend> = Arc::new(common::two_device_scheduler());
+    let op = &unaries()[1];
+    assert!(forward_two_party(split.clone(), op).0 == forward_two_party(cpu(), op).0);
+    assert!(softmax_run(split).0 == softmax_run(cpu()).0);
+}
+
+#[test]
+fn out_of_range_inputs_are_clamped_or_saturated_as_documented() {
+    assert_eq!(reciprocal::spec(0), nl::enc(16.0));
+    assert_eq!(reciprocal::spec(nl::enc(-3.0)), nl::enc(16.0));
+    assert_eq!(reciprocal::spec(nl::enc(100.0)), nl::enc(1.0 / 32.0));
+    assert_eq!(rsqrt::spec(nl::enc(-1.0)), nl::enc(8.0));
+    assert_eq!(rsqrt::spec(0), nl::enc(8.0));
+    assert_eq!(rsqrt::spec(nl::enc(1000.0)), nl::enc(1.0 / 16.0));
+    assert_eq!(exp::spec(nl::enc(100.0)), nl::enc(1.0));
+    assert_eq!(exp::spec(nl::enc(-300.0)), 0);
+    assert_eq!(sigmoid::spec(nl::enc(100.0)), nl::enc(1.0));
+    assert_eq!(tanh::spec(nl::enc(-100.0)), nl::enc(-1.0));
+    assert_eq!(gelu::spec(nl::enc(100.0)), nl::enc(100.0));
+    assert_eq!(gelu::spec(nl::enc(-100.0)), 0);
+}
+
+/// dY ⊙ f′ within `bound` of f64 on 10^4 inputs, from the cleartext backward spec.
+fn check_backward(name: &str, xs: &[u64], bwd: impl Fn(u64, u64) -> u64, df: impl Fn(f64) -> f64, bound: impl Fn(f64, f64) -> f64) {
+    let mut rng = insecure_seeded_rng(4);
+    for &x in xs {
+        let dy: f64 = rng.random_range(-1.0..1.0);
+        let got = nl::dec(bwd(x, nl::enc(dy)));
+        let want = dy * df(nl::dec(x));
+        assert!((got - want).abs() <= bound(nl::dec(x), want), "{name}: backward {got} vs {want} at x = {}", nl::dec(x));
+    }
+}
+
+#[test]
+fn every_backward_is_within_its_bound_of_the_f64_derivative() {
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    check_backward("exp", &points(-16.0, 0.0, 5), |x, dy| exp::backward_spec(exp::spec(x), dy), f64::exp, |_, _| 2f64.powi(-11));
+    check_backward("sigmoid", &points(-20.0, 20.0, 6), |x, dy| sigmoid::backward_spec(sigmoid::spec(x), dy), |x| sig(x) * (1.0 - sig(x)), |_, _| 2f64.powi(-10));
+    check_backward("tanh", &points(-20.0, 20.0, 7), |x, dy| tanh::backward_spec(tanh::spec(x), dy), |x| 1.0 - x.tanh().powi(2), |_, _| 2f64.powi(-10));
+    check_backward("gelu", &points(-20.0, 20.0, 8), gelu::backward_spec, gelu::gelu_grad_f64, |_, _| 2f64.powi(-10));
+    check_backward("reciprocal", &points(0.0625, 31.99, 9), |x, dy| reciprocal::backward_spec(reciprocal::spec(x), dy), |x| -1.0 / (x * x), |_, w| 2f64.powi(-8) * w.abs() + 2f64.powi(-14));
+    check_backward("rsqrt", &points(1.0 / 64.0, 255.9, 10), |x, dy| rsqrt::backward_spec(rsqrt::spec(x), dy), |x| -0.5 * x.powf(-1.5), |_, w| 2f64.powi(-8) * w.abs() + 2f64.powi(-14));
+    check_backward("relu", &points(-20.0, 20.0, 11), relu::backward_spec, |x| if x >= 0.0 { 1.0 } else { 0.0 }, |_, _| 0.0);
+}
+
+#[test]
+fn every_backward_reconstructs_its_spec_with_the_documented_rounds() {
+    let n = 300;
+    let xs = |lo: f64, hi: f64| points(lo, hi, 12)[..n].to_vec();
+    let dys: Vec<u64> = points(-1.0, 1.0, 13)[..n].to_vec();
+    type Bwd = (&'static str, Vec<u64>, fn(u64) -> u64, fn(u64, u64) -> u64, fn(&mut Dealer, &[usize]) -> Result<(), MpcError>, fn(&mut Ctx, &Share, &Share) -> Result<Share, MpcError>, u64, u64);
+    let cases: Vec<Bwd> = vec![
+        ("exp", xs(-16.0, 0.0), exp::spec, exp::backward_spec, exp::gen_backward, exp::backward, 2, 24),
+        ("sigmoid", xs(-8.0, 8.0), sigmoid::spec, sigmoid::backward_spec, sigmoid::gen_backward, sigmoid::backward, 4, 48),
+        ("tanh", xs(-8.0, 8.0), tanh::spec, tanh::backward_spec, tanh::gen_backward, tanh::backward, 4, 40),
+        ("reciprocal", xs(0.1, 30.0), reciprocal::spec, reciprocal::backward_spec, reciprocal::gen_backward, reciprocal::backward, 4, 40),
+        ("rsqrt", xs(0.1, 200.0), rsqrt::spec, rsqrt::backward_spec, rsqrt::gen_backward, rsqrt::backward, 6, 64),
+    ];
+    for (name, x, spec, bspec, gen, bwd, rounds, bytes) in cases {
+        let y: Vec<u64> = x.iter().map(|&v| spec(v)).collect();
+        let mut dealer = Dealer::insecure_with_seed(14);
+        gen(&mut dealer, &[n]).unwrap();
+        let (out, _, costs) = run(cpu(), dealer, &[tensor(y.clone()), tensor(dys.clone())], &move |c, s| Ok(vec![bwd(c, &s[0], &s[1])?]));
+        let want: Vec<u64> = y.iter().zip(&dys).map(|(&y, &d)| bspec(y, d)).collect();
+        assert!(out[0] == want, "{name} backward != spec");
+        for c in costs {
+            assert_eq!((c.rounds, c.bytes_sent), (rounds, bytes * n as u64), "{name}");
+        }
+    }
+}
+
+#[test]
+fn gelu_and_relu_backward_reuse_the_forward_opening() {
+    let n = 400;
+    let x = points(-6.0, 6.0, 15)[..n].to_vec();
+    let dy = points(-1.0, 1.0, 16)[..n].to_vec();
+    let mut dealer = Dealer::insecure_with_seed(17);
+    let plan = gelu::gen_forward(&mut dealer, &[n]).unwrap();
+    gelu::gen_backward(&mut dealer, &plan).unwrap();
+    relu::gen_forward(&mut dealer, &[n]).unwrap();
+    relu::gen_backward(&mut dealer, &[n]).unwrap();
+    let (out, _, costs) = run(cpu(), dealer, &[tensor(x.clone()), tensor(dy.clone())], &|c, s| {
+        let (y, saved) = gelu::forward(c, &s[0])?;
+        let dx = gelu::backward(c, &saved, &s[1])?;
+        let (r, rs) = relu::forward(c, &s[0])?;
+        let dr = relu::backward(c, &rs, &s[1])?;
+        Ok(vec![y, dx, r, dr])
+    });
+    assert!(out[0] == x.iter().map(|&v| gelu::spec(v)).collect::<Vec<_>>());
+    assert!(out[1] == x.iter().zip(&dy).map(|(&v, &d)| gelu::backward_spec(v, d)).collect::<Vec<_>>());
+    assert!(out[2] == x.iter().map(|&v| relu::spec(v)).collect::<Vec<_>>());
+    assert!(out[3] == x.iter().zip(&dy).map(|(&v, &d)| relu::backward_spec(v, d)).collect::<Vec<_>>());
+    // GELU: 2 + 3 rounds, 16 + 32 bytes; ReLU: 1 + 1 rounds, 8 + 16 bytes.
+    for c in costs {
+        assert_eq!((c.rounds, c.bytes_sent), (7, (16 + 32 + 8 + 16) * n as u64));
+    }
+}
+
+#[test]
+fn dropout_keeps_the_dealers_mask_scales_by_the_keep_rate_and_reuses_it_backward() {
+    let (n, p) = (4000, 0.1);
+    let x = points(-8.0, 8.0, 18)[..n].to_vec();
+    let dy = points(-1.0, 1.0, 19)[..n].to_vec();
+    let mut dealer = Dealer::insecure_with_seed(20);
+    let plan = dropout::gen_forward(&mut dealer, &[n], p).unwrap();
+    dropout::gen_backward(&mut dealer, &plan).unwrap();
+    let keep: Vec<bool> = plan.keep().collect();
+    assert!(format!("{plan:?}").contains("shape") && !format!("{plan:?}").contains("keep"));
+    let (out, _, costs) = run(cpu(), dealer, &[tensor(x.clone()), tensor(dy.clone())], &|c, s| {
+        let (y, saved) = dropout::forward(c, &s[0], p)?;
+        Ok(vec![y, dropout::backward(c, &saved, &s[1])?])
+    });
+    for i in 0..n {
+        assert_eq!(out[0][i], dropout::spec(x[i], keep[i], p));
+        assert_eq!(out[1][i], dropout::spec(dy[i], keep[i], p));
+    }
+    let kept = keep.iter().filter(|&&k| k).count() as f64 / n as f64;
+    assert!((kept - 0.9).abs() < 0.02, "kept {kept}");
+    for c in costs {
+        assert_eq!((c.rounds, c.bytes_sent), (4, 32 * n as u64));
+    }
+    assert!(matches!(dropout::gen_forward(&mut Dealer::insecure_with_seed(1), &[2], 1.0), Err(MpcError::Param { .. })));
+}
+
+/// Softmax over 24 rows of 32 with a padding mask (one row fully masked), forward and backward.
+fn softmax_run(backend: Arc<dyn Backend>) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [Cost; 2]) {
+    let (rows, len) = (24, 32);
+    let mut rng = insecure_seeded_rng(21);
+    let x: Vec<u64> = (0..rows * len).map(|_| nl::enc(rng.random_range(-8.0..8.0))).collect();
+    let mask: Vec<u64> = (0..rows * len)
+        .map(|i| if i / len == 3 || (i % len) >= len - (i / len) % 7 { nl::enc(-64.0) } else { 0 })
+        .collect();
+    let dy: Vec<u64> = (0..rows * len).map(|_| nl::enc(rng.random_range(-1.0..1.0))).collect();
+    let mut dealer = Dealer::insecure_with_seed(22);
+    softmax::gen_forward(&mut dealer, &[rows, len]).unwrap();
+    softmax::gen_backward(&mut dealer, &[rows, len]).unwrap();
+    let t = |v: &Vec<u64>| RingTensor::from_vec(&[rows, len], v.clone()).unwrap();
+    let (out, raw, costs) = run(backend, dealer, &[t(&x), t(&mask), t(&dy)], &|c, s| {
+        let y = softmax::forward(c, &s[0], Some(&s[1]))?;
+        let fwd = c.mark();
+        let dx = softmax::backward(c, &y, &s[2])?;
+        let _ = fwd;
+        Ok(vec![y, dx])
+    });
+    let want = softmax::spec(&x, Some(&mask), len);
+    assert!(out[0] == want, "softmax != spec");
+    assert!(out[1] == softmax::backward_spec(&want, &dy, len), "softmax backward != spec");
+    // f64 reference.
+    for r in 0..rows {
+        let z: Vec<f64> = (0..len).map(|j| nl::dec(x[r * len + j]) + nl::dec(mask[r * len + j])).collect();
+        let m = z.iter().cloned().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        let y: Vec<f64> = e.iter().map(|v| v / s).collect();
+        let dot: f64 = (0..len).map(|j| y[j] * nl::dec(dy[r * len + j])).sum();
+        let mut sum = 0.0;
+        for j in 0..len {
+            let got = nl::dec(out[0][r * len + j]);
+            assert!((got - y[j]).abs() <= 2f64.powi(-10), "softmax {got} vs {} (row {r})", y[j]);
+            sum += got;
+            let dx = y[j] * (nl::dec(dy[r * len + j]) - dot);
+            let gotdx = nl::dec(out[1][r * len + j]);
+            assert!((gotdx - dx).abs() <= 2f64.powi(-10), "softmax backward {gotdx} vs {dx}");
+        }
+        assert!((sum - 1.0).abs() <= 2f64.powi(-9), "row {r} sums to {sum}");
+    }
+    (raw, out, costs)
+}
+
+#[test]
+fn softmax_with_a_padding_mask_matches_its_spec_f64_and_the_round_count() {
+    let (_, _, costs) = softmax_run(cpu());
+    let (rows, len) = (24u64, 32u64);
+    // Forward: 5 tree levels + 2 (exp) + 1 (e and S) + 1 (P(S)) + 1 (shift) = 10 rounds;
+    // bytes: tree 8·rows·(16+8+4+2+1), exp 16·rows·len, e and S 8·rows·(len+1), P(S) 8·rows,
+    // shift 8·rows·len. Backward: 3 rounds, 16 + 8 + 8 bytes per entry.
+    let fwd = 8 * rows * 31 + 16 * rows * len + 8 * rows * (len + 1) + 8 * rows + 8 * rows * len;
+    for c in costs {
+        assert_eq!(c.rounds, 10 + 3);
+        assert_eq!(c.bytes_sent, fwd + 32 * rows * len);
+    }
+}
+
+#[test]
+fn the_cross_entropy_gradient_is_softmax_minus_the_one_hot_labels() {
+    let (b, k) = (16, 10);
+    let mut rng = insecure_seeded_rng(23);
+    let logits: Vec<u64> = (0..b * k).map(|_| nl::enc(rng.random_range(-5.0..5.0))).collect();
+    let onehot: Vec<u64> = (0..b * k).map(|i| if i % k == (i / k) % k { nl::enc(1.0) } else { 0 }).collect();
+    let mut dealer = Dealer::insecure_with_seed(24);
+    cross_entropy::gen_grad(&mut dealer, &[b, k]).unwrap();
+    let t = |v: &Vec<u64>| RingTensor::from_vec(&[b, k], v.clone()).unwrap();
+    let (out, _, _) = run(cpu(), dealer, &[t(&logits), t(&onehot)], &|c, s| Ok(vec![cross_entropy::grad(c, &s[0], &s[1])?]));
+    assert!(out[0] == cross_entropy::spec(&logits, &onehot, k));
+}
+
+/// Layer norm over 6 rows of 48 (one row constant), forward and backward.
+fn layernorm_run(backend: Arc<dyn Backend>) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [Cost; 2]) {
+    let (rows, h, eps) = (6, 48, 1e-5);
+    let mut rng = insecure_seeded_rng(25);
+    let x: Vec<u64> = (0..rows * h)
+        .map(|i| if i / h == 2 { nl::enc(0.75) } else { nl::enc(rng.random_range(-3.0..3.0) * (1 + i / h) as f64) })
+        .collect();
+    let gamma: Vec<u64> = (0..h).map(|_| nl::enc(rng.random_range(0.5..1.5))).collect();
+    let beta: Vec<u64> = (0..h).map(|_| nl::enc(rng.random_range(-0.5..0.5))).collect();
+    let dy: Vec<u64> = (0..rows * h).map(|_| nl::enc(rng.random_range(-1.0..1.0))).collect();
+    let mut dealer = Dealer::insecure_with_seed(26);
+    let plan = layernorm::gen_forward(&mut dealer, &[rows, h], eps).unwrap();
+    layernorm::gen_backward(&mut dealer, &plan).unwrap();
+    let (out, raw, costs) = run(
+        backend,
+        dealer,
+        &[RingTensor::from_vec(&[rows, h], x.clone()).unwrap(), tensor(gamma.clone()), tensor(beta.clone()), RingTensor::from_vec(&[rows, h], dy.clone()).unwrap()],
+        &move |c, s| {
+            let (y, saved) = layernorm::forward(c, &s[0], &s[1], &s[2], eps)?;
+            let (dx, dg, db) = layernorm::backward(c, &saved, &s[3])?;
+            Ok(vec![y, dx, dg, db])
+        },
+    );
+    assert!(out[0] == layernorm::spec(&x, &gamma, &beta, eps), "layer norm != spec");
+    let (dx, dg, db) = layernorm::backward_spec(&x, &gamma, &dy, eps);
+    assert!(out[1] == dx && out[2] == dg && out[3] == db, "layer norm backward != spec");
+    // f64 reference (the constant row has σ² = 0: its n is 0, y = β).
+    let (mut dgf, mut dbf) = (vec![0.0; h], vec![0.0; h]);
+    for r in 0..rows {
+        let xr: Vec<f64> = (0..h).map(|j| nl::dec(x[r * h + j])).collect();
+        let mu = xr.iter().sum::<f64>() / h as f64;
+        let var = xr.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / h as f64;
+        let rho = 1.0 / (var + eps).sqrt();
+        let n: Vec<f64> = xr.iter().map(|v| (v - mu) * rho).collect();
+        let g: Vec<f64> = (0..h).map(|j| nl::dec(dy[r * h + j]) * nl::dec(gamma[j])).collect();
+        let mg = g.iter().sum::<f64>() / h as f64;
+        let mgn = g.iter().zip(&n).map(|(a, b)| a * b).sum::<f64>() / h as f64;
+        for j in 0..h {
+            let y = n[j] * nl::dec(gamma[j]) + nl::dec(beta[j]);
+            let got = nl::dec(out[0][r * h + j]);
+            assert!((got - y).abs() <= 2f64.powi(-8), "layer norm {got} vs {y} (row {r})");
+            if var > 0.0 {
+                let dxf = rho * (g[j] - mg - n[j] * mgn);
+                let got = nl::dec(out[1][r * h + j]);
+                assert!((got - dxf).abs() <= 2f64.powi(-7) * rho.max(1.0), "layer norm dx {got} vs {dxf}");
+            }
+            dgf[j] += nl::dec(dy[r * h + j]) * n[j];
+            dbf[j] += nl::dec(dy[r * h + j]);
+        }
+    }
+    for j in 0..h {
+        assert!((nl::dec(out[2][j]) - dgf[j]).abs() <= 2f64.powi(-6), "dγ");
+        assert!((nl::dec(out[3][j]) - dbf[j]).abs() <= 2f64.powi(-12), "dβ");
+    }
+    (raw, out, costs)
+}
+
+#[test]
+fn layer_norm_forward_and_backward_match_their_specs_and_f64() {
+    let (_, _, costs) = layernorm_run(cpu());
+    for c in costs {
+        assert_eq!(c.rounds, 9 + 7);
+    }
+}
+
+#[test]
+fn mismatched_material_is_an_error_not_a_panic() {
+    // exp (26-bit) run on sigmoid's (24-bit) material.
+    let mut dealer = Dealer::insecure_with_seed(27);
+    sigmoid::gen_forward(&mut dealer, &[8]).unwrap();
+    let x = tensor(vec![0; 8]);
+    let err = local::run_two_party(dealer.finish(), |c| exp::forward(c, &Share::new(x.clone())), |c| exp::forward(c, &Share::new(x.clone())));
+    assert!(err.is_err());
+    // Another length.
+    let mut dealer = Dealer::insecure_with_seed(28);
+    sigmoid::gen_forward(&mut dealer, &[8]).unwrap();
+    let y = tensor(vec![0; 9]);
+    assert!(local::run_two_party(dealer.finish(), |c| sigmoid::forward(c, &Share::new(y.clone())), |c| sigmoid::forward(c, &Share::new(y.clone()))).is_err());
+    // A layer norm with γ of the wrong length, and softmax without material.
+    let mut dealer = Dealer::insecure_with_seed(29);
+    let plan = layernorm::gen_forward(&mut dealer, &[2, 4], 1e-5).unwrap();
+    layernorm::gen_backward(&mut dealer, &plan).unwrap();
+    let x = RingTensor::from_vec(&[2, 4], vec![0; 8]).unwrap();
+    let g = tensor(vec![0; 3]);
+    let f = |c: &mut Ctx| {
+        assert!(matches!(layernorm::forward(c, &Share::new(x.clone()), &Share::new(g.clone()), &Share::new(g.clone()), 1e-5), Err(MpcError::Shape { .. })));
+        assert!(softmax::forward(c, &Share::new(x.clone()), None).is_err());
+        Ok::<_, MpcError>(())
+    };
+    local::run_two_party(dealer.finish(), f, f).unwrap();
+}
+
+#[test]
+fn key_bytes_per_element_are_reported() {
+    let n = 256;
+    let mut rows = Vec::new();
+    let mut measure = |name: &str, per: usize, gen: &dyn Fn(&mut Dealer)| {
+        let mut dealer = Dealer::insecure_with_seed(30);
+        gen(&mut dealer);
+        let [p0, _] = dealer.finish();
+        let bytes = p0.to_bytes().len() as f64 / per as f64;
+        rows.push(format!("{name}: {bytes:.0} B per element per party"));
+        bytes
+    };
+    for op in unaries() {
+        let b = measure(op.name, n, &|d| (op.gen)(d, &[n]).unwrap());
+        assert!(b < 4096.0, "{}: {b} B", op.name);
+    }
+    measure("relu", n, &|d| relu::gen_forward(d, &[n]).unwrap());
+    measure("dropout", n, &|d| drop(dropout::gen_forward(d, &[n], 0.1).unwrap()));
+    measure("softmax (rows of 32)", n, &|d| softmax::gen_forward(d, &[n / 32, 32]).unwrap());
+    measure("layernorm (rows of 64)", n, &|d| drop(layernorm::gen_forward(d, &[n / 64, 64], 1e-5).unwrap()));
+    for op in unaries() {
+        let a = match op.name {
+            "exp" => exp::approx(),
+            "sigmoid" => sigmoid::approx(),
+            "tanh" => tanh::approx(),
+            "gelu" => gelu::approx(),
+            "reciprocal" => reciprocal::approx(),
+            _ => rsqrt::approx(),
+        };
+        rows.push(format!("{}: {} pieces, width {}, shift {} (w = {})", op.name, a.pieces(), a.width(), a.shift(), a.out_width()));
+    }
+    eprintln!("{}", rows.join("\n"));
+}
