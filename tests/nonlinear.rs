@@ -20,7 +20,7 @@ use prifft::ring::RingTensor;
 use rand::Rng;
 
 type Ctx = PartyCtx<local::LocalChannel>;
-type PartyFn = dyn Fn(&mut Ctx, &[Share]) -> Result<Vec<Share>, MpcError> + Sync;
+type PartyFn<'a> = dyn Fn(&mut Ctx, &[Share]) -> Result<Vec<Share>, MpcError> + Sync + 'a;
 
 /// Run `f` on both parties with `inputs` shared; returns the reconstructed outputs, each
 /// party's raw output shares and both parties' costs.
@@ -28,7 +28,7 @@ fn run(
     backend: Arc<dyn Backend>,
     dealer: Dealer,
     inputs: &[RingTensor],
-    f: &PartyFn,
+    f: &PartyFn<'_>,
 ) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [Cost; 2]) {
     let mut rng = insecure_seeded_rng(99);
     let (mut s0, mut s1) = (Vec::new(), Vec::new());
@@ -64,7 +64,13 @@ fn tensor(v: Vec<u64>) -> RingTensor {
 fn points(lo: f64, hi: f64, seed: u64) -> Vec<u64> {
     let mut rng = insecure_seeded_rng(seed);
     let mut v: Vec<u64> = (0..10_000).map(|_| nl::enc(rng.random_range(lo..hi))).collect();
-    v.extend([nl::enc(lo), nl::enc(lo) + 1, nl::enc(hi) - 1, nl::enc(hi), nl::enc(0.0)]);
+    v.extend([
+        nl::enc(lo),
+        nl::enc(lo).wrapping_add(1),
+        nl::enc(hi).wrapping_sub(1),
+        nl::enc(hi),
+        nl::enc(0.0),
+    ]);
     v
 }
 
@@ -79,7 +85,7 @@ struct Unary {
     range: (f64, f64),
     /// Allowed |error| at x.
     bound: fn(f64) -> f64,
-    gen: fn(&mut Dealer, &[usize]) -> Result<(), MpcError>,
+    deal: fn(&mut Dealer, &[usize]) -> Result<(), MpcError>,
     eval: fn(&mut Ctx, &Share) -> Result<Share, MpcError>,
 }
 
@@ -91,7 +97,7 @@ fn unaries() -> Vec<Unary> {
             f: f64::exp,
             range: (-16.0, 0.0),
             bound: |_| 2f64.powi(-12),
-            gen: exp::gen_forward,
+            deal: exp::gen_forward,
             eval: exp::forward,
         },
         Unary {
@@ -100,7 +106,7 @@ fn unaries() -> Vec<Unary> {
             f: |x| 1.0 / (1.0 + (-x).exp()),
             range: (-20.0, 20.0),
             bound: |_| 2f64.powi(-10),
-            gen: sigmoid::gen_forward,
+            deal: sigmoid::gen_forward,
             eval: sigmoid::forward,
         },
         Unary {
@@ -109,7 +115,7 @@ fn unaries() -> Vec<Unary> {
             f: f64::tanh,
             range: (-20.0, 20.0),
             bound: |_| 2f64.powi(-10),
-            gen: tanh::gen_forward,
+            deal: tanh::gen_forward,
             eval: tanh::forward,
         },
         Unary {
@@ -118,7 +124,7 @@ fn unaries() -> Vec<Unary> {
             f: gelu::gelu_f64,
             range: (-20.0, 20.0),
             bound: |_| 2f64.powi(-9),
-            gen: |d, s| gelu::gen_forward(d, s).map(drop),
+            deal: |d, s| gelu::gen_forward(d, s).map(drop),
             eval: |c, x| gelu::forward(c, x).map(|r| r.0),
         },
         Unary {
@@ -127,7 +133,7 @@ fn unaries() -> Vec<Unary> {
             f: |x| 1.0 / x,
             range: reciprocal::RANGE,
             bound: |x| 2f64.powi(-10) / x,
-            gen: reciprocal::gen_forward,
+            deal: reciprocal::gen_forward,
             eval: reciprocal::forward,
         },
         Unary {
@@ -136,7 +142,7 @@ fn unaries() -> Vec<Unary> {
             f: |x| 1.0 / x.sqrt(),
             range: rsqrt::RANGE,
             bound: |x| 2f64.powi(-10) / x.sqrt(),
-            gen: rsqrt::gen_forward,
+            deal: rsqrt::gen_forward,
             eval: rsqrt::forward,
         },
     ]
@@ -166,9 +172,10 @@ fn forward_two_party(backend: Arc<dyn Backend>, op: &Unary) -> (Vec<Vec<u64>>, [
     xs.extend(&points(op.range.0, op.range.1, 2)[10_000..]);
     let n = xs.len();
     let mut dealer = Dealer::insecure_with_seed(3);
-    (op.gen)(&mut dealer, &[n]).unwrap();
+    (op.deal)(&mut dealer, &[n]).unwrap();
     let eval = op.eval;
-    let (out, raw, costs) = run(backend, dealer, &[tensor(xs.clone())], &move |c, x| Ok(vec![eval(c, &x[0])?]));
+    let (out, raw, costs) =
+        run(backend, dealer, &[tensor(xs.clone())], &move |c, x| Ok(vec![eval(c, &x[0])?]));
     let want: Vec<u64> = xs.iter().map(|&x| (op.spec)(x)).collect();
     assert!(out[0] == want, "{}: reconstruction != spec", op.name);
     (raw, costs)
@@ -191,7 +198,11 @@ fn the_gpu_gives_the_cpus_shares_for_every_smooth_function_softmax_and_layer_nor
     let Some(gpu) = common::gpu_device() else { return };
     let gpu: Arc<dyn Backend> = Arc::new(gpu);
     for op in unaries() {
-        assert!(forward_two_party(gpu.clone(), &op).0 == forward_two_party(cpu(), &op).0, "{}", op.name);
+        assert!(
+            forward_two_party(gpu.clone(), &op).0 == forward_two_party(cpu(), &op).0,
+            "{}",
+            op.name
+        );
     }
     assert!(softmax_run(gpu.clone()).0 == softmax_run(cpu()).0, "softmax");
     assert!(layernorm_run(gpu).0 == layernorm_run(cpu()).0, "layer norm");
@@ -222,26 +233,78 @@ fn out_of_range_inputs_are_clamped_or_saturated_as_documented() {
 }
 
 /// dY ⊙ f′ within `bound` of f64 on 10^4 inputs, from the cleartext backward spec.
-fn check_backward(name: &str, xs: &[u64], bwd: impl Fn(u64, u64) -> u64, df: impl Fn(f64) -> f64, bound: impl Fn(f64, f64) -> f64) {
+fn check_backward(
+    name: &str,
+    xs: &[u64],
+    bwd: impl Fn(u64, u64) -> u64,
+    df: impl Fn(f64) -> f64,
+    bound: impl Fn(f64, f64) -> f64,
+) {
     let mut rng = insecure_seeded_rng(4);
     for &x in xs {
-        let dy: f64 = rng.random_range(-1.0..1.0);
-        let got = nl::dec(bwd(x, nl::enc(dy)));
+        let dy = nl::enc(rng.random_range(-1.0..1.0));
+        let (got, dy) = (nl::dec(bwd(x, dy)), nl::dec(dy));
         let want = dy * df(nl::dec(x));
-        assert!((got - want).abs() <= bound(nl::dec(x), want), "{name}: backward {got} vs {want} at x = {}", nl::dec(x));
+        assert!(
+            (got - want).abs() <= bound(nl::dec(x), want),
+            "{name}: backward {got} vs {want} at x = {}",
+            nl::dec(x)
+        );
     }
 }
 
 #[test]
 fn every_backward_is_within_its_bound_of_the_f64_derivative() {
     let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
-    check_backward("exp", &points(-16.0, 0.0, 5), |x, dy| exp::backward_spec(exp::spec(x), dy), f64::exp, |_, _| 2f64.powi(-11));
-    check_backward("sigmoid", &points(-20.0, 20.0, 6), |x, dy| sigmoid::backward_spec(sigmoid::spec(x), dy), |x| sig(x) * (1.0 - sig(x)), |_, _| 2f64.powi(-10));
-    check_backward("tanh", &points(-20.0, 20.0, 7), |x, dy| tanh::backward_spec(tanh::spec(x), dy), |x| 1.0 - x.tanh().powi(2), |_, _| 2f64.powi(-10));
-    check_backward("gelu", &points(-20.0, 20.0, 8), gelu::backward_spec, gelu::gelu_grad_f64, |_, _| 2f64.powi(-10));
-    check_backward("reciprocal", &points(0.0625, 31.99, 9), |x, dy| reciprocal::backward_spec(reciprocal::spec(x), dy), |x| -1.0 / (x * x), |_, w| 2f64.powi(-8) * w.abs() + 2f64.powi(-14));
-    check_backward("rsqrt", &points(1.0 / 64.0, 255.9, 10), |x, dy| rsqrt::backward_spec(rsqrt::spec(x), dy), |x| -0.5 * x.powf(-1.5), |_, w| 2f64.powi(-8) * w.abs() + 2f64.powi(-14));
-    check_backward("relu", &points(-20.0, 20.0, 11), relu::backward_spec, |x| if x >= 0.0 { 1.0 } else { 0.0 }, |_, _| 0.0);
+    check_backward(
+        "exp",
+        &points(-16.0, 0.0, 5),
+        |x, dy| exp::backward_spec(exp::spec(x), dy),
+        f64::exp,
+        |_, _| 2f64.powi(-11),
+    );
+    check_backward(
+        "sigmoid",
+        &points(-20.0, 20.0, 6),
+        |x, dy| sigmoid::backward_spec(sigmoid::spec(x), dy),
+        |x| sig(x) * (1.0 - sig(x)),
+        |_, _| 2f64.powi(-10),
+    );
+    check_backward(
+        "tanh",
+        &points(-20.0, 20.0, 7),
+        |x, dy| tanh::backward_spec(tanh::spec(x), dy),
+        |x| 1.0 - x.tanh().powi(2),
+        |_, _| 2f64.powi(-10),
+    );
+    check_backward(
+        "gelu",
+        &points(-20.0, 20.0, 8),
+        gelu::backward_spec,
+        gelu::gelu_grad_f64,
+        |_, _| 2f64.powi(-10),
+    );
+    check_backward(
+        "reciprocal",
+        &points(0.0625, 31.99, 9),
+        |x, dy| reciprocal::backward_spec(reciprocal::spec(x), dy),
+        |x| -1.0 / (x * x),
+        |_, w| 2f64.powi(-8) * w.abs() + 2f64.powi(-14),
+    );
+    check_backward(
+        "rsqrt",
+        &points(1.0 / 64.0, 255.9, 10),
+        |x, dy| rsqrt::backward_spec(rsqrt::spec(x), dy),
+        |x| -0.5 * x.powf(-1.5),
+        |_, w| 2f64.powi(-8) * w.abs() + 2f64.powi(-14),
+    );
+    check_backward(
+        "relu",
+        &points(-20.0, 20.0, 11),
+        relu::backward_spec,
+        |x| if x >= 0.0 { 1.0 } else { 0.0 },
+        |_, _| 0.0,
+    );
 }
 
 #[test]
@@ -249,19 +312,76 @@ fn every_backward_reconstructs_its_spec_with_the_documented_rounds() {
     let n = 300;
     let xs = |lo: f64, hi: f64| points(lo, hi, 12)[..n].to_vec();
     let dys: Vec<u64> = points(-1.0, 1.0, 13)[..n].to_vec();
-    type Bwd = (&'static str, Vec<u64>, fn(u64) -> u64, fn(u64, u64) -> u64, fn(&mut Dealer, &[usize]) -> Result<(), MpcError>, fn(&mut Ctx, &Share, &Share) -> Result<Share, MpcError>, u64, u64);
+    type Bwd = (
+        &'static str,
+        Vec<u64>,
+        fn(u64) -> u64,
+        fn(u64, u64) -> u64,
+        fn(&mut Dealer, &[usize]) -> Result<(), MpcError>,
+        fn(&mut Ctx, &Share, &Share) -> Result<Share, MpcError>,
+        u64,
+        u64,
+    );
     let cases: Vec<Bwd> = vec![
-        ("exp", xs(-16.0, 0.0), exp::spec, exp::backward_spec, exp::gen_backward, exp::backward, 2, 24),
-        ("sigmoid", xs(-8.0, 8.0), sigmoid::spec, sigmoid::backward_spec, sigmoid::gen_backward, sigmoid::backward, 4, 48),
-        ("tanh", xs(-8.0, 8.0), tanh::spec, tanh::backward_spec, tanh::gen_backward, tanh::backward, 4, 40),
-        ("reciprocal", xs(0.1, 30.0), reciprocal::spec, reciprocal::backward_spec, reciprocal::gen_backward, reciprocal::backward, 4, 40),
-        ("rsqrt", xs(0.1, 200.0), rsqrt::spec, rsqrt::backward_spec, rsqrt::gen_backward, rsqrt::backward, 6, 64),
+        (
+            "exp",
+            xs(-16.0, 0.0),
+            exp::spec,
+            exp::backward_spec,
+            exp::gen_backward,
+            exp::backward,
+            2,
+            24,
+        ),
+        (
+            "sigmoid",
+            xs(-8.0, 8.0),
+            sigmoid::spec,
+            sigmoid::backward_spec,
+            sigmoid::gen_backward,
+            sigmoid::backward,
+            4,
+            48,
+        ),
+        (
+            "tanh",
+            xs(-8.0, 8.0),
+            tanh::spec,
+            tanh::backward_spec,
+            tanh::gen_backward,
+            tanh::backward,
+            4,
+            40,
+        ),
+        (
+            "reciprocal",
+            xs(0.1, 30.0),
+            reciprocal::spec,
+            reciprocal::backward_spec,
+            reciprocal::gen_backward,
+            reciprocal::backward,
+            4,
+            40,
+        ),
+        (
+            "rsqrt",
+            xs(0.1, 200.0),
+            rsqrt::spec,
+            rsqrt::backward_spec,
+            rsqrt::gen_backward,
+            rsqrt::backward,
+            6,
+            64,
+        ),
     ];
-    for (name, x, spec, bspec, gen, bwd, rounds, bytes) in cases {
+    for (name, x, spec, bspec, deal, bwd, rounds, bytes) in cases {
         let y: Vec<u64> = x.iter().map(|&v| spec(v)).collect();
         let mut dealer = Dealer::insecure_with_seed(14);
-        gen(&mut dealer, &[n]).unwrap();
-        let (out, _, costs) = run(cpu(), dealer, &[tensor(y.clone()), tensor(dys.clone())], &move |c, s| Ok(vec![bwd(c, &s[0], &s[1])?]));
+        deal(&mut dealer, &[n]).unwrap();
+        let (out, _, costs) =
+            run(cpu(), dealer, &[tensor(y.clone()), tensor(dys.clone())], &move |c, s| {
+                Ok(vec![bwd(c, &s[0], &s[1])?])
+            });
         let want: Vec<u64> = y.iter().zip(&dys).map(|(&y, &d)| bspec(y, d)).collect();
         assert!(out[0] == want, "{name} backward != spec");
         for c in costs {
@@ -288,9 +408,13 @@ fn gelu_and_relu_backward_reuse_the_forward_opening() {
         Ok(vec![y, dx, r, dr])
     });
     assert!(out[0] == x.iter().map(|&v| gelu::spec(v)).collect::<Vec<_>>());
-    assert!(out[1] == x.iter().zip(&dy).map(|(&v, &d)| gelu::backward_spec(v, d)).collect::<Vec<_>>());
+    assert!(
+        out[1] == x.iter().zip(&dy).map(|(&v, &d)| gelu::backward_spec(v, d)).collect::<Vec<_>>()
+    );
     assert!(out[2] == x.iter().map(|&v| relu::spec(v)).collect::<Vec<_>>());
-    assert!(out[3] == x.iter().zip(&dy).map(|(&v, &d)| relu::backward_spec(v, d)).collect::<Vec<_>>());
+    assert!(
+        out[3] == x.iter().zip(&dy).map(|(&v, &d)| relu::backward_spec(v, d)).collect::<Vec<_>>()
+    );
     // GELU: 2 + 3 rounds, 16 + 32 bytes; ReLU: 1 + 1 rounds, 8 + 16 bytes.
     for c in costs {
         assert_eq!((c.rounds, c.bytes_sent), (7, (16 + 32 + 8 + 16) * n as u64));
@@ -320,7 +444,10 @@ fn dropout_keeps_the_dealers_mask_scales_by_the_keep_rate_and_reuses_it_backward
     for c in costs {
         assert_eq!((c.rounds, c.bytes_sent), (4, 32 * n as u64));
     }
-    assert!(matches!(dropout::gen_forward(&mut Dealer::insecure_with_seed(1), &[2], 1.0), Err(MpcError::Param { .. })));
+    assert!(matches!(
+        dropout::gen_forward(&mut Dealer::insecure_with_seed(1), &[2], 1.0),
+        Err(MpcError::Param { .. })
+    ));
 }
 
 /// Softmax over 24 rows of 32 with a padding mask (one row fully masked), forward and backward.
@@ -348,7 +475,8 @@ fn softmax_run(backend: Arc<dyn Backend>) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [Cos
     assert!(out[1] == softmax::backward_spec(&want, &dy, len), "softmax backward != spec");
     // f64 reference.
     for r in 0..rows {
-        let z: Vec<f64> = (0..len).map(|j| nl::dec(x[r * len + j]) + nl::dec(mask[r * len + j])).collect();
+        let z: Vec<f64> =
+            (0..len).map(|j| nl::dec(x[r * len + j]) + nl::dec(mask[r * len + j])).collect();
         let m = z.iter().cloned().fold(f64::MIN, f64::max);
         let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
         let s: f64 = e.iter().sum();
@@ -387,11 +515,14 @@ fn the_cross_entropy_gradient_is_softmax_minus_the_one_hot_labels() {
     let (b, k) = (16, 10);
     let mut rng = insecure_seeded_rng(23);
     let logits: Vec<u64> = (0..b * k).map(|_| nl::enc(rng.random_range(-5.0..5.0))).collect();
-    let onehot: Vec<u64> = (0..b * k).map(|i| if i % k == (i / k) % k { nl::enc(1.0) } else { 0 }).collect();
+    let onehot: Vec<u64> =
+        (0..b * k).map(|i| if i % k == (i / k) % k { nl::enc(1.0) } else { 0 }).collect();
     let mut dealer = Dealer::insecure_with_seed(24);
     cross_entropy::gen_grad(&mut dealer, &[b, k]).unwrap();
     let t = |v: &Vec<u64>| RingTensor::from_vec(&[b, k], v.clone()).unwrap();
-    let (out, _, _) = run(cpu(), dealer, &[t(&logits), t(&onehot)], &|c, s| Ok(vec![cross_entropy::grad(c, &s[0], &s[1])?]));
+    let (out, _, _) = run(cpu(), dealer, &[t(&logits), t(&onehot)], &|c, s| {
+        Ok(vec![cross_entropy::grad(c, &s[0], &s[1])?])
+    });
     assert!(out[0] == cross_entropy::spec(&logits, &onehot, k));
 }
 
@@ -400,7 +531,13 @@ fn layernorm_run(backend: Arc<dyn Backend>) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [C
     let (rows, h, eps) = (6, 48, 1e-5);
     let mut rng = insecure_seeded_rng(25);
     let x: Vec<u64> = (0..rows * h)
-        .map(|i| if i / h == 2 { nl::enc(0.75) } else { nl::enc(rng.random_range(-3.0..3.0) * (1 + i / h) as f64) })
+        .map(|i| {
+            if i / h == 2 {
+                nl::enc(0.75)
+            } else {
+                nl::enc(rng.random_range(-3.0..3.0) * (1 + i / h) as f64)
+            }
+        })
         .collect();
     let gamma: Vec<u64> = (0..h).map(|_| nl::enc(rng.random_range(0.5..1.5))).collect();
     let beta: Vec<u64> = (0..h).map(|_| nl::enc(rng.random_range(-0.5..0.5))).collect();
@@ -411,7 +548,12 @@ fn layernorm_run(backend: Arc<dyn Backend>) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [C
     let (out, raw, costs) = run(
         backend,
         dealer,
-        &[RingTensor::from_vec(&[rows, h], x.clone()).unwrap(), tensor(gamma.clone()), tensor(beta.clone()), RingTensor::from_vec(&[rows, h], dy.clone()).unwrap()],
+        &[
+            RingTensor::from_vec(&[rows, h], x.clone()).unwrap(),
+            tensor(gamma.clone()),
+            tensor(beta.clone()),
+            RingTensor::from_vec(&[rows, h], dy.clone()).unwrap(),
+        ],
         &move |c, s| {
             let (y, saved) = layernorm::forward(c, &s[0], &s[1], &s[2], eps)?;
             let (dx, dg, db) = layernorm::backward(c, &saved, &s[3])?;
@@ -439,7 +581,10 @@ fn layernorm_run(backend: Arc<dyn Backend>) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [C
             if var > 0.0 {
                 let dxf = rho * (g[j] - mg - n[j] * mgn);
                 let got = nl::dec(out[1][r * h + j]);
-                assert!((got - dxf).abs() <= 2f64.powi(-7) * rho.max(1.0), "layer norm dx {got} vs {dxf}");
+                assert!(
+                    (got - dxf).abs() <= 2f64.powi(-7) * rho.max(1.0),
+                    "layer norm dx {got} vs {dxf}"
+                );
             }
             dgf[j] += nl::dec(dy[r * h + j]) * n[j];
             dbf[j] += nl::dec(dy[r * h + j]);
@@ -466,13 +611,24 @@ fn mismatched_material_is_an_error_not_a_panic() {
     let mut dealer = Dealer::insecure_with_seed(27);
     sigmoid::gen_forward(&mut dealer, &[8]).unwrap();
     let x = tensor(vec![0; 8]);
-    let err = local::run_two_party(dealer.finish(), |c| exp::forward(c, &Share::new(x.clone())), |c| exp::forward(c, &Share::new(x.clone())));
+    let err = local::run_two_party(
+        dealer.finish(),
+        |c| exp::forward(c, &Share::new(x.clone())),
+        |c| exp::forward(c, &Share::new(x.clone())),
+    );
     assert!(err.is_err());
     // Another length.
     let mut dealer = Dealer::insecure_with_seed(28);
     sigmoid::gen_forward(&mut dealer, &[8]).unwrap();
     let y = tensor(vec![0; 9]);
-    assert!(local::run_two_party(dealer.finish(), |c| sigmoid::forward(c, &Share::new(y.clone())), |c| sigmoid::forward(c, &Share::new(y.clone()))).is_err());
+    assert!(
+        local::run_two_party(
+            dealer.finish(),
+            |c| sigmoid::forward(c, &Share::new(y.clone())),
+            |c| sigmoid::forward(c, &Share::new(y.clone()))
+        )
+        .is_err()
+    );
     // A layer norm with γ of the wrong length, and softmax without material.
     let mut dealer = Dealer::insecure_with_seed(29);
     let plan = layernorm::gen_forward(&mut dealer, &[2, 4], 1e-5).unwrap();
@@ -480,7 +636,16 @@ fn mismatched_material_is_an_error_not_a_panic() {
     let x = RingTensor::from_vec(&[2, 4], vec![0; 8]).unwrap();
     let g = tensor(vec![0; 3]);
     let f = |c: &mut Ctx| {
-        assert!(matches!(layernorm::forward(c, &Share::new(x.clone()), &Share::new(g.clone()), &Share::new(g.clone()), 1e-5), Err(MpcError::Shape { .. })));
+        assert!(matches!(
+            layernorm::forward(
+                c,
+                &Share::new(x.clone()),
+                &Share::new(g.clone()),
+                &Share::new(g.clone()),
+                1e-5
+            ),
+            Err(MpcError::Shape { .. })
+        ));
         assert!(softmax::forward(c, &Share::new(x.clone()), None).is_err());
         Ok::<_, MpcError>(())
     };
@@ -491,22 +656,24 @@ fn mismatched_material_is_an_error_not_a_panic() {
 fn key_bytes_per_element_are_reported() {
     let n = 256;
     let mut rows = Vec::new();
-    let mut measure = |name: &str, per: usize, gen: &dyn Fn(&mut Dealer)| {
+    let mut measure = |name: &str, per: usize, deal: &dyn Fn(&mut Dealer)| {
         let mut dealer = Dealer::insecure_with_seed(30);
-        gen(&mut dealer);
+        deal(&mut dealer);
         let [p0, _] = dealer.finish();
         let bytes = p0.to_bytes().len() as f64 / per as f64;
         rows.push(format!("{name}: {bytes:.0} B per element per party"));
         bytes
     };
     for op in unaries() {
-        let b = measure(op.name, n, &|d| (op.gen)(d, &[n]).unwrap());
+        let b = measure(op.name, n, &|d| (op.deal)(d, &[n]).unwrap());
         assert!(b < 4096.0, "{}: {b} B", op.name);
     }
     measure("relu", n, &|d| relu::gen_forward(d, &[n]).unwrap());
     measure("dropout", n, &|d| drop(dropout::gen_forward(d, &[n], 0.1).unwrap()));
     measure("softmax (rows of 32)", n, &|d| softmax::gen_forward(d, &[n / 32, 32]).unwrap());
-    measure("layernorm (rows of 64)", n, &|d| drop(layernorm::gen_forward(d, &[n / 64, 64], 1e-5).unwrap()));
+    measure("layernorm (rows of 64)", n, &|d| {
+        drop(layernorm::gen_forward(d, &[n / 64, 64], 1e-5).unwrap())
+    });
     for op in unaries() {
         let a = match op.name {
             "exp" => exp::approx(),
@@ -516,7 +683,14 @@ fn key_bytes_per_element_are_reported() {
             "reciprocal" => reciprocal::approx(),
             _ => rsqrt::approx(),
         };
-        rows.push(format!("{}: {} pieces, width {}, shift {} (w = {})", op.name, a.pieces(), a.width(), a.shift(), a.out_width()));
+        rows.push(format!(
+            "{}: {} pieces, width {}, shift {} (w = {})",
+            op.name,
+            a.pieces(),
+            a.width(),
+            a.shift(),
+            a.out_width()
+        ));
     }
     eprintln!("{}", rows.join("\n"));
 }

@@ -91,7 +91,11 @@ impl DealerMask {
     /// # Errors
     /// [`MpcError::Shape`] when the element counts differ.
     pub fn reshape(&self, shape: &[usize]) -> Result<DealerMask> {
-        Ok(DealerMask { id: self.id, value: reshape(&self.value, shape)?, transposed: self.transposed })
+        Ok(DealerMask {
+            id: self.id,
+            value: reshape(&self.value, shape)?,
+            transposed: self.transposed,
+        })
     }
 
     /// The mask of the tensor with each element repeated `cols` times along a new last
@@ -100,13 +104,21 @@ impl DealerMask {
     /// # Errors
     /// [`MpcError::Shape`] for an impossible shape.
     pub fn broadcast(&self, cols: usize) -> Result<DealerMask> {
-        Ok(DealerMask { id: self.id, value: broadcast(&self.value, cols)?, transposed: self.transposed })
+        Ok(DealerMask {
+            id: self.id,
+            value: broadcast(&self.value, cols)?,
+            transposed: self.transposed,
+        })
     }
 }
 
 fn reshape(t: &RingTensor, shape: &[usize]) -> Result<RingTensor> {
     if shape.iter().product::<usize>() != t.len() {
-        return Err(MpcError::Shape { op: "masked::reshape", left: t.shape().to_vec(), right: shape.to_vec() });
+        return Err(MpcError::Shape {
+            op: "masked::reshape",
+            left: t.shape().to_vec(),
+            right: shape.to_vec(),
+        });
     }
     Ok(RingTensor::from_vec(shape, t.as_slice().to_vec())?)
 }

@@ -77,12 +77,21 @@ impl Approx {
     /// [16, 40] or the output does not fit 64 bits.
     pub fn fit(spec: &FitSpec<'_>) -> Result<Approx> {
         let scale = f64::from(1u32 << FRAC);
-        let (lo, hi) = ((spec.region.0 * scale).round() as i64, (spec.region.1 * scale).round() as i64);
-        let half = 1i64 << (spec.width - 1);
-        if !(2..=62).contains(&spec.width) || !(-half < lo && lo < hi && hi < half) || spec.shift < FRAC || spec.shift > 40 {
+        let (lo, hi) =
+            ((spec.region.0 * scale).round() as i64, (spec.region.1 * scale).round() as i64);
+        let half = 1i64 << (spec.width.clamp(2, 62) - 1);
+        let valid = (2..=62).contains(&spec.width)
+            && -half < lo
+            && lo < hi
+            && hi < half
+            && (FRAC..=40).contains(&spec.shift);
+        if !valid {
             return Err(MpcError::Param {
                 op: spec.name,
-                what: format!("region {:?}, width {}, shift {}: the region must lie inside the signed width and the shift in [16, 40]", spec.region, spec.width, spec.shift),
+                what: format!(
+                    "region {:?}, width {}, shift {}: the region must lie inside the signed width and the shift in [16, 40]",
+                    spec.region, spec.width, spec.shift
+                ),
             });
         }
         let mut starts = Vec::new();
@@ -90,7 +99,14 @@ impl Approx {
         fit_range(spec, lo, hi, &mut starts, &mut pieces);
         let tail = |[a, b]: [f64; 2]| -> Piece {
             let s = spec.shift as i32;
-            (0, [(a * 2f64.powi(FRAC as i32 + s)).round() as i128 + (1i128 << (s - 1)), (b * 2f64.powi(s)).round() as i128, 0])
+            (
+                0,
+                [
+                    (a * 2f64.powi(FRAC as i32 + s)).round() as i128 + (1i128 << (s - 1)),
+                    (b * 2f64.powi(s)).round() as i128,
+                    0,
+                ],
+            )
         };
         let mut all = vec![tail(spec.left)];
         all.extend(pieces);
@@ -113,7 +129,9 @@ impl Approx {
         if out_width > 64 {
             return Err(MpcError::Param {
                 op: spec.name,
-                what: format!("the unshifted output needs {out_width} bits (at most 64): lower the shift"),
+                what: format!(
+                    "the unshifted output needs {out_width} bits (at most 64): lower the shift"
+                ),
             });
         }
         let coeffs = all
@@ -121,7 +139,8 @@ impl Approx {
             .map(|&(c, [a0, a1, a2])| {
                 let (c, a0, a1, a2) = (c as u64, a0 as u64, a1 as u64, a2 as u64);
                 vec![
-                    a0.wrapping_sub(a1.wrapping_mul(c)).wrapping_add(a2.wrapping_mul(c).wrapping_mul(c)),
+                    a0.wrapping_sub(a1.wrapping_mul(c))
+                        .wrapping_add(a2.wrapping_mul(c).wrapping_mul(c)),
                     a1.wrapping_sub(a2.wrapping_mul(c).wrapping_mul(2)),
                     a2,
                 ]
@@ -203,7 +222,12 @@ impl Approx {
     ///
     /// # Errors
     /// Preprocessing (keys for another mask, width or tag), channel and backend errors.
-    pub fn eval_on<C: Channel>(&self, ctx: &mut PartyCtx<C>, x: &MaskedTensor, tag: u8) -> Result<Share> {
+    pub fn eval_on<C: Channel>(
+        &self,
+        ctx: &mut PartyCtx<C>,
+        x: &MaskedTensor,
+        tag: u8,
+    ) -> Result<Share> {
         let y = self.eval_raw_on(ctx, x, tag)?;
         trunc(ctx, &y, self.out_width, self.shift)
     }
@@ -212,7 +236,12 @@ impl Approx {
     ///
     /// # Errors
     /// As [`eval_on`](Self::eval_on).
-    pub fn eval_raw_on<C: Channel>(&self, ctx: &mut PartyCtx<C>, x: &MaskedTensor, tag: u8) -> Result<Share> {
+    pub fn eval_raw_on<C: Channel>(
+        &self,
+        ctx: &mut PartyCtx<C>,
+        x: &MaskedTensor,
+        tag: u8,
+    ) -> Result<Share> {
         masked::spline_tagged(ctx, &self.spline, x, tag)
     }
 
@@ -261,14 +290,16 @@ fn fit_piece(spec: &FitSpec<'_>, a: i64, b: i64) -> Piece {
 
 fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> [f64; 3] {
     for col in 0..3 {
-        let piv = (col..3).max_by(|&i, &j| m[i][col].abs().total_cmp(&m[j][col].abs())).unwrap_or(col);
+        let piv =
+            (col..3).max_by(|&i, &j| m[i][col].abs().total_cmp(&m[j][col].abs())).unwrap_or(col);
         m.swap(col, piv);
         v.swap(col, piv);
         for row in 0..3 {
             if row != col && m[col][col] != 0.0 {
                 let k = m[row][col] / m[col][col];
-                for j in 0..3 {
-                    m[row][j] -= k * m[col][j];
+                let pivot = m[col];
+                for (x, p) in m[row].iter_mut().zip(pivot) {
+                    *x -= k * p;
                 }
                 v[row] -= k * v[col];
             }

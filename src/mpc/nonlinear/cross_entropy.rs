@@ -1,6 +1,6 @@
 //! The softmax–cross-entropy gradient: ∂L/∂logits = softmax(logits) − onehot(label) per row.
 //!
-//! **Spec:** [`softmax::spec`](super::softmax::spec) of the logits minus the one-hot rows
+//! **Spec:** [`softmax::spec`] of the logits minus the one-hot rows
 //! (enc(1) at the label), exact after the softmax. The labels are an additive sharing of the
 //! one-hot rows (the client's input); a batch mean's 1/B is left to the caller (folded into the
 //! learning rate). **Cost:** the softmax's (⌈log₂ C⌉ + 5 rounds for C classes) plus a local
@@ -13,7 +13,11 @@ use crate::net::Channel;
 
 /// The cleartext gradient for `logits` rows of `classes` and `onehot` (enc(1) at each label).
 pub fn spec(logits: &[u64], onehot: &[u64], classes: usize) -> Vec<u64> {
-    softmax::spec(logits, None, classes).iter().zip(onehot).map(|(&p, &t)| p.wrapping_sub(t)).collect()
+    softmax::spec(logits, None, classes)
+        .iter()
+        .zip(onehot)
+        .map(|(&p, &t)| p.wrapping_sub(t))
+        .collect()
 }
 
 /// Dealer: one gradient over logits of `shape` ([batch, classes]).

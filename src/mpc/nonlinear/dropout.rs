@@ -50,7 +50,10 @@ pub struct Plan {
 
 impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("dropout::Plan").field("shape", &self.b.shape()).field("p", &self.p).finish_non_exhaustive()
+        f.debug_struct("dropout::Plan")
+            .field("shape", &self.b.shape())
+            .field("p", &self.p)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,11 +83,15 @@ pub struct Saved {
 /// [`MpcError::Param`] unless 0 ≤ p < 1; shape and key errors.
 pub fn gen_forward(dealer: &mut Dealer, shape: &[usize], p: f64) -> Result<Plan> {
     if !(0.0..1.0).contains(&p) {
-        return Err(MpcError::Param { op: "dropout", what: format!("p = {p}; it must be in [0, 1)") });
+        return Err(MpcError::Param {
+            op: "dropout",
+            what: format!("p = {p}; it must be in [0, 1)"),
+        });
     }
     let n: usize = crate::ring::check_shape("dropout", shape)?;
     let threshold = (p * 2f64.powi(32)) as u64;
-    let keep: Vec<u8> = (0..n).map(|_| u8::from(u64::from(dealer.rng().random::<u32>()) >= threshold)).collect();
+    let keep: Vec<u8> =
+        (0..n).map(|_| u8::from(u64::from(dealer.rng().random::<u32>()) >= threshold)).collect();
     let value = RingTensor::from_vec(shape, keep.iter().map(|&b| u64::from(b)).collect())?;
     let b = masked::gen_value(dealer, &value)?;
     let x = masked::gen_mask(dealer, shape)?;

@@ -6,7 +6,7 @@
 //! 2^−12 on [−16, 0]); inputs outside the 26-bit range are outside the contract.
 //!
 //! **Cost per element per party** (measured by the tests): forward 2 rounds (1 from a masked
-//! input), 16 bytes; backward dX = dY ⊙ Y ([`fmul`](super::fmul)): 2 rounds, 24 bytes.
+//! input), 16 bytes; backward dX = dY ⊙ Y ([`fmul`]): 2 rounds, 24 bytes.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 

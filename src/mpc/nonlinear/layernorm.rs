@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::approx::{Approx, FitSpec};
-use super::{FRAC, PRODUCT_WIDTH, add_const, gen_trunc, last_dim, row_sums, spread, trunc, trunc_many};
+use super::{
+    FRAC, PRODUCT_WIDTH, add_const, gen_trunc, last_dim, row_sums, spread, trunc, trunc_many,
+};
 use crate::mpc::error::Result;
 use crate::mpc::gates::shift::ars_spec;
 use crate::mpc::masked::{self, DealerMask, MaskedTensor};
@@ -40,7 +42,8 @@ fn mean_scale(h: usize) -> u64 {
 
 /// ρ for rows of `h` and ε = `eps` (fitted once per pair).
 pub fn rsqrt(h: usize, eps: f64) -> Arc<Approx> {
-    static CACHE: OnceLock<Mutex<HashMap<(usize, u64), Arc<Approx>>>> = OnceLock::new();
+    type Cache = Mutex<HashMap<(usize, u64), Arc<Approx>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     map.entry((h, eps.to_bits()))
@@ -68,10 +71,17 @@ pub fn rsqrt(h: usize, eps: f64) -> Arc<Approx> {
 fn check(shape: &[usize], gamma: &[usize]) -> Result<(usize, usize)> {
     let (rows, h) = last_dim("layernorm", shape)?;
     if h > 1 << 12 {
-        return Err(MpcError::Param { op: "layernorm", what: format!("rows of {h}; at most 4096") });
+        return Err(MpcError::Param {
+            op: "layernorm",
+            what: format!("rows of {h}; at most 4096"),
+        });
     }
     if gamma != [h] {
-        return Err(MpcError::Shape { op: "layernorm (γ, β)", left: vec![h], right: gamma.to_vec() });
+        return Err(MpcError::Shape {
+            op: "layernorm (γ, β)",
+            left: vec![h],
+            right: gamma.to_vec(),
+        });
     }
     Ok((rows, h))
 }
@@ -117,7 +127,12 @@ pub fn spec(x: &[u64], gamma: &[u64], beta: &[u64], eps: f64) -> Vec<u64> {
 }
 
 /// The cleartext backward: (dX, dγ, dβ) from the forward's x and dY.
-pub fn backward_spec(x: &[u64], gamma: &[u64], dy: &[u64], eps: f64) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+pub fn backward_spec(
+    x: &[u64],
+    gamma: &[u64],
+    dy: &[u64],
+    eps: f64,
+) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
     let h = gamma.len();
     let (k, c) = (log2_ceil(h), mean_scale(h));
     let rho_f = rsqrt(h, eps);
@@ -130,7 +145,11 @@ pub fn backward_spec(x: &[u64], gamma: &[u64], dy: &[u64], eps: f64) -> (Vec<u64
         let sq = d.iter().fold(0u64, |a, &v| a.wrapping_add(v.wrapping_mul(v)));
         let rho = rho_f.spec(rs(sq, FRAC + k, 64));
         let n: Vec<u64> = d.iter().map(|&d| rs(d.wrapping_mul(rho), FRAC, PRODUCT_WIDTH)).collect();
-        let g: Vec<u64> = dyr.iter().zip(gamma).map(|(&a, &b)| rs(a.wrapping_mul(b), FRAC, PRODUCT_WIDTH)).collect();
+        let g: Vec<u64> = dyr
+            .iter()
+            .zip(gamma)
+            .map(|(&a, &b)| rs(a.wrapping_mul(b), FRAC, PRODUCT_WIDTH))
+            .collect();
         for j in 0..h {
             db[j] = db[j].wrapping_add(dyr[j]);
             dg_raw[j] = dg_raw[j].wrapping_add(dyr[j].wrapping_mul(n[j]));
@@ -230,7 +249,9 @@ pub fn forward<C: Channel>(
     let k = log2_ceil(h);
     let sum = row_sums(x.tensor(), h)?.scale(mean_scale(h));
     let mu = trunc(ctx, &add_const(ctx.id, &Share::new(sum), 1 << 23), 64, 24)?;
-    let d = Share::new(x.tensor().sub(&RingTensor::from_vec(&shape, spread(mu.tensor(), h)?.into_vec())?)?);
+    let d = Share::new(
+        x.tensor().sub(&RingTensor::from_vec(&shape, spread(mu.tensor(), h)?.into_vec())?)?,
+    );
     let gt = Share::new(tile(gamma.tensor(), rows, &shape)?);
     let m = masked::mask_many(ctx, &[&d, &gt])?;
     let (dh, gh) = (&m[0], m[1].clone());
@@ -252,11 +273,19 @@ pub fn forward<C: Channel>(
 ///
 /// # Errors
 /// Preprocessing, channel and backend errors.
-pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) -> Result<(Share, Share, Share)> {
+pub fn backward<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    saved: &Saved,
+    dy: &Share,
+) -> Result<(Share, Share, Share)> {
     let shape = saved.n.shape().to_vec();
     let (_, h) = last_dim("layernorm backward", &shape)?;
     if dy.shape() != shape.as_slice() {
-        return Err(MpcError::Shape { op: "layernorm backward", left: shape, right: dy.shape().to_vec() });
+        return Err(MpcError::Shape {
+            op: "layernorm backward",
+            left: shape,
+            right: dy.shape().to_vec(),
+        });
     }
     let db = Share::new(col_sums(dy.tensor(), h)?);
     let m = masked::mask_many(ctx, &[dy, &saved.rho])?;
@@ -266,7 +295,10 @@ pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) ->
     let half = 1u64 << (FRAC - 1);
     let t = trunc_many(
         ctx,
-        &[(&add_const(ctx.id, &dg_u, half), 64, FRAC), (&add_const(ctx.id, &g_u, half), PRODUCT_WIDTH, FRAC)],
+        &[
+            (&add_const(ctx.id, &dg_u, half), 64, FRAC),
+            (&add_const(ctx.id, &g_u, half), PRODUCT_WIDTH, FRAC),
+        ],
     )?;
     let (dg, g) = (t[0].clone(), t[1].clone());
     let gh = masked::mask(ctx, &g)?;
@@ -275,7 +307,10 @@ pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) ->
     let sg = Share::new(row_sums(g.tensor(), h)?.scale(c));
     let t = trunc_many(
         ctx,
-        &[(&add_const(ctx.id, &sgn, 1 << (FRAC + 23)), 64, FRAC + 24), (&add_const(ctx.id, &sg, 1 << 23), 64, 24)],
+        &[
+            (&add_const(ctx.id, &sgn, 1 << (FRAC + 23)), 64, FRAC + 24),
+            (&add_const(ctx.id, &sg, 1 << 23), 64, 24),
+        ],
     )?;
     let (m2, m1) = (&t[0], &t[1]);
     let m2h = masked::mask(ctx, m2)?;

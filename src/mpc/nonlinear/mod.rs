@@ -194,11 +194,7 @@ pub fn fsquare<C: Channel>(ctx: &mut PartyCtx<C>, a: &Share) -> Result<Share> {
 
 /// P0 adds the public constant `c` to every element (P1's share is unchanged).
 pub fn add_const(party: PartyId, x: &Share, c: u64) -> Share {
-    if party == PartyId::P0 {
-        Share::new(x.tensor().map(|v| v.wrapping_add(c)))
-    } else {
-        x.clone()
-    }
+    if party == PartyId::P0 { Share::new(x.tensor().map(|v| v.wrapping_add(c))) } else { x.clone() }
 }
 
 /// Sums over the last dimension (of length `cols`): [.., cols] → [..].

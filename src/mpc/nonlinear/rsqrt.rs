@@ -78,7 +78,7 @@ pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
 }
 
 /// Party: ⟨dY ⊙ (−½ y³)⟩ from the saved output y; the −½ is folded into the second
-/// product's exact shift ([`fmul_by`](super::fmul_by) with c = −1, s = 17).
+/// product's exact shift ([`fmul_by`] with c = −1, s = 17).
 ///
 /// # Errors
 /// As [`forward`].

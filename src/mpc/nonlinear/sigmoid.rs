@@ -3,7 +3,7 @@
 //! **Spec.** [`Approx`] of σ on [−10, 10) in the signed [`WIDTH`]-bit range (|x| < 128),
 //! saturating at 0 below and 1 above (1 − σ(10) < 2^−15). Error ≤ 2^−11 vs f64.
 //! Backward: σ′ = σ(1 − σ) from the saved output: dX = dY ⊙ (Y ⊙ (1 − Y)), two rounded
-//! products ([`fmul_spec`](super::fmul_spec)); error ≤ 2^−10 vs the f64 derivative for |dY| ≤ 1.
+//! products ([`fmul_spec`]); error ≤ 2^−10 vs the f64 derivative for |dY| ≤ 1.
 //!
 //! **Cost per element per party:** forward 2 rounds, 16 bytes; backward 4 rounds, 48 bytes.
 //!

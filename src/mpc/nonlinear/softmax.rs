@@ -5,7 +5,7 @@
 //!
 //! 1. z = x + a; the row maximum M by a tree of ⌈log₂ L⌉ levels of max(u, v) = v + ReLU(u − v)
 //!    (26-bit ReLU gates, exact);
-//! 2. e = [`exp::spec`](super::exp::spec)(z − M) ∈ [0, 1], the maximum giving exactly 1;
+//! 2. e = exp(z − M) by [`exp::spec`], in [0, 1], the maximum giving exactly 1;
 //! 3. S = Σ e ∈ [1, L]; P(S) = the unshifted [`Approx`] of 1/S on [1, L) (1/L from L on), at
 //!    2^(16+24);
 //! 4. y = ⌊(e · P(S) + 2^39) / 2^40⌋, exact.
@@ -73,7 +73,10 @@ pub fn reciprocal(len: usize) -> Arc<Approx> {
 
 fn check_len(len: usize) -> Result<()> {
     if len > 1 << 12 {
-        return Err(crate::mpc::MpcError::Param { op: "softmax", what: format!("rows of {len}; at most 4096 entries") });
+        return Err(crate::mpc::MpcError::Param {
+            op: "softmax",
+            what: format!("rows of {len}; at most 4096 entries"),
+        });
     }
     Ok(())
 }
@@ -91,7 +94,9 @@ pub fn spec(x: &[u64], mask: Option<&[u64]>, len: usize) -> Vec<u64> {
         while cur.len() > 1 {
             let h = cur.len() / 2;
             let mut next: Vec<u64> = (0..h)
-                .map(|j| cur[h + j].wrapping_add(gates::relu::spec(cur[j].wrapping_sub(cur[h + j]))))
+                .map(|j| {
+                    cur[h + j].wrapping_add(gates::relu::spec(cur[j].wrapping_sub(cur[h + j])))
+                })
                 .collect();
             if cur.len() % 2 == 1 {
                 next.push(cur[2 * h]);
@@ -102,7 +107,9 @@ pub fn spec(x: &[u64], mask: Option<&[u64]>, len: usize) -> Vec<u64> {
         let s = e.iter().fold(0u64, |a, &v| a.wrapping_add(v));
         let inv = recip.raw_spec(s);
         let half = 1u64 << (FRAC + RECIP_SHIFT - 1);
-        out.extend(e.iter().map(|&v| ars_spec(v.wrapping_mul(inv).wrapping_add(half), OUT_WIDTH, FRAC + RECIP_SHIFT)));
+        out.extend(e.iter().map(|&v| {
+            ars_spec(v.wrapping_mul(inv).wrapping_add(half), OUT_WIDTH, FRAC + RECIP_SHIFT)
+        }));
     }
     out
 }
@@ -164,7 +171,11 @@ fn columns(x: &RingTensor, len: usize, range: std::ops::Range<usize>) -> Vec<u64
 /// # Errors
 /// Preprocessing, channel and backend errors; [`MpcError::Shape`](crate::mpc::MpcError::Shape)
 /// when the mask's shape is not x's.
-pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, mask: Option<&Share>) -> Result<Share> {
+pub fn forward<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &Share,
+    mask: Option<&Share>,
+) -> Result<Share> {
     let shape = x.shape().to_vec();
     let (rows, len) = last_dim("softmax", &shape)?;
     check_len(len)?;
@@ -193,7 +204,8 @@ pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, mask: Option<&Share
         width = next_width;
     }
     let max = RingTensor::from_vec(&[rows], cur.into_vec())?;
-    let d = Share::new(z.tensor().sub(&RingTensor::from_vec(&shape, spread(&max, len)?.into_vec())?)?);
+    let d =
+        Share::new(z.tensor().sub(&RingTensor::from_vec(&shape, spread(&max, len)?.into_vec())?)?);
     let e = exp::approx().eval(ctx, &d)?;
     let s = Share::new(row_sums(e.tensor(), len)?);
     let m = masked::mask_many(ctx, &[&e, &s])?;
