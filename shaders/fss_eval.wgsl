@@ -1,4 +1,4 @@
-// Batched DCF and DPF evaluation: one invocation per key, reading the exact bytes of the CPU's
+// Batched DCF, DPF and one-bit comparison evaluation: one invocation per key, reading the exact bytes of the CPU's
 // `KeyBatch` (tiled struct-of-arrays layout, see src/fss/keys.rs). Prepended on the host with
 // the shape constants, u64.wgsl and aes.wgsl. Outputs are bit-identical to the CPU evaluator.
 
@@ -188,6 +188,58 @@ fn dpf_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
         total = neg64(total);
     }
     out[k] = total;
+}
+
+// One-bit comparison keys (src/fss/cmp.rs): one hash per level, H(x) = mmo(σ(x)) with
+// σ(hi ‖ lo) = (hi ⊕ lo) ‖ hi; children l = H(s) ⊕ t·CW and r = l ⊕ s; the right sibling's
+// control bit is collected where x turns left; the last (at most 7) input bits index a 128-bit
+// leaf. Output: this party's XOR share of [x < α] in the low bit.
+fn sigma(x: vec4<u32>) -> vec4<u32> {
+    return vec4<u32>(x.z, x.w, x.z ^ x.x, x.w ^ x.y);
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn cmp_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+    load_aes_tables(local, WORKGROUP);
+    let k = key_index(gid);
+    if (k >= params.len) {
+        return;
+    }
+    let n = params.n;
+    let levels = select(0u, n - 7u, n > 7u);
+    let x = xs[k];
+    var node = roots[k] | vec4<u32>(params.party, 0u, 0u, 0u);
+    var acc = 0u;
+    for (var i = 0u; i < levels; i++) {
+        var left = mmo(sigma(node));
+        if ((node.x & 1u) == 1u) {
+            left = left ^ seed_cw[tiled(levels, params.len, i, k)];
+        }
+        let right = left ^ node;
+        if (input_bit(x, n, i) == 0u) {
+            acc = acc ^ (right.x & 1u);
+            node = left;
+        } else {
+            node = right;
+        }
+    }
+    var leaf = mmo(sigma(node));
+    if ((node.x & 1u) == 1u) {
+        let lo = last_cw[tiled(2u, params.len, 0u, k)];
+        let hi = last_cw[tiled(2u, params.len, 1u, k)];
+        leaf = leaf ^ vec4<u32>(lo.x, lo.y, hi.x, hi.y);
+    }
+    let low = x.x & ((1u << (n - levels)) - 1u);
+    let q = low >> 5u;
+    var word = leaf.x;
+    if (q == 1u) {
+        word = leaf.y;
+    } else if (q == 2u) {
+        word = leaf.z;
+    } else if (q == 3u) {
+        word = leaf.w;
+    }
+    out[k] = vec2<u32>(acc ^ ((word >> (low & 31u)) & 1u), 0u);
 }
 
 // Lookup table T[x] from a DPF key with α = r (gates/lut.rs): expand the key over its whole

@@ -1,7 +1,7 @@
 //! L1 and L1': DPF/DCF reconstruct exactly over Z_2^64; malformed keys are errors.
 
 use prifft::error::KeyError;
-use prifft::fss::{KeyBatch, Scheme, dcf, dpf};
+use prifft::fss::{KeyBatch, Scheme, cmp, dcf, dpf};
 use prifft::mpc::PartyId;
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
@@ -14,6 +14,7 @@ fn spec(scheme: Scheme, alpha: u64, beta: u64, x: u64) -> u64 {
     let hit = match scheme {
         Scheme::Dcf => x < alpha,
         Scheme::Dpf => x == alpha,
+        Scheme::Cmp => unreachable!("comparison keys are XOR-shared bits: see check_cmp"),
     };
     if hit { beta } else { 0 }
 }
@@ -22,6 +23,7 @@ fn fns(scheme: Scheme) -> (KeyGen, KeyEval) {
     match scheme {
         Scheme::Dcf => (dcf::keygen, dcf::eval),
         Scheme::Dpf => (dpf::keygen, dpf::eval),
+        Scheme::Cmp => unreachable!("comparison keys take no payload: see check_cmp"),
     }
 }
 
@@ -352,4 +354,49 @@ fn a_part_of_a_batch_evaluates_in_place_as_the_whole_does() {
     let mut part = vec![0; len - TILE];
     dpf::eval_range(&d0, TILE, &small[TILE..], &mut part).unwrap();
     assert_eq!(part, whole[TILE..]);
+}
+
+#[test]
+fn comparison_keys_meet_the_size_target_and_one_party_bits_are_unbiased() {
+    let mut rng = insecure_seeded_rng(31);
+    for n in [1u32, 7, 8, 16, 24, 33, 64] {
+        let [k0, _] = cmp::keygen(n, &[0, 1, 1], &mut rng).unwrap();
+        let per_key = 16 + 16 * n.saturating_sub(7) as usize + 16;
+        assert_eq!(KeyBatch::key_bytes(Scheme::Cmp, n), per_key);
+        assert_eq!(k0.to_bytes().len(), 32 + 3 * per_key);
+        // SIGMA-style target: 16·(n − 7) + 48 bytes.
+        assert!(n < 7 || per_key <= 16 * (n as usize - 7) + 48, "n {n}: {per_key} B");
+    }
+    assert_eq!(KeyBatch::key_bytes(Scheme::Cmp, 64), 944);
+    // P0's bit alone at x = α − 1 (where the answer is 1) and at x = α (0) is a fair coin.
+    let len = 4096;
+    let alphas: Vec<u64> = (0..len).map(|_| rng.random::<u64>() | 1).collect();
+    let [k0, k1] = cmp::keygen(64, &alphas, &mut rng).unwrap();
+    for shift in [0u64, 1] {
+        let xs: Vec<u64> = alphas.iter().map(|a| a - shift).collect();
+        let (mut y0, mut y1) = (vec![0; len], vec![0; len]);
+        cmp::eval(&k0, &xs, &mut y0).unwrap();
+        cmp::eval(&k1, &xs, &mut y1).unwrap();
+        assert!(y0.iter().zip(&y1).all(|(a, b)| a ^ b == shift));
+        let ones = y0.iter().sum::<u64>() as f64 / len as f64;
+        assert!((ones - 0.5).abs() < 0.04, "x = α − {shift}: P0's bit is 1 in {ones} of keys");
+    }
+}
+
+#[test]
+fn malformed_comparison_keys_are_errors() {
+    let [k0, _] = cmp::keygen(24, &[5, 9, 77], &mut insecure_seeded_rng(32)).unwrap();
+    let bytes = k0.to_bytes();
+    let back = KeyBatch::from_bytes(&bytes).unwrap();
+    back.expect(Scheme::Cmp, PartyId::P0, 24).unwrap();
+    for cut in [0, 31, 32, bytes.len() - 1] {
+        assert!(KeyBatch::from_bytes(&bytes[..cut]).is_err(), "truncated at {cut}");
+    }
+    let mut words = bytes.clone();
+    words[13] = 2; // comparison keys have one output word
+    assert!(matches!(KeyBatch::from_bytes(&words), Err(KeyError::Header { .. })));
+    // A DCF evaluator refuses comparison keys, and the reverse.
+    assert!(matches!(dcf::eval(&k0, &[0, 0, 0], &mut [0; 3]), Err(KeyError::Mismatch { .. })));
+    let [d0, _] = dcf::keygen(24, &[1], &[1], &mut insecure_seeded_rng(33)).unwrap();
+    assert!(matches!(cmp::eval(&d0, &[0], &mut [0]), Err(KeyError::Mismatch { .. })));
 }

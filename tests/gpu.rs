@@ -7,7 +7,7 @@ mod common;
 
 use prifft::backend::gpu::GpuDevice;
 use prifft::backend::{Backend, Cpu, ElemOp};
-use prifft::fss::{dcf, dpf};
+use prifft::fss::{cmp, dcf, dpf};
 use prifft::mpc::PartyId;
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
@@ -64,6 +64,49 @@ fn dcf_and_dpf_evaluation_match_the_cpu() {
             }
             check_fss(&gpu, true, n, len);
             check_fss(&gpu, false, n, len);
+        }
+    }
+}
+
+/// One-bit comparison keys: GPU twice vs CPU once, per party, and the reconstruction.
+fn check_cmp(backend: &dyn Backend, n: u32, len: usize) {
+    let mask = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+    let alphas = random(len, mask, 21 + len as u64);
+    let mut xs = random(len, mask, 22);
+    for k in (0..len).step_by(3) {
+        xs[k] = alphas[k].wrapping_sub((k % 2) as u64) & mask; // x = α and x = α − 1
+    }
+    let keys = cmp::keygen(n, &alphas, &mut insecure_seeded_rng(23)).unwrap();
+    let mut shares = Vec::new();
+    for k in &keys {
+        let mut want = vec![0; len];
+        Cpu.eval_fss(k, &xs, &mut want).unwrap();
+        for run in 0..2 {
+            let mut got = vec![7; len];
+            backend.eval_fss(k, &xs, &mut got).unwrap();
+            assert!(
+                got == want,
+                "CMP n={n} len={len} party {} run {run}: {} != CPU",
+                k.party(),
+                backend.name()
+            );
+        }
+        shares.push(want);
+    }
+    for i in 0..len {
+        assert_eq!(shares[0][i] ^ shares[1][i], (xs[i] < alphas[i]) as u64, "n={n} key {i}");
+    }
+}
+
+#[test]
+fn comparison_evaluation_matches_the_cpu() {
+    let Some(gpu) = device() else { return };
+    for len in SIZES {
+        for n in [1u32, 7, 8, 23, 64] {
+            if len == 1 << 16 && n != 64 {
+                continue;
+            }
+            check_cmp(&gpu, n, len);
         }
     }
 }
@@ -241,6 +284,8 @@ fn scheduler_over_gpu_and_cpu_gives_the_same_bits_as_one_device() {
     for words in [2, 5] {
         check_dcf_words(&s, 64, words, 1000);
     }
+    check_cmp(&s, 64, 1000);
+    check_cmp(&s, 23, 1000);
     // Measured weights (no override) still give the same bits.
     let Some(gpu) = device() else { return };
     let s = Scheduler::new(vec![Box::new(gpu), Box::new(Cpu)]);

@@ -210,6 +210,7 @@ impl Backend for Cpu {
         match keys.scheme() {
             Scheme::Dcf => dcf::eval_range(keys, first, xs, out)?,
             Scheme::Dpf => dpf::eval_range(keys, first, xs, out)?,
+            Scheme::Cmp => crate::fss::cmp::eval_range(keys, first, xs, out)?,
         }
         Ok(())
     }

@@ -178,6 +178,7 @@ fn calibrate(backend: &dyn Backend, kind: Kind) -> Result<f64> {
             let keys = match scheme {
                 Scheme::Dcf => dcf::keygen(n, &alphas, &alphas, &mut rng)?,
                 Scheme::Dpf => dpf::keygen(n, &alphas, &alphas, &mut rng)?,
+                Scheme::Cmp => crate::fss::cmp::keygen(n, &alphas, &mut rng)?,
             };
             let mut out = vec![0; len];
             len as f64 / time(&mut || backend.eval_fss(&keys[0], &alphas, &mut out))?

@@ -24,12 +24,14 @@
 //! Everything but `roots` is identical in both parties' batches.
 //!
 //! One party's key size: DPF `16 + 16(n−1) + 16` bytes (n = 64: 1,040 B);
-//! DCF `16 + (16 + 8w)(n−1) + 16w` bytes (w = 1, n = 64: 1,544 B).
+//! DCF `16 + (16 + 8w)(n−1) + 16w` bytes (w = 1, n = 64: 1,544 B); comparison (scheme 3,
+//! [`cmp`](super::cmp)) `16 + 16·max(n−7, 0) + 16` bytes (n = 64: 944 B), its levels being
+//! n − 7 and `last_cw` holding the 128-bit leaf correction as two words (low, high).
 //!
 //! # Wire format (version 1, little-endian)
 //!
 //! ```text
-//! magic "PRIFFTFK" (8) | version u16 | scheme u8 (1 = DCF, 2 = DPF) | party u8 | n u8 |
+//! magic "PRIFFTFK" (8) | version u16 | scheme u8 (1 = DCF, 2 = DPF, 3 = comparison) | party u8 | n u8 |
 //! output words w u8 (64-bit words; 1..=16, DPF 1) | reserved u16 = 0 | len u64 | body bytes u64 |
 //! body: roots | seed_cw | value_cw | last_cw
 //! ```
@@ -63,6 +65,18 @@ pub enum Scheme {
     Dcf = 1,
     /// Distributed point function: `β·[x = α]`.
     Dpf = 2,
+    /// Comparison `[x < α]` with a one-bit, XOR-shared output: one AES block per level and the
+    /// last 7 levels folded into one 128-bit leaf ([`cmp`](crate::fss::cmp)).
+    Cmp = 3,
+}
+
+/// Levels of the tree that carry a seed correction: n − 1 for DCFs and DPFs, n − 7 (at least 0)
+/// for comparison keys, whose last 7 input bits index a 128-bit leaf.
+pub fn levels(scheme: Scheme, n: u32) -> usize {
+    match scheme {
+        Scheme::Dcf | Scheme::Dpf => n.saturating_sub(1) as usize,
+        Scheme::Cmp => n.saturating_sub(super::cmp::LEAF_BITS) as usize,
+    }
 }
 
 impl std::fmt::Display for Scheme {
@@ -70,6 +84,7 @@ impl std::fmt::Display for Scheme {
         f.write_str(match self {
             Scheme::Dcf => "DCF",
             Scheme::Dpf => "DPF",
+            Scheme::Cmp => "CMP",
         })
     }
 }
@@ -187,7 +202,7 @@ impl KeyBatch {
     /// Size the arrays for a batch, reusing their memory (the contents are overwritten by key
     /// generation).
     pub(crate) fn reset(&mut self, scheme: Scheme, n: u32, len: usize, words: u32) {
-        let levels = (n - 1) as usize;
+        let levels = levels(scheme, n);
         let w = words as usize;
         self.scheme = scheme;
         self.n = n;
@@ -236,13 +251,18 @@ impl KeyBatch {
 
     /// Bytes of one party's key with a `words`-word payload.
     pub fn key_bytes_words(scheme: Scheme, n: u32, words: u32) -> usize {
-        let levels = n.saturating_sub(1) as usize;
+        let levels = levels(scheme, n);
         let w = words as usize;
         let per_level = match scheme {
             Scheme::Dcf => 16 + 8 * w,
-            Scheme::Dpf => 16,
+            Scheme::Dpf | Scheme::Cmp => 16,
         };
         16 + per_level * levels + 16 * w
+    }
+
+    /// Levels with a seed correction ([`levels`]).
+    pub fn levels(&self) -> usize {
+        levels(self.scheme, self.n)
     }
 
     /// The roots, seed corrections, value corrections and last-level corrections.
@@ -317,6 +337,7 @@ impl KeyBatch {
         let scheme = match bytes[10] {
             1 => Scheme::Dcf,
             2 => Scheme::Dpf,
+            3 => Scheme::Cmp,
             v => return Err(header("scheme", v)),
         };
         let party = PartyId::from_index(bytes[11] as usize).ok_or(header("party", bytes[11]))?;
@@ -325,7 +346,7 @@ impl KeyBatch {
         let words = bytes[13] as u32;
         let words_ok = match scheme {
             Scheme::Dcf => (1..=MAX_WORDS).contains(&words),
-            Scheme::Dpf => words == 1,
+            Scheme::Dpf | Scheme::Cmp => words == 1,
         };
         if !words_ok {
             return Err(header("output words", bytes[13]));

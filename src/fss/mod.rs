@@ -3,6 +3,8 @@
 //! - [`aes`]: the fixed-key AES-MMO PRG of the GGM trees (and its security assumption);
 //! - [`dpf`] and [`dcf`]: key generation (dealer) and batched evaluation (party), n ∈ 1..=64,
 //!   outputs in Z_2^64 (1-bit outputs are the low bit: shares mod 2^64 reduce to XOR shares);
+//! - [`cmp`]: one-bit comparisons `[x < α]` with one AES block per level and early termination
+//!   (n − 6 blocks per evaluation, 16·(n − 7) + 32 bytes per key), XOR-shared;
 //! - [`keys`]: the struct-of-arrays key layout and the versioned wire format.
 //!
 //! **The GGM trees.** A seed is a `u128` whose two low bits are zero (126 random bits).
@@ -20,6 +22,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod aes;
+pub mod cmp;
 pub mod dcf;
 pub mod dpf;
 mod error;

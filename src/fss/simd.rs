@@ -195,6 +195,87 @@ unsafe fn tile(
     }
 }
 
+/// Evaluate the full tile starting at key `first` of a comparison batch
+/// ([`cmp`](super::cmp)): one hash per level, the right sibling for free.
+///
+/// # Safety
+/// The CPU must support AVX-512F and VAES; `first` must start a full tile of `keys`.
+#[target_feature(enable = "avx512f,vaes,aes,avx2")]
+pub(super) unsafe fn cmp_tile(
+    rk: &[u128; 11],
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &mut [u64],
+) {
+    debug_assert!(
+        first.is_multiple_of(TILE)
+            && first + TILE <= keys.len
+            && xs.len() == TILE
+            && out.len() == TILE
+    );
+    let (n, len) = (keys.n, keys.len);
+    let levels = keys.levels();
+    let rk: [__m512i; 11] =
+        vecs!(11, |i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+    let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
+    let low_half = _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1);
+    let high_half = _mm512_set_epi64(-1, 0, -1, 0, -1, 0, -1, 0);
+    let party = keys.party.index() as i64;
+    let party_bit = _mm512_set_epi64(0, party, 0, party, 0, party, 0, party);
+    // σ(hi ‖ lo) = (hi ⊕ lo) ‖ hi: swap the halves, then xor hi into the high half.
+    macro_rules! sigma {
+        ($x:expr) => {{
+            let x = $x;
+            _mm512_xor_si512(_mm512_shuffle_epi32(x, _MM_PERM_BADC), _mm512_and_si512(x, high_half))
+        }};
+    }
+
+    let roots = keys.roots.as_ptr().add(first).cast::<__m512i>();
+    let mut node: [__m512i; VECS] =
+        vecs!(VECS, |j| _mm512_or_si512(_mm512_loadu_si512(roots.add(j).cast()), party_bit));
+    let shift = _mm512_set1_epi64((64 - n) as i64);
+    // x's n bits left-aligned in each lane's low half (high half zero).
+    let mut bits: [__m512i; VECS] = vecs!(VECS, |j| {
+        _mm512_and_si512(_mm512_sllv_epi64(load_words(xs.as_ptr().add(4 * j)), shift), low_half)
+    });
+    let mut acc = [_mm512_setzero_si512(); VECS];
+    for i in 0..levels {
+        let h = mmo(vecs!(VECS, |j| sigma!(node[j])), &rk);
+        let cws = keys.seed_cw.as_ptr().add(tiled(levels, len, i, first)).cast::<__m512i>();
+        for j in 0..VECS {
+            let tm = control_mask(node[j], one);
+            let left =
+                _mm512_xor_si512(h[j], _mm512_and_si512(_mm512_loadu_si512(cws.add(j).cast()), tm));
+            // All ones over the lane where x's bit is 1 (go right).
+            let go_right = _mm512_shuffle_epi32(_mm512_srai_epi64(bits[j], 63), _MM_PERM_BABA);
+            let right_bit = _mm512_and_si512(_mm512_xor_si512(left, node[j]), one);
+            acc[j] = _mm512_xor_si512(acc[j], _mm512_andnot_si512(go_right, right_bit));
+            node[j] = _mm512_xor_si512(left, _mm512_and_si512(go_right, node[j]));
+            bits[j] = _mm512_slli_epi64(bits[j], 1);
+        }
+    }
+    let h = mmo(vecs!(VECS, |j| sigma!(node[j])), &rk);
+    let leaf0 = keys.last_cw.as_ptr().add(tiled(2, len, 0, first));
+    let leaf1 = keys.last_cw.as_ptr().add(tiled(2, len, 1, first));
+    let low = (1u64 << (n - levels as u32)) - 1;
+    let mut leaves = [0u128; 4];
+    let mut accs = [0u64; 8];
+    for j in 0..VECS {
+        let cw = _mm512_unpacklo_epi64(load_words(leaf0.add(4 * j)), load_words(leaf1.add(4 * j)));
+        let tm = control_mask(node[j], one);
+        _mm512_storeu_si512(
+            leaves.as_mut_ptr().cast(),
+            _mm512_xor_si512(h[j], _mm512_and_si512(cw, tm)),
+        );
+        _mm512_storeu_si512(accs.as_mut_ptr().cast(), acc[j]);
+        for l in 0..4 {
+            let k = 4 * j + l;
+            out[k] = accs[2 * l] ^ ((leaves[l] >> (xs[k] & low)) & 1) as u64;
+        }
+    }
+}
+
 /// Where one full tile's key material goes: for each party, pointers to the tile's first entry
 /// of `roots`, `seed_cw`, `value_cw` (DCF only; one word) and `last_cw` (tile-local layout:
 /// level i of key j at `i·TILE + j`).

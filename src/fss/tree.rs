@@ -210,6 +210,7 @@ pub(crate) fn eval_tiles(
             let tile = match keys.scheme() {
                 super::Scheme::Dcf => super::simd::dcf_tile,
                 super::Scheme::Dpf => super::simd::dpf_tile,
+                super::Scheme::Cmp => super::simd::cmp_tile,
             };
             // SAFETY: `vector` implies AVX-512F and VAES; `first` starts a full tile (groups are
             // tile-aligned and this one is full).

@@ -71,6 +71,11 @@ pub enum MaterialKind {
     /// A dealer-chosen secret v in masked form: the public v̂ = v + r (the same for both
     /// parties) and the party's share ⟨r⟩ ([`masked::gen_value`](super::masked::gen_value)).
     MaskedValue = 14,
+    /// A one-bit comparison key batch ([`fss::cmp`](crate::fss::cmp)), shape key [len, n].
+    CmpKeys = 15,
+    /// DReLU (select 0) or ReLU (select 1) keys from a one-bit comparison
+    /// ([`gates::cmp_relu`](super::gates::cmp_relu)), shape key [len, width, select].
+    CmpReluKeys = 16,
 }
 
 impl MaterialKind {
@@ -90,6 +95,8 @@ impl MaterialKind {
             12 => Some(Self::Mask),
             13 => Some(Self::MaskedProduct),
             14 => Some(Self::MaskedValue),
+            15 => Some(Self::CmpKeys),
+            16 => Some(Self::CmpReluKeys),
             _ => None,
         }
     }
@@ -139,6 +146,8 @@ impl fmt::Display for MaterialKind {
             Self::Mask => "mask share",
             Self::MaskedProduct => "masked-product correlation [batch, m, k, n]",
             Self::MaskedValue => "dealer value in masked form",
+            Self::CmpKeys => "comparison key batch [len, bits]",
+            Self::CmpReluKeys => "comparison DReLU/ReLU keys [len, width, select]",
         })
     }
 }
@@ -357,7 +366,7 @@ impl Preproc {
         self.take_fss(dims)
     }
 
-    /// Take the next raw DCF (`words` ≥ 1) or DPF key batch of `len` keys on `n` bits.
+    /// Take the next raw DCF (`words` ≥ 1), DPF or comparison key batch of `len` keys on `n` bits.
     ///
     /// # Errors
     /// As [`take_fss`](Self::take_fss).
@@ -373,10 +382,11 @@ impl Preproc {
                 (MaterialKind::DcfKeys, vec![len, n as usize, words as usize])
             }
             crate::fss::Scheme::Dpf => (MaterialKind::DpfKeys, vec![len, n as usize]),
+            crate::fss::Scheme::Cmp => (MaterialKind::CmpKeys, vec![len, n as usize]),
         };
         match self.take_item(kind, &dims)? {
             Payload::Fss(m) => match *m {
-                FssMaterial::Dcf(b) | FssMaterial::Dpf(b) => Ok(b),
+                FssMaterial::Dcf(b) | FssMaterial::Dpf(b) | FssMaterial::Cmp(b) => Ok(b),
                 _ => unreachable!("key-batch kinds hold key batches"),
             },
             Payload::Tensors(_) => unreachable!("key-batch kinds hold key batches"),

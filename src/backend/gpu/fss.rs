@@ -112,7 +112,7 @@ impl GpuDevice {
     ) -> FssChunk {
         let (n, len) = (keys.input_bits(), keys.len());
         let w = keys.words() as usize;
-        let levels = (n - 1) as usize;
+        let levels = keys.levels();
         // Whole tiles from `first` on: each tiled array's range is contiguous.
         let base = levels * first;
         debug_assert!(levels == 0 || base == tiled(levels, len, 0, first));
@@ -135,6 +135,7 @@ impl GpuDevice {
                 (Scheme::Dcf, 1) => "dcf_eval",
                 (Scheme::Dcf, _) => "dcf_eval_words",
                 (Scheme::Dpf, _) => "dpf_eval",
+                (Scheme::Cmp, _) => "cmp_eval",
             },
             shape,
             grid,
@@ -198,7 +199,7 @@ impl GpuDevice {
     /// Keys per dispatch: whole tiles whose largest array (the seed corrections, or the value
     /// corrections of a wide payload) fits a binding.
     pub(super) fn fss_chunk_keys(&self, keys: &KeyBatch) -> usize {
-        let (levels, w) = (keys.input_bits() as u64 - 1, keys.words() as u64);
+        let (levels, w) = (keys.levels() as u64, keys.words() as u64);
         let per_key = (16 * levels).max(8 * levels * w).max(16 * w);
         ((self.max_binding / per_key) as usize / TILE * TILE).max(TILE)
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use prifft::fss::KeyError;
 use prifft::fss::aes::fixed_aes;
-use prifft::fss::{KeyBatch, Scheme, dcf, dpf};
+use prifft::fss::{KeyBatch, Scheme, cmp, dcf, dpf};
 use prifft::party::PartyId;
 use prifft::prg::{ChaCha20Rng, os_rng};
 
@@ -72,6 +72,7 @@ pub fn blocks_per_eval(scheme: Scheme, n: u32) -> u32 {
     match scheme {
         Scheme::Dcf => 2 * n - 1,
         Scheme::Dpf => n,
+        Scheme::Cmp => n.saturating_sub(prifft::fss::cmp::LEAF_BITS) + 1,
     }
 }
 
@@ -91,7 +92,7 @@ pub fn fss(
     };
     let mut rows = Vec::new();
     let mut rng = os_rng();
-    for scheme in [Scheme::Dcf, Scheme::Dpf] {
+    for scheme in [Scheme::Dcf, Scheme::Dpf, Scheme::Cmp] {
         for &n in widths {
             let domain_mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
             let alphas: Vec<u64> =
@@ -102,6 +103,7 @@ pub fn fss(
             let (keygen, eval): (KeygenInto, Eval) = match scheme {
                 Scheme::Dcf => (dcf::keygen_into, dcf::eval),
                 Scheme::Dpf => (dpf::keygen_into, dpf::eval),
+                Scheme::Cmp => (|n, a, _, rng, keys| cmp::keygen_into(n, a, rng, keys), cmp::eval),
             };
             for &threads in thread_counts {
                 let pool = rayon::ThreadPoolBuilder::new()
@@ -209,10 +211,11 @@ pub fn gpu(
     let cpu_name = Cpu.name();
     let mut cpu_out: Vec<(Scheme, Vec<u64>)> = Vec::new();
     let mut keys_by_scheme = Vec::new();
-    for scheme in [Scheme::Dcf, Scheme::Dpf] {
+    for scheme in [Scheme::Dcf, Scheme::Dpf, Scheme::Cmp] {
         let [k0, _] = match scheme {
             Scheme::Dcf => dcf::keygen(64, &alphas, &betas, &mut rng)?,
             Scheme::Dpf => dpf::keygen(64, &alphas, &betas, &mut rng)?,
+            Scheme::Cmp => cmp::keygen(64, &alphas, &mut rng)?,
         };
         let mut out = vec![0u64; batch];
         let secs = time_ns(3, || Cpu.eval_fss(&k0, &xs, &mut out).expect("valid")) / 1e9;

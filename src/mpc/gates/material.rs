@@ -12,6 +12,8 @@
 //! | [`MaterialKind::SplineKeys`] | `[len, m, degree]` | mask, (d + 1)-word DCF (m bits), r^e shares |
 //! | [`MaterialKind::LutKeys`] | `[len, b]` | mask, DPF (b bits) |
 //! | [`MaterialKind::ShiftKeys`] | `[len, m, s]` | mask, DCF (m bits), DCF (s bits), ⌊r/2^s⌋ shares |
+//! | [`MaterialKind::CmpKeys`] | `[len, n]` | batch |
+//! | [`MaterialKind::CmpReluKeys`] | `[len, m, select]` | mask, comparison (m − 1 bits), packed flip bits, ρ shares, ρr shares (select 1) |
 //!
 //! Every item is built by a dealer `gen_*` or by the file loader, which checks each
 //! section; the key structs' fields are private to the crate, so a caller cannot assemble an
@@ -22,6 +24,7 @@
 //! the store's party (scheme, width, payload words, batch length, vector lengths), so material
 //! of the wrong kind, width, party or word count never reaches a protocol.
 
+use super::cmp_relu::{CmpReluKeys, packed_words};
 use super::interval::IntervalKeys;
 use super::lut::LutKeys;
 use super::relu::ReluKeys;
@@ -94,6 +97,10 @@ pub enum FssMaterial {
     Lut(Masked<LutKeys>),
     /// Exact-shift keys.
     Shift(Masked<ShiftKeys>),
+    /// A one-bit comparison key batch.
+    Cmp(KeyBatch),
+    /// DReLU / ReLU keys from a one-bit comparison.
+    CmpRelu(Masked<CmpReluKeys>),
 }
 
 /// A type of FSS material the store can hand out ([`Preproc::take_fss`](super::super::Preproc::take_fss)).
@@ -128,6 +135,7 @@ fss_item!(Masked<IntervalKeys>, IntervalKeys, Interval);
 fss_item!(Masked<SplineKeys>, SplineKeys, Spline);
 fss_item!(Masked<LutKeys>, LutKeys, Lut);
 fss_item!(Masked<ShiftKeys>, ShiftKeys, Shift);
+fss_item!(Masked<CmpReluKeys>, CmpReluKeys, CmpRelu);
 
 impl FssMaterial {
     /// The store kind.
@@ -141,6 +149,8 @@ impl FssMaterial {
             FssMaterial::Spline(_) => MaterialKind::SplineKeys,
             FssMaterial::Lut(_) => MaterialKind::LutKeys,
             FssMaterial::Shift(_) => MaterialKind::ShiftKeys,
+            FssMaterial::Cmp(_) => MaterialKind::CmpKeys,
+            FssMaterial::CmpRelu(_) => MaterialKind::CmpReluKeys,
         }
     }
 
@@ -160,6 +170,10 @@ impl FssMaterial {
             FssMaterial::Shift(k) => {
                 vec![k.mask.len(), k.keys.width as usize, k.keys.shift as usize]
             }
+            FssMaterial::Cmp(b) => vec![b.len(), n(b)],
+            FssMaterial::CmpRelu(k) => {
+                vec![k.mask.len(), k.keys.width as usize, usize::from(k.keys.select)]
+            }
         }
     }
 
@@ -167,7 +181,8 @@ impl FssMaterial {
     /// one party, and loading checks it).
     pub fn party(&self) -> PartyId {
         match self {
-            FssMaterial::Dcf(b) | FssMaterial::Dpf(b) => b.party(),
+            FssMaterial::Dcf(b) | FssMaterial::Dpf(b) | FssMaterial::Cmp(b) => b.party(),
+            FssMaterial::CmpRelu(k) => k.keys.cmp.party(),
             FssMaterial::Sign(k) => k.keys.dcf.party(),
             FssMaterial::Relu(k) => k.keys.dcf.party(),
             FssMaterial::Interval(k) => k.keys.dcf.party(),
@@ -180,7 +195,14 @@ impl FssMaterial {
     /// Append the body (see the module docs).
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         match self {
-            FssMaterial::Dcf(b) | FssMaterial::Dpf(b) => put_batch(out, b),
+            FssMaterial::Dcf(b) | FssMaterial::Dpf(b) | FssMaterial::Cmp(b) => put_batch(out, b),
+            FssMaterial::CmpRelu(k) => {
+                put_words(out, &k.mask);
+                put_batch(out, &k.keys.cmp);
+                put_words(out, &k.keys.flips);
+                put_words(out, &k.keys.rho);
+                put_words(out, &k.keys.rho_r);
+            }
             FssMaterial::Sign(k) => {
                 put_words(out, &k.mask);
                 put_batch(out, &k.keys.dcf);
@@ -226,7 +248,10 @@ impl FssMaterial {
     ) -> Result<Self, PreprocError> {
         let malformed = |what: String| PreprocError::Malformed(format!("{kind}: {what}"));
         let rank = match kind {
-            MaterialKind::DcfKeys | MaterialKind::SplineKeys | MaterialKind::ShiftKeys => 3,
+            MaterialKind::DcfKeys
+            | MaterialKind::SplineKeys
+            | MaterialKind::ShiftKeys
+            | MaterialKind::CmpReluKeys => 3,
             _ => 2,
         };
         if dims.len() != rank {
@@ -323,6 +348,29 @@ impl FssMaterial {
                 FssMaterial::Shift(Masked {
                     mask,
                     keys: ShiftKeys { width: m, shift, wrap, borrow, mask_high },
+                })
+            }
+            MaterialKind::CmpKeys => {
+                FssMaterial::Cmp(checked(get_batch(r)?, Scheme::Cmp, width, 1)?)
+            }
+            MaterialKind::CmpReluKeys => {
+                let m = gate_width(2)?;
+                let select = match dims[2] {
+                    0 => false,
+                    1 => true,
+                    s => return Err(malformed(format!("select {s} is not 0 or 1"))),
+                };
+                let mask = get_words(r, len)?;
+                let cmp = checked(get_batch(r)?, Scheme::Cmp, m - 1, 1)?;
+                let flips = get_words(r, packed_words(len))?;
+                if len % 64 != 0 && flips.last().is_some_and(|w| w >> (len % 64) != 0) {
+                    return Err(malformed("flip bits beyond the batch length".into()));
+                }
+                let rho = get_words(r, len)?;
+                let rho_r = get_words(r, if select { len } else { 0 })?;
+                FssMaterial::CmpRelu(Masked {
+                    mask,
+                    keys: CmpReluKeys { width: m, select, cmp, flips, rho, rho_r },
                 })
             }
             other => return Err(malformed(format!("{other} is not FSS material"))),
