@@ -1,5 +1,6 @@
-//! DCF and DPF key generation and evaluation: prifft (one thread and all threads) beside the
-//! `fss-rs` crate (0.6.0, one thread) at the same input widths and batch size, in one run.
+//! DCF, DPF and one-bit comparison key generation and evaluation: prifft (one thread and all
+//! threads) beside the `fss-rs` crate (0.6.0, one thread) at the same input widths and batch
+//! size, in one run.
 //!
 //! fss-rs's DCF is run with its 128-bit XOR group `ByteGroup<16>`: with its integer group
 //! `U64Group` it does not reconstruct (a sign error), and `ByteGroup<16>` is the smallest group
@@ -16,7 +17,7 @@ use fss_rs::group::byte::ByteGroup;
 use fss_rs::prg::Aes128MatyasMeyerOseasPrg;
 use rand::Rng;
 
-use prifft::fss::{KeyBatch, dcf, dpf};
+use prifft::fss::{KeyBatch, cmp, dcf, dpf};
 use prifft::mpc::PartyId;
 use prifft::prg::insecure_seeded_rng;
 
@@ -166,8 +167,11 @@ fn prifft_bench(c: &mut Criterion, name: &str, n: u32) {
         &mut [KeyBatch; 2],
     ) -> Result<(), prifft::error::KeyError>;
     type Eval = fn(&KeyBatch, &[u64], &mut [u64]) -> Result<(), prifft::error::KeyError>;
-    let (keygen, eval): (KeygenInto, Eval) =
-        if name == "dcf" { (dcf::keygen_into, dcf::eval) } else { (dpf::keygen_into, dpf::eval) };
+    let (keygen, eval): (KeygenInto, Eval) = match name {
+        "dcf" => (dcf::keygen_into, dcf::eval),
+        "dpf" => (dpf::keygen_into, dpf::eval),
+        _ => (|n, a, _, rng, keys| cmp::keygen_into(n, a, rng, keys), cmp::eval),
+    };
     let mut rng = insecure_seeded_rng(5);
     let mut keys = [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)];
     keygen(n, &alphas, &betas, &mut rng, &mut keys).unwrap();
@@ -176,8 +180,11 @@ fn prifft_bench(c: &mut Criterion, name: &str, n: u32) {
     eval(&keys[0], &xs, &mut y0).unwrap();
     eval(&keys[1], &xs, &mut y1).unwrap();
     for k in 0..BATCH {
-        let hit = if name == "dcf" { xs[k] < alphas[k] } else { xs[k] == alphas[k] };
-        assert_eq!(y0[k].wrapping_add(y1[k]), if hit { betas[k] } else { 0 });
+        match name {
+            "dcf" => assert_eq!(y0[k].wrapping_add(y1[k]), betas[k] * (xs[k] < alphas[k]) as u64),
+            "dpf" => assert_eq!(y0[k].wrapping_add(y1[k]), betas[k] * (xs[k] == alphas[k]) as u64),
+            _ => assert_eq!(y0[k] ^ y1[k], (xs[k] < alphas[k]) as u64),
+        }
     }
     let mut out = vec![0u64; BATCH];
     // Key generation is timed into its own reused buffers; evaluation reads the checked keys.
@@ -211,6 +218,11 @@ fn keygen_and_eval(
 }
 
 fn bench(c: &mut Criterion) {
+    // The one-bit comparison (fss::cmp) beside the DCF: fss-rs has no such scheme, so its DCF
+    // (the `dcf` groups' fss-rs rows) is the baseline for both.
+    for n in [16u32, 32, 64] {
+        prifft_bench(c, "cmp", n);
+    }
     for name in ["dcf", "dpf"] {
         for n in [16u32, 32, 64] {
             prifft_bench(c, name, n);

@@ -366,3 +366,112 @@ fn an_interval_test_and_a_table_lookup_run_on_masked_tensors_without_communicati
     assert_eq!(sharing::reconstruct(&l0, &l1).unwrap().as_slice(), want_l);
     assert_eq!((c0.bytes_sent, c0.rounds, c1.bytes_sent, c1.rounds), (0, 0, 0, 0));
 }
+
+/// DReLU and ReLU from one-bit comparison keys on a masked tensor, for each width: the
+/// reconstructions equal the specs, one round of ⌈len/8⌉ bytes each, and the keys are small.
+/// Returns the raw output shares (for the GPU comparison).
+fn compact_relu(backend: Arc<dyn Backend>) -> Vec<Vec<u64>> {
+    let shape = [7, 19]; // 133 elements: the packed bits end inside a byte and a word
+    let len = 133;
+    let mut raw = Vec::new();
+    for width in [2u32, 8, 9, 24, 64] {
+        let mut rng = insecure_seeded_rng(40 + width as u64);
+        let half = 1i128 << (width - 1);
+        let mut v: Vec<u64> = [-half, -1, 0, 1, half - 1].map(|x| x as i64 as u64).to_vec();
+        v.extend(
+            (v.len()..len).map(|_| rand::Rng::random_range(&mut rng, -half..half) as i64 as u64),
+        );
+        let x = RingTensor::from_vec(&shape, v).unwrap();
+        let mut dealer = Dealer::insecure_with_seed(41);
+        let rx = masked::gen_mask(&mut dealer, &shape).unwrap();
+        masked::gen_relu_cmp(&mut dealer, width, true, &rx).unwrap();
+        masked::gen_relu_cmp(&mut dealer, width, false, &rx).unwrap();
+        assert!(masked::gen_relu_cmp(&mut dealer, width, true, &rx).is_err(), "one set per mask");
+        let [p0, p1] = dealer.finish();
+        if width == 24 {
+            // Mask share + ReLU item + DReLU item, per element and party (file bytes, headers
+            // included): within the 0.5 KiB for ReLU alone.
+            let per = p0.to_bytes().len() as f64 / len as f64;
+            assert!(per < 2.0 * 320.0 + 16.0, "{per} B per element");
+        }
+        let [x0, x1] = sharing::share_secret(&x, &mut rng);
+        let party = |x: Share| {
+            move |ctx: &mut Ctx| {
+                let xh = masked::mask(ctx, &x)?;
+                let c0 = ctx.mark();
+                let (d, y) = masked::relu_cmp(ctx, &xh, width, true)?;
+                let c1 = ctx.mark();
+                let (d2, none) = masked::relu_cmp(ctx, &xh, width, false)?;
+                assert!(none.is_none());
+                Ok::<_, MpcError>(([d, y.unwrap(), d2], [c1 - c0, ctx.mark() - c1]))
+            }
+        };
+        let run =
+            local::run_parties(None, backend.clone(), [p0, p1], party(x0), party(x1)).unwrap();
+        let (s0, costs0) = run.out0;
+        let (s1, costs1) = run.out1;
+        let want_relu: Vec<u64> =
+            x.as_slice().iter().map(|&v| prifft::mpc::gates::relu::spec(v)).collect();
+        let want_sign: Vec<u64> =
+            x.as_slice().iter().map(|&v| u64::from((v as i64) >= 0)).collect();
+        assert_eq!(
+            sharing::reconstruct(&s0[1], &s1[1]).unwrap().as_slice(),
+            want_relu,
+            "m {width}"
+        );
+        assert_eq!(
+            sharing::reconstruct(&s0[0], &s1[0]).unwrap().as_slice(),
+            want_sign,
+            "m {width}"
+        );
+        assert_eq!(
+            sharing::reconstruct(&s0[2], &s1[2]).unwrap().as_slice(),
+            want_sign,
+            "m {width}"
+        );
+        for c in costs0.iter().chain(&costs1) {
+            assert_eq!((c.bytes_sent, c.rounds), (len.div_ceil(8) as u64, 1), "m {width}");
+        }
+        raw.extend(s0.iter().chain(&s1).map(|s| s.tensor().as_slice().to_vec()));
+    }
+    raw
+}
+
+#[test]
+fn compact_relu_opens_one_masked_bit_per_element() {
+    compact_relu(Arc::new(prifft::backend::Cpu));
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn compact_relu_gives_the_cpus_shares_on_the_gpu_and_the_scheduler() {
+    let Some(gpu) = common::gpu_device() else { return };
+    let cpu = compact_relu(Arc::new(prifft::backend::Cpu));
+    assert!(compact_relu(Arc::new(gpu)) == cpu, "GPU shares != CPU shares");
+    let Some(gpu) = common::gpu_device() else { return };
+    let s = prifft::backend::Scheduler::new(vec![Box::new(gpu), Box::new(prifft::backend::Cpu)])
+        .with_weights(&[1.0, 1.0]);
+    assert!(compact_relu(Arc::new(s)) == cpu, "scheduled shares != CPU shares");
+}
+
+#[test]
+fn compact_relu_keys_for_another_mask_or_width_are_refused() {
+    let mut dealer = Dealer::insecure_with_seed(43);
+    let ra = masked::gen_mask(&mut dealer, &[4]).unwrap();
+    let _rb = masked::gen_mask(&mut dealer, &[4]).unwrap();
+    masked::gen_relu_cmp(&mut dealer, 16, true, &ra).unwrap();
+    let party = |a: Share, b: Share| {
+        move |ctx: &mut Ctx| -> Result<(), MpcError> {
+            let ah = masked::mask(ctx, &a)?;
+            let bh = masked::mask(ctx, &b)?;
+            let err = masked::relu_cmp(ctx, &bh, 16, true).unwrap_err();
+            assert!(matches!(err, MpcError::Preproc(PreprocError::Unbound { .. })), "{err}");
+            let err = masked::relu_cmp(ctx, &ah, 17, true).unwrap_err();
+            assert!(matches!(err, MpcError::Preproc(_)), "{err}");
+            Ok(())
+        }
+    };
+    let [a0, a1] = sharing::share_secret(&random(&[4], 44), &mut insecure_seeded_rng(45));
+    let [b0, b1] = sharing::share_secret(&random(&[4], 46), &mut insecure_seeded_rng(47));
+    local::run_two_party(dealer.finish(), party(a0, b0), party(a1, b1)).unwrap();
+}

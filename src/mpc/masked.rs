@@ -397,6 +397,56 @@ pub fn drelu<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) ->
     gate_on(ctx, x, &[width as usize], 0, gates::sign::drelu)
 }
 
+/// Dealer: DReLU (and, with `select`, ReLU) keys of width m from a one-bit comparison, for the
+/// masked tensor of `mask` ([`relu_cmp`]): about a third of [`gen_relu`]'s key bytes, for one
+/// more round.
+///
+/// # Errors
+/// As [`gen_relu`].
+pub fn gen_relu_cmp(
+    dealer: &mut Dealer,
+    width: u32,
+    select: bool,
+    mask: &DealerMask,
+) -> Result<()> {
+    let keys = gates::cmp_relu::keygen(width, select, mask.value.as_slice(), dealer.rng())?;
+    deal_gate_on(dealer, mask, keys, u8::from(select))
+}
+
+/// ⟨[x ≥ 0]⟩ and, with `select`, ⟨max(x, 0)⟩ for a masked tensor x in the signed m-bit range,
+/// from keys made for its mask ([`gen_relu_cmp`]; the functions of [`gates::sign`] and
+/// [`gates::relu::spec`]). One round: each party sends ⌈len/8⌉ bytes (its share of the masked
+/// bit d ⊕ ρ, see [`gates::cmp_relu`]).
+///
+/// # Errors
+/// [`PreprocError::Unbound`](super::PreprocError::Unbound) for keys of another mask; a protocol
+/// error when the peer's bits are malformed; other preprocessing, channel and backend errors.
+pub fn relu_cmp<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
+    select: bool,
+) -> Result<(Share, Option<Share>)> {
+    use gates::cmp_relu::{CmpReluKeys, bits_to_bytes, bytes_to_bits, finish, masked_bits};
+    let len = x.public.len();
+    let id = gate_id(MaterialKind::CmpReluKeys, (x.mask_id, x.transposed), u8::from(select));
+    let dims = [len, width as usize, usize::from(select)];
+    let item: GateKeys<CmpReluKeys> = ctx.preproc.take_fss_bound(&dims, id)?;
+    let mine = masked_bits(ctx.backend(), item.keys(), x.public.as_slice())?;
+    let op = "masked::relu_cmp";
+    let theirs = exchange(ctx.channel(), op, bits_to_bytes(&mine, len), len.div_ceil(8))?;
+    let theirs = bytes_to_bits(&theirs, len).ok_or_else(|| crate::net::NetError::Protocol {
+        op,
+        expected: format!("{len} bits"),
+        got: "bits set beyond the tensor's length".into(),
+    })?;
+    let opened: Vec<u64> = mine.iter().zip(&theirs).map(|(a, b)| a ^ b).collect();
+    let (d, y) = finish(item.keys(), ctx.id, x.public.as_slice(), &item.mask, &opened);
+    let d = Share::new(RingTensor::from_vec(x.shape(), d)?);
+    let y = y.map(|y| RingTensor::from_vec(x.shape(), y).map(Share::new)).transpose()?;
+    Ok((d, y))
+}
+
 /// Dealer: keys for a degree-`degree` spline of width m on the masked tensor of `mask`
 /// ([`spline`]).
 ///
