@@ -399,11 +399,10 @@ fn compact_relu(backend: Arc<dyn Backend>) -> Vec<Vec<u64>> {
             move |ctx: &mut Ctx| {
                 let xh = masked::mask(ctx, &x)?;
                 let c0 = ctx.mark();
-                let (d, y) = masked::relu_cmp(ctx, &xh, width, true)?;
+                let (y, d) = masked::relu_cmp(ctx, &xh, width)?;
                 let c1 = ctx.mark();
-                let (d2, none) = masked::relu_cmp(ctx, &xh, width, false)?;
-                assert!(none.is_none());
-                Ok::<_, MpcError>(([d, y.unwrap(), d2], [c1 - c0, ctx.mark() - c1]))
+                let d2 = masked::drelu_cmp(ctx, &xh, width)?;
+                Ok::<_, MpcError>(([d, y, d2], [c1 - c0, ctx.mark() - c1]))
             }
         };
         let run =
@@ -464,9 +463,9 @@ fn compact_relu_keys_for_another_mask_or_width_are_refused() {
         move |ctx: &mut Ctx| -> Result<(), MpcError> {
             let ah = masked::mask(ctx, &a)?;
             let bh = masked::mask(ctx, &b)?;
-            let err = masked::relu_cmp(ctx, &bh, 16, true).unwrap_err();
+            let err = masked::relu_cmp(ctx, &bh, 16).unwrap_err();
             assert!(matches!(err, MpcError::Preproc(PreprocError::Unbound { .. })), "{err}");
-            let err = masked::relu_cmp(ctx, &ah, 17, true).unwrap_err();
+            let err = masked::relu_cmp(ctx, &ah, 17).unwrap_err();
             assert!(matches!(err, MpcError::Preproc(_)), "{err}");
             Ok(())
         }

@@ -397,9 +397,9 @@ pub fn drelu<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) ->
     gate_on(ctx, x, &[width as usize], 0, gates::sign::drelu)
 }
 
-/// Dealer: DReLU (and, with `select`, ReLU) keys of width m from a one-bit comparison, for the
-/// masked tensor of `mask` ([`relu_cmp`]): about a third of [`gen_relu`]'s key bytes, for one
-/// more round.
+/// Dealer: ReLU keys (with `select`, for [`relu_cmp`]) or DReLU keys (without, for
+/// [`drelu_cmp`]) of width m from a one-bit comparison, for the masked tensor of `mask`: about a
+/// third of [`gen_relu`]'s key bytes, for one more round.
 ///
 /// # Errors
 /// As [`gen_relu`].
@@ -413,10 +413,10 @@ pub fn gen_relu_cmp(
     deal_gate_on(dealer, mask, keys, u8::from(select))
 }
 
-/// ⟨[x ≥ 0]⟩ and, with `select`, ⟨max(x, 0)⟩ for a masked tensor x in the signed m-bit range,
-/// from keys made for its mask ([`gen_relu_cmp`]; the functions of [`gates::sign`] and
-/// [`gates::relu::spec`]). One round: each party sends ⌈len/8⌉ bytes (its share of the masked
-/// bit d ⊕ ρ, see [`gates::cmp_relu`]).
+/// ⟨max(x, 0)⟩ and ⟨[x ≥ 0]⟩ for a masked tensor x in the signed m-bit range, from keys made
+/// for its mask ([`gen_relu_cmp`] with `select`; the functions of [`gates::relu::spec`] and
+/// [`gates::sign`]). One round: each party sends ⌈len/8⌉ bytes (its share of the masked bit
+/// d ⊕ ρ, see [`gates::cmp_relu`]).
 ///
 /// # Errors
 /// [`PreprocError::Unbound`](super::PreprocError::Unbound) for keys of another mask; a protocol
@@ -425,8 +425,26 @@ pub fn relu_cmp<C: Channel>(
     ctx: &mut PartyCtx<C>,
     x: &MaskedTensor,
     width: u32,
+) -> Result<(Share, Share)> {
+    let (d, y) = cmp_gate(ctx, x, width, true)?;
+    Ok((Share::new(RingTensor::from_vec(x.shape(), y)?), d))
+}
+
+/// ⟨[x ≥ 0]⟩ for a masked tensor x in the signed m-bit range ([`gen_relu_cmp`] without
+/// `select`): as [`relu_cmp`], one round of ⌈len/8⌉ bytes.
+///
+/// # Errors
+/// As [`relu_cmp`].
+pub fn drelu_cmp<C: Channel>(ctx: &mut PartyCtx<C>, x: &MaskedTensor, width: u32) -> Result<Share> {
+    Ok(cmp_gate(ctx, x, width, false)?.0)
+}
+
+fn cmp_gate<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
     select: bool,
-) -> Result<(Share, Option<Share>)> {
+) -> Result<(Share, Vec<u64>)> {
     use gates::cmp_relu::{CmpReluKeys, bits_to_bytes, bytes_to_bits, finish, masked_bits};
     let len = x.public.len();
     let id = gate_id(MaterialKind::CmpReluKeys, (x.mask_id, x.transposed), u8::from(select));
@@ -442,9 +460,7 @@ pub fn relu_cmp<C: Channel>(
     })?;
     let opened: Vec<u64> = mine.iter().zip(&theirs).map(|(a, b)| a ^ b).collect();
     let (d, y) = finish(item.keys(), ctx.id, x.public.as_slice(), &item.mask, &opened);
-    let d = Share::new(RingTensor::from_vec(x.shape(), d)?);
-    let y = y.map(|y| RingTensor::from_vec(x.shape(), y).map(Share::new)).transpose()?;
-    Ok((d, y))
+    Ok((Share::new(RingTensor::from_vec(x.shape(), d)?), y))
 }
 
 /// Dealer: keys for a degree-`degree` spline of width m on the masked tensor of `mask`

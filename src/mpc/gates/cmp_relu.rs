@@ -153,23 +153,23 @@ pub fn masked_bits(
 }
 
 /// Party, after the opening of d̂ (`opened`, packed): shares of d, and of relu(x) when the keys
-/// have `select` (`mask` is this party's share of r).
+/// have `select` (empty otherwise; `mask` is this party's share of r).
 pub fn finish(
     keys: &CmpReluKeys,
     party: PartyId,
     masked: &[u64],
     mask: &[u64],
     opened: &[u64],
-) -> (Vec<u64>, Option<Vec<u64>>) {
+) -> (Vec<u64>, Vec<u64>) {
     let p0 = u64::from(party == PartyId::P0);
     let mut d = Vec::with_capacity(masked.len());
-    let mut y = keys.select.then(|| Vec::with_capacity(masked.len()));
+    let mut y = Vec::with_capacity(if keys.select { masked.len() } else { 0 });
     for (k, &xh) in masked.iter().enumerate() {
         let dh = (opened[k / 64] >> (k % 64)) & 1;
         let flip = |v: u64| if dh == 1 { v.wrapping_neg() } else { v }; // (1 − 2d̂)·v
         let dk = (p0 & dh).wrapping_add(flip(keys.rho[k]));
         d.push(dk);
-        if let Some(y) = &mut y {
+        if keys.select {
             let d_r = dh.wrapping_mul(mask[k]).wrapping_add(flip(keys.rho_r[k]));
             y.push(dk.wrapping_mul(xh).wrapping_sub(d_r));
         }

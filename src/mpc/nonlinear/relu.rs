@@ -1,14 +1,18 @@
-//! ReLU, forward and backward, from one opening of x.
+//! ReLU, forward and backward, from one opening of x and one opened bit.
 //!
 //! **Spec.** max(x, 0) for x in the signed [`WIDTH`]-bit range (|x| < 128), exact; backward
-//! dX = dY ⊙ [x ≥ 0], exact. The forward's one opening serves the ReLU gate and the DReLU gate
-//! (both keyed to x's mask), so the backward only multiplies dY by the saved bit.
+//! dX = dY ⊙ [x ≥ 0], exact. The forward opens x̂ = x + r, evaluates a one-bit comparison key
+//! (one AES block per level, [`gates::cmp_relu`](crate::mpc::gates::cmp_relu)) and opens the
+//! masked bit d ⊕ ρ; that one key gives both ⟨relu(x)⟩ and ⟨[x ≥ 0]⟩, which the backward keeps.
 //!
-//! **Cost per element per party:** forward 1 round, 8 bytes; backward 1 round, 16 bytes (dY
-//! and the bit are masked together; the masked product is local and exact, the bit being an
-//! integer). Keys: ReLU 16 + 32(m − 2) + 32 + 24, DReLU 16 + 24(m − 2) + 24, plus masks.
+//! **Cost per element per party:** forward 2 rounds, 8 bytes + 1 bit; backward 1 round, 16 bytes
+//! (dY and the bit are masked together; the masked product is local and exact, the bit being an
+//! integer). Keys: 16·(m − 8) + 32 bytes of comparison key (288 B at m = 24) + 1 bit + 16 bytes,
+//! plus the mask shares — against 1,369 B with the one-round DCF gates
+//! ([`masked::gen_relu`] + [`masked::gen_drelu`], which the softmax's max tree keeps, since there
+//! rounds matter more).
 //!
-//! **What each party learns:** nothing (openings under fresh masks).
+//! **What each party learns:** nothing (openings under fresh masks; the bit under ρ).
 
 use crate::mpc::error::Result;
 use crate::mpc::masked;
@@ -40,8 +44,7 @@ pub struct Saved {
 /// Shape and key errors.
 pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     let m = masked::gen_mask(dealer, shape)?;
-    masked::gen_relu(dealer, WIDTH, &m)?;
-    masked::gen_drelu(dealer, WIDTH, &m)
+    masked::gen_relu_cmp(dealer, WIDTH, true, &m)
 }
 
 /// Dealer: one backward over `shape`.
@@ -60,8 +63,7 @@ pub fn gen_backward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
 /// Preprocessing, channel and backend errors.
 pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, Saved)> {
     let xh = masked::mask(ctx, x)?;
-    let y = masked::relu(ctx, &xh, WIDTH)?;
-    let bit = masked::drelu(ctx, &xh, WIDTH)?;
+    let (y, bit) = masked::relu_cmp(ctx, &xh, WIDTH)?;
     Ok((y, Saved { bit }))
 }
 
