@@ -445,22 +445,64 @@ fn cmp_gate<C: Channel>(
     width: u32,
     select: bool,
 ) -> Result<(Share, Vec<u64>)> {
-    use gates::cmp_relu::{CmpReluKeys, bits_to_bytes, bytes_to_bits, finish, masked_bits};
+    use gates::cmp_relu::{CmpReluKeys, finish, masked_bits};
     let len = x.public.len();
     let id = gate_id(MaterialKind::CmpReluKeys, (x.mask_id, x.transposed), u8::from(select));
     let dims = [len, width as usize, usize::from(select)];
     let item: GateKeys<CmpReluKeys> = ctx.preproc.take_fss_bound(&dims, id)?;
     let mine = masked_bits(ctx.backend(), item.keys(), x.public.as_slice())?;
-    let op = "masked::relu_cmp";
-    let theirs = exchange(ctx.channel(), op, bits_to_bytes(&mine, len), len.div_ceil(8))?;
-    let theirs = bytes_to_bits(&theirs, len).ok_or_else(|| crate::net::NetError::Protocol {
-        op,
-        expected: format!("{len} bits"),
-        got: "bits set beyond the tensor's length".into(),
-    })?;
-    let opened: Vec<u64> = mine.iter().zip(&theirs).map(|(a, b)| a ^ b).collect();
+    let opened = open_bits(ctx, "masked::relu_cmp", &mine, len)?;
     let (d, y) = finish(item.keys(), ctx.id, x.public.as_slice(), &item.mask, &opened);
     Ok((Share::new(RingTensor::from_vec(x.shape(), d)?), y))
+}
+
+/// Open `bits` XOR-shared bits (this party's, packed): one round, ⌈bits/8⌉ bytes each way.
+fn open_bits<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    op: &'static str,
+    mine: &[u64],
+    bits: usize,
+) -> Result<Vec<u64>> {
+    use gates::cmp_relu::{bits_to_bytes, bytes_to_bits};
+    let theirs = exchange(ctx.channel(), op, bits_to_bytes(mine, bits), bits.div_ceil(8))?;
+    let theirs = bytes_to_bits(&theirs, bits).ok_or_else(|| crate::net::NetError::Protocol {
+        op,
+        expected: format!("{bits} bits"),
+        got: "bits set beyond the tensor's length".into(),
+    })?;
+    Ok(mine.iter().zip(&theirs).map(|(a, b)| a ^ b).collect())
+}
+
+/// Dealer: exact-shift keys from one-bit comparisons for the masked tensor of `mask`
+/// ([`ars_cmp`]): about 60 % of [`gen_shift`]'s key bytes, for one more round.
+///
+/// # Errors
+/// As [`gen_shift`].
+pub fn gen_shift_cmp(dealer: &mut Dealer, width: u32, shift: u32, mask: &DealerMask) -> Result<()> {
+    let keys = gates::cmp_shift::keygen(width, shift, mask.value.as_slice(), dealer.rng())?;
+    deal_gate_on(dealer, mask, keys, 0)
+}
+
+/// ⟨⌊x / 2^s⌋⟩, exact, for a signed m-bit masked tensor (the function of [`ars`]), from keys
+/// made for its mask ([`gen_shift_cmp`]): one round of 2 bits per element each way.
+///
+/// # Errors
+/// As [`relu_cmp`].
+pub fn ars_cmp<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
+    s: u32,
+) -> Result<Share> {
+    use gates::cmp_shift::{CmpShiftKeys, finish, masked_bits};
+    let len = x.public.len();
+    let id = gate_id(MaterialKind::CmpShiftKeys, (x.mask_id, x.transposed), 0);
+    let dims = [len, width as usize, s as usize];
+    let item: GateKeys<CmpShiftKeys> = ctx.preproc.take_fss_bound(&dims, id)?;
+    let mine = masked_bits(ctx.backend(), item.keys(), x.public.as_slice())?;
+    let opened = open_bits(ctx, "masked::ars_cmp", &mine, 2 * len)?;
+    let y = finish(item.keys(), ctx.id, x.public.as_slice(), &opened);
+    Ok(Share::new(RingTensor::from_vec(x.shape(), y)?))
 }
 
 /// Dealer: keys for a degree-`degree` spline of width m on the masked tensor of `mask`

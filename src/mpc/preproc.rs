@@ -76,6 +76,9 @@ pub enum MaterialKind {
     /// DReLU (select 0) or ReLU (select 1) keys from a one-bit comparison
     /// ([`gates::cmp_relu`](super::gates::cmp_relu)), shape key [len, width, select].
     CmpReluKeys = 16,
+    /// Exact-shift keys from one-bit comparisons
+    /// ([`gates::cmp_shift`](super::gates::cmp_shift)), shape key [len, width, shift].
+    CmpShiftKeys = 17,
 }
 
 impl MaterialKind {
@@ -97,6 +100,7 @@ impl MaterialKind {
             14 => Some(Self::MaskedValue),
             15 => Some(Self::CmpKeys),
             16 => Some(Self::CmpReluKeys),
+            17 => Some(Self::CmpShiftKeys),
             _ => None,
         }
     }
@@ -148,6 +152,7 @@ impl fmt::Display for MaterialKind {
             Self::MaskedValue => "dealer value in masked form",
             Self::CmpKeys => "comparison key batch [len, bits]",
             Self::CmpReluKeys => "comparison DReLU/ReLU keys [len, width, select]",
+            Self::CmpShiftKeys => "comparison shift keys [len, width, shift]",
         })
     }
 }

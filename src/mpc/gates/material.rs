@@ -13,6 +13,7 @@
 //! | [`MaterialKind::LutKeys`] | `[len, b]` | mask, DPF (b bits) |
 //! | [`MaterialKind::ShiftKeys`] | `[len, m, s]` | mask, DCF (m bits), DCF (s bits), ⌊r/2^s⌋ shares |
 //! | [`MaterialKind::CmpKeys`] | `[len, n]` | batch |
+//! | [`MaterialKind::CmpShiftKeys`] | `[len, m, s]` | mask, comparisons (m bits, s bits), packed flip bits (2 per element), (ρ_w, ρ_b, ⌊r/2^s⌋) shares |
 //! | [`MaterialKind::CmpReluKeys`] | `[len, m, select]` | mask, comparison (m − 1 bits), packed flip bits, ρ shares, ρr shares (select 1) |
 //!
 //! Every item is built by a dealer `gen_*` or by the file loader, which checks each
@@ -25,6 +26,7 @@
 //! of the wrong kind, width, party or word count never reaches a protocol.
 
 use super::cmp_relu::{CmpReluKeys, packed_words};
+use super::cmp_shift::CmpShiftKeys;
 use super::interval::IntervalKeys;
 use super::lut::LutKeys;
 use super::relu::ReluKeys;
@@ -101,6 +103,8 @@ pub enum FssMaterial {
     Cmp(KeyBatch),
     /// DReLU / ReLU keys from a one-bit comparison.
     CmpRelu(Masked<CmpReluKeys>),
+    /// Exact-shift keys from one-bit comparisons.
+    CmpShift(Masked<CmpShiftKeys>),
 }
 
 /// A type of FSS material the store can hand out ([`Preproc::take_fss`](super::super::Preproc::take_fss)).
@@ -136,6 +140,7 @@ fss_item!(Masked<SplineKeys>, SplineKeys, Spline);
 fss_item!(Masked<LutKeys>, LutKeys, Lut);
 fss_item!(Masked<ShiftKeys>, ShiftKeys, Shift);
 fss_item!(Masked<CmpReluKeys>, CmpReluKeys, CmpRelu);
+fss_item!(Masked<CmpShiftKeys>, CmpShiftKeys, CmpShift);
 
 impl FssMaterial {
     /// The store kind.
@@ -151,6 +156,7 @@ impl FssMaterial {
             FssMaterial::Shift(_) => MaterialKind::ShiftKeys,
             FssMaterial::Cmp(_) => MaterialKind::CmpKeys,
             FssMaterial::CmpRelu(_) => MaterialKind::CmpReluKeys,
+            FssMaterial::CmpShift(_) => MaterialKind::CmpShiftKeys,
         }
     }
 
@@ -174,6 +180,9 @@ impl FssMaterial {
             FssMaterial::CmpRelu(k) => {
                 vec![k.mask.len(), k.keys.width as usize, usize::from(k.keys.select)]
             }
+            FssMaterial::CmpShift(k) => {
+                vec![k.mask.len(), k.keys.width as usize, k.keys.shift as usize]
+            }
         }
     }
 
@@ -183,6 +192,7 @@ impl FssMaterial {
         match self {
             FssMaterial::Dcf(b) | FssMaterial::Dpf(b) | FssMaterial::Cmp(b) => b.party(),
             FssMaterial::CmpRelu(k) => k.keys.cmp.party(),
+            FssMaterial::CmpShift(k) => k.keys.wrap.party(),
             FssMaterial::Sign(k) => k.keys.dcf.party(),
             FssMaterial::Relu(k) => k.keys.dcf.party(),
             FssMaterial::Interval(k) => k.keys.dcf.party(),
@@ -202,6 +212,13 @@ impl FssMaterial {
                 put_words(out, &k.keys.flips);
                 put_words(out, &k.keys.rho);
                 put_words(out, &k.keys.rho_r);
+            }
+            FssMaterial::CmpShift(k) => {
+                put_words(out, &k.mask);
+                put_batch(out, &k.keys.wrap);
+                put_batch(out, &k.keys.borrow);
+                put_words(out, &k.keys.flips);
+                put_words(out, &k.keys.terms);
             }
             FssMaterial::Sign(k) => {
                 put_words(out, &k.mask);
@@ -251,7 +268,8 @@ impl FssMaterial {
             MaterialKind::DcfKeys
             | MaterialKind::SplineKeys
             | MaterialKind::ShiftKeys
-            | MaterialKind::CmpReluKeys => 3,
+            | MaterialKind::CmpReluKeys
+            | MaterialKind::CmpShiftKeys => 3,
             _ => 2,
         };
         if dims.len() != rank {
@@ -371,6 +389,26 @@ impl FssMaterial {
                 FssMaterial::CmpRelu(Masked {
                     mask,
                     keys: CmpReluKeys { width: m, select, cmp, flips, rho, rho_r },
+                })
+            }
+            MaterialKind::CmpShiftKeys => {
+                let m = gate_width(2)?;
+                let shift = u32::try_from(dims[2])
+                    .ok()
+                    .filter(|s| (1..m).contains(s))
+                    .ok_or_else(|| malformed(format!("shift {} outside 1..{m}", dims[2])))?;
+                let mask = get_words(r, len)?;
+                let wrap = checked(get_batch(r)?, Scheme::Cmp, m, 1)?;
+                let borrow = checked(get_batch(r)?, Scheme::Cmp, shift, 1)?;
+                let bits = len.checked_mul(2).ok_or_else(|| too_long(kind))?;
+                let flips = get_words(r, packed_words(bits))?;
+                if bits % 64 != 0 && flips.last().is_some_and(|w| w >> (bits % 64) != 0) {
+                    return Err(malformed("flip bits beyond the batch length".into()));
+                }
+                let terms = get_words(r, len.checked_mul(3).ok_or_else(|| too_long(kind))?)?;
+                FssMaterial::CmpShift(Masked {
+                    mask,
+                    keys: CmpShiftKeys { width: m, shift, wrap, borrow, flips, terms },
                 })
             }
             other => return Err(malformed(format!("{other} is not FSS material"))),

@@ -29,7 +29,7 @@
 //! **What each party learns:** nothing beyond f, m, the pieces (public): both openings are of
 //! values under fresh uniform masks.
 
-use super::{FRAC, gen_trunc, trunc};
+use super::{FRAC, gen_trunc, gen_trunc_cmp, trunc, trunc_cmp};
 use crate::mpc::error::Result;
 use crate::mpc::gates::shift::ars_spec;
 use crate::mpc::gates::spline::Spline;
@@ -191,12 +191,23 @@ impl Approx {
     }
 
     /// Dealer: spline keys (under use tag `tag`) for the masked tensor of `mask`, and the
-    /// output's truncation.
+    /// output's truncation by one-bit comparisons ([`trunc_cmp`]: the smaller keys, one more
+    /// round).
     ///
     /// # Errors
     /// Key and shape errors; [`PreprocError::Reused`](crate::mpc::PreprocError::Reused) when
     /// `mask` already has spline keys under `tag`.
     pub fn gen_on(&self, dealer: &mut Dealer, mask: &DealerMask, tag: u8) -> Result<()> {
+        self.gen_raw_on(dealer, mask, tag)?;
+        gen_trunc_cmp(dealer, mask.shape(), self.out_width, self.shift).map(drop)
+    }
+
+    /// As [`gen_on`](Self::gen_on) with the one-round truncation ([`trunc`], DCF keys): for
+    /// compositions where rounds count more than key bytes (the softmax).
+    ///
+    /// # Errors
+    /// As [`gen_on`](Self::gen_on).
+    pub fn gen_on_one_round(&self, dealer: &mut Dealer, mask: &DealerMask, tag: u8) -> Result<()> {
         self.gen_raw_on(dealer, mask, tag)?;
         gen_trunc(dealer, mask.shape(), self.out_width, self.shift).map(drop)
     }
@@ -218,11 +229,35 @@ impl Approx {
         self.gen_on(dealer, &m, 0)
     }
 
-    /// Party: ⟨spec(x)⟩ for a masked x: one round, 8 bytes per element.
+    /// Dealer: a mask and [`gen_on_one_round`](Self::gen_on_one_round).
+    ///
+    /// # Errors
+    /// As [`gen_on`](Self::gen_on).
+    pub fn deal_one_round(&self, dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
+        let m = masked::gen_mask(dealer, shape)?;
+        self.gen_on_one_round(dealer, &m, 0)
+    }
+
+    /// Party: ⟨spec(x)⟩ for a masked x: two rounds, 8 bytes + 2 bits per element.
     ///
     /// # Errors
     /// Preprocessing (keys for another mask, width or tag), channel and backend errors.
     pub fn eval_on<C: Channel>(
+        &self,
+        ctx: &mut PartyCtx<C>,
+        x: &MaskedTensor,
+        tag: u8,
+    ) -> Result<Share> {
+        let y = self.eval_raw_on(ctx, x, tag)?;
+        trunc_cmp(ctx, &y, self.out_width, self.shift)
+    }
+
+    /// Party: as [`eval_on`](Self::eval_on) with keys from
+    /// [`gen_on_one_round`](Self::gen_on_one_round): one round, 8 bytes per element.
+    ///
+    /// # Errors
+    /// As [`eval_on`](Self::eval_on).
+    pub fn eval_on_one_round<C: Channel>(
         &self,
         ctx: &mut PartyCtx<C>,
         x: &MaskedTensor,
@@ -245,13 +280,23 @@ impl Approx {
         masked::spline_tagged(ctx, &self.spline, x, tag)
     }
 
-    /// Party: ⟨spec(x)⟩ for an additive x: two rounds, 16 bytes per element.
+    /// Party: ⟨spec(x)⟩ for an additive x: three rounds, 16 bytes + 2 bits per element.
     ///
     /// # Errors
     /// As [`eval_on`](Self::eval_on).
     pub fn eval<C: Channel>(&self, ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
         let xh = masked::mask(ctx, x)?;
         self.eval_on(ctx, &xh, 0)
+    }
+
+    /// Party: as [`eval`](Self::eval) with keys from [`deal_one_round`](Self::deal_one_round):
+    /// two rounds, 16 bytes per element.
+    ///
+    /// # Errors
+    /// As [`eval_on`](Self::eval_on).
+    pub fn eval_one_round<C: Channel>(&self, ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
+        let xh = masked::mask(ctx, x)?;
+        self.eval_on_one_round(ctx, &xh, 0)
     }
 }
 

@@ -8,7 +8,8 @@
 //! needs no new opening of x — then dX = dY ⊙ GELU′(x) rounded; error ≤ 2^−10 vs the f64
 //! derivative for |dY| ≤ 1.
 //!
-//! **Cost per element per party:** forward 2 rounds, 16 bytes; backward 3 rounds, 32 bytes.
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 2 bits; backward 4 rounds,
+//! 32 bytes + 2 bits.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 

@@ -8,8 +8,8 @@
 //!    clamped beyond: a constant row gives ρ = ρ(2^−11), never a division by zero);
 //! 4. n = ⌊(d·ρ + 2^15) / 2^16⌋; y = ⌊(n·γ + 2^15) / 2^16⌋ + β.
 //!
-//! Inputs: |x| < 2^15, σ² < 2^10, H ≤ 2^12. **Forward rounds: 9** (μ 1; d and γ masked 1; u
-//! 1; ρ 2; n 2; y 2). **Backward** (7 rounds) from the saved n, γ (masked) and ρ:
+//! Inputs: |x| < 2^15, σ² < 2^10, H ≤ 2^12. **Forward rounds: 10** (μ 1; d and γ masked 1; u
+//! 1; ρ 3; n 2; y 2). **Backward** (7 rounds) from the saved n, γ (masked) and ρ:
 //! dβ = Σ_rows dY, dγ = Σ_rows dY ⊙ n, g = dY ⊙ γ, and
 //! dX = ρ ⊙ (g − mean(g) − n ⊙ mean(g ⊙ n)) with every product exact-shifted once.
 //!

@@ -8,26 +8,30 @@
 //!
 //! | protocol | forward rounds | backward rounds | module |
 //! |---|---|---|---|
-//! | exp(x), x ≤ 0 | 2 | 2 | [`exp`] |
-//! | 1/x | 2 | 4 | [`reciprocal`] |
-//! | 1/√x | 2 | 6 | [`rsqrt`] |
-//! | sigmoid | 2 | 4 | [`sigmoid`] |
-//! | tanh | 2 | 4 | [`tanh`] |
-//! | GELU (erf) | 2 | 3 | [`gelu`] |
-//! | ReLU | 1 | 1 | [`relu`] |
+//! | exp(x), x ≤ 0 | 3 | 2 | [`exp`] |
+//! | 1/x | 3 | 4 | [`reciprocal`] |
+//! | 1/√x | 3 | 6 | [`rsqrt`] |
+//! | sigmoid | 3 | 4 | [`sigmoid`] |
+//! | tanh | 3 | 4 | [`tanh`] |
+//! | GELU (erf) | 3 | 4 | [`gelu`] |
+//! | ReLU | 2 | 1 | [`relu`] |
 //! | dropout(p) | 2 | 2 | [`dropout`] |
 //! | softmax over rows of L | ⌈log₂ L⌉ + 5 | 3 | [`softmax`] |
 //! | softmax–cross-entropy gradient | as softmax | — | [`cross_entropy`] |
-//! | layer norm over rows | 8 | 7 | [`layernorm`] |
+//! | layer norm over rows | 10 | 7 | [`layernorm`] |
 //!
 //! **Building blocks.** The smooth functions are [`approx::Approx`]: a piecewise quadratic on
 //! the masked input from one spline gate (one DCF whose payload is (1, r, r²), evaluated at
-//! every breakpoint), with the output at 2^(f+s) and then **exactly** shifted back by s with the
-//! faithful shift gate. Products of two secrets are masked elementwise products
-//! ([`masked::mul`]: local once both operands are masked) followed by the exact shift
-//! ([`fmul`]).
+//! every breakpoint), with the output at 2^(f+s) and then **exactly** shifted back by s — by
+//! default with the shift from two one-bit comparison keys ([`trunc_cmp`]: about 60 % of the
+//! DCF shift gate's key bytes, one more round to open two masked bits), and with the one-round
+//! DCF shift gate ([`trunc`]) inside the softmax, whose round count is its budget. Products of
+//! two secrets are masked elementwise products ([`masked::mul`]: local once both operands are
+//! masked) followed by the exact shift ([`fmul`]). ReLU uses the one-bit comparison too
+//! ([`gates::cmp_relu`](crate::mpc::gates::cmp_relu)); the softmax's max tree keeps the
+//! one-round DCF ReLU.
 //!
-//! **Truncation.** Every truncation inside these protocols is *faithful* (the FSS shift gate:
+//! **Truncation.** Every truncation inside these protocols is *faithful* (an FSS shift gate:
 //! exact floor, one round, the round shared with the next opening where the protocol allows),
 //! because the specs are exact functions: a local probabilistic truncation is off by one ulp
 //! depending on the sharing, and wraps with probability ≈ |x|/2^64, so its output is not a
@@ -108,6 +112,37 @@ pub fn gen_trunc(dealer: &mut Dealer, shape: &[usize], width: u32, s: u32) -> Re
 pub fn trunc<C: Channel>(ctx: &mut PartyCtx<C>, y: &Share, width: u32, s: u32) -> Result<Share> {
     let yh = masked::mask(ctx, y)?;
     masked::ars(ctx, &yh, width, s)
+}
+
+/// Dealer: as [`gen_trunc`] with the shift by one-bit comparisons
+/// ([`masked::gen_shift_cmp`]: about 60 % of the key bytes). Returns the mask.
+///
+/// # Errors
+/// Shape and key errors.
+pub fn gen_trunc_cmp(
+    dealer: &mut Dealer,
+    shape: &[usize],
+    width: u32,
+    s: u32,
+) -> Result<DealerMask> {
+    let m = masked::gen_mask(dealer, shape)?;
+    masked::gen_shift_cmp(dealer, width, s, &m)?;
+    Ok(m)
+}
+
+/// Party: the exact ⌊y / 2^s⌋ (the function of [`trunc`]) with keys from [`gen_trunc_cmp`]: two
+/// rounds (mask y, open two masked bits), 8 bytes + 2 bits per element per party.
+///
+/// # Errors
+/// As [`trunc`].
+pub fn trunc_cmp<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    y: &Share,
+    width: u32,
+    s: u32,
+) -> Result<Share> {
+    let yh = masked::mask(ctx, y)?;
+    masked::ars_cmp(ctx, &yh, width, s)
 }
 
 /// Party: several exact truncations in one round (dealt in this order by [`gen_trunc`]).

@@ -139,7 +139,7 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
         gates::gen_relu(dealer, WIDTH, rows * (cur / 2))?;
         cur = cur / 2 + cur % 2;
     }
-    exp::approx().deal(dealer, shape)?;
+    exp::approx().deal_one_round(dealer, shape)?;
     let e = masked::gen_mask(dealer, shape)?;
     let s = masked::gen_mask(dealer, &[rows])?;
     let recip = reciprocal(len);
@@ -206,7 +206,7 @@ pub fn forward<C: Channel>(
     let max = RingTensor::from_vec(&[rows], cur.into_vec())?;
     let d =
         Share::new(z.tensor().sub(&RingTensor::from_vec(&shape, spread(&max, len)?.into_vec())?)?);
-    let e = exp::approx().eval(ctx, &d)?;
+    let e = exp::approx().eval_one_round(ctx, &d)?;
     let s = Share::new(row_sums(e.tensor(), len)?);
     let m = masked::mask_many(ctx, &[&e, &s])?;
     let inv = reciprocal(len).eval_raw_on(ctx, &m[1], 0)?;
