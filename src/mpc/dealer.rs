@@ -119,4 +119,13 @@ impl Dealer {
     pub fn finish(self) -> [Preproc; 2] {
         self.stores
     }
+
+    /// Hand out what was dealt since the last flush (or the start) as one chunk per party
+    /// (index 0 for P0), both labelled with a fresh bundle id, and go on with empty stores: a
+    /// dealer that flushes after each layer or step holds one chunk at a time
+    /// ([`stream`](super::stream)). Ids dealt before are still refused.
+    pub fn flush(&mut self) -> [Preproc; 2] {
+        let bundle: [u8; 16] = self.rng.random();
+        [self.stores[0].split_off(bundle), self.stores[1].split_off(bundle)]
+    }
 }

@@ -128,6 +128,16 @@ pub enum PreprocError {
         /// The ledger that records it.
         ledger: PathBuf,
     },
+    /// A dealer stream ended (or its dealer failed) before the chunk a party waited for.
+    #[error(
+        "preprocessing: the dealer stream ended before chunk {chunk} ({why}); the dealer's plan has fewer chunks than the computation needs, or the dealer failed"
+    )]
+    StreamEnded {
+        /// The chunk the party waited for (0-based).
+        chunk: usize,
+        /// What happened (the dealer's error, or a timeout).
+        why: String,
+    },
     /// Serialized material is malformed.
     #[error("preprocessing data is malformed: {0}")]
     Malformed(String),

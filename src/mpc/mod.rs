@@ -29,6 +29,7 @@ pub mod nonlinear;
 pub mod preproc;
 mod share;
 pub mod sharing;
+pub mod stream;
 pub mod trunc;
 
 use std::sync::Arc;

@@ -240,6 +240,36 @@ impl Preproc {
         Ok(())
     }
 
+    /// Move every item into a new store labelled `bundle` (one chunk of a streaming dealer),
+    /// keeping this store's record of the ids it held, so a dealer that goes on filing into it
+    /// still refuses an id it dealt before.
+    pub(crate) fn split_off(&mut self, bundle: [u8; 16]) -> Preproc {
+        let queues = std::mem::take(&mut self.queues);
+        let seen = queues.values().flatten().map(|m| m.id).collect();
+        Preproc { party: self.party, bundle, queues, seen }
+    }
+
+    /// Bytes of the serialised store ([`to_bytes`](Self::to_bytes)'s length), computed without
+    /// keeping a serialised copy of the secrets: what a chunk costs to send or to hold.
+    pub fn wire_bytes(&self) -> usize {
+        let mut total = 8 + 2 + 2 + 16 + 8;
+        let mut scratch = Vec::new();
+        for m in self.queues.values().flatten() {
+            total += 1 + 16 + 1 + 8 * m.dims.len();
+            total += match &m.payload {
+                Payload::Tensors(tensors) => tensors.iter().map(|t| 8 * t.len()).sum(),
+                Payload::Fss(keys) => {
+                    keys.write(&mut scratch);
+                    let n = scratch.len();
+                    zeroize::Zeroize::zeroize(&mut scratch);
+                    scratch.clear();
+                    n
+                }
+            };
+        }
+        total
+    }
+
     /// Move all of `other`'s items into this store.
     ///
     /// # Errors
