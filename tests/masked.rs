@@ -474,3 +474,46 @@ fn compact_relu_keys_for_another_mask_or_width_are_refused() {
     let [b0, b1] = sharing::share_secret(&random(&[4], 46), &mut insecure_seeded_rng(47));
     local::run_two_party(dealer.finish(), party(a0, b0), party(a1, b1)).unwrap();
 }
+
+#[test]
+fn logical_and_comparison_based_shifts_on_masked_tensors_match_their_specs() {
+    use prifft::mpc::gates::shift;
+    const WIDTH: u32 = 24;
+    let mut rng = insecure_seeded_rng(50);
+    let top = 1u64 << WIDTH;
+    let mut u: Vec<u64> = vec![0, 1, 127, 128, top - 1];
+    u.extend((u.len()..300).map(|_| rand::Rng::random_range(&mut rng, 0..top)));
+    let half = 1i64 << (WIDTH - 1);
+    let mut v: Vec<u64> = [-half, -129, -128, -1, 0, 127, half - 1].map(|x| x as u64).to_vec();
+    v.extend((v.len()..300).map(|_| rand::Rng::random_range(&mut rng, -half..half) as u64));
+    let (xu, xs) =
+        (RingTensor::from_vec(&[300], u).unwrap(), RingTensor::from_vec(&[300], v).unwrap());
+    let mut dealer = Dealer::insecure_with_seed(51);
+    let ru = masked::gen_mask(&mut dealer, &[300]).unwrap();
+    let rs = masked::gen_mask(&mut dealer, &[300]).unwrap();
+    masked::gen_shift(&mut dealer, WIDTH, 7, &ru).unwrap();
+    masked::gen_shift_cmp(&mut dealer, WIDTH, 7, &rs).unwrap();
+    let [u0, u1] = sharing::share_secret(&xu, &mut rng);
+    let [s0, s1] = sharing::share_secret(&xs, &mut rng);
+    let party = |u: Share, s: Share| {
+        move |ctx: &mut Ctx| {
+            let uh = masked::mask(ctx, &u)?;
+            let sh = masked::mask(ctx, &s)?;
+            let c0 = ctx.mark();
+            let a = masked::lrs(ctx, &uh, WIDTH, 7)?;
+            let c1 = ctx.mark();
+            let b = masked::ars_cmp(ctx, &sh, WIDTH, 7)?;
+            Ok::<_, MpcError>((a, b, c1 - c0, ctx.mark() - c1))
+        }
+    };
+    let run = local::run_two_party(dealer.finish(), party(u0, s0), party(u1, s1)).unwrap();
+    let ((a0, b0, l0, m0), (a1, b1, l1, m1)) = (run.out0, run.out1);
+    let want_a: Vec<u64> = xu.as_slice().iter().map(|&v| shift::lrs_spec(v, WIDTH, 7)).collect();
+    let want_b: Vec<u64> = xs.as_slice().iter().map(|&v| shift::ars_spec(v, WIDTH, 7)).collect();
+    assert_eq!(sharing::reconstruct(&a0, &a1).unwrap().as_slice(), want_a);
+    assert_eq!(sharing::reconstruct(&b0, &b1).unwrap().as_slice(), want_b);
+    for (l, m) in [(l0, m0), (l1, m1)] {
+        assert_eq!((l.bytes_sent, l.rounds), (0, 0), "the logical shift is local");
+        assert_eq!((m.bytes_sent, m.rounds), (600 / 8, 1), "two opened bits per element");
+    }
+}

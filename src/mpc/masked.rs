@@ -584,6 +584,22 @@ pub fn ars<C: Channel>(
     gate_on(ctx, x, &[width as usize, s as usize], 0, gates::shift::ars)
 }
 
+/// ⟨⌊y / 2^s⌋⟩, exact, for an unsigned m-bit masked tensor y ∈ [0, 2^m)
+/// ([`gates::shift::lrs_spec`]), from the same keys as [`ars`] ([`gen_shift`]; one set per
+/// mask serves either shift): digits, bucket indices and the high bits of a value. No
+/// communication.
+///
+/// # Errors
+/// As [`relu`].
+pub fn lrs<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
+    s: u32,
+) -> Result<Share> {
+    gate_on(ctx, x, &[width as usize, s as usize], 0, gates::shift::lrs)
+}
+
 /// Dealer: interval-containment keys of width m for the masked tensor of `mask` ([`contains`]).
 ///
 /// # Errors
