@@ -649,3 +649,51 @@ fn finetune_plaintext_trains_reports_json_and_a_plot_and_refuses_bad_options() {
         assert!(!out.status.success() && stderr.contains(says), "{bad:?}: {stderr}");
     }
 }
+
+#[test]
+fn bench_protocols_measures_and_checks_every_protocol() {
+    let out = prifft()
+        .args(["bench", "protocols", "--n", "256", "--net", "mem", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    for op in [
+        "exp",
+        "reciprocal",
+        "rsqrt",
+        "softmax",
+        "sigmoid",
+        "tanh",
+        "gelu",
+        "relu",
+        "dropout",
+        "layernorm",
+        "matmul",
+    ] {
+        assert!(ops.contains(&op), "{op} missing from {ops:?}");
+        assert!(ops.contains(&format!("{op}_bwd").as_str()), "{op}_bwd missing");
+    }
+    for r in &rows {
+        assert!(r["prifft_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["prifft_rounds"].as_u64().unwrap() >= 1, "{r}");
+        assert!(r["prifft_bytes"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["prifft_key_bytes"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["prifft_max_err"].as_f64().unwrap() < 0.1, "{r}");
+    }
+    // The documented rounds of a few protocols.
+    let rounds =
+        |op: &str| rows.iter().find(|r| r["op"] == op).unwrap()["prifft_rounds"].as_u64().unwrap();
+    assert_eq!(rounds("exp"), 3);
+    assert_eq!(rounds("relu"), 2);
+    assert_eq!(rounds("softmax"), 10);
+    // An unknown protocol is a usage error naming the known ones.
+    let bad = prifft().args(["bench", "protocols", "--ops", "expp"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("known: exp"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

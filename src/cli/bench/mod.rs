@@ -2,6 +2,7 @@
 //! measurements themselves are in [`measure`].
 
 mod measure;
+mod protocols;
 
 use std::path::PathBuf;
 
@@ -76,6 +77,40 @@ pub enum BenchCmd {
         #[arg(long)]
         sweep: bool,
     },
+    /// Each secure protocol, forward and backward (exp, reciprocal, rsqrt, sigmoid, tanh, GELU,
+    /// ReLU, dropout, softmax over rows of 32, layer norm over rows of 64, a 64-wide linear
+    /// layer), between two parties in this process: online time of the slower party under each
+    /// network setting, dealer time, bytes and rounds per party, key bytes per element, and the
+    /// error against f64 (a result off by more than a sanity bound fails the bench).
+    Protocols {
+        /// Elements per protocol (rounded down to whole rows for softmax, layer norm, matmul).
+        #[arg(long, default_value_t = 1 << 14)]
+        n: usize,
+        /// Where the parties compute.
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: crate::cli::party::BackendArg,
+        /// Network settings: mem (no delay), lan (1 Gbit/s, 0.2 ms one way), wan (100 Mbit/s,
+        /// 20 ms one way).
+        #[arg(long, value_delimiter = ',', default_value = "mem,lan")]
+        net: Vec<NetArg>,
+        /// Only these protocols (e.g. exp,softmax_bwd); all by default.
+        #[arg(long, value_delimiter = ',')]
+        ops: Option<Vec<String>>,
+        /// Print one JSON list of rows instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A network setting of `bench protocols`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetArg {
+    /// In memory, no delay.
+    Mem,
+    /// 1 Gbit/s, 0.2 ms one way.
+    Lan,
+    /// 100 Mbit/s, 20 ms one way.
+    Wan,
 }
 
 /// Run one benchmark.
@@ -89,6 +124,9 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             bench_gpu(json, keys_log2, matmul, sweep)
         }
         BenchCmd::Fl { data } => bench_fl(data),
+        BenchCmd::Protocols { n, backend, net, ops, json } => {
+            bench_protocols(n, backend, &net, ops.as_deref(), json)
+        }
         BenchCmd::Finetune { batch, seq_len, layers_trainable, steps, json } => {
             let rows = measure::finetune(batch, seq_len, &layers_trainable, steps)?;
             if json {
@@ -140,6 +178,74 @@ fn bench_fl(data: Option<PathBuf>) -> Result<()> {
         }
         times.sort_by(f64::total_cmp);
         println!("  {name}: {:.3} s (runs {times:.3?})", times[1]);
+    }
+    Ok(())
+}
+
+fn bench_protocols(
+    n: usize,
+    backend: crate::cli::party::BackendArg,
+    nets: &[NetArg],
+    ops: Option<&[String]>,
+    json: bool,
+) -> Result<()> {
+    use prifft::net::NetModel;
+    if n == 0 {
+        return Err(prifft::Error::Usage("bench protocols: --n must be at least 1".into()));
+    }
+    if let Some(ops) = ops {
+        let known = protocols::op_names();
+        if let Some(bad) = ops.iter().find(|o| !known.contains(o)) {
+            return Err(prifft::Error::Usage(format!(
+                "bench protocols: unknown protocol {bad:?}; known: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    let nets: Vec<(String, Option<NetModel>)> = nets
+        .iter()
+        .map(|n| match n {
+            NetArg::Mem => ("mem".to_string(), None),
+            NetArg::Lan => ("lan".to_string(), Some(NetModel::LAN)),
+            NetArg::Wan => ("wan".to_string(), Some(NetModel::WAN)),
+        })
+        .collect();
+    let backend = backend.open(false)?;
+    if !json {
+        println!("secure protocols, two parties in this process, backend {}:", backend.name());
+        println!(
+            "{:<15}{:>7}{:>5}{:>12}{:>12}{:>12}{:>7}{:>11}{:>11}{:>11}",
+            "op",
+            "n",
+            "net",
+            "online ms",
+            "dealer ms",
+            "bytes",
+            "rounds",
+            "key B/elt",
+            "max err",
+            "mean err"
+        );
+    }
+    let rows = protocols::protocols(n, ops, backend, &nets, |r| {
+        if !json {
+            println!(
+                "{:<15}{:>7}{:>5}{:>12.2}{:>12.2}{:>12}{:>7}{:>11.0}{:>11.2e}{:>11.2e}",
+                r.op,
+                r.n,
+                r.net,
+                r.prifft_s * 1e3,
+                r.prifft_dealer_s * 1e3,
+                r.prifft_bytes,
+                r.prifft_rounds,
+                r.prifft_key_bytes,
+                r.prifft_max_err,
+                r.prifft_mean_err
+            );
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("serialisable"));
     }
     Ok(())
 }
