@@ -276,6 +276,80 @@ pub(super) unsafe fn cmp_tile(
     }
 }
 
+/// Key generation for one full tile of comparison keys ([`cmp`](super::cmp)): both parties'
+/// hashes of the whole tile in flight together; the same keys, bit for bit, as the scalar
+/// generator given the same roots and offsets.
+///
+/// # Safety
+/// The CPU must support AVX-512F and VAES; `cws[b]` must point to the tile's `levels · TILE`
+/// seed corrections of party b and `leaves[b]` to its `2 · TILE` leaf words.
+#[target_feature(enable = "avx512f,vaes,aes,avx2")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn cmp_gen_tile(
+    rk: &[u128; 11],
+    n: u32,
+    levels: usize,
+    alphas: &[u64],
+    s: &[[u128; TILE]; 2],
+    delta: &[u128; TILE],
+    cws: [*mut u128; 2],
+    leaves: [*mut u64; 2],
+) {
+    debug_assert!(alphas.len() == TILE);
+    let rk: [__m512i; 11] =
+        vecs!(11, |i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+    let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
+    let low_half = _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1);
+    let high_half = _mm512_set_epi64(-1, 0, -1, 0, -1, 0, -1, 0);
+    macro_rules! sigma {
+        ($x:expr) => {{
+            let x = $x;
+            _mm512_xor_si512(_mm512_shuffle_epi32(x, _MM_PERM_BADC), _mm512_and_si512(x, high_half))
+        }};
+    }
+    let mut nodes: [[__m512i; VECS]; 2] =
+        pair!(|b| vecs!(VECS, |j| _mm512_loadu_si512(s[b].as_ptr().add(4 * j).cast())));
+    let d: [__m512i; VECS] = vecs!(VECS, |j| _mm512_loadu_si512(delta.as_ptr().add(4 * j).cast()));
+    let shift = _mm512_set1_epi64((64 - n) as i64);
+    let mut abits: [__m512i; VECS] = vecs!(VECS, |j| {
+        _mm512_and_si512(_mm512_sllv_epi64(load_words(alphas.as_ptr().add(4 * j)), shift), low_half)
+    });
+    for i in 0..levels {
+        let h: [[__m512i; VECS]; 2] = pair!(|b| mmo(vecs!(VECS, |j| sigma!(nodes[b][j])), &rk));
+        for j in 0..VECS {
+            // All ones over the lane where α's bit is 1 (α's path turns right).
+            let right = _mm512_shuffle_epi32(_mm512_srai_epi64(abits[j], 63), _MM_PERM_BABA);
+            let cw = _mm512_xor_si512(
+                _mm512_xor_si512(h[0][j], h[1][j]),
+                _mm512_andnot_si512(right, d[j]),
+            );
+            for b in 0..2 {
+                _mm512_storeu_si512(cws[b].add(i * TILE + 4 * j).cast(), cw);
+                let tm = control_mask(nodes[b][j], one);
+                let left = _mm512_xor_si512(h[b][j], _mm512_and_si512(cw, tm));
+                nodes[b][j] = _mm512_xor_si512(left, _mm512_and_si512(right, nodes[b][j]));
+            }
+            abits[j] = _mm512_slli_epi64(abits[j], 1);
+        }
+    }
+    let h: [[__m512i; VECS]; 2] = pair!(|b| mmo(vecs!(VECS, |j| sigma!(nodes[b][j])), &rk));
+    let low = (1u64 << (n - levels as u32)) - 1;
+    let mut lanes = [0u128; 4];
+    for j in 0..VECS {
+        _mm512_storeu_si512(lanes.as_mut_ptr().cast(), _mm512_xor_si512(h[0][j], h[1][j]));
+        for l in 0..4 {
+            let k = 4 * j + l;
+            let a = alphas[k] & low;
+            let table = if a == 0 { 0 } else { u128::MAX >> (128 - a as u32) };
+            let cw = lanes[l] ^ table;
+            for leaf in leaves {
+                leaf.add(k).write(cw as u64);
+                leaf.add(TILE + k).write((cw >> 64) as u64);
+            }
+        }
+    }
+}
+
 /// Where one full tile's key material goes: for each party, pointers to the tile's first entry
 /// of `roots`, `seed_cw`, `value_cw` (DCF only; one word) and `last_cw` (tile-local layout:
 /// level i of key j at `i·TILE + j`).
