@@ -539,7 +539,7 @@ fn run_case(
     };
     let run = local::run_parties(model, backend.clone(), [p0, p1], party(s0), party(s1))?;
     let ((y0, c0, t0), (y1, c1, t1)) = (run.out0, run.out1);
-    let y = sharing::reconstruct(&y0, &y1).map_err(MpcError::from)?;
+    let y = sharing::reconstruct(&y0, &y1)?;
     let inputs: Vec<Vec<f64>> =
         case.inputs.iter().map(|t| t.as_slice().iter().map(|&v| dec(v)).collect()).collect();
     let want = (case.reference)(&inputs);

@@ -13,8 +13,8 @@
 //!
 //! **Privacy:** the keys hide r; the opened bits are masked by ρ_w and ρ_b, known to neither
 //! party. **Cost per element per party:** one round of 2 bits; evaluations of m − 6 and
-//! s − 6 AES blocks (at least 1 each); key `16·max(m − 7, 0) + 32 + 16·max(s − 7, 0) + 32` bytes
-//! + 2 bits + 24 bytes (⟨ρ_w⟩, ⟨ρ_b⟩, ⟨⌊r/2^s⌋⟩) — 1,048 B at (m, s) = (50, 24) where the DCF
+//! s − 6 AES blocks (at least 1 each); key `16·max(m − 7, 0) + 32 + 16·max(s − 7, 0) + 32` bytes,
+//! 2 bits and 24 bytes (⟨ρ_w⟩, ⟨ρ_b⟩, ⟨⌊r/2^s⌋⟩) — 1,048 B at (m, s) = (50, 24) where the DCF
 //! gate takes 1,800 B, for one more round.
 
 use rand::Rng;

@@ -381,7 +381,7 @@ impl FssMaterial {
                 let mask = get_words(r, len)?;
                 let cmp = checked(get_batch(r)?, Scheme::Cmp, m - 1, 1)?;
                 let flips = get_words(r, packed_words(len))?;
-                if len % 64 != 0 && flips.last().is_some_and(|w| w >> (len % 64) != 0) {
+                if !len.is_multiple_of(64) && flips.last().is_some_and(|w| w >> (len % 64) != 0) {
                     return Err(malformed("flip bits beyond the batch length".into()));
                 }
                 let rho = get_words(r, len)?;
@@ -402,7 +402,7 @@ impl FssMaterial {
                 let borrow = checked(get_batch(r)?, Scheme::Cmp, shift, 1)?;
                 let bits = len.checked_mul(2).ok_or_else(|| too_long(kind))?;
                 let flips = get_words(r, packed_words(bits))?;
-                if bits % 64 != 0 && flips.last().is_some_and(|w| w >> (bits % 64) != 0) {
+                if !bits.is_multiple_of(64) && flips.last().is_some_and(|w| w >> (bits % 64) != 0) {
                     return Err(malformed("flip bits beyond the batch length".into()));
                 }
                 let terms = get_words(r, len.checked_mul(3).ok_or_else(|| too_long(kind))?)?;
