@@ -1,7 +1,7 @@
 //! DReLU and ReLU from a one-bit comparison key: small keys, one opened bit.
 //!
 //! **Function.** `d = [x ≥ 0]` and `relu(x) = d·x` for `x ∈ [−2^(m−1), 2^(m−1))` over its full
-//! Z_2^64 value (the same functions as [`sign`](super::sign) and [`relu`](super::relu)).
+//! Z_2^64 value (the same functions as [`sign`](mod@super::sign) and [`relu`](mod@super::relu)).
 //!
 //! **Construction** (SIGMA's DReLU and select, on our masked form). With x̂ = x + r public,
 //! `a` the top bit of x̂ mod 2^m, `μ` that of r and `c = [x̂ mod 2^(m−1) < r mod 2^(m−1)]` (the
@@ -16,7 +16,7 @@
 //! which neither party knows. **Cost per element per party:** one comparison evaluation
 //! (m − 6 AES blocks for m ≥ 8), one round with ⌈len/8⌉ bytes; key 16·(m − 8) + 32 bytes
 //! (m ≥ 8) + 1 bit + 8 bytes (⟨ρ⟩) + 8 bytes (⟨ρr⟩, ReLU only), beside the item's mask share.
-//! Against [`relu`](super::relu) (one round fewer: its DCF carries the select's payload) the
+//! Against [`relu`](mod@super::relu) (one round fewer: its DCF carries the select's payload) the
 //! key is about 2.7× smaller at m = 24 (288 + 17 B against 776 B).
 
 use rand::Rng;
