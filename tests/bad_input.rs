@@ -131,6 +131,10 @@ proptest! {
         let ra = prifft::mpc::masked::gen_mask(&mut dealer, &[2, 3]).unwrap();
         let rb = prifft::mpc::masked::gen_mask(&mut dealer, &[3, 1]).unwrap();
         prifft::mpc::masked::gen_matmul(&mut dealer, &ra, &rb).unwrap();
+        // The one-bit comparison gates (comparison keys, packed flip bits).
+        let rc = prifft::mpc::masked::gen_mask(&mut dealer, &[3]).unwrap();
+        prifft::mpc::masked::gen_relu_cmp(&mut dealer, 12, true, &rc).unwrap();
+        prifft::mpc::masked::gen_shift_cmp(&mut dealer, 12, 3, &rc).unwrap();
         let mut good = dealer.finish()[0].to_bytes();
         let i = at.index(good.len());
         good[i] ^= flip;
