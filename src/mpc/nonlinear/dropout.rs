@@ -9,9 +9,9 @@
 //! ⟨b ⊙ x⟩ is local and exact; ×K and the exact shift make the scaled output. The backward
 //! reuses b̂ (kept by each party) with a correlation for dY's mask.
 //!
-//! **Cost per element per party:** forward 2 rounds, 16 bytes; backward the same. Keys: a
-//! masked value (16 bytes), masks, one product correlation (8) and a 48-bit shift (56 + 24·47 +
-//! 24·15 + 8).
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 2 bits; backward the same.
+//! Keys: a masked value (16 bytes), masks, one product correlation (8) and a 48-bit exact shift
+//! by one-bit comparisons ([`trunc_cmp`]: 16·41 + 32 + 16·9 + 32 + 24 bytes + 2 bits).
 //!
 //! **What each party learns:** nothing about b or x: b̂ and the openings are under fresh masks.
 //! The dealer knows b (it chose it), as it knows every mask.
@@ -19,7 +19,7 @@
 use rand::Rng;
 use zeroize::Zeroize;
 
-use super::{FRAC, PRODUCT_WIDTH, add_const, enc, gen_trunc, trunc};
+use super::{FRAC, PRODUCT_WIDTH, add_const, enc, gen_trunc_cmp, trunc_cmp};
 use crate::mpc::error::Result;
 use crate::mpc::gates::shift::ars_spec;
 use crate::mpc::masked::{self, DealerMask, MaskedTensor};
@@ -96,7 +96,7 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize], p: f64) -> Result<Plan>
     let b = masked::gen_value(dealer, &value)?;
     let x = masked::gen_mask(dealer, shape)?;
     masked::gen_mul(dealer, &x, &b)?;
-    gen_trunc(dealer, shape, PRODUCT_WIDTH, FRAC)?;
+    gen_trunc_cmp(dealer, shape, PRODUCT_WIDTH, FRAC)?;
     Ok(Plan { keep, b, p })
 }
 
@@ -107,14 +107,14 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize], p: f64) -> Result<Plan>
 pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
     let dy = masked::gen_mask(dealer, plan.b.shape())?;
     masked::gen_mul(dealer, &dy, &plan.b)?;
-    gen_trunc(dealer, plan.b.shape(), PRODUCT_WIDTH, FRAC).map(drop)
+    gen_trunc_cmp(dealer, plan.b.shape(), PRODUCT_WIDTH, FRAC).map(drop)
 }
 
 fn apply<C: Channel>(ctx: &mut PartyCtx<C>, b: &MaskedTensor, x: &Share, p: f64) -> Result<Share> {
     let xh = masked::mask(ctx, x)?;
     let z = masked::mul(ctx, &xh, b)?;
     let z = add_const(ctx.id, &Share::new(z.tensor().scale(scale(p))), 1 << (FRAC - 1));
-    trunc(ctx, &z, PRODUCT_WIDTH, FRAC)
+    trunc_cmp(ctx, &z, PRODUCT_WIDTH, FRAC)
 }
 
 /// Party: ⟨dropout(x)⟩ with the dealer's next keep-mask, and the saved mask.

@@ -15,7 +15,7 @@
 //! | tanh | 3 | 4 | [`tanh`] |
 //! | GELU (erf) | 3 | 4 | [`gelu`] |
 //! | ReLU | 2 | 1 | [`relu`] |
-//! | dropout(p) | 2 | 2 | [`dropout`] |
+//! | dropout(p) | 3 | 3 | [`dropout`] |
 //! | softmax over rows of L | ⌈log₂ L⌉ + 5 | 3 | [`softmax`] |
 //! | softmax–cross-entropy gradient | as softmax | — | [`cross_entropy`] |
 //! | layer norm over rows | 10 | 7 | [`layernorm`] |
