@@ -336,10 +336,14 @@ pub fn eval_range(
     let aes = fixed_aes();
     if keys.words > 1 {
         let w = keys.words as usize;
-        out.par_chunks_mut(GROUP * w)
-            .zip(xs.par_chunks(GROUP))
-            .enumerate()
-            .for_each(|(c, (out, xs))| eval_group_words(aes, keys, first + c * GROUP, xs, out));
+        out.par_chunks_mut(GROUP * w).zip(xs.par_chunks(GROUP)).enumerate().for_each(
+            |(c, (out, xs))| {
+                let at = first + c * GROUP;
+                if !words_tile(aes, keys, at, xs, out) {
+                    eval_group_words(aes, keys, at, xs, out);
+                }
+            },
+        );
         return Ok(());
     }
     eval_tiles(keys, first, xs, out, true, eval_group);
@@ -445,6 +449,38 @@ fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out:
 }
 
 /// Evaluation of up to [`GROUP`] consecutive keys with a multi-word payload.
+/// A full tile of a 2-, 3- or 4-word batch on the AVX-512/VAES path; false when the tile must
+/// go to the scalar evaluator (another width, a partial tile, no VAES).
+#[allow(unused_variables)] // everything is unused on other architectures
+fn words_tile(
+    aes: &FixedKeyAes,
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &mut [u64],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if xs.len() != GROUP || aes.implementation() != super::aes::AesImpl::Vaes512 {
+            return false;
+        }
+        let rk = aes.round_keys();
+        // SAFETY: Vaes512 implies AVX-512F and VAES; `first` starts a full tile (the range
+        // starts on a tile and groups are tile-sized) of a batch with this many words.
+        unsafe {
+            match keys.words {
+                2 => super::simd::dcf_words_tile::<2>(rk, keys, first, xs, out),
+                3 => super::simd::dcf_words_tile::<3>(rk, keys, first, xs, out),
+                4 => super::simd::dcf_words_tile::<4>(rk, keys, first, xs, out),
+                _ => return false,
+            }
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 fn eval_group_words(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out: &mut [u64]) {
     let (g, n, len, w) = (xs.len(), keys.n, keys.len, keys.words as usize);
     let levels = (n - 1) as usize;
@@ -489,5 +525,50 @@ fn eval_group_words(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64]
     }
     for (y, a) in out.iter_mut().zip(acc) {
         *y = if party == 0 { a } else { a.wrapping_neg() };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prg::insecure_seeded_rng;
+    use rand::Rng;
+
+    #[test]
+    fn multi_word_vector_tiles_equal_the_scalar_evaluator_per_party() {
+        let mut rng = insecure_seeded_rng(9);
+        for words in 2u32..=5 {
+            for n in [1u32, 2, 17, 26, 64] {
+                let mask = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+                for len in [32usize, 33, 95] {
+                    let alphas: Vec<u64> = (0..len).map(|_| rng.random::<u64>() & mask).collect();
+                    let betas: Vec<u64> = (0..len * words as usize).map(|_| rng.random()).collect();
+                    let xs: Vec<u64> =
+                        alphas.iter().map(|a| (a ^ (rng.random::<u64>() & 7)) & mask).collect();
+                    let keys = keygen_words(n, words, &alphas, &betas, &mut rng).unwrap();
+                    let w = words as usize;
+                    let mut sum = vec![0u64; len * w];
+                    for k in &keys {
+                        let (mut fast, mut slow) = (vec![0; len * w], vec![0; len * w]);
+                        eval(k, &xs, &mut fast).unwrap();
+                        for (g, (out, xs)) in
+                            slow.chunks_mut(GROUP * w).zip(xs.chunks(GROUP)).enumerate()
+                        {
+                            eval_group_words(fixed_aes(), k, g * GROUP, xs, out);
+                        }
+                        assert_eq!(fast, slow, "words={words} n={n} len={len}");
+                        for (s, f) in sum.iter_mut().zip(&fast) {
+                            *s = s.wrapping_add(*f);
+                        }
+                    }
+                    for i in 0..len {
+                        for q in 0..w {
+                            let want = if xs[i] < alphas[i] { betas[i * w + q] } else { 0 };
+                            assert_eq!(sum[i * w + q], want, "words={words} n={n} key {i}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -195,6 +195,117 @@ unsafe fn tile(
     }
 }
 
+/// Evaluate the full tile starting at key `first` of a DCF batch with a `W`-word payload
+/// (`out[k·W + q]` is word q of key k): the one-word [`dcf_tile`] with W output blocks per
+/// level, all in vector registers.
+///
+/// # Safety
+/// As [`dcf_tile`]; the batch must have W words.
+#[target_feature(enable = "avx512f,vaes,aes,avx2")]
+pub(super) unsafe fn dcf_words_tile<const W: usize>(
+    rk: &[u128; 11],
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &mut [u64],
+) {
+    debug_assert!(
+        first.is_multiple_of(TILE)
+            && first + TILE <= keys.len
+            && xs.len() == TILE
+            && out.len() == W * TILE
+            && keys.words as usize == W
+    );
+    let (n, len) = (keys.n, keys.len);
+    let levels = (n - 1) as usize;
+    let rk: [__m512i; 11] =
+        vecs!(11, |i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+    let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
+    let seed_mask = _mm512_set_epi64(-1, !3, -1, !3, -1, !3, -1, !3);
+    let party = keys.party.index() as i64;
+    let party_bit = _mm512_set_epi64(0, party, 0, party, 0, party, 0, party);
+    // The value block of word q hashes (seed ⊕ 4q) | 2.
+    let mut tweak = [_mm512_setzero_si512(); W];
+    for (q, t) in tweak.iter_mut().enumerate() {
+        let v = ((q as i64) << 2) | 2;
+        *t = _mm512_set_epi64(0, v, 0, v, 0, v, 0, v);
+    }
+
+    let roots = keys.roots.as_ptr().add(first).cast::<__m512i>();
+    let mut node: [__m512i; VECS] =
+        vecs!(VECS, |j| _mm512_or_si512(_mm512_loadu_si512(roots.add(j).cast()), party_bit));
+    let shift = _mm512_set1_epi64((64 - n) as i64);
+    let mut bits: [__m512i; VECS] = vecs!(VECS, |j| {
+        let x = load_words(xs.as_ptr().add(4 * j));
+        _mm512_and_si512(_mm512_sllv_epi64(x, shift), _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1))
+    });
+    let mut acc = [[_mm512_setzero_si512(); VECS]; W];
+
+    for i in 0..levels {
+        let base = tiled(levels, len, i, first);
+        let vbase = tiled(levels * W, len, i * W, first);
+        let cws = keys.seed_cw.as_ptr().add(base).cast::<__m512i>();
+        let side: [__m512i; VECS] = vecs!(VECS, |j| _mm512_srli_epi64(bits[j], 63));
+        let seed: [__m512i; VECS] = vecs!(VECS, |j| _mm512_and_si512(node[j], seed_mask));
+        let child = mmo(vecs!(VECS, |j| _mm512_or_si512(seed[j], side[j])), &rk);
+        for q in 0..W {
+            let words = mmo(vecs!(VECS, |j| _mm512_xor_si512(seed[j], tweak[q])), &rk);
+            let vcws = keys.value_cw.as_ptr().add(vbase + q * TILE);
+            for j in 0..VECS {
+                let right = _mm512_test_epi64_mask(side[j], side[j]);
+                let v = _mm512_mask_blend_epi64(
+                    right,
+                    words[j],
+                    _mm512_shuffle_epi32(words[j], _MM_PERM_DCDC),
+                );
+                let tm = control_mask(node[j], one);
+                let vcw = _mm512_and_si512(load_words(vcws.add(4 * j)), tm);
+                acc[q][j] = _mm512_add_epi64(acc[q][j], _mm512_add_epi64(v, vcw));
+            }
+        }
+        for j in 0..VECS {
+            let tm = control_mask(node[j], one);
+            let cw = _mm512_loadu_si512(cws.add(j).cast());
+            let cw_side = _mm512_or_si512(
+                _mm512_and_si512(cw, seed_mask),
+                _mm512_and_si512(_mm512_srlv_epi64(cw, side[j]), one),
+            );
+            node[j] = _mm512_xor_si512(child[j], _mm512_and_si512(cw_side, tm));
+            bits[j] = _mm512_slli_epi64(bits[j], 1);
+        }
+    }
+    // Last level: W output blocks, and one correction per word and last input bit.
+    let seed: [__m512i; VECS] = vecs!(VECS, |j| _mm512_and_si512(node[j], seed_mask));
+    let lbase = tiled(2 * W, len, 0, first);
+    let mut lanes = [0u64; 8];
+    for q in 0..W {
+        let words = mmo(vecs!(VECS, |j| _mm512_xor_si512(seed[j], tweak[q])), &rk);
+        let last0 = keys.last_cw.as_ptr().add(lbase + q * TILE);
+        let last1 = keys.last_cw.as_ptr().add(lbase + (W + q) * TILE);
+        for j in 0..VECS {
+            let side = _mm512_srli_epi64(bits[j], 63);
+            let right = _mm512_test_epi64_mask(side, side);
+            let v = _mm512_mask_blend_epi64(
+                right,
+                words[j],
+                _mm512_shuffle_epi32(words[j], _MM_PERM_DCDC),
+            );
+            let cw = _mm512_mask_blend_epi64(
+                right,
+                load_words(last0.add(4 * j)),
+                load_words(last1.add(4 * j)),
+            );
+            let tm = control_mask(node[j], one);
+            let total = _mm512_add_epi64(acc[q][j], _mm512_add_epi64(v, _mm512_and_si512(cw, tm)));
+            _mm512_storeu_si512(lanes.as_mut_ptr().cast(), total);
+            for k in 0..4 {
+                let y = lanes[2 * k];
+                out[(4 * j + k) * W + q] = if party == 0 { y } else { y.wrapping_neg() };
+            }
+        }
+    }
+}
+
 /// Evaluate the full tile starting at key `first` of a comparison batch
 /// ([`cmp`](super::cmp)): one hash per level, the right sibling for free.
 ///
