@@ -514,6 +514,39 @@ fn logical_and_comparison_based_shifts_on_masked_tensors_match_their_specs() {
     assert_eq!(sharing::reconstruct(&b0, &b1).unwrap().as_slice(), want_b);
     for (l, m) in [(l0, m0), (l1, m1)] {
         assert_eq!((l.bytes_sent, l.rounds), (0, 0), "the logical shift is local");
-        assert_eq!((m.bytes_sent, m.rounds), (600 / 8, 1), "two opened bits per element");
+        assert_eq!((m.bytes_sent, m.rounds), (300u64.div_ceil(8), 1), "one opened bit per element");
+    }
+}
+
+#[test]
+fn the_comparison_shift_is_exact_at_every_width_and_at_the_range_edges() {
+    use prifft::mpc::gates::shift;
+    for (width, s) in [(2u32, 1u32), (9, 8), (24, 7), (50, 24), (63, 30), (64, 16), (64, 63)] {
+        let mut rng = insecure_seeded_rng(60 + width as u64);
+        let half = 1i128 << (width - 1);
+        let mut v: Vec<u64> =
+            [-half, -half + 1, -1, 0, 1, half - 1].map(|x| x as i64 as u64).to_vec();
+        v.extend(
+            (v.len()..500).map(|_| rand::Rng::random_range(&mut rng, -half..half) as i64 as u64),
+        );
+        let x = RingTensor::from_vec(&[500], v).unwrap();
+        let mut dealer = Dealer::insecure_with_seed(61);
+        let rx = masked::gen_mask(&mut dealer, &[500]).unwrap();
+        masked::gen_shift_cmp(&mut dealer, width, s, &rx).unwrap();
+        let [x0, x1] = sharing::share_secret(&x, &mut rng);
+        let party = |x: Share| {
+            move |ctx: &mut Ctx| {
+                let xh = masked::mask(ctx, &x)?;
+                let c = ctx.mark();
+                let y = masked::ars_cmp(ctx, &xh, width, s)?;
+                Ok::<_, MpcError>((y, ctx.mark() - c))
+            }
+        };
+        let run = local::run_two_party(dealer.finish(), party(x0), party(x1)).unwrap();
+        let ((y0, c0), (y1, _)) = (run.out0, run.out1);
+        let want: Vec<u64> = x.as_slice().iter().map(|&v| shift::ars_spec(v, width, s)).collect();
+        assert_eq!(sharing::reconstruct(&y0, &y1).unwrap().as_slice(), want, "m {width} s {s}");
+        let bits = if width == 64 { 1000u64 } else { 500 };
+        assert_eq!(c0.bytes_sent, bits.div_ceil(8), "m {width}");
     }
 }

@@ -182,12 +182,12 @@ fn forward_two_party(backend: Arc<dyn Backend>, op: &Unary) -> (Vec<Vec<u64>>, [
 }
 
 #[test]
-fn every_smooth_function_reconstructs_its_spec_in_three_rounds_and_16_bytes_and_2_bits() {
+fn every_smooth_function_reconstructs_its_spec_in_three_rounds_and_16_bytes_and_1_bit() {
     for op in unaries() {
         let (_, costs) = forward_two_party(cpu(), &op);
         let n: u64 = 1005;
         for c in costs {
-            assert_eq!((c.rounds, c.bytes_sent), (3, 16 * n + (2 * n).div_ceil(8)), "{}", op.name);
+            assert_eq!((c.rounds, c.bytes_sent), (3, 16 * n + n.div_ceil(8)), "{}", op.name);
         }
     }
 }
@@ -415,12 +415,12 @@ fn gelu_and_relu_backward_reuse_the_forward_opening() {
     assert!(
         out[3] == x.iter().zip(&dy).map(|(&v, &d)| relu::backward_spec(v, d)).collect::<Vec<_>>()
     );
-    // GELU: 3 + 4 rounds, 16 + 32 bytes and 2 + 2 bits; ReLU: 2 + 1 rounds, 8 + 16 bytes and
+    // GELU: 3 + 4 rounds, 16 + 32 bytes and 1 + 1 bits; ReLU: 2 + 1 rounds, 8 + 16 bytes and
     // 1 bit.
     for c in costs {
         assert_eq!(
             (c.rounds, c.bytes_sent),
-            (10, (16 + 32 + 8 + 16) * n as u64 + 5 * n as u64 / 8)
+            (10, (16 + 32 + 8 + 16) * n as u64 + 3 * n as u64 / 8)
         );
     }
 }
@@ -445,9 +445,9 @@ fn dropout_keeps_the_dealers_mask_scales_by_the_keep_rate_and_reuses_it_backward
     }
     let kept = keep.iter().filter(|&&k| k).count() as f64 / n as f64;
     assert!((kept - 0.9).abs() < 0.02, "kept {kept}");
-    // 3 + 3 rounds; 16 bytes and 2 bits per element each way.
+    // 3 + 3 rounds; 16 bytes and 1 bit per element each way.
     for c in costs {
-        assert_eq!((c.rounds, c.bytes_sent), (6, 32 * n as u64 + 2 * (2 * n as u64).div_ceil(8)));
+        assert_eq!((c.rounds, c.bytes_sent), (6, 32 * n as u64 + 2 * (n as u64).div_ceil(8)));
     }
     assert!(matches!(
         dropout::gen_forward(&mut Dealer::insecure_with_seed(1), &[2], 1.0),

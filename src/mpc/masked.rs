@@ -474,7 +474,8 @@ fn open_bits<C: Channel>(
 }
 
 /// Dealer: exact-shift keys from one-bit comparisons for the masked tensor of `mask`
-/// ([`ars_cmp`]): about 60 % of [`gen_shift`]'s key bytes, for one more round.
+/// ([`ars_cmp`]): below m = 64 no wrap key at all (see [`gates::cmp_shift`]), so about a fifth
+/// of [`gen_shift`]'s key bytes, for one more round.
 ///
 /// # Errors
 /// As [`gen_shift`].
@@ -483,8 +484,9 @@ pub fn gen_shift_cmp(dealer: &mut Dealer, width: u32, shift: u32, mask: &DealerM
     deal_gate_on(dealer, mask, keys, 0)
 }
 
-/// ⟨⌊x / 2^s⌋⟩, exact, for a signed m-bit masked tensor (the function of [`ars`]), from keys
-/// made for its mask ([`gen_shift_cmp`]): one round of 2 bits per element each way.
+/// ⟨⌊x / 2^s⌋⟩, exact, for a masked tensor x whose ring value lies in the signed m-bit range
+/// (then it is the function of [`ars`]), from keys made for its mask ([`gen_shift_cmp`]): one
+/// round of 1 bit per element each way (2 at m = 64).
 ///
 /// # Errors
 /// As [`relu_cmp`].
@@ -500,7 +502,8 @@ pub fn ars_cmp<C: Channel>(
     let dims = [len, width as usize, s as usize];
     let item: GateKeys<CmpShiftKeys> = ctx.preproc.take_fss_bound(&dims, id)?;
     let mine = masked_bits(ctx.backend(), item.keys(), x.public.as_slice())?;
-    let opened = open_bits(ctx, "masked::ars_cmp", &mine, 2 * len)?;
+    let bits = CmpShiftKeys::bits_per_element(width) * len;
+    let opened = open_bits(ctx, "masked::ars_cmp", &mine, bits)?;
     let y = finish(item.keys(), ctx.id, x.public.as_slice(), &opened);
     Ok(Share::new(RingTensor::from_vec(x.shape(), y)?))
 }

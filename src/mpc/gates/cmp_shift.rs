@@ -11,11 +11,22 @@
 //! `b̂ = b ⊕ ρ_b` (two bits each way per element, one round) and finish with
 //! `⟨w⟩ = P0·ŵ + (1 − 2ŵ)⟨ρ_w⟩` (and the same for b) from the dealer's arithmetic shares of ρ.
 //!
+//! **No wrap comparison below 64 bits.** For m < 64 the gate works modulo 2^(m+1), one bit
+//! above the input's range: with y ∈ [0, 2^m) and r uniform mod 2^(m+1), y + r wraps only when
+//! r ≥ 2^(m+1) − 2^m, and then exactly when û < 2^m (otherwise û ≥ r ≥ 2^m). So
+//! `w = c·[û < 2^m]` with the dealer's bit `c = [r ≥ 2^(m+1) − 2^m]` (shared, premultiplied
+//! by 2^(m+1−s)) and a public comparison: only the borrow needs a key and an opened bit. This
+//! makes the input's range a contract on the whole ring value (the protocols guarantee it:
+//! their unshifted outputs are bounded by construction), not only on its low m bits.
+//!
 //! **Privacy:** the keys hide r; the opened bits are masked by ρ_w and ρ_b, known to neither
-//! party. **Cost per element per party:** one round of 2 bits; evaluations of m − 6 and
-//! s − 6 AES blocks (at least 1 each); key `16·max(m − 7, 0) + 32 + 16·max(s − 7, 0) + 32` bytes,
-//! 2 bits and 24 bytes (⟨ρ_w⟩, ⟨ρ_b⟩, ⟨⌊r/2^s⌋⟩) — 1,048 B at (m, s) = (50, 24) where the DCF
-//! gate takes 1,800 B, for one more round.
+//! party; û is uniform modulo the gate's modulus.
+//!
+//! **Cost per element per party:** one round of 1 bit (m < 64; 2 bits at m = 64); one
+//! evaluation of s − 6 AES blocks (and one of m − 6 at m = 64); key `16·max(s − 7, 0) + 32`
+//! bytes, 1 bit and 24 bytes (⟨c·2^(m+1−s)⟩, ⟨ρ_b⟩, ⟨⌊r/2^s⌋⟩) — 328 B at (m, s) = (50, 24)
+//! where the DCF gate takes 1,800 B — plus `16·(m − 7) + 32` bytes and a bit for the wrap key at
+//! m = 64.
 
 use rand::Rng;
 
@@ -34,13 +45,15 @@ pub struct CmpShiftKeys {
     pub(crate) width: u32,
     /// Shift s, 1 ≤ s < m.
     pub(crate) shift: u32,
-    /// Comparison on m bits, α = r mod 2^m.
+    /// Comparison on m bits, α = r mod 2^m (m = 64 only; an empty batch below).
     pub(crate) wrap: KeyBatch,
     /// Comparison on s bits, α = r mod 2^s.
     pub(crate) borrow: KeyBatch,
-    /// XOR shares of (ρ_w, ρ_b), bits 2k and 2k + 1, packed 64 per word.
+    /// XOR shares of the opened bits' masks, packed 64 per word: (ρ_w, ρ_b) at bits 2k and
+    /// 2k + 1 for m = 64, ρ_b at bit k below.
     pub(crate) flips: Vec<u64>,
-    /// Shares of ρ_w, ρ_b and ⌊(r mod 2^m) / 2^s⌋ per element (interleaved, 3 words each).
+    /// Per element, 3 words: shares of ρ_w (m = 64) or of c·2^(m+1−s) (below), of ρ_b, and of
+    /// ⌊(r mod 2^M) / 2^s⌋ with M the gate's modulus (64, or m + 1).
     pub(crate) terms: Vec<u64>,
 }
 
@@ -53,6 +66,18 @@ impl std::fmt::Debug for CmpShiftKeys {
             .field("borrow", &self.borrow)
             .finish_non_exhaustive()
     }
+}
+
+impl CmpShiftKeys {
+    /// Opened bits per element: the borrow, and the wrap at m = 64.
+    pub(crate) fn bits_per_element(width: u32) -> usize {
+        if width == 64 { 2 } else { 1 }
+    }
+}
+
+/// The gate's modulus bits for inputs of width m.
+fn modulus(width: u32) -> u32 {
+    if width == 64 { 64 } else { width + 1 }
 }
 
 impl Drop for CmpShiftKeys {
@@ -77,31 +102,48 @@ pub fn keygen(
         return Err(KeyError::Width { n: width });
     }
     let len = masks.len();
-    let words = super::cmp_relu::packed_words(2 * len);
+    let per = CmpShiftKeys::bits_per_element(width);
+    let big = modulus(width);
+    let words = super::cmp_relu::packed_words(per * len);
     let mut flips = [vec![0u64; words], vec![0u64; words]];
     let mut terms = [Vec::with_capacity(3 * len), Vec::with_capacity(3 * len)];
-    let mut wrap_alpha = Vec::with_capacity(len);
+    let mut wrap_alpha = Vec::new();
     let mut borrow_alpha = Vec::with_capacity(len);
-    for (k, &r) in masks.iter().enumerate() {
-        let rm = reduce(r, width);
-        wrap_alpha.push(rm);
-        borrow_alpha.push(reduce(rm, shift));
-        for (i, secret_bit) in
-            [rng.random::<u64>() & 1, rng.random::<u64>() & 1].into_iter().enumerate()
-        {
-            let z0 = rng.random::<u64>() & 1;
-            let at = 2 * k + i;
-            flips[0][at / 64] |= z0 << (at % 64);
-            flips[1][at / 64] |= (z0 ^ secret_bit) << (at % 64);
-            let share: u64 = rng.random();
-            terms[0].push(share);
-            terms[1].push(secret_bit.wrapping_sub(share));
-        }
+    let split = |secret: u64, terms: &mut [Vec<u64>; 2], rng: &mut ChaCha20Rng| {
         let share: u64 = rng.random();
         terms[0].push(share);
-        terms[1].push((rm >> shift).wrapping_sub(share));
+        terms[1].push(secret.wrapping_sub(share));
+    };
+    let mut flip = |at: usize, secret_bit: u64, rng: &mut ChaCha20Rng| {
+        let z0 = rng.random::<u64>() & 1;
+        flips[0][at / 64] |= z0 << (at % 64);
+        flips[1][at / 64] |= (z0 ^ secret_bit) << (at % 64);
+    };
+    for (k, &r) in masks.iter().enumerate() {
+        let rm = reduce(r, big);
+        borrow_alpha.push(reduce(rm, shift));
+        let rho_b = rng.random::<u64>() & 1;
+        if width == 64 {
+            wrap_alpha.push(rm);
+            let rho_w = rng.random::<u64>() & 1;
+            flip(2 * k, rho_w, rng);
+            flip(2 * k + 1, rho_b, rng);
+            split(rho_w, &mut terms, rng);
+        } else {
+            // c = [r ≥ 2^M − 2^m] = [r ≥ 2^m] (M = m + 1): the only masks for which y + r can
+            // wrap.
+            let c = u64::from(rm >= 1u64 << width);
+            flip(k, rho_b, rng);
+            split(c << (big - shift), &mut terms, rng);
+        }
+        split(rho_b, &mut terms, rng);
+        split(rm >> shift, &mut terms, rng);
     }
-    let [w0, w1] = cmp::keygen(width, &wrap_alpha, rng)?;
+    let [w0, w1] = if width == 64 {
+        cmp::keygen(width, &wrap_alpha, rng)?
+    } else {
+        [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)]
+    };
     let [b0, b1] = cmp::keygen(shift, &borrow_alpha, rng)?;
     let [f0, f1] = flips;
     let [t0, t1] = terms;
@@ -122,61 +164,78 @@ pub fn masked_bits(
     keys: &CmpShiftKeys,
     masked: &[u64],
 ) -> Result<Vec<u64>, MpcError> {
-    let (m, s, party) = (keys.width, keys.shift, keys.wrap.party());
-    keys.wrap.expect(Scheme::Cmp, party, m)?;
+    let (m, s, party) = (keys.width, keys.shift, keys.borrow.party());
+    let per = CmpShiftKeys::bits_per_element(m);
+    if m == 64 {
+        keys.wrap.expect(Scheme::Cmp, party, m)?;
+    }
     keys.borrow.expect(Scheme::Cmp, party, s)?;
     let len = masked.len();
-    if keys.wrap.len() != len
+    if (m == 64 && keys.wrap.len() != len)
         || keys.borrow.len() != len
-        || keys.flips.len() != super::cmp_relu::packed_words(2 * len)
+        || keys.flips.len() != super::cmp_relu::packed_words(per * len)
         || keys.terms.len() != 3 * len
     {
         return Err(KeyError::BatchLength {
             what: "masked inputs",
-            expected: keys.wrap.len(),
+            expected: keys.borrow.len(),
             found: len,
         }
         .into());
     }
-    let half = 1u64 << (m - 1);
-    let hat: Vec<u64> = masked.iter().map(|&x| reduce(x.wrapping_add(half), m)).collect();
+    let hat = offset_inputs(keys, masked);
     let lows: Vec<u64> = hat.iter().map(|&u| reduce(u, s)).collect();
-    let (mut w, mut b) = (vec![0u64; len], vec![0u64; len]);
-    backend.eval_fss(&keys.wrap, &hat, &mut w)?;
+    let mut b = vec![0u64; len];
     backend.eval_fss(&keys.borrow, &lows, &mut b)?;
     let mut bits = keys.flips.clone();
-    for k in 0..len {
-        for (i, v) in [w[k], b[k]].into_iter().enumerate() {
-            let at = 2 * k + i;
-            bits[at / 64] ^= v << (at % 64);
+    if m == 64 {
+        let mut w = vec![0u64; len];
+        backend.eval_fss(&keys.wrap, &hat, &mut w)?;
+        for k in 0..len {
+            bits[(2 * k) / 64] ^= w[k] << ((2 * k) % 64);
+            bits[(2 * k + 1) / 64] ^= b[k] << ((2 * k + 1) % 64);
+        }
+    } else {
+        for (k, &b) in b.iter().enumerate() {
+            bits[k / 64] ^= b << (k % 64);
         }
     }
     Ok(bits)
 }
 
-/// Party, after the opening (`opened`: ŵ, b̂ packed): shares of ⌊x / 2^s⌋.
+/// û = x̂ + 2^(m−1) modulo the gate's modulus.
+fn offset_inputs(keys: &CmpShiftKeys, masked: &[u64]) -> Vec<u64> {
+    let half = 1u64 << (keys.width - 1);
+    let big = modulus(keys.width);
+    masked.iter().map(|&x| reduce(x.wrapping_add(half), big)).collect()
+}
+
+/// Party, after the opening (`opened`: the masked wrap and borrow bits at m = 64, the masked
+/// borrow bit below, packed as [`masked_bits`] made them): shares of ⌊x / 2^s⌋.
 pub fn finish(keys: &CmpShiftKeys, party: PartyId, masked: &[u64], opened: &[u64]) -> Vec<u64> {
     let (m, s) = (keys.width, keys.shift);
     let p0 = party == PartyId::P0;
     let half = 1u64 << (m - 1);
-    masked
-        .iter()
+    let per = CmpShiftKeys::bits_per_element(m);
+    let hat = offset_inputs(keys, masked);
+    hat.iter()
         .enumerate()
-        .map(|(k, &x)| {
-            let bit = |i: usize| (opened[(2 * k + i) / 64] >> ((2 * k + i) % 64)) & 1;
+        .map(|(k, &u)| {
+            let bit = |i: usize| (opened[(per * k + i) / 64] >> ((per * k + i) % 64)) & 1;
             let arith = |hat: u64, rho: u64| {
                 let flipped = if hat == 1 { rho.wrapping_neg() } else { rho };
                 flipped.wrapping_add(if p0 { hat } else { 0 })
             };
-            let w = arith(bit(0), keys.terms[3 * k]);
-            let b = arith(bit(1), keys.terms[3 * k + 1]);
-            let local = w.wrapping_shl(m - s).wrapping_sub(b).wrapping_sub(keys.terms[3 * k + 2]);
-            if p0 {
-                let u = reduce(x.wrapping_add(half), m);
-                local.wrapping_add(u >> s).wrapping_sub(half >> s)
+            let (wrap, b) = if m == 64 {
+                let w = arith(bit(0), keys.terms[3 * k]);
+                (w.wrapping_shl(m - s), arith(bit(1), keys.terms[3 * k + 1]))
             } else {
-                local
-            }
+                // w·2^(M−s) = [û < 2^m]·⟨c·2^(M−s)⟩: a public bit times a share.
+                let public = u64::from(u < (1u64 << m));
+                (public.wrapping_mul(keys.terms[3 * k]), arith(bit(0), keys.terms[3 * k + 1]))
+            };
+            let local = wrap.wrapping_sub(b).wrapping_sub(keys.terms[3 * k + 2]);
+            if p0 { local.wrapping_add(u >> s).wrapping_sub(half >> s) } else { local }
         })
         .collect()
 }

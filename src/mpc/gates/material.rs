@@ -13,7 +13,7 @@
 //! | [`MaterialKind::LutKeys`] | `[len, b]` | mask, DPF (b bits) |
 //! | [`MaterialKind::ShiftKeys`] | `[len, m, s]` | mask, DCF (m bits), DCF (s bits), ⌊r/2^s⌋ shares |
 //! | [`MaterialKind::CmpKeys`] | `[len, n]` | batch |
-//! | [`MaterialKind::CmpShiftKeys`] | `[len, m, s]` | mask, comparisons (m bits, s bits), packed flip bits (2 per element), (ρ_w, ρ_b, ⌊r/2^s⌋) shares |
+//! | [`MaterialKind::CmpShiftKeys`] | `[len, m, s]` | mask, comparison on m bits (m = 64 only), comparison on s bits, packed flip bits (2 per element at m = 64, else 1), 3 share words per element |
 //! | [`MaterialKind::CmpReluKeys`] | `[len, m, select]` | mask, comparison (m − 1 bits), packed flip bits, ρ shares, ρr shares (select 1) |
 //!
 //! Every item is built by a dealer `gen_*` or by the file loader, which checks each
@@ -192,7 +192,7 @@ impl FssMaterial {
         match self {
             FssMaterial::Dcf(b) | FssMaterial::Dpf(b) | FssMaterial::Cmp(b) => b.party(),
             FssMaterial::CmpRelu(k) => k.keys.cmp.party(),
-            FssMaterial::CmpShift(k) => k.keys.wrap.party(),
+            FssMaterial::CmpShift(k) => k.keys.borrow.party(),
             FssMaterial::Sign(k) => k.keys.dcf.party(),
             FssMaterial::Relu(k) => k.keys.dcf.party(),
             FssMaterial::Interval(k) => k.keys.dcf.party(),
@@ -215,7 +215,9 @@ impl FssMaterial {
             }
             FssMaterial::CmpShift(k) => {
                 put_words(out, &k.mask);
-                put_batch(out, &k.keys.wrap);
+                if k.keys.width == 64 {
+                    put_batch(out, &k.keys.wrap);
+                }
                 put_batch(out, &k.keys.borrow);
                 put_words(out, &k.keys.flips);
                 put_words(out, &k.keys.terms);
@@ -398,9 +400,15 @@ impl FssMaterial {
                     .filter(|s| (1..m).contains(s))
                     .ok_or_else(|| malformed(format!("shift {} outside 1..{m}", dims[2])))?;
                 let mask = get_words(r, len)?;
-                let wrap = checked(get_batch(r)?, Scheme::Cmp, m, 1)?;
+                let wrap = if m == 64 {
+                    checked(get_batch(r)?, Scheme::Cmp, m, 1)?
+                } else {
+                    KeyBatch::empty(party)
+                };
                 let borrow = checked(get_batch(r)?, Scheme::Cmp, shift, 1)?;
-                let bits = len.checked_mul(2).ok_or_else(|| too_long(kind))?;
+                let bits = len
+                    .checked_mul(CmpShiftKeys::bits_per_element(m))
+                    .ok_or_else(|| too_long(kind))?;
                 let flips = get_words(r, packed_words(bits))?;
                 if !bits.is_multiple_of(64) && flips.last().is_some_and(|w| w >> (bits % 64) != 0) {
                     return Err(malformed("flip bits beyond the batch length".into()));
