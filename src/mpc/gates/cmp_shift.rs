@@ -1,4 +1,4 @@
-//! Exact right shifts from two one-bit comparison keys and two opened bits.
+//! Exact right shifts from one-bit comparison keys and opened masked bits (one below 64 bits).
 //!
 //! **Function.** The same as [`shift`](super::shift): `ars(x, s) = ⌊x / 2^s⌋` for signed
 //! `x ∈ [−2^(m−1), 2^(m−1))`, exact, as a full Z_2^64 sharing.

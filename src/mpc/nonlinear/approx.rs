@@ -238,7 +238,7 @@ impl Approx {
         self.gen_on_one_round(dealer, &m, 0)
     }
 
-    /// Party: ⟨spec(x)⟩ for a masked x: two rounds, 8 bytes + 2 bits per element.
+    /// Party: ⟨spec(x)⟩ for a masked x: two rounds, 8 bytes + 1 bit per element.
     ///
     /// # Errors
     /// Preprocessing (keys for another mask, width or tag), channel and backend errors.
@@ -280,7 +280,7 @@ impl Approx {
         masked::spline_tagged(ctx, &self.spline, x, tag)
     }
 
-    /// Party: ⟨spec(x)⟩ for an additive x: three rounds, 16 bytes + 2 bits per element.
+    /// Party: ⟨spec(x)⟩ for an additive x: three rounds, 16 bytes + 1 bit per element.
     ///
     /// # Errors
     /// As [`eval_on`](Self::eval_on).

@@ -9,9 +9,9 @@
 //! ⟨b ⊙ x⟩ is local and exact; ×K and the exact shift make the scaled output. The backward
 //! reuses b̂ (kept by each party) with a correlation for dY's mask.
 //!
-//! **Cost per element per party:** forward 3 rounds, 16 bytes + 2 bits; backward the same.
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward the same.
 //! Keys: a masked value (16 bytes), masks, one product correlation (8) and a 48-bit exact shift
-//! by one-bit comparisons ([`trunc_cmp`]: 16·41 + 32 + 16·9 + 32 + 24 bytes + 2 bits).
+//! by a one-bit comparison ([`trunc_cmp`]: 16·9 + 32 + 24 bytes and 1 bit).
 //!
 //! **What each party learns:** nothing about b or x: b̂ and the openings are under fresh masks.
 //! The dealer knows b (it chose it), as it knows every mask.

@@ -6,7 +6,7 @@
 //! 2^−12 on [−16, 0]); inputs outside the 26-bit range are outside the contract.
 //!
 //! **Cost per element per party** (measured by the tests): forward 3 rounds (2 from a masked
-//! input), 16 bytes + 2 bits (inside the softmax: 2 rounds, 16 bytes, larger keys); backward dX = dY ⊙ Y ([`fmul`]): 2 rounds, 24 bytes.
+//! input), 16 bytes + 1 bit (inside the softmax: 2 rounds, 16 bytes, larger keys); backward dX = dY ⊙ Y ([`fmul`]): 2 rounds, 24 bytes.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 

@@ -8,8 +8,8 @@
 //! needs no new opening of x — then dX = dY ⊙ GELU′(x) rounded; error ≤ 2^−10 vs the f64
 //! derivative for |dY| ≤ 1.
 //!
-//! **Cost per element per party:** forward 3 rounds, 16 bytes + 2 bits; backward 4 rounds,
-//! 32 bytes + 2 bits.
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 4 rounds,
+//! 32 bytes + 1 bit.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 

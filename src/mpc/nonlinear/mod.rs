@@ -23,8 +23,8 @@
 //! **Building blocks.** The smooth functions are [`approx::Approx`]: a piecewise quadratic on
 //! the masked input from one spline gate (one DCF whose payload is (1, r, r²), evaluated at
 //! every breakpoint), with the output at 2^(f+s) and then **exactly** shifted back by s — by
-//! default with the shift from two one-bit comparison keys ([`trunc_cmp`]: about 60 % of the
-//! DCF shift gate's key bytes, one more round to open two masked bits), and with the one-round
+//! default with the shift from a one-bit comparison key ([`trunc_cmp`]: about a fifth of the
+//! DCF shift gate's key bytes, one more round to open one masked bit), and with the one-round
 //! DCF shift gate ([`trunc`]) inside the softmax, whose round count is its budget. Products of
 //! two secrets are masked elementwise products ([`masked::mul`]: local once both operands are
 //! masked) followed by the exact shift ([`fmul`]). ReLU uses the one-bit comparison too
@@ -115,7 +115,7 @@ pub fn trunc<C: Channel>(ctx: &mut PartyCtx<C>, y: &Share, width: u32, s: u32) -
 }
 
 /// Dealer: as [`gen_trunc`] with the shift by one-bit comparisons
-/// ([`masked::gen_shift_cmp`]: about 60 % of the key bytes). Returns the mask.
+/// ([`masked::gen_shift_cmp`]: about a fifth of the key bytes). Returns the mask.
 ///
 /// # Errors
 /// Shape and key errors.
@@ -131,7 +131,7 @@ pub fn gen_trunc_cmp(
 }
 
 /// Party: the exact ⌊y / 2^s⌋ (the function of [`trunc`]) with keys from [`gen_trunc_cmp`]: two
-/// rounds (mask y, open two masked bits), 8 bytes + 2 bits per element per party.
+/// rounds (mask y, open one masked bit), 8 bytes + 1 bit per element per party.
 ///
 /// # Errors
 /// As [`trunc`].

@@ -6,7 +6,7 @@
 //! gives 1/32. Backward: d(1/x)/dx = −1/x², dX = −dY ⊙ Y ⊙ Y from the saved output (two rounded
 //! products).
 //!
-//! **Cost per element per party:** forward 3 rounds, 16 bytes + 2 bits; backward 4 rounds, 40 bytes.
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 4 rounds, 40 bytes.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 

@@ -5,7 +5,7 @@
 //! 0 and negative x — gives 8; x ≥ 2^8 gives 1/16. Backward: d(x^(−1/2))/dx = −½·y³, so
 //! dX = dY ⊙ ⌊−y·y²/2⌉ from the saved output (three rounded products).
 //!
-//! **Cost per element per party:** forward 3 rounds, 16 bytes + 2 bits; backward 6 rounds, 64 bytes.
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 6 rounds, 64 bytes.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 

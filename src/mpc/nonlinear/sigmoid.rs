@@ -5,7 +5,7 @@
 //! Backward: σ′ = σ(1 − σ) from the saved output: dX = dY ⊙ (Y ⊙ (1 − Y)), two rounded
 //! products ([`fmul_spec`]); error ≤ 2^−10 vs the f64 derivative for |dY| ≤ 1.
 //!
-//! **Cost per element per party:** forward 3 rounds, 16 bytes + 2 bits; backward 4 rounds, 48 bytes.
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 4 rounds, 48 bytes.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 

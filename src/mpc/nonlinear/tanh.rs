@@ -5,7 +5,7 @@
 //! Backward: tanh′ = 1 − tanh² from the saved output: dX = dY ⊙ (1 − Y ⊙ Y), two rounded
 //! products; error ≤ 2^−10 vs the f64 derivative for |dY| ≤ 1.
 //!
-//! **Cost per element per party:** forward 3 rounds, 16 bytes + 2 bits; backward 4 rounds, 40 bytes
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 4 rounds, 40 bytes
 //! (the square opens Y once).
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
