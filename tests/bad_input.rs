@@ -135,6 +135,7 @@ proptest! {
         let rc = prifft::mpc::masked::gen_mask(&mut dealer, &[3]).unwrap();
         prifft::mpc::masked::gen_relu_cmp(&mut dealer, 12, true, &rc).unwrap();
         prifft::mpc::masked::gen_shift_cmp(&mut dealer, 12, 3, &rc).unwrap();
+        prifft::mpc::masked::gen_shift(&mut dealer, 12, 3, &rc).unwrap();
         let mut good = dealer.finish()[0].to_bytes();
         let i = at.index(good.len());
         good[i] ^= flip;

@@ -506,7 +506,9 @@ fn logical_and_comparison_based_shifts_on_masked_tensors_match_their_specs() {
             Ok::<_, MpcError>((a, b, c1 - c0, ctx.mark() - c1))
         }
     };
-    let run = local::run_two_party(dealer.finish(), party(u0, s0), party(u1, s1)).unwrap();
+    // Through the file format: range-mode shift keys and comparison-shift keys round-trip.
+    let stores = dealer.finish().map(|p| prifft::mpc::Preproc::from_bytes(&p.to_bytes()).unwrap());
+    let run = local::run_two_party(stores, party(u0, s0), party(u1, s1)).unwrap();
     let ((a0, b0, l0, m0), (a1, b1, l1, m1)) = (run.out0, run.out1);
     let want_a: Vec<u64> = xu.as_slice().iter().map(|&v| shift::lrs_spec(v, WIDTH, 7)).collect();
     let want_b: Vec<u64> = xs.as_slice().iter().map(|&v| shift::ars_spec(v, WIDTH, 7)).collect();

@@ -562,17 +562,20 @@ pub fn spline_tagged<C: Channel>(
     })
 }
 
-/// Dealer: exact-shift keys (width m, shift s) for the masked tensor of `mask` ([`ars`]).
+/// Dealer: exact-shift keys (width m, shift s) for the masked tensor of `mask` ([`ars`],
+/// [`lrs`]), in range mode ([`gates::shift::keygen_in_range`]: no wrap DCF below m = 64, so the
+/// input's whole ring value must lie in the gate's range — the protocols' bounded values do).
 ///
 /// # Errors
 /// [`KeyError::Width`](crate::fss::KeyError::Width) unless 2 ≤ m ≤ 64 and 1 ≤ s < m;
 /// [`PreprocError::Reused`](super::PreprocError::Reused) when this mask already has shift keys.
 pub fn gen_shift(dealer: &mut Dealer, width: u32, shift: u32, mask: &DealerMask) -> Result<()> {
-    let keys = gates::shift::keygen(width, shift, mask.value.as_slice(), dealer.rng())?;
+    let keys = gates::shift::keygen_in_range(width, shift, mask.value.as_slice(), dealer.rng())?;
     deal_gate_on(dealer, mask, keys, 0)
 }
 
-/// ⟨⌊x / 2^s⌋⟩, exact, for a signed m-bit masked tensor ([`gates::shift::ars_spec`]), from keys
+/// ⟨⌊x / 2^s⌋⟩, exact, for a masked tensor whose ring value is in the signed m-bit range
+/// ([`gates::shift::ars_spec`]), from keys
 /// made for its mask ([`gen_shift`]): the faithful truncation of a fixed-point product, with no
 /// communication once the product is masked.
 ///

@@ -11,7 +11,7 @@
 //! | [`MaterialKind::IntervalKeys`] | `[len, m]` | mask, DCF (m bits) |
 //! | [`MaterialKind::SplineKeys`] | `[len, m, degree]` | mask, (d + 1)-word DCF (m bits), r^e shares |
 //! | [`MaterialKind::LutKeys`] | `[len, b]` | mask, DPF (b bits) |
-//! | [`MaterialKind::ShiftKeys`] | `[len, m, s]` | mask, DCF (m bits), DCF (s bits), ⌊r/2^s⌋ shares |
+//! | [`MaterialKind::ShiftKeys`] | `[len, m, s]` | mask, DCF (m bits; empty in range mode), DCF (s bits), ⌊r/2^s⌋ shares, range mode: c·2^(m+1−s) shares |
 //! | [`MaterialKind::CmpKeys`] | `[len, n]` | batch |
 //! | [`MaterialKind::CmpShiftKeys`] | `[len, m, s]` | mask, comparison on m bits (m = 64 only), comparison on s bits, packed flip bits (2 per element at m = 64, else 1), 3 share words per element |
 //! | [`MaterialKind::CmpReluKeys`] | `[len, m, select]` | mask, comparison (m − 1 bits), packed flip bits, ρ shares, ρr shares (select 1) |
@@ -198,7 +198,7 @@ impl FssMaterial {
             FssMaterial::Interval(k) => k.keys.dcf.party(),
             FssMaterial::Spline(k) => k.keys.dcf.party(),
             FssMaterial::Lut(k) => k.keys.dpf.party(),
-            FssMaterial::Shift(k) => k.keys.wrap.party(),
+            FssMaterial::Shift(k) => k.keys.borrow.party(),
         }
     }
 
@@ -250,6 +250,9 @@ impl FssMaterial {
                 put_batch(out, &k.keys.wrap);
                 put_batch(out, &k.keys.borrow);
                 put_words(out, &k.keys.mask_high);
+                if k.keys.in_range() {
+                    put_words(out, &k.keys.region);
+                }
             }
         }
     }
@@ -362,12 +365,22 @@ impl FssMaterial {
                     .filter(|s| (1..m).contains(s))
                     .ok_or_else(|| malformed(format!("shift {} outside 1..{m}", dims[2])))?;
                 let mask = get_words(r, len)?;
-                let wrap = checked(get_batch(r)?, Scheme::Dcf, m, 1)?;
+                // Range mode (`shift::keygen_in_range`) files an empty wrap batch and the region
+                // shares after the mask's high part.
+                let wrap = get_batch(r)?;
+                let in_range = wrap.is_empty() && len > 0;
+                let wrap = if in_range { wrap } else { checked(wrap, Scheme::Dcf, m, 1)? };
+                if in_range && (wrap.party() != party || m == 64) {
+                    return Err(malformed(
+                        "range-mode shift keys of another party or width 64".into(),
+                    ));
+                }
                 let borrow = checked(get_batch(r)?, Scheme::Dcf, shift, 1)?;
                 let mask_high = get_words(r, len)?;
+                let region = if in_range { get_words(r, len)? } else { Vec::new() };
                 FssMaterial::Shift(Masked {
                     mask,
-                    keys: ShiftKeys { width: m, shift, wrap, borrow, mask_high },
+                    keys: ShiftKeys { width: m, shift, wrap, borrow, mask_high, region },
                 })
             }
             MaterialKind::CmpKeys => {

@@ -39,12 +39,15 @@ pub struct ShiftKeys {
     pub(crate) width: u32,
     /// Shift s, 1 ≤ s < m.
     pub(crate) shift: u32,
-    /// m-bit DCF, α = r mod 2^m, β = 2^(m−s).
+    /// m-bit DCF, α = r mod 2^m, β = 2^(m−s) (an empty batch in range mode).
     pub(crate) wrap: KeyBatch,
     /// s-bit DCF, α = r mod 2^s, β = −1.
     pub(crate) borrow: KeyBatch,
-    /// Shares of ⌊(r mod 2^m) / 2^s⌋.
+    /// Shares of ⌊(r mod 2^M) / 2^s⌋ (M = m, or m + 1 in range mode).
     pub(crate) mask_high: Vec<u64>,
+    /// Range mode ([`keygen_in_range`]): shares of c·2^(m+1−s) with c = [r mod 2^(m+1) ≥ 2^m];
+    /// empty otherwise.
+    pub(crate) region: Vec<u64>,
 }
 
 impl std::fmt::Debug for ShiftKeys {
@@ -61,6 +64,14 @@ impl std::fmt::Debug for ShiftKeys {
 impl Drop for ShiftKeys {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.mask_high);
+        zeroize::Zeroize::zeroize(&mut self.region);
+    }
+}
+
+impl ShiftKeys {
+    /// Whether these keys are in range mode (no wrap key; see [`keygen_in_range`]).
+    pub(crate) fn in_range(&self) -> bool {
+        self.wrap.is_empty() && !self.region.is_empty()
     }
 }
 
@@ -99,8 +110,52 @@ pub fn keygen(
         h1.push((r >> shift).wrapping_sub(share));
     }
     Ok([
-        ShiftKeys { width, shift, wrap: w0, borrow: b0, mask_high: h0 },
-        ShiftKeys { width, shift, wrap: w1, borrow: b1, mask_high: h1 },
+        ShiftKeys { width, shift, wrap: w0, borrow: b0, mask_high: h0, region: Vec::new() },
+        ShiftKeys { width, shift, wrap: w1, borrow: b1, mask_high: h1, region: Vec::new() },
+    ])
+}
+
+/// Dealer: shift keys in **range mode**, for inputs whose whole ring value (after the signed
+/// offset, for [`ars`]) lies in [0, 2^m) — not only its low m bits. The gate then works modulo
+/// 2^(m+1), where y + r wraps only for masks r ≥ 2^m, and then exactly when û < 2^m: the wrap
+/// is the dealer's bit c = [r ≥ 2^m] (shared, premultiplied by 2^(m+1−s)) times a public
+/// comparison, and needs no DCF. Key: the s-bit DCF and two words, `16 + 24(s−1) + 16 + 16`
+/// bytes. For m = 64 (no room above) this is [`keygen`].
+///
+/// # Errors
+/// As [`keygen`].
+pub fn keygen_in_range(
+    width: u32,
+    shift: u32,
+    masks: &[u64],
+    rng: &mut ChaCha20Rng,
+) -> Result<[ShiftKeys; 2], KeyError> {
+    if width == 64 || masks.is_empty() {
+        return keygen(width, shift, masks, rng);
+    }
+    if !(2..64).contains(&width) || !(1..width).contains(&shift) {
+        return Err(KeyError::Width { n: if (2..64).contains(&width) { shift } else { width } });
+    }
+    let big = width + 1;
+    let rs: Vec<u64> = masks.iter().map(|&r| reduce(r, big)).collect();
+    let lows: Vec<u64> = rs.iter().map(|&r| reduce(r, shift)).collect();
+    let [b0, b1] = dcf::keygen(shift, &lows, &vec![u64::MAX; rs.len()], rng)?;
+    let (mut h, mut c) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for &r in &rs {
+        for (secret, out) in
+            [(r >> shift, &mut h), (u64::from(r >= 1 << width) << (big - shift), &mut c)]
+        {
+            let share: u64 = rng.random();
+            out[0].push(share);
+            out[1].push(secret.wrapping_sub(share));
+        }
+    }
+    let [h0, h1] = h;
+    let [c0, c1] = c;
+    let empty = |p| KeyBatch::empty(p);
+    Ok([
+        ShiftKeys { width, shift, wrap: empty(PartyId::P0), borrow: b0, mask_high: h0, region: c0 },
+        ShiftKeys { width, shift, wrap: empty(PartyId::P1), borrow: b1, mask_high: h1, region: c1 },
     ])
 }
 
@@ -129,7 +184,7 @@ pub fn ars(
 ) -> Result<(), MpcError> {
     let half = 1u64 << (keys.width - 1);
     shift_with_offset(backend, keys, masked, half, out)?;
-    if keys.wrap.party() == PartyId::P0 {
+    if keys.borrow.party() == PartyId::P0 {
         let back = half >> keys.shift;
         out.iter_mut().for_each(|y| *y = y.wrapping_sub(back));
     }
@@ -144,9 +199,12 @@ fn shift_with_offset(
     out: &mut [u64],
 ) -> Result<(), MpcError> {
     let (m, s) = (keys.width, keys.shift);
-    let party = keys.wrap.party();
-    keys.wrap.expect(Scheme::Dcf, party, m)?;
+    let party = keys.borrow.party();
     keys.borrow.expect(Scheme::Dcf, party, s)?;
+    if keys.in_range() {
+        return shift_in_range(backend, keys, masked, offset, out);
+    }
+    keys.wrap.expect(Scheme::Dcf, party, m)?;
     if masked.len() != keys.mask_high.len() || out.len() != masked.len() {
         return Err(KeyError::BatchLength {
             what: "masked inputs",
@@ -162,6 +220,36 @@ fn shift_with_offset(
     backend.eval_fss(&keys.borrow, &lows, &mut borrow)?;
     for (((y, &b), &h), &u) in out.iter_mut().zip(&borrow).zip(&keys.mask_high).zip(&hat) {
         let local = y.wrapping_add(b).wrapping_sub(h);
+        *y = if party == PartyId::P0 { local.wrapping_add(u >> s) } else { local };
+    }
+    Ok(())
+}
+
+fn shift_in_range(
+    backend: &dyn Backend,
+    keys: &ShiftKeys,
+    masked: &[u64],
+    offset: u64,
+    out: &mut [u64],
+) -> Result<(), MpcError> {
+    let (m, s) = (keys.width, keys.shift);
+    let party = keys.borrow.party();
+    let len = masked.len();
+    if keys.mask_high.len() != len || keys.region.len() != len || out.len() != len {
+        return Err(KeyError::BatchLength {
+            what: "masked inputs",
+            expected: keys.mask_high.len(),
+            found: len,
+        }
+        .into());
+    }
+    let hat: Vec<u64> = masked.iter().map(|&x| reduce(x.wrapping_add(offset), m + 1)).collect();
+    let lows: Vec<u64> = hat.iter().map(|&u| reduce(u, s)).collect();
+    backend.eval_fss(&keys.borrow, &lows, out)?;
+    for (k, (y, &u)) in out.iter_mut().zip(&hat).enumerate() {
+        // ⌊y/2^s⌋ = ⌊û/2^s⌋ − ⌊r/2^s⌋ + [û < 2^m]·c·2^(m+1−s) − borrow.
+        let wrap = u64::from(u < 1 << m).wrapping_mul(keys.region[k]);
+        let local = y.wrapping_add(wrap).wrapping_sub(keys.mask_high[k]);
         *y = if party == PartyId::P0 { local.wrapping_add(u >> s) } else { local };
     }
     Ok(())
