@@ -69,8 +69,8 @@ unsafe fn control_mask(node: __m512i, one: __m512i) -> __m512i {
     _mm512_shuffle_epi32(t, _MM_PERM_BABA)
 }
 
-/// Evaluate the full tile starting at key `first` of a DCF batch (`xs` and `out` hold the
-/// tile's TILE inputs and outputs).
+/// Evaluate the full tile starting at key `first` of a one-word DCF batch (`xs` and `out` hold
+/// the tile's TILE inputs and outputs): [`dcf_words_tile`] with one word.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and VAES; `first` must start a full tile of `keys`.
@@ -82,7 +82,7 @@ pub(super) unsafe fn dcf_tile(
     xs: &[u64],
     out: &mut [u64],
 ) {
-    tile(rk, keys, first, xs, out, true)
+    dcf_words_tile::<1>(rk, keys, first, xs, out)
 }
 
 /// As [`dcf_tile`] for a DPF batch.
@@ -97,19 +97,12 @@ pub(super) unsafe fn dpf_tile(
     xs: &[u64],
     out: &mut [u64],
 ) {
-    tile(rk, keys, first, xs, out, false)
+    tile(rk, keys, first, xs, out)
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,vaes,aes,avx2")]
-unsafe fn tile(
-    rk: &[u128; 11],
-    keys: &KeyBatch,
-    first: usize,
-    xs: &[u64],
-    out: &mut [u64],
-    comparison: bool,
-) {
+unsafe fn tile(rk: &[u128; 11], keys: &KeyBatch, first: usize, xs: &[u64], out: &mut [u64]) {
     debug_assert!(
         first.is_multiple_of(TILE)
             && first + TILE <= keys.len
@@ -135,7 +128,6 @@ unsafe fn tile(
         let x = load_words(xs.as_ptr().add(4 * j));
         _mm512_and_si512(_mm512_sllv_epi64(x, shift), _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1))
     });
-    let mut acc = [_mm512_setzero_si512(); VECS];
 
     for i in 0..levels {
         let base = tiled(levels, len, i, first);
@@ -143,21 +135,6 @@ unsafe fn tile(
         let side: [__m512i; VECS] = vecs!(VECS, |j| _mm512_srli_epi64(bits[j], 63));
         let seed: [__m512i; VECS] = vecs!(VECS, |j| _mm512_and_si512(node[j], seed_mask));
         let child = mmo(vecs!(VECS, |j| _mm512_or_si512(seed[j], side[j])), &rk);
-        if comparison {
-            let words = mmo(vecs!(VECS, |j| _mm512_or_si512(seed[j], two)), &rk);
-            let vcws = keys.value_cw.as_ptr().add(base);
-            for j in 0..VECS {
-                let right = _mm512_test_epi64_mask(side[j], side[j]);
-                let v = _mm512_mask_blend_epi64(
-                    right,
-                    words[j],
-                    _mm512_shuffle_epi32(words[j], _MM_PERM_DCDC),
-                );
-                let tm = control_mask(node[j], one);
-                let vcw = _mm512_and_si512(load_words(vcws.add(4 * j)), tm);
-                acc[j] = _mm512_add_epi64(acc[j], _mm512_add_epi64(v, vcw));
-            }
-        }
         for j in 0..VECS {
             let tm = control_mask(node[j], one);
             let cw = _mm512_loadu_si512(cws.add(j).cast());
@@ -186,7 +163,7 @@ unsafe fn tile(
             load_words(last1.add(4 * j)),
         );
         let tm = control_mask(node[j], one);
-        let total = _mm512_add_epi64(acc[j], _mm512_add_epi64(v, _mm512_and_si512(cw, tm)));
+        let total = _mm512_add_epi64(v, _mm512_and_si512(cw, tm));
         _mm512_storeu_si512(lanes.as_mut_ptr().cast(), total);
         for k in 0..4 {
             let y = lanes[2 * k];
@@ -196,8 +173,8 @@ unsafe fn tile(
 }
 
 /// Evaluate the full tile starting at key `first` of a DCF batch with a `W`-word payload
-/// (`out[k·W + q]` is word q of key k): the one-word [`dcf_tile`] with W output blocks per
-/// level, all in vector registers.
+/// (`out[k·W + q]` is word q of key k; [`dcf_tile`] is W = 1): the DPF walk of [`dpf_tile`]
+/// plus W output blocks per level, all in vector registers.
 ///
 /// # Safety
 /// As [`dcf_tile`]; the batch must have W words.
