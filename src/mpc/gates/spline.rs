@@ -177,11 +177,25 @@ pub fn eval(
     bounds.push(1i128 << m);
     // E_t[e] = shares of [y < c_t]·r^e  =  D(û − c_t)[e] − D(û)[e] + [û < c_t]·⟨r^e⟩.
     // D(û) cancels between consecutive boundaries, so only D(û − c_t) and the public part are kept.
+    // The first and last boundaries (0 and N) evaluate the DCF at the same points (û − 0 and
+    // û − N agree mod N): one evaluation serves both.
     let mut below: Vec<Vec<u64>> = Vec::with_capacity(bounds.len());
-    for &c in &bounds {
-        let points: Vec<u64> = hat.iter().map(|&u| reduce(u.wrapping_sub(c as u64), m)).collect();
-        let mut y = vec![0u64; words * len];
-        backend.eval_fss(&keys.dcf, &points, &mut y)?;
+    let mut at_zero: Vec<u64> = Vec::new();
+    let mut points = vec![0u64; len];
+    for (t, &c) in bounds.iter().enumerate() {
+        let mut y = if t + 1 == bounds.len() && t > 0 {
+            at_zero.clone()
+        } else {
+            for (p, &u) in points.iter_mut().zip(&hat) {
+                *p = reduce(u.wrapping_sub(c as u64), m);
+            }
+            let mut y = vec![0u64; words * len];
+            backend.eval_fss(&keys.dcf, &points, &mut y)?;
+            if t == 0 {
+                at_zero.clone_from(&y);
+            }
+            y
+        };
         for (k, &u) in hat.iter().enumerate() {
             if (u as i128) < c {
                 for e in 0..words {
