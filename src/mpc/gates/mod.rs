@@ -23,7 +23,7 @@
 //! | [`interval::contains`] `[p ≤ x < q)` | 1 DCF on m bits | 2 | 16 + 24(m − 1) + 16 |
 //! | [`lut::lookup`] `T[x]`, b-bit index | 1 DPF on b bits | full domain (2^b) | 16 + 16(b − 1) + 16 |
 //! | [`relu::relu`] (DReLU and select in one round) | 1 two-word DCF on m − 1 bits + 3 words | 1 | 16 + 32(m − 2) + 32 + 24 |
-//! | [`spline::eval`], k pieces of degree d | 1 (d+1)-word DCF on m bits + d + 1 words | k + 1 | 16 + (16 + 8(d+1))(m − 1) + 16(d+1) + 8(d+1) |
+//! | [`spline::eval`], k pieces of degree d | 1 (d+1)-word DCF on m bits + d + 1 words | k | 16 + (16 + 8(d+1))(m − 1) + 16(d+1) + 8(d+1) |
 //! | [`cmp_relu`] DReLU / ReLU with one opened bit (one more round) | 1 comparison key on m − 1 bits + 1 bit + 1–2 words | 1 (m − 6 AES blocks) | 16·(m − 8) + 32 + ⅛ + 8 (+ 8) |
 //! | [`cmp_shift`] exact `⌊x / 2^s⌋` with one opened bit (one more round; no wrap key below m = 64) | comparison on s bits + 1 bit + 3 words | 1 | 16·(s − 7) + 32 + ⅛ + 24 |
 //! | [`shift::ars`] / [`shift::lrs`] exact `⌊x / 2^s⌋` (truncation, digits) | 1 DCF on m bits + 1 on s bits + 1 word | 2 | 56 + 24(m − 1) + 24(s − 1) |

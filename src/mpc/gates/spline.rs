@@ -13,8 +13,8 @@
 //! `[· < r_m]·r^e`, and the dealer adds shares of `r^e` for the public terms. One key serves
 //! all pieces; each breakpoint costs one evaluation.
 //!
-//! **Privacy:** as the DCF. **Cost:** one m-bit DCF key with d + 1 words, k + 1 evaluations
-//! (d + 2 AES blocks per level each) per element.
+//! **Privacy:** as the DCF. **Cost:** one m-bit DCF key with d + 1 words, k evaluations for
+//! k pieces (the domain's two ends share one; d + 2 AES blocks per level each) per element.
 
 use rand::Rng;
 
