@@ -36,7 +36,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use super::aes::{FixedKeyAes, fixed_aes};
-use super::keys::{KeyBatch, Scheme, check_domain, check_width, tiled};
+use super::keys::{KeyBatch, Scheme, check_domain, check_party_order, check_width, tiled};
 use super::tree::{GROUP, SEED_MASK, Scatter, TASK, bit, mask128, par_gen, random_seed};
 use crate::fss::KeyError;
 use crate::party::PartyId;
@@ -78,15 +78,21 @@ pub fn keygen_into(
     rng: &mut ChaCha20Rng,
     keys: &mut [KeyBatch; 2],
 ) -> Result<(), KeyError> {
+    generate(fixed_aes(), n, alphas, rng, keys)
+}
+
+/// Key generation with `aes` (the process-wide instance, or the portable one for the scalar
+/// reference the vector tiles are tested against).
+fn generate(
+    aes: &FixedKeyAes,
+    n: u32,
+    alphas: &[u64],
+    rng: &mut ChaCha20Rng,
+    keys: &mut [KeyBatch; 2],
+) -> Result<(), KeyError> {
     check_width(n)?;
     check_domain("alpha", alphas, n)?;
-    if keys[0].party != PartyId::P0 || keys[1].party != PartyId::P1 {
-        return Err(KeyError::Mismatch {
-            what: "party order",
-            expected: "[P0, P1]".into(),
-            found: format!("[{}, {}]", keys[0].party, keys[1].party),
-        });
-    }
+    check_party_order(keys)?;
     let len = alphas.len();
     for k in keys.iter_mut() {
         k.reset(Scheme::Cmp, n, len, 1);
@@ -96,7 +102,6 @@ pub fn keygen_into(
     let roots = [Scatter::new(&mut k0.roots), Scatter::new(&mut k1.roots)];
     let cws = [Scatter::new(&mut k0.seed_cw), Scatter::new(&mut k1.seed_cw)];
     let leaves = [Scatter::new(&mut k0.last_cw), Scatter::new(&mut k1.last_cw)];
-    let aes = fixed_aes();
     par_gen(len, rng, |first, count, rng| {
         // SAFETY: keys first..first + count belong to this task alone.
         unsafe {
@@ -209,34 +214,8 @@ unsafe fn gen_group(
 #[cfg(test)]
 pub(crate) fn keygen_scalar(n: u32, alphas: &[u64], rng: &mut ChaCha20Rng) -> [KeyBatch; 2] {
     let mut keys = [KeyBatch::empty(PartyId::P0), KeyBatch::empty(PartyId::P1)];
-    for k in keys.iter_mut() {
-        k.reset(Scheme::Cmp, n, alphas.len(), 1);
-    }
-    let (levels, len) = (keys[0].levels(), alphas.len());
-    let [k0, k1] = &mut keys;
-    let roots = [Scatter::new(&mut k0.roots), Scatter::new(&mut k1.roots)];
-    let cws = [Scatter::new(&mut k0.seed_cw), Scatter::new(&mut k1.seed_cw)];
-    let leaves = [Scatter::new(&mut k0.last_cw), Scatter::new(&mut k1.last_cw)];
-    let mut first = 0;
-    while first < len {
-        let g = GROUP.min(len - first);
-        // SAFETY: one thread, disjoint groups.
-        unsafe {
-            gen_group(
-                &FixedKeyAes::new(super::aes::AesImpl::Portable),
-                n,
-                levels,
-                len,
-                &alphas[first..first + g],
-                first,
-                rng,
-                &roots,
-                &cws,
-                &leaves,
-            )
-        };
-        first += g;
-    }
+    let portable = FixedKeyAes::new(super::aes::AesImpl::Portable);
+    generate(&portable, n, alphas, rng, &mut keys).expect("valid inputs");
     keys
 }
 
@@ -429,14 +408,9 @@ mod tests {
             let len = 2 * GROUP + 3;
             let alphas: Vec<u64> = (0..len).map(|_| rng.random::<u64>() & mask).collect();
             let seed: u64 = rng.random();
-            // One thread: par_gen's task seeds depend only on the stream, but keep it simple.
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-            let fast = pool.install(|| keygen(n, &alphas, &mut insecure_seeded_rng(seed)).unwrap());
-            // The scalar reference draws per task like par_gen: one ChaCha20 per TASK keys.
-            let mut outer = insecure_seeded_rng(seed);
-            let task_seed: [u8; 32] = outer.random();
-            let mut task = <ChaCha20Rng as rand::SeedableRng>::from_seed(task_seed);
-            let slow = keygen_scalar(n, &alphas, &mut task);
+            // The same stream: par_gen draws its task seeds in order, whatever the threads.
+            let fast = keygen(n, &alphas, &mut insecure_seeded_rng(seed)).unwrap();
+            let slow = keygen_scalar(n, &alphas, &mut insecure_seeded_rng(seed));
             for b in 0..2 {
                 assert!(fast[b] == slow[b], "n {n} party {b}");
             }

@@ -153,15 +153,21 @@ pub(crate) fn prepare_keygen(
         });
     }
     check_domain("alpha", alphas, n)?;
+    check_party_order(keys)?;
+    for k in keys.iter_mut() {
+        k.reset(scheme, n, alphas.len(), words);
+    }
+    Ok(())
+}
+
+/// Check that `keys` holds P0's batch then P1's.
+pub(crate) fn check_party_order(keys: &[KeyBatch; 2]) -> Result<(), KeyError> {
     if keys[0].party != PartyId::P0 || keys[1].party != PartyId::P1 {
         return Err(KeyError::Mismatch {
             what: "party order",
             expected: "[P0, P1]".into(),
             found: format!("[{}, {}]", keys[0].party, keys[1].party),
         });
-    }
-    for k in keys.iter_mut() {
-        k.reset(scheme, n, alphas.len(), words);
     }
     Ok(())
 }

@@ -61,6 +61,35 @@ unsafe fn load_words(p: *const u64) -> __m512i {
     _mm512_permutexvar_epi64(idx, _mm512_castsi256_si512(_mm256_loadu_si256(p.cast())))
 }
 
+/// The 11 round keys, each broadcast to all four lanes.
+#[inline]
+#[target_feature(enable = "avx512f,vaes,avx2")]
+unsafe fn broadcast_round_keys(rk: &[u128; 11]) -> [__m512i; 11] {
+    vecs!(11, |i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())))
+}
+
+/// A full tile's root nodes from key `first` on, with this party's control bit (P1's is 1).
+#[inline]
+#[target_feature(enable = "avx512f,vaes,avx2")]
+unsafe fn load_nodes(keys: &KeyBatch, first: usize) -> [__m512i; VECS] {
+    let party = keys.party.index() as i64;
+    let party_bit = _mm512_set_epi64(0, party, 0, party, 0, party, 0, party);
+    let roots = keys.roots.as_ptr().add(first).cast::<__m512i>();
+    vecs!(VECS, |j| _mm512_or_si512(_mm512_loadu_si512(roots.add(j).cast()), party_bit))
+}
+
+/// A tile's n-bit values, left-aligned in each lane's low half (high half zero), so the next
+/// input bit is always bit 63.
+#[inline]
+#[target_feature(enable = "avx512f,vaes,avx2")]
+unsafe fn left_aligned(values: &[u64], n: u32) -> [__m512i; VECS] {
+    let shift = _mm512_set1_epi64((64 - n) as i64);
+    let low_half = _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1);
+    vecs!(VECS, |j| {
+        _mm512_and_si512(_mm512_sllv_epi64(load_words(values.as_ptr().add(4 * j)), shift), low_half)
+    })
+}
+
 /// All-ones 128-bit lanes where the lane's control bit (bit 0) is set.
 #[inline]
 #[target_feature(enable = "avx512f,vaes,avx2")]
@@ -111,23 +140,15 @@ unsafe fn tile(rk: &[u128; 11], keys: &KeyBatch, first: usize, xs: &[u64], out: 
     );
     let (n, len) = (keys.n, keys.len);
     let levels = (n - 1) as usize;
-    let rk: [__m512i; 11] =
-        vecs!(11, |i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+    let rk = broadcast_round_keys(rk);
     // Per lane: low half / high half.
     let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
     let two = _mm512_set_epi64(0, 2, 0, 2, 0, 2, 0, 2);
     let seed_mask = _mm512_set_epi64(-1, !3, -1, !3, -1, !3, -1, !3);
     let party = keys.party.index() as i64;
-    let party_bit = _mm512_set_epi64(0, party, 0, party, 0, party, 0, party);
 
-    let roots = keys.roots.as_ptr().add(first).cast::<__m512i>();
-    let mut node: [__m512i; VECS] =
-        vecs!(VECS, |j| _mm512_or_si512(_mm512_loadu_si512(roots.add(j).cast()), party_bit));
-    let shift = _mm512_set1_epi64((64 - n) as i64);
-    let mut bits: [__m512i; VECS] = vecs!(VECS, |j| {
-        let x = load_words(xs.as_ptr().add(4 * j));
-        _mm512_and_si512(_mm512_sllv_epi64(x, shift), _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1))
-    });
+    let mut node = load_nodes(keys, first);
+    let mut bits = left_aligned(xs, n);
 
     for i in 0..levels {
         let base = tiled(levels, len, i, first);
@@ -195,12 +216,10 @@ pub(super) unsafe fn dcf_words_tile<const W: usize>(
     );
     let (n, len) = (keys.n, keys.len);
     let levels = (n - 1) as usize;
-    let rk: [__m512i; 11] =
-        vecs!(11, |i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+    let rk = broadcast_round_keys(rk);
     let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
     let seed_mask = _mm512_set_epi64(-1, !3, -1, !3, -1, !3, -1, !3);
     let party = keys.party.index() as i64;
-    let party_bit = _mm512_set_epi64(0, party, 0, party, 0, party, 0, party);
     // The value block of word q hashes (seed ⊕ 4q) | 2.
     let mut tweak = [_mm512_setzero_si512(); W];
     for (q, t) in tweak.iter_mut().enumerate() {
@@ -208,14 +227,8 @@ pub(super) unsafe fn dcf_words_tile<const W: usize>(
         *t = _mm512_set_epi64(0, v, 0, v, 0, v, 0, v);
     }
 
-    let roots = keys.roots.as_ptr().add(first).cast::<__m512i>();
-    let mut node: [__m512i; VECS] =
-        vecs!(VECS, |j| _mm512_or_si512(_mm512_loadu_si512(roots.add(j).cast()), party_bit));
-    let shift = _mm512_set1_epi64((64 - n) as i64);
-    let mut bits: [__m512i; VECS] = vecs!(VECS, |j| {
-        let x = load_words(xs.as_ptr().add(4 * j));
-        _mm512_and_si512(_mm512_sllv_epi64(x, shift), _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1))
-    });
+    let mut node = load_nodes(keys, first);
+    let mut bits = left_aligned(xs, n);
     let mut acc = [[_mm512_setzero_si512(); VECS]; W];
 
     for i in 0..levels {
@@ -304,13 +317,9 @@ pub(super) unsafe fn cmp_tile(
     );
     let (n, len) = (keys.n, keys.len);
     let levels = keys.levels();
-    let rk: [__m512i; 11] =
-        vecs!(11, |i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+    let rk = broadcast_round_keys(rk);
     let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
-    let low_half = _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1);
     let high_half = _mm512_set_epi64(-1, 0, -1, 0, -1, 0, -1, 0);
-    let party = keys.party.index() as i64;
-    let party_bit = _mm512_set_epi64(0, party, 0, party, 0, party, 0, party);
     // σ(hi ‖ lo) = (hi ⊕ lo) ‖ hi: swap the halves, then xor hi into the high half.
     macro_rules! sigma {
         ($x:expr) => {{
@@ -319,14 +328,8 @@ pub(super) unsafe fn cmp_tile(
         }};
     }
 
-    let roots = keys.roots.as_ptr().add(first).cast::<__m512i>();
-    let mut node: [__m512i; VECS] =
-        vecs!(VECS, |j| _mm512_or_si512(_mm512_loadu_si512(roots.add(j).cast()), party_bit));
-    let shift = _mm512_set1_epi64((64 - n) as i64);
-    // x's n bits left-aligned in each lane's low half (high half zero).
-    let mut bits: [__m512i; VECS] = vecs!(VECS, |j| {
-        _mm512_and_si512(_mm512_sllv_epi64(load_words(xs.as_ptr().add(4 * j)), shift), low_half)
-    });
+    let mut node = load_nodes(keys, first);
+    let mut bits = left_aligned(xs, n);
     let mut acc = [_mm512_setzero_si512(); VECS];
     for i in 0..levels {
         let h = mmo(vecs!(VECS, |j| sigma!(node[j])), &rk);
@@ -384,10 +387,8 @@ pub(super) unsafe fn cmp_gen_tile(
     leaves: [*mut u64; 2],
 ) {
     debug_assert!(alphas.len() == TILE);
-    let rk: [__m512i; 11] =
-        vecs!(11, |i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+    let rk = broadcast_round_keys(rk);
     let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
-    let low_half = _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1);
     let high_half = _mm512_set_epi64(-1, 0, -1, 0, -1, 0, -1, 0);
     macro_rules! sigma {
         ($x:expr) => {{
@@ -398,10 +399,7 @@ pub(super) unsafe fn cmp_gen_tile(
     let mut nodes: [[__m512i; VECS]; 2] =
         pair!(|b| vecs!(VECS, |j| _mm512_loadu_si512(s[b].as_ptr().add(4 * j).cast())));
     let d: [__m512i; VECS] = vecs!(VECS, |j| _mm512_loadu_si512(delta.as_ptr().add(4 * j).cast()));
-    let shift = _mm512_set1_epi64((64 - n) as i64);
-    let mut abits: [__m512i; VECS] = vecs!(VECS, |j| {
-        _mm512_and_si512(_mm512_sllv_epi64(load_words(alphas.as_ptr().add(4 * j)), shift), low_half)
-    });
+    let mut abits = left_aligned(alphas, n);
     for i in 0..levels {
         let h: [[__m512i; VECS]; 2] = pair!(|b| mmo(vecs!(VECS, |j| sigma!(nodes[b][j])), &rk));
         for j in 0..VECS {
@@ -481,13 +479,11 @@ pub(super) unsafe fn gen_tile(
 ) {
     debug_assert!(alphas.len() == TILE && betas.len() == TILE && roots.len() == TILE);
     let levels = (n - 1) as usize;
-    let rk: [__m512i; 11] =
-        vecs!(11, |i| _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr().add(i).cast())));
+    let rk = broadcast_round_keys(rk);
     let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
     let two = _mm512_set_epi64(0, 2, 0, 2, 0, 2, 0, 2);
     let low_half = _mm512_set_epi64(0, -1, 0, -1, 0, -1, 0, -1);
     let seed_mask = _mm512_set_epi64(-1, !3, -1, !3, -1, !3, -1, !3);
-    let shift = _mm512_set1_epi64((64 - n) as i64);
 
     // Party b's nodes (seed | control bit), 4 keys per vector.
     let mut nodes: [[__m512i; VECS]; 2] = [[_mm512_setzero_si512(); VECS]; 2];
@@ -499,9 +495,7 @@ pub(super) unsafe fn gen_tile(
             nodes[b][j] = if b == 1 { _mm512_or_si512(v, one) } else { v };
         }
     }
-    let mut abits: [__m512i; VECS] = vecs!(VECS, |j| {
-        _mm512_and_si512(_mm512_sllv_epi64(load_words(alphas.as_ptr().add(4 * j)), shift), low_half)
-    });
+    let mut abits = left_aligned(alphas, n);
     let beta: [__m512i; VECS] =
         vecs!(VECS, |j| _mm512_and_si512(load_words(betas.as_ptr().add(4 * j)), low_half));
     let mut on_path = [_mm512_setzero_si512(); VECS];

@@ -194,9 +194,11 @@ pub(crate) fn bytes_to_bits(bytes: &[u8], len: usize) -> Option<Vec<u64>> {
     for (i, &b) in bytes.iter().enumerate() {
         out[i / 8] |= (b as u64) << (8 * (i % 8));
     }
+    (!bits_beyond(&out, len)).then_some(out)
+}
+
+/// Whether packed words hold a set bit at or beyond `len` (garbage in a well-formed vector).
+pub(crate) fn bits_beyond(words: &[u64], len: usize) -> bool {
     let tail = len % 64;
-    if tail != 0 && out.last().is_some_and(|w| w >> tail != 0) {
-        return None;
-    }
-    Some(out)
+    tail != 0 && words.last().is_some_and(|w| w >> tail != 0)
 }

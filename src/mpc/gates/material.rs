@@ -395,10 +395,7 @@ impl FssMaterial {
                 };
                 let mask = get_words(r, len)?;
                 let cmp = checked(get_batch(r)?, Scheme::Cmp, m - 1, 1)?;
-                let flips = get_words(r, packed_words(len))?;
-                if !len.is_multiple_of(64) && flips.last().is_some_and(|w| w >> (len % 64) != 0) {
-                    return Err(malformed("flip bits beyond the batch length".into()));
-                }
+                let flips = get_bits(r, len)?;
                 let rho = get_words(r, len)?;
                 let rho_r = get_words(r, if select { len } else { 0 })?;
                 FssMaterial::CmpRelu(Masked {
@@ -422,10 +419,7 @@ impl FssMaterial {
                 let bits = len
                     .checked_mul(CmpShiftKeys::bits_per_element(m))
                     .ok_or_else(|| too_long(kind))?;
-                let flips = get_words(r, packed_words(bits))?;
-                if !bits.is_multiple_of(64) && flips.last().is_some_and(|w| w >> (bits % 64) != 0) {
-                    return Err(malformed("flip bits beyond the batch length".into()));
-                }
+                let flips = get_bits(r, bits)?;
                 let terms = get_words(r, len.checked_mul(3).ok_or_else(|| too_long(kind))?)?;
                 FssMaterial::CmpShift(Masked {
                     mask,
@@ -468,6 +462,15 @@ fn get_words(r: &mut Reader<'_>, expected: usize) -> Result<Vec<u64>, PreprocErr
             .ok_or_else(|| PreprocError::Malformed("vector length overflows".into()))?,
     )?;
     Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+}
+
+/// `bits` packed bits (a u64 vector of ⌈bits/64⌉ words with nothing set beyond `bits`).
+fn get_bits(r: &mut Reader<'_>, bits: usize) -> Result<Vec<u64>, PreprocError> {
+    let words = get_words(r, packed_words(bits))?;
+    if super::cmp_relu::bits_beyond(&words, bits) {
+        return Err(PreprocError::Malformed("packed bits set beyond the batch length".into()));
+    }
+    Ok(words)
 }
 
 fn get_batch(r: &mut Reader<'_>) -> Result<KeyBatch, PreprocError> {

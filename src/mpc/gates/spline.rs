@@ -184,7 +184,7 @@ pub fn eval(
     let mut points = vec![0u64; len];
     for (t, &c) in bounds.iter().enumerate() {
         let mut y = if t + 1 == bounds.len() && t > 0 {
-            at_zero.clone()
+            std::mem::take(&mut at_zero)
         } else {
             for (p, &u) in points.iter_mut().zip(&hat) {
                 *p = reduce(u.wrapping_sub(c as u64), m);
