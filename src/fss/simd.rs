@@ -90,6 +90,15 @@ unsafe fn left_aligned(values: &[u64], n: u32) -> [__m512i; VECS] {
     })
 }
 
+/// σ(hi ‖ lo) = (hi ⊕ lo) ‖ hi per lane (the comparison keys' orthomorphism): swap the
+/// halves, then xor hi into the high half.
+#[inline]
+#[target_feature(enable = "avx512f,vaes,avx2")]
+unsafe fn sigma(x: __m512i) -> __m512i {
+    let high_half = _mm512_set_epi64(-1, 0, -1, 0, -1, 0, -1, 0);
+    _mm512_xor_si512(_mm512_shuffle_epi32(x, _MM_PERM_BADC), _mm512_and_si512(x, high_half))
+}
+
 /// All-ones 128-bit lanes where the lane's control bit (bit 0) is set.
 #[inline]
 #[target_feature(enable = "avx512f,vaes,avx2")]
@@ -319,20 +328,12 @@ pub(super) unsafe fn cmp_tile(
     let levels = keys.levels();
     let rk = broadcast_round_keys(rk);
     let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
-    let high_half = _mm512_set_epi64(-1, 0, -1, 0, -1, 0, -1, 0);
-    // σ(hi ‖ lo) = (hi ⊕ lo) ‖ hi: swap the halves, then xor hi into the high half.
-    macro_rules! sigma {
-        ($x:expr) => {{
-            let x = $x;
-            _mm512_xor_si512(_mm512_shuffle_epi32(x, _MM_PERM_BADC), _mm512_and_si512(x, high_half))
-        }};
-    }
 
     let mut node = load_nodes(keys, first);
     let mut bits = left_aligned(xs, n);
     let mut acc = [_mm512_setzero_si512(); VECS];
     for i in 0..levels {
-        let h = mmo(vecs!(VECS, |j| sigma!(node[j])), &rk);
+        let h = mmo(vecs!(VECS, |j| sigma(node[j])), &rk);
         let cws = keys.seed_cw.as_ptr().add(tiled(levels, len, i, first)).cast::<__m512i>();
         for j in 0..VECS {
             let tm = control_mask(node[j], one);
@@ -346,7 +347,7 @@ pub(super) unsafe fn cmp_tile(
             bits[j] = _mm512_slli_epi64(bits[j], 1);
         }
     }
-    let h = mmo(vecs!(VECS, |j| sigma!(node[j])), &rk);
+    let h = mmo(vecs!(VECS, |j| sigma(node[j])), &rk);
     let leaf0 = keys.last_cw.as_ptr().add(tiled(2, len, 0, first));
     let leaf1 = keys.last_cw.as_ptr().add(tiled(2, len, 1, first));
     let low = (1u64 << (n - levels as u32)) - 1;
@@ -389,19 +390,12 @@ pub(super) unsafe fn cmp_gen_tile(
     debug_assert!(alphas.len() == TILE);
     let rk = broadcast_round_keys(rk);
     let one = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
-    let high_half = _mm512_set_epi64(-1, 0, -1, 0, -1, 0, -1, 0);
-    macro_rules! sigma {
-        ($x:expr) => {{
-            let x = $x;
-            _mm512_xor_si512(_mm512_shuffle_epi32(x, _MM_PERM_BADC), _mm512_and_si512(x, high_half))
-        }};
-    }
     let mut nodes: [[__m512i; VECS]; 2] =
         pair!(|b| vecs!(VECS, |j| _mm512_loadu_si512(s[b].as_ptr().add(4 * j).cast())));
     let d: [__m512i; VECS] = vecs!(VECS, |j| _mm512_loadu_si512(delta.as_ptr().add(4 * j).cast()));
     let mut abits = left_aligned(alphas, n);
     for i in 0..levels {
-        let h: [[__m512i; VECS]; 2] = pair!(|b| mmo(vecs!(VECS, |j| sigma!(nodes[b][j])), &rk));
+        let h: [[__m512i; VECS]; 2] = pair!(|b| mmo(vecs!(VECS, |j| sigma(nodes[b][j])), &rk));
         for j in 0..VECS {
             // All ones over the lane where α's bit is 1 (α's path turns right).
             let right = _mm512_shuffle_epi32(_mm512_srai_epi64(abits[j], 63), _MM_PERM_BABA);
@@ -418,7 +412,7 @@ pub(super) unsafe fn cmp_gen_tile(
             abits[j] = _mm512_slli_epi64(abits[j], 1);
         }
     }
-    let h: [[__m512i; VECS]; 2] = pair!(|b| mmo(vecs!(VECS, |j| sigma!(nodes[b][j])), &rk));
+    let h: [[__m512i; VECS]; 2] = pair!(|b| mmo(vecs!(VECS, |j| sigma(nodes[b][j])), &rk));
     let low = (1u64 << (n - levels as u32)) - 1;
     let mut lanes = [0u128; 4];
     for j in 0..VECS {
