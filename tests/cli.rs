@@ -682,13 +682,23 @@ fn bench_protocols_measures_and_checks_every_protocol() {
         assert!(r["prifft_bytes"].as_u64().unwrap() > 0, "{r}");
         assert!(r["prifft_key_bytes"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["prifft_max_err"].as_f64().unwrap() < 0.1, "{r}");
+        // The baseline's side of the same row, and both ratios.
+        for field in ["baseline_s", "baseline_preproc_bytes", "time_ratio", "bytes_ratio"] {
+            assert!(r[field].as_f64().unwrap() > 0.0, "{field}: {r}");
+        }
+        assert!(r["baseline_bytes"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["baseline_max_err"].as_f64().unwrap() < 0.5, "{r}");
     }
-    // The documented rounds of a few protocols.
-    let rounds =
-        |op: &str| rows.iter().find(|r| r["op"] == op).unwrap()["prifft_rounds"].as_u64().unwrap();
-    assert_eq!(rounds("exp"), 3);
-    assert_eq!(rounds("relu"), 2);
-    assert_eq!(rounds("softmax"), 10);
+    // The documented rounds of a few protocols, both sides (docs/protocols.md, the baseline).
+    let rounds = |op: &str, side: &str| {
+        rows.iter().find(|r| r["op"] == op).unwrap()[format!("{side}_rounds")].as_u64().unwrap()
+    };
+    assert_eq!(rounds("exp", "prifft"), 3);
+    assert_eq!(rounds("relu", "prifft"), 2);
+    assert_eq!(rounds("softmax", "prifft"), 10);
+    assert_eq!(rounds("exp", "baseline"), 8);
+    assert_eq!(rounds("reciprocal", "baseline"), 38);
+    assert_eq!(rounds("softmax", "baseline"), 87);
     // An unknown protocol is a usage error naming the known ones.
     let bad = prifft().args(["bench", "protocols", "--ops", "expp"]).output().unwrap();
     assert!(!bad.status.success());

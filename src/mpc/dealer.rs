@@ -14,6 +14,15 @@ use super::gates::material::FssMaterial;
 use super::preproc::{Material, MaterialId, MaterialKind, Payload};
 use super::{PartyId, Preproc};
 
+/// How a dealt secret is split between the parties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sharing {
+    /// x = x0 + x1 mod 2^64.
+    Additive,
+    /// x = x0 XOR x1.
+    Xor,
+}
+
 /// Generates correlated randomness into two per-party stores.
 pub struct Dealer {
     rng: ChaCha20Rng,
@@ -57,6 +66,31 @@ impl Dealer {
     ) -> Result<()> {
         let id = MaterialId(self.rng.random());
         self.deal_with_id(kind, dims, secrets, id)
+    }
+
+    /// Share each secret tensor by `how` (additively or XOR) and file the halves as one item of
+    /// `kind` under a fresh id (binary material of the CrypTen-style baseline).
+    pub(crate) fn deal_mixed(
+        &mut self,
+        kind: MaterialKind,
+        dims: &[usize],
+        secrets: Vec<(RingTensor, Sharing)>,
+    ) -> Result<()> {
+        let (mut half0, mut half1) = (Vec::new(), Vec::new());
+        for (secret, how) in secrets {
+            let r = RingTensor::random(secret.shape(), &mut self.rng);
+            let s0 = match how {
+                Sharing::Additive => secret.sub(&r)?,
+                Sharing::Xor => {
+                    let v = secret.as_slice().iter().zip(r.as_slice()).map(|(a, b)| a ^ b);
+                    RingTensor::from_vec(secret.shape(), v.collect())?
+                }
+            };
+            half0.push(s0);
+            half1.push(r);
+        }
+        let id = MaterialId(self.rng.random());
+        self.deal_halves_with_id(kind, dims, [half0, half1], id)
     }
 
     /// As [`Dealer::deal`] under a given id (derived from what the item is bound to).

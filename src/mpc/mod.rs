@@ -18,6 +18,7 @@
 //! | Beaver matmul (m×k)·(k×n) | 1 | 8·(mk + kn) | [`beaver::matmul`] |
 //! | local truncation | 0 | 0 | [`trunc::trunc_local`] |
 
+pub mod baseline;
 pub mod beaver;
 pub mod dealer;
 mod error;
@@ -30,6 +31,7 @@ pub mod preproc;
 mod share;
 pub mod sharing;
 pub mod stream;
+pub mod suite;
 pub mod trunc;
 
 use std::sync::Arc;

@@ -15,6 +15,9 @@
 //!          ElemTriple: shape s, tensors a, b, c of shape s
 //!          SquarePair: shape s, tensors a, c of shape s
 //!          MatTriple:  dims [m, k, n], tensors a (m×k), b (k×n), c (m×n)
+//!          AndTriple:  shape s, XOR shares of a, b, c = a AND b
+//!          BitPair:    shape s, XOR share of r (lowest bit), additive share of r
+//!          XorRandom:  shape s, XOR shares of random 16-bit values
 //!          FSS kinds (DCF/DPF key batches, gate keys): dims as their shape key, then the
 //!          sections of gates::material (length-prefixed u64 vectors and key batches)
 //! ```
@@ -79,6 +82,14 @@ pub enum MaterialKind {
     /// Exact-shift keys from one-bit comparisons
     /// ([`gates::cmp_shift`](super::gates::cmp_shift)), shape key [len, width, shift].
     CmpShiftKeys = 17,
+    /// A binary (XOR-shared) AND triple (a, b, c = a AND b) on 64-bit words, shape key the
+    /// tensor shape ([`baseline::binary`](super::baseline::binary)).
+    AndTriple = 18,
+    /// A random bit r shared twice: XOR-shared (in the word's lowest bit) and additively
+    /// ([`baseline::binary`](super::baseline::binary)'s binary-to-arithmetic conversion).
+    BitPair = 19,
+    /// XOR shares of uniformly random 16-bit values (the CrypTen-style baseline's `rand`).
+    XorRandom = 20,
 }
 
 impl MaterialKind {
@@ -101,6 +112,9 @@ impl MaterialKind {
             15 => Some(Self::CmpKeys),
             16 => Some(Self::CmpReluKeys),
             17 => Some(Self::CmpShiftKeys),
+            18 => Some(Self::AndTriple),
+            19 => Some(Self::BitPair),
+            20 => Some(Self::XorRandom),
             _ => None,
         }
     }
@@ -115,6 +129,9 @@ impl MaterialKind {
                 | Self::Mask
                 | Self::MaskedProduct
                 | Self::MaskedValue
+                | Self::AndTriple
+                | Self::BitPair
+                | Self::XorRandom
         )
     }
 
@@ -127,6 +144,9 @@ impl MaterialKind {
             }
             Self::Mask => vec![dims.to_vec()],
             Self::MaskedValue => vec![dims.to_vec(); 2],
+            Self::AndTriple => vec![dims.to_vec(); 3],
+            Self::BitPair => vec![dims.to_vec(); 2],
+            Self::XorRandom => vec![dims.to_vec()],
             Self::MaskedProduct => vec![vec![dims[0], dims[1], dims[3]]],
             _ => Vec::new(),
         }
@@ -153,6 +173,9 @@ impl fmt::Display for MaterialKind {
             Self::CmpKeys => "comparison key batch [len, bits]",
             Self::CmpReluKeys => "comparison DReLU/ReLU keys [len, width, select]",
             Self::CmpShiftKeys => "comparison shift keys [len, width, shift]",
+            Self::AndTriple => "binary AND triple",
+            Self::BitPair => "random bit in binary and arithmetic form",
+            Self::XorRandom => "binary shares of random 16-bit values",
         })
     }
 }

@@ -2,7 +2,6 @@
 //! measurements themselves are in [`measure`].
 
 mod measure;
-mod protocols;
 
 use std::path::PathBuf;
 
@@ -79,9 +78,11 @@ pub enum BenchCmd {
     },
     /// Each secure protocol, forward and backward (exp, reciprocal, rsqrt, sigmoid, tanh, GELU,
     /// ReLU, dropout, softmax over rows of 32, layer norm over rows of 64, a 64-wide linear
-    /// layer), between two parties in this process: online time of the slower party under each
-    /// network setting, dealer time, bytes and rounds per party, key bytes per element, and the
-    /// error against f64 (a result off by more than a sanity bound fails the bench).
+    /// layer), PriFFT's and the CrypTen-style baseline's on the same inputs, between two parties
+    /// in this process: online time of the slower party under each network setting, dealer
+    /// time, bytes and rounds per party, preprocessing bytes per element, the error against f64
+    /// (a result off by more than a sanity bound fails the bench), and the baseline/PriFFT
+    /// ratios of time and bytes.
     Protocols {
         /// Elements per protocol (rounded down to whole rows for softmax, layer norm, matmul).
         #[arg(long, default_value_t = 1 << 14)]
@@ -194,7 +195,7 @@ fn bench_protocols(
         return Err(prifft::Error::Usage("bench protocols: --n must be at least 1".into()));
     }
     if let Some(ops) = ops {
-        let known = protocols::op_names();
+        let known = prifft::mpc::suite::op_names();
         if let Some(bad) = ops.iter().find(|o| !known.contains(o)) {
             return Err(prifft::Error::Usage(format!(
                 "bench protocols: unknown protocol {bad:?}; known: {}",
@@ -212,40 +213,61 @@ fn bench_protocols(
         .collect();
     let backend = backend.open(false)?;
     if !json {
-        println!("secure protocols, two parties in this process, backend {}:", backend.name());
         println!(
-            "{:<15}{:>7}{:>5}{:>12}{:>12}{:>12}{:>7}{:>11}{:>11}{:>11}",
+            "PriFFT's protocols (P) against the CrypTen-style baseline (B), two parties in this process, backend {}:",
+            backend.name()
+        );
+        println!(
+            "{:<15}{:>7}{:>5}{:>10}{:>10}{:>7}{:>11}{:>11}{:>7}{:>5}{:>5}{:>8}{:>8}{:>10}{:>10}{:>10}{:>10}",
             "op",
             "n",
             "net",
-            "online ms",
-            "dealer ms",
-            "bytes",
-            "rounds",
-            "key B/elt",
-            "max err",
-            "mean err"
+            "P ms",
+            "B ms",
+            "time×",
+            "P bytes",
+            "B bytes",
+            "bytes×",
+            "P rd",
+            "B rd",
+            "P key",
+            "B pre",
+            "P err",
+            "B err",
+            "P deal ms",
+            "B deal ms"
         );
     }
-    let rows = protocols::protocols(n, ops, backend, &nets, |r| {
+    let rows = prifft::mpc::suite::run(n, ops, backend, &nets, |r| {
         if !json {
             println!(
-                "{:<15}{:>7}{:>5}{:>12.2}{:>12.2}{:>12}{:>7}{:>11.0}{:>11.2e}{:>11.2e}",
+                "{:<15}{:>7}{:>5}{:>10.2}{:>10.2}{:>7.2}{:>11}{:>11}{:>7.2}{:>5}{:>5}{:>8.0}{:>8.0}{:>10.2e}{:>10.2e}{:>10.2}{:>10.2}",
                 r.op,
                 r.n,
                 r.net,
                 r.prifft_s * 1e3,
-                r.prifft_dealer_s * 1e3,
+                r.baseline_s * 1e3,
+                r.time_ratio,
                 r.prifft_bytes,
+                r.baseline_bytes,
+                r.bytes_ratio,
                 r.prifft_rounds,
+                r.baseline_rounds,
                 r.prifft_key_bytes,
+                r.baseline_preproc_bytes,
                 r.prifft_max_err,
-                r.prifft_mean_err
+                r.baseline_max_err,
+                r.prifft_dealer_s * 1e3,
+                r.baseline_dealer_s * 1e3
             );
         }
     })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).expect("serialisable"));
+    } else {
+        println!(
+            "time× = B ms / P ms, bytes× = B bytes / P bytes (per party); key/pre = one party's preprocessing bytes per element; err = max |error| vs f64."
+        );
     }
     Ok(())
 }

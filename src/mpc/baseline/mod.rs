@@ -1,0 +1,114 @@
+//! The "existing secret sharing" baseline: the same operations done the way CrypTen (0.4.1)
+//! does them by default, on the same ring, fixed point, channel metering and [`Backend`], so
+//! that PriFFT's protocols ([`nonlinear`](super::nonlinear)) are measured against it in one run.
+//!
+//! **Building blocks** (CrypTen's two-party defaults with a trusted first party): additive
+//! shares over Z_2^64 with 16 fractional bits; products by Beaver triples from the dealer
+//! ([`beaver`](super::beaver)); truncation after a product is local (SecureML, one ulp of error
+//! and a wrap with probability ≈ |x|/2^64 per element, as in CrypTen); comparisons through
+//! arithmetic-to-binary conversion and a parallel-prefix adder on AND triples
+//! ([`binary`]); products with a comparison bit (an integer, not fixed point) are not truncated.
+//!
+//! | op | construction (CrypTen's default) | rounds | bytes / element / party | CrypTen measured |
+//! |---|---|---:|---:|---|
+//! | product | Beaver, local truncation | 1 | 16 | 1, 16 |
+//! | exp | (1 + x/2^8)^(2^8): 8 Beaver squarings | 8 | 64 | 8, 64 |
+//! | reciprocal | sign by a comparison; 3·exp(1 − 2x) + 0.003; 10 Newton steps y ← 2y − x·y² | 38 | 552 | 38, 554 |
+//! | rsqrt | y₀ = 2.2·exp(−(x/2 + 0.2)) + 0.2 − x/1024; 3 Newton steps y ← y(3 − x·y²)/2 | 17 | 184 | 17, 185 |
+//! | sigmoid | comparison, \|x\|, 1/(1 + exp(−\|x\|)) by 3 Newton steps from 0.75 (the first public), `where` | 23 | 376 | 23, 377 |
+//! | tanh | 2·sigmoid(2x) − 1 | 23 | 376 | 23, 377 |
+//! | GELU | x·sigmoid(1.702x) | 24 | 392 | 24, 393 |
+//! | ReLU | x·[x > 0] | 9 | 232 | 9, 233 |
+//! | dropout(p) | rand (16 random bits converted), [rand > p], product, ·1/(1 − p) | 10 | 360 | 10, 361 |
+//! | softmax (rows of L) | max by a log₂ L tree of comparisons and `where`; exp; sum; reciprocal (positive); product | 10·log₂L + 37 | see below | L = 128: 116, 751 |
+//! | layer norm (rows) | mean; variance by a square; rsqrt per row; two products | 20 | 40 + 184/H | — |
+//!
+//! `where(c, a, b)` is CrypTen's: b·(1 − c), then a·c (two products in sequence). The softmax's
+//! max tree costs (1 − 1/L)·248 bytes per element (a comparison and a `where` per pair),
+//! exp 64, the final product 16 and the row's reciprocal 304/L: 329 bytes at L = 32, 331 at
+//! L = 128. **Difference from CrypTen:** CrypTen's `max(dim)` also returns the arg-max, an
+//! equality test (two comparisons) on every element and a product, ≈ 450 bytes and 9 rounds
+//! more per element — a softmax does not need it, so this baseline leaves it out and is that
+//! much *cheaper* than real CrypTen (751 bytes measured at L = 128). Every ratio against it is
+//! therefore conservative.
+//!
+//! **Backward** (CrypTen's autograd rules): exp dY·y (1 round, 16 B); reciprocal −dY·y² (2, 24);
+//! rsqrt −½·dY·y³ (3, 40); sigmoid dY·y(1 − y) (2, 32); tanh dY·(1 − y²) (2, 24); GELU from the
+//! saved σ(1.702x): dY·(s + 1.702·x·s(1 − s)) (3, 48); ReLU and dropout dY times the saved bit
+//! (1, 16); softmax y ⊙ (dY − rowsum(dY ⊙ y)) (2, 32); layer norm from the saved normalised
+//! value and rsqrt (4, 64); a linear layer's dX = dY·Wᵀ by a fresh Beaver matrix product (CrypTen
+//! opens W again).
+//!
+//! **What each party learns:** every opened value is a secret minus a fresh uniform dealer
+//! value (Beaver differences, AND-triple differences, masked bits), so nothing.
+
+pub mod binary;
+pub mod elementwise;
+pub mod rows;
+
+use super::error::Result;
+use super::{PartyCtx, PartyId, Share, beaver, trunc};
+use crate::net::Channel;
+
+pub use elementwise::*;
+pub use rows::*;
+
+/// Fractional bits (CrypTen's default precision).
+pub const FRAC: u32 = 16;
+
+/// `round(v · 2^16)` as a ring element.
+fn enc(v: f64) -> u64 {
+    (v * f64::from(1u32 << FRAC)).round() as i64 as u64
+}
+
+/// P0 adds the fixed-point constant `c`.
+fn add_c(party: PartyId, x: &Share, c: f64) -> Share {
+    let c = enc(c);
+    match party {
+        PartyId::P0 => Share::new(x.tensor().map(|v| v.wrapping_add(c))),
+        PartyId::P1 => x.clone(),
+    }
+}
+
+/// c − x for a public fixed-point c.
+fn c_minus(party: PartyId, c: f64, x: &Share) -> Share {
+    add_c(party, &x.scale(u64::MAX), c)
+}
+
+/// x·c for a public real c: scale by its encoding, truncate locally (0 rounds).
+fn pub_mul<C: Channel>(ctx: &PartyCtx<C>, x: &Share, c: f64) -> Result<Share> {
+    trunc::trunc(ctx, &x.scale(enc(c)), FRAC)
+}
+
+/// x / 2^k by local truncation (CrypTen's division by a public power of two).
+fn div_pow2<C: Channel>(ctx: &PartyCtx<C>, x: &Share, k: u32) -> Result<Share> {
+    trunc::trunc(ctx, x, k)
+}
+
+/// Fixed-point product: Beaver, then local truncation. 1 round, 16 bytes per element.
+fn fmul<C: Channel>(ctx: &mut PartyCtx<C>, a: &Share, b: &Share) -> Result<Share> {
+    let z = beaver::mul(ctx, a, b)?;
+    trunc::trunc(ctx, &z, FRAC)
+}
+
+/// Fixed-point square: Beaver square pair, local truncation. 1 round, 8 bytes per element.
+fn fsquare<C: Channel>(ctx: &mut PartyCtx<C>, a: &Share) -> Result<Share> {
+    let z = beaver::square(ctx, a)?;
+    trunc::trunc(ctx, &z, FRAC)
+}
+
+/// `where(c, a, b)` = a·c + b·(1 − c) for an integer bit c, as CrypTen computes it: two Beaver
+/// products in sequence (2 rounds, 32 bytes per element), no truncation.
+fn select<C: Channel>(ctx: &mut PartyCtx<C>, c: &Share, a: &Share, b: &Share) -> Result<Share> {
+    let not_c = add_int(ctx.id, &c.scale(u64::MAX), 1);
+    let b_masked = beaver::mul(ctx, b, &not_c)?;
+    Ok(beaver::mul(ctx, a, c)?.add(&b_masked)?)
+}
+
+/// P0 adds the integer `k` (for bits and signs, which carry no fractional bits).
+fn add_int(party: PartyId, x: &Share, k: u64) -> Share {
+    match party {
+        PartyId::P0 => Share::new(x.tensor().map(|v| v.wrapping_add(k))),
+        PartyId::P1 => x.clone(),
+    }
+}
