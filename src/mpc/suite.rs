@@ -202,7 +202,12 @@ fn forward(shape: Vec<usize>, deal: Gen, run: Unary, tol: f64) -> Impl {
 
 /// A backward from the forward's output: the forward (gen_f, run_f) runs first, unmeasured;
 /// then `run_b(y, dY)`.
-fn backward(shape: Vec<usize>, (gen_f, run_f): (Gen, Unary), (gen_b, run_b): (Gen, Binary), tol: f64) -> Impl {
+fn backward(
+    shape: Vec<usize>,
+    (gen_f, run_f): (Gen, Unary),
+    (gen_b, run_b): (Gen, Binary),
+    tol: f64,
+) -> Impl {
     Impl {
         deal: Box::new(move |d, s| {
             gen_f(d, &shape)?;
@@ -875,7 +880,8 @@ pub fn measure(
         Side::Prifft => &case.prifft,
         Side::Baseline => &case.baseline,
     };
-    let unsplit = || MpcError::Param { op: "protocol suite", what: "a case without a split".into() };
+    let unsplit =
+        || MpcError::Param { op: "protocol suite", what: "a case without a split".into() };
     let mut dealer = Dealer::new();
     let mut split = Split::default();
     (imp.deal)(&mut dealer, &mut split)?;

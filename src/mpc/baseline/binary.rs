@@ -277,12 +277,8 @@ fn bit_shape(shape: &[usize], bits: u32) -> Vec<usize> {
 /// # Errors
 /// As [`b2a_bit`].
 pub fn b2a_bits<C: Channel>(ctx: &mut PartyCtx<C>, x: &BinShare, bits: u32) -> Result<Share> {
-    let spread: Vec<u64> = x
-        .0
-        .as_slice()
-        .iter()
-        .flat_map(|&v| (0..bits).map(move |i| (v >> i) & 1))
-        .collect();
+    let spread: Vec<u64> =
+        x.0.as_slice().iter().flat_map(|&v| (0..bits).map(move |i| (v >> i) & 1)).collect();
     let spread = BinShare(RingTensor::from_vec(&bit_shape(x.shape(), bits), spread)?);
     let arith = b2a_bit(ctx, &spread)?;
     let out = arith

@@ -41,7 +41,11 @@ pub fn exp<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
 
 /// Dealer: one reciprocal of a positive input ([`reciprocal_positive`]) with `iters` Newton
 /// steps from the exp-based start.
-pub(crate) fn gen_reciprocal_positive(dealer: &mut Dealer, shape: &[usize], iters: u32) -> Result<()> {
+pub(crate) fn gen_reciprocal_positive(
+    dealer: &mut Dealer,
+    shape: &[usize],
+    iters: u32,
+) -> Result<()> {
     gen_exp(dealer, shape)?;
     gen_newton(dealer, shape, iters)
 }
@@ -66,7 +70,11 @@ fn newton<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, mut y: Share, iters: u32
 
 /// Party: 1/x for x > 0 (CrypTen with `all_pos`): y₀ = 3·exp(1 − 2x) + 0.003, then `iters`
 /// Newton steps.
-pub(crate) fn reciprocal_positive<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, iters: u32) -> Result<Share> {
+pub(crate) fn reciprocal_positive<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &Share,
+    iters: u32,
+) -> Result<Share> {
     let e = exp(ctx, &add_c(ctx.id, &x.scale(2u64.wrapping_neg()), 1.0))?;
     let y = add_c(ctx.id, &e.scale(3), 0.003);
     newton(ctx, x, y, iters)
@@ -254,7 +262,11 @@ pub fn gen_by_bit_backward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
 ///
 /// # Errors
 /// Preprocessing and channel errors.
-pub fn by_bit_backward<C: Channel>(ctx: &mut PartyCtx<C>, bit: &Share, dy: &Share) -> Result<Share> {
+pub fn by_bit_backward<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    bit: &Share,
+    dy: &Share,
+) -> Result<Share> {
     beaver::mul(ctx, dy, bit)
 }
 
@@ -378,11 +390,7 @@ pub fn gen_sigmoid_backward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> 
 ///
 /// # Errors
 /// Preprocessing and channel errors.
-pub fn sigmoid_backward<C: Channel>(
-    ctx: &mut PartyCtx<C>,
-    y: &Share,
-    dy: &Share,
-) -> Result<Share> {
+pub fn sigmoid_backward<C: Channel>(ctx: &mut PartyCtx<C>, y: &Share, dy: &Share) -> Result<Share> {
     let t = fmul(ctx, y, &c_minus(ctx.id, 1.0, y))?;
     fmul(ctx, &t, dy)
 }

@@ -90,11 +90,8 @@ pub fn softmax<C: Channel>(
         let a_ge_b = ltz(ctx, &a.sub(&b)?)?;
         let a_ge_b = super::add_int(ctx.id, &a_ge_b.scale(u64::MAX), 1);
         let m = select(ctx, &a_ge_b, &a, &b)?;
-        cur = if w % 2 == 1 {
-            Share::new(concat(m.tensor(), &columns(t, w, w - 1, w)?)?)
-        } else {
-            m
-        };
+        cur =
+            if w % 2 == 1 { Share::new(concat(m.tensor(), &columns(t, w, w - 1, w)?)?) } else { m };
         w = w.div_ceil(2);
     }
     let max = Share::new(RingTensor::from_vec(&[rows], cur.into_tensor().into_vec())?);
