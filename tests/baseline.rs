@@ -206,7 +206,7 @@ fn costs_equal_the_documented_formulas_and_real_cryptens_within_a_quarter() {
         let mut dealer = Dealer::insecure_with_seed(5);
         (op.deal)(&mut dealer, &[n]).unwrap();
         let (y, _, costs) =
-            run(Arc::new(Cpu), dealer, &[x.clone()], &|ctx, x| (op.eval)(ctx, &x[0]));
+            run(Arc::new(Cpu), dealer, std::slice::from_ref(&x), &|ctx, x| (op.eval)(ctx, &x[0]));
         let per_elem = costs[0].bytes_sent / n as u64;
         assert_eq!((costs[0].rounds, per_elem), op.documented, "{}", op.name);
         assert_eq!(costs[0].bytes_sent % n as u64, 0, "{}", op.name);
@@ -250,8 +250,9 @@ fn softmax_costs_its_formula_and_crypten_rounds_within_a_quarter() {
     let x = uniform(&[rows, cols], -5.0, 5.0, 6);
     let mut dealer = Dealer::insecure_with_seed(7);
     bl::gen_softmax(&mut dealer, &[rows, cols]).unwrap();
-    let (y, _, costs) =
-        run(Arc::new(Cpu), dealer, &[x.clone()], &|ctx, x| bl::softmax(ctx, &x[0], None));
+    let (y, _, costs) = run(Arc::new(Cpu), dealer, std::slice::from_ref(&x), &|ctx, x| {
+        bl::softmax(ctx, &x[0], None)
+    });
     assert_eq!(costs[0].rounds, 10 * 7 + 37);
     assert!((costs[0].rounds as f64 / 116.0 - 1.0).abs() <= 0.25);
     // Max tree (L − 1)/L · 248, exp 64, product 16, the row's reciprocal 304/L.
@@ -261,7 +262,7 @@ fn softmax_costs_its_formula_and_crypten_rounds_within_a_quarter() {
     assert!(costs[0].bytes_sent / n < 751, "cheaper than real CrypTen, never dearer");
     let want = softmax_f64(&x.as_slice().iter().map(|&v| dec(v)).collect::<Vec<_>>(), cols);
     let err = y.iter().zip(&want).map(|(&g, w)| (dec(g) - w).abs()).fold(0.0, f64::max);
-    assert!(err <= 4.0 * 9.7e-4 && err >= 9.7e-4 / 4.0, "softmax error {err:.2e}");
+    assert!((9.7e-4 / 4.0..=4.0 * 9.7e-4).contains(&err), "softmax error {err:.2e}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The protocol suite measured side by side: every PriFFT protocol ([`nonlinear`](super::nonlinear),
-//! [`masked`](super::masked)) and the CrypTen-style [`baseline`](super::baseline) doing the same
+//! [`masked`]) and the CrypTen-style [`baseline`](super::baseline) doing the same
 //! operation on the same inputs, forward and backward, between two parties in one process over
 //! the in-memory channel (wrapped in a network model when one is given).
 //!

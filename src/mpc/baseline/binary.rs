@@ -1,7 +1,7 @@
 //! Binary (XOR) sharing and CrypTen's comparison: arithmetic-to-binary conversion, a
 //! parallel-prefix adder on AND triples, and binary-to-arithmetic conversion.
 //!
-//! **Comparison** [x < 0] ([`ltz`]), as CrypTen computes it: each party's additive share
+//! **Comparison** \[x < 0\] ([`ltz`]), as CrypTen computes it: each party's additive share
 //! becomes one operand of a binary sum (P0's share x0 is the first operand, XOR-shared as
 //! (x0, 0); P1's the second, as (0, x1): no communication), a parallel-prefix adder over the 64
 //! bit positions computes x0 + x1 in binary shares, and its most significant bit is converted
@@ -299,7 +299,7 @@ pub fn gen_ltz(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     gen_b2a_bit(dealer, shape)
 }
 
-/// Party: the arithmetic share of [x < 0] (an integer bit, not fixed point): 8 rounds, 216
+/// Party: the arithmetic share of \[x < 0\] (an integer bit, not fixed point): 8 rounds, 216
 /// bytes per element per party.
 ///
 /// # Errors
@@ -311,7 +311,7 @@ pub fn ltz<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
 }
 
 /// Dealer: XOR shares of uniformly random 16-bit values of `shape` and the bit pairs that
-/// convert them ([`rand`]).
+/// convert them ([`rand`](fn@rand)).
 ///
 /// # Errors
 /// As [`gen_and`].

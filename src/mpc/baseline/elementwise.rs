@@ -91,7 +91,7 @@ pub fn gen_reciprocal(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     beaver::gen_mul(dealer, shape)
 }
 
-/// Party: 1/x (CrypTen's default, any sign): s = 1 − 2·[x < 0], s·(1/(s·x)). 38 rounds, 552
+/// Party: 1/x (CrypTen's default, any sign): s = 1 − 2·\[x < 0\], s·(1/(s·x)). 38 rounds, 552
 /// bytes per element.
 ///
 /// # Errors
@@ -148,7 +148,7 @@ pub fn gen_sigmoid(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     beaver::gen_mul(dealer, shape)
 }
 
-/// Party: σ(x) (CrypTen's "reciprocal" method): l = [x < 0], |x| = (1 − 2l)·x,
+/// Party: σ(x) (CrypTen's "reciprocal" method): l = \[x < 0\], |x| = (1 − 2l)·x,
 /// p = 1/(1 + exp(−|x|)) by Newton from 0.75 (the first step is on public values), then
 /// `where(1 − l, p, 1 − p)`. 23 rounds, 376 bytes per element.
 ///
@@ -240,7 +240,7 @@ pub fn gen_relu(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     beaver::gen_mul(dealer, shape)
 }
 
-/// Party: ReLU(x) = x·[x > 0], and the bit (kept for the backward): 9 rounds, 232 bytes per
+/// Party: ReLU(x) = x·\[x > 0\], and the bit (kept for the backward): 9 rounds, 232 bytes per
 /// element.
 ///
 /// # Errors
@@ -280,7 +280,7 @@ pub fn gen_dropout(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     beaver::gen_mul(dealer, shape)
 }
 
-/// Party: dropout with keep probability 1 − p (CrypTen's): r = rand, keep = [r > p],
+/// Party: dropout with keep probability 1 − p (CrypTen's): r = rand, keep = \[r > p\],
 /// x·keep/(1 − p); returns the output and the keep bit. 10 rounds, 360 bytes per element.
 ///
 /// # Errors

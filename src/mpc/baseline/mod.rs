@@ -1,10 +1,10 @@
 //! The "existing secret sharing" baseline: the same operations done the way CrypTen (0.4.1)
-//! does them by default, on the same ring, fixed point, channel metering and [`Backend`], so
+//! does them by default, on the same ring, fixed point, channel metering and [`Backend`](crate::backend::Backend), so
 //! that PriFFT's protocols ([`nonlinear`](super::nonlinear)) are measured against it in one run.
 //!
 //! **Building blocks** (CrypTen's two-party defaults with a trusted first party): additive
 //! shares over Z_2^64 with 16 fractional bits; products by Beaver triples from the dealer
-//! ([`beaver`](super::beaver)); truncation after a product is local (SecureML, one ulp of error
+//! ([`beaver`]); truncation after a product is local (SecureML, one ulp of error
 //! and a wrap with probability ≈ |x|/2^64 per element, as in CrypTen); comparisons through
 //! arithmetic-to-binary conversion and a parallel-prefix adder on AND triples
 //! ([`binary`]); products with a comparison bit (an integer, not fixed point) are not truncated.
@@ -18,14 +18,14 @@
 //! | sigmoid | comparison, \|x\|, 1/(1 + exp(−\|x\|)) by 3 Newton steps from 0.75 (the first public), `where` | 23 | 376 | 23, 377 |
 //! | tanh | 2·sigmoid(2x) − 1 | 23 | 376 | 23, 377 |
 //! | GELU | x·sigmoid(1.702x) | 24 | 392 | 24, 393 |
-//! | ReLU | x·[x > 0] | 9 | 232 | 9, 233 |
-//! | dropout(p) | rand (16 random bits converted), [rand > p], product, ·1/(1 − p) | 10 | 360 | 10, 361 |
+//! | ReLU | x·\[x > 0\] | 9 | 232 | 9, 233 |
+//! | dropout(p) | rand (16 random bits converted), \[rand > p\], product, ·1/(1 − p) | 10 | 360 | 10, 361 |
 //! | softmax (rows of L) | max by a log₂ L tree of comparisons and `where`; exp; sum; reciprocal (positive); product | 10·log₂L + 37 | see below | L = 128: 116, 751 |
 //! | layer norm (rows) | mean; variance by a square; rsqrt per row; two products | 20 | 40 + 184/H | — |
 //!
 //! `where(c, a, b)` is CrypTen's: b·(1 − c), then a·c (two products in sequence). The softmax's
 //! max tree costs (1 − 1/L)·248 bytes per element (a comparison and a `where` per pair),
-//! exp 64, the final product 16 and the row's reciprocal 304/L: 329 bytes at L = 32, 331 at
+//! exp 64, the final product 16 and the row's reciprocal 304/L: 330 bytes at L = 32, 328 at
 //! L = 128. **Difference from CrypTen:** CrypTen's `max(dim)` also returns the arg-max, an
 //! equality test (two comparisons) on every element and a product, ≈ 450 bytes and 9 rounds
 //! more per element — a softmax does not need it, so this baseline leaves it out and is that
@@ -36,7 +36,7 @@
 //! rsqrt −½·dY·y³ (3, 40); sigmoid dY·y(1 − y) (2, 32); tanh dY·(1 − y²) (2, 24); GELU from the
 //! saved σ(1.702x): dY·(s + 1.702·x·s(1 − s)) (3, 48); ReLU and dropout dY times the saved bit
 //! (1, 16); softmax y ⊙ (dY − rowsum(dY ⊙ y)) (2, 32); layer norm from the saved normalised
-//! value and rsqrt (4, 64); a linear layer's dX = dY·Wᵀ by a fresh Beaver matrix product (CrypTen
+//! value and rsqrt, with dγ and dβ (5, 80); a linear layer's dX = dY·Wᵀ by a fresh Beaver matrix product (CrypTen
 //! opens W again).
 //!
 //! **What each party learns:** every opened value is a secret minus a fresh uniform dealer
@@ -102,7 +102,7 @@ fn fsquare<C: Channel>(ctx: &mut PartyCtx<C>, a: &Share) -> Result<Share> {
 fn select<C: Channel>(ctx: &mut PartyCtx<C>, c: &Share, a: &Share, b: &Share) -> Result<Share> {
     let not_c = add_int(ctx.id, &c.scale(u64::MAX), 1);
     let b_masked = beaver::mul(ctx, b, &not_c)?;
-    Ok(beaver::mul(ctx, a, c)?.add(&b_masked)?)
+    beaver::mul(ctx, a, c)?.add(&b_masked)
 }
 
 /// P0 adds the integer `k` (for bits and signs, which carry no fractional bits).
