@@ -395,3 +395,38 @@ fn a_peer_that_sends_the_wrong_length_is_an_error() {
     .unwrap_err();
     assert!(err.to_string().contains("bytes"), "{err}");
 }
+
+#[test]
+fn binary_material_round_trips_through_files_and_truncation_is_an_error() {
+    let n = 96;
+    let x = uniform(&[n], -4.0, 4.0, 28);
+    let mut dealer = Dealer::insecure_with_seed(29);
+    bl::gen_dropout(&mut dealer, &[n]).unwrap();
+    let [p0, p1] = dealer.finish();
+    let (b0, b1) = (p0.to_bytes(), p1.to_bytes());
+    let reload = |b: &[u8]| prifft::mpc::Preproc::from_bytes(b).unwrap();
+    let f = |ctx: &mut Ctx, x: &Share| Ok::<_, MpcError>(bl::dropout(ctx, x, 0.1)?.0);
+    let mut rng = insecure_seeded_rng(30);
+    let [s0, s1] = sharing::share_secret(&x, &mut rng);
+    let (t0, t1) = (s0.clone(), s1.clone());
+    let from_files = local::run_parties(
+        None,
+        Arc::new(Cpu),
+        [reload(&b0), reload(&b1)],
+        move |ctx: &mut Ctx| f(ctx, &t0),
+        move |ctx: &mut Ctx| f(ctx, &t1),
+    )
+    .unwrap();
+    let direct = local::run_parties(
+        None,
+        Arc::new(Cpu),
+        [p0, p1],
+        move |ctx: &mut Ctx| f(ctx, &s0),
+        move |ctx: &mut Ctx| f(ctx, &s1),
+    )
+    .unwrap();
+    assert!(from_files.out0 == direct.out0 && from_files.out1 == direct.out1);
+    for cut in [b0.len() - 1, b0.len() / 2, 60] {
+        assert!(prifft::mpc::Preproc::from_bytes(&b0[..cut]).is_err(), "cut at {cut}");
+    }
+}
