@@ -179,55 +179,60 @@ pub fn eval(
     // D(û) cancels between consecutive boundaries, so only D(û − c_t) and the public part are kept.
     // The first and last boundaries (0 and N) evaluate the DCF at the same points (û − 0 and
     // û − N agree mod N): one evaluation serves both.
-    let mut below: Vec<Vec<u64>> = Vec::with_capacity(bounds.len());
+    // Piece i's indicator times r^e is E_(i+1) − E_i, so
+    //   out = Σ_i Σ_e coef_{i,e}(x̂)·(E_(i+1)[e] − E_i[e])
+    //       = Σ_t Σ_e E_t[e]·(coef_{t−1,e}(x̂) − coef_{t,e}(x̂))   (coef_{−1} = coef_k = 0):
+    // the boundaries stream through one buffer, each folded into the output as it is evaluated.
+    let pieces = spline.coeffs.len();
+    let coef = |k: usize, i: usize, e: usize| -> u64 {
+        if i >= pieces {
+            return 0;
+        }
+        // coef_{i,e}(x̂) = (−1)^e Σ_{j≥e} C(j,e)·c_{i,j}·x̂^(j−e)
+        let (coeffs, xh) = (&spline.coeffs[i], masked[k]);
+        let mut c = 0u64;
+        let mut power = 1u64;
+        let mut binom = 1u64; // C(j, e) for j = e, e+1, …
+        for j in e..words {
+            c = c.wrapping_add(binom.wrapping_mul(coeffs[j]).wrapping_mul(power));
+            power = power.wrapping_mul(xh);
+            binom = binom * (j + 1) as u64 / (j + 1 - e) as u64;
+        }
+        if e % 2 == 1 { c.wrapping_neg() } else { c }
+    };
+    out.fill(0);
+    // coef_{t−1,e}(x̂) of the previous boundary, per element and e.
+    let mut prev = vec![0u64; words * len];
     let mut at_zero: Vec<u64> = Vec::new();
+    let mut y = vec![0u64; words * len];
     let mut points = vec![0u64; len];
     for (t, &c) in bounds.iter().enumerate() {
-        let mut y = if t + 1 == bounds.len() && t > 0 {
-            std::mem::take(&mut at_zero)
+        if t + 1 == bounds.len() && t > 0 {
+            std::mem::swap(&mut y, &mut at_zero);
         } else {
             for (p, &u) in points.iter_mut().zip(&hat) {
                 *p = reduce(u.wrapping_sub(c as u64), m);
             }
-            let mut y = vec![0u64; words * len];
             backend.eval_fss(&keys.dcf, &points, &mut y)?;
             if t == 0 {
                 at_zero.clone_from(&y);
             }
-            y
-        };
-        for (k, &u) in hat.iter().enumerate() {
-            if (u as i128) < c {
-                for e in 0..words {
-                    y[k * words + e] =
-                        y[k * words + e].wrapping_add(keys.mask_powers[k * words + e]);
-                }
-            }
         }
-        below.push(y);
-    }
-    for (k, o) in out.iter_mut().enumerate() {
-        let xh = masked[k];
-        let mut acc = 0u64;
-        for (i, coeffs) in spline.coeffs.iter().enumerate() {
+        for (k, o) in out.iter_mut().enumerate() {
+            let below = (hat[k] as i128) < c;
+            let mut acc = *o;
             for e in 0..words {
-                // coef_{i,e}(x̂) = (−1)^e Σ_{j≥e} C(j,e)·c_{i,j}·x̂^(j−e)
-                let mut coef = 0u64;
-                let mut power = 1u64;
-                let mut binom = 1u64; // C(j, e) for j = e, e+1, …
-                for j in e..words {
-                    coef = coef.wrapping_add(binom.wrapping_mul(coeffs[j]).wrapping_mul(power));
-                    power = power.wrapping_mul(xh);
-                    binom = binom * (j + 1) as u64 / (j + 1 - e) as u64;
+                let mut v = y[k * words + e];
+                if below {
+                    v = v.wrapping_add(keys.mask_powers[k * words + e]);
                 }
-                if e % 2 == 1 {
-                    coef = coef.wrapping_neg();
-                }
-                let ind_r = below[i + 1][k * words + e].wrapping_sub(below[i][k * words + e]);
-                acc = acc.wrapping_add(coef.wrapping_mul(ind_r));
+                let cur = coef(k, t, e);
+                let weight = prev[k * words + e].wrapping_sub(cur);
+                prev[k * words + e] = cur;
+                acc = acc.wrapping_add(weight.wrapping_mul(v));
             }
+            *o = acc;
         }
-        *o = acc;
     }
     Ok(())
 }
