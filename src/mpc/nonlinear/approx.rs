@@ -10,9 +10,9 @@
 //! ```
 //!
 //! computed exactly in Z_2^64 (integers A_k = round(a_k · 2^(16+s−16k)) + [k = 0]·2^(s−1), so the
-//! shift rounds to nearest), with the pieces found by bisecting [lo, hi) until the quantised
-//! quadratic (least squares on the piece, centred at its midpoint C_i) meets half the stated
-//! tolerance on a dense sample. Centring keeps the coefficients' precision independent of where
+//! shift rounds to nearest), with the pieces laid from left to right, each as wide as the quantised
+//! quadratic (least squares on the piece, centred at its midpoint C_i) can be while it meets half
+//! the stated tolerance on a dense sample. Centring keeps the coefficients' precision independent of where
 //! the piece lies; expanding Σ A_k (x − C_i)^k into powers of x is exact in the ring, so the
 //! spline gate (which works in powers of x) computes the centred polynomial bit for bit.
 //!
@@ -353,11 +353,11 @@ fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> [f64; 3] {
     [0, 1, 2].map(|i| if m[i][i] == 0.0 { 0.0 } else { v[i] / m[i][i] })
 }
 
-/// Whether a piece meets half the tolerance on 129 points (and the piece's last point).
+/// Whether a piece meets half the tolerance on 513 points (and the piece's last point).
 fn piece_ok(spec: &FitSpec<'_>, a: i64, b: i64, p: &Piece) -> bool {
     let scale = f64::from(1u32 << FRAC);
     let (s, f) = (spec.shift, FRAC);
-    (0..=128).map(|j| a + ((b - 1 - a) as i128 * j / 128) as i64).all(|x| {
+    (0..=512).map(|j| a + ((b - 1 - a) as i128 * j / 512) as i64).all(|x| {
         let out = eval_piece(p, x) >> s;
         let got = out as f64 / f64::from(1u32 << f);
         let want = (spec.f)(x as f64 / scale);
@@ -365,15 +365,41 @@ fn piece_ok(spec: &FitSpec<'_>, a: i64, b: i64, p: &Piece) -> bool {
     })
 }
 
-/// Bisect [a, b) until every piece fits; pieces come out in order.
+/// Cover [a, b) with pieces from left to right, each as wide as the tolerance allows (found by
+/// doubling, then bisecting its right end to within 16 ulps; pieces under 64 ulps are accepted
+/// as they are). Pieces come out in order. Against halving the range until every half fits,
+/// this needs about a third fewer pieces, i.e. DCF evaluations per element.
 fn fit_range(spec: &FitSpec<'_>, a: i64, b: i64, starts: &mut Vec<i64>, pieces: &mut Vec<Piece>) {
-    let p = fit_piece(spec, a, b);
-    if b - a < 64 || piece_ok(spec, a, b, &p) {
-        starts.push(a);
-        pieces.push(p);
-        return;
+    let fits = |from: i64, to: i64| piece_ok(spec, from, to, &fit_piece(spec, from, to));
+    let mut from = a;
+    while from < b {
+        let to = if fits(from, b) {
+            b
+        } else {
+            let mut good = (from + 64).min(b);
+            let mut bad = b;
+            let mut width = 128;
+            while from + width < b {
+                if fits(from, from + width) {
+                    good = from + width;
+                    width *= 2;
+                } else {
+                    bad = from + width;
+                    break;
+                }
+            }
+            while bad - good > 16 {
+                let mid = good + (bad - good) / 2;
+                if fits(from, mid) {
+                    good = mid;
+                } else {
+                    bad = mid;
+                }
+            }
+            good
+        };
+        starts.push(from);
+        pieces.push(fit_piece(spec, from, to));
+        from = to;
     }
-    let mid = a + (b - a) / 2;
-    fit_range(spec, a, mid, starts, pieces);
-    fit_range(spec, mid, b, starts, pieces);
 }
