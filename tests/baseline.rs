@@ -11,6 +11,7 @@ use std::sync::Arc;
 use prifft::backend::{Backend, Cpu};
 use prifft::mpc::baseline::{self as bl, binary};
 use prifft::mpc::nonlinear::{dec, enc};
+use prifft::mpc::suite::softmax_f64;
 use prifft::mpc::{Dealer, MpcError, PartyCtx, Share, local, sharing};
 use prifft::net::{Channel, Cost};
 use prifft::prg::insecure_seeded_rng;
@@ -28,13 +29,7 @@ fn run(
     inputs: &[RingTensor],
     f: &PartyFn<'_>,
 ) -> (Vec<u64>, [Vec<u64>; 2], [Cost; 2]) {
-    let mut rng = insecure_seeded_rng(99);
-    let (mut s0, mut s1) = (Vec::new(), Vec::new());
-    for x in inputs {
-        let [a, b] = sharing::share_secret(x, &mut rng);
-        s0.push(a);
-        s1.push(b);
-    }
+    let [s0, s1] = common::share_inputs(inputs);
     let run = local::run_parties(
         None,
         backend,
@@ -228,18 +223,6 @@ fn costs_equal_the_documented_formulas_and_real_cryptens_within_a_quarter() {
             assert!(ours <= 2f64.powi(-14), "{}: error {ours:.2e}", op.name);
         }
     }
-}
-
-/// Row softmax of f64 logits.
-fn softmax_f64(x: &[f64], cols: usize) -> Vec<f64> {
-    x.chunks(cols)
-        .flat_map(|r| {
-            let m = r.iter().cloned().fold(f64::MIN, f64::max);
-            let e: Vec<f64> = r.iter().map(|v| (v - m).exp()).collect();
-            let s: f64 = e.iter().sum();
-            e.into_iter().map(move |v| v / s)
-        })
-        .collect()
 }
 
 #[test]

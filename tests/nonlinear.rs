@@ -30,13 +30,7 @@ fn run(
     inputs: &[RingTensor],
     f: &PartyFn<'_>,
 ) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [Cost; 2]) {
-    let mut rng = insecure_seeded_rng(99);
-    let (mut s0, mut s1) = (Vec::new(), Vec::new());
-    for x in inputs {
-        let [a, b] = sharing::share_secret(x, &mut rng);
-        s0.push(a);
-        s1.push(b);
-    }
+    let [s0, s1] = common::share_inputs(inputs);
     let run = local::run_parties(
         None,
         backend,

@@ -535,8 +535,8 @@ fn gated(v: &mut Vec<Case>, sh: &[usize], x: &RingTensor, dy: &RingTensor) {
     });
 }
 
-/// Row softmax of the f64 reference (rows of `cols`).
-fn softmax_f64(x: &[f64], cols: usize) -> Vec<f64> {
+/// Row softmax in f64 (rows of `cols`): the reference the suite checks against.
+pub fn softmax_f64(x: &[f64], cols: usize) -> Vec<f64> {
     x.chunks(cols)
         .flat_map(|r| {
             let m = r.iter().cloned().fold(f64::MIN, f64::max);

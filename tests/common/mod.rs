@@ -5,6 +5,18 @@ use prifft::backend::{Backend, Cpu, Scheduler};
 
 use std::path::Path;
 
+/// Both parties' shares of public test inputs (a fixed seed: test data, not secrets).
+pub fn share_inputs(inputs: &[prifft::ring::RingTensor]) -> [Vec<prifft::mpc::Share>; 2] {
+    let mut rng = prifft::prg::insecure_seeded_rng(99);
+    let (mut s0, mut s1) = (Vec::new(), Vec::new());
+    for x in inputs {
+        let [a, b] = prifft::mpc::sharing::share_secret(x, &mut rng);
+        s0.push(a);
+        s1.push(b);
+    }
+    [s0, s1]
+}
+
 /// Whether `path` exists; when it does not, skip (print why and how to get it) — or, under
 /// `PRIFFT_REQUIRE_DATA=1` as CI sets it, fail instead of skipping.
 pub fn real_asset(path: &Path, how: &str) -> bool {
