@@ -356,6 +356,20 @@ fn misused_material_is_an_error_not_a_panic() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("shape"), "{err}");
+    // A dropout rate outside [0, 1).
+    for p in [1.0, -0.1, f64::NAN] {
+        let mut dealer = Dealer::insecure_with_seed(26);
+        bl::gen_dropout(&mut dealer, &[n]).unwrap();
+        let err = local::run_parties(
+            None,
+            Arc::new(Cpu),
+            dealer.finish(),
+            |ctx: &mut Ctx| bl::dropout(ctx, &Share::new(x.clone()), p),
+            |ctx: &mut Ctx| bl::dropout(ctx, &Share::new(x.clone()), p),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("rate"), "{err}");
+    }
 }
 
 #[test]

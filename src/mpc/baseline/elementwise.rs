@@ -5,7 +5,7 @@
 use super::binary::{self, gen_ltz, ltz};
 use super::{add_c, add_int, c_minus, div_pow2, fmul, fsquare, pub_mul, select};
 use crate::mpc::error::Result;
-use crate::mpc::{Dealer, PartyCtx, Share, beaver};
+use crate::mpc::{Dealer, MpcError, PartyCtx, Share, beaver};
 use crate::net::Channel;
 
 /// Squarings in CrypTen's exp (its `exp_iterations`).
@@ -270,6 +270,18 @@ pub fn by_bit_backward<C: Channel>(
     beaver::mul(ctx, dy, bit)
 }
 
+/// A dropout rate must lie in [0, 1) (1/(1 − p) scales the kept values).
+fn check_rate(p: f64) -> Result<()> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(MpcError::Param {
+            op: "baseline::dropout",
+            what: format!("rate {p}: must be in [0, 1)"),
+        })
+    }
+}
+
 /// Dealer: one [`dropout`].
 ///
 /// # Errors
@@ -284,8 +296,9 @@ pub fn gen_dropout(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
 /// x·keep/(1 − p); returns the output and the keep bit. 10 rounds, 360 bytes per element.
 ///
 /// # Errors
-/// Preprocessing and channel errors.
+/// [`MpcError::Param`] unless 0 ≤ p < 1; preprocessing and channel errors.
 pub fn dropout<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, p: f64) -> Result<(Share, Share)> {
+    check_rate(p)?;
     let r = binary::rand(ctx, x.shape())?;
     let keep = ltz(ctx, &c_minus(ctx.id, p, &r))?;
     let kept = beaver::mul(ctx, x, &keep)?;
@@ -297,13 +310,14 @@ pub fn dropout<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, p: f64) -> Result<(
 /// bytes per element.
 ///
 /// # Errors
-/// Preprocessing and channel errors.
+/// [`MpcError::Param`] unless 0 ≤ p < 1; preprocessing and channel errors.
 pub fn dropout_backward<C: Channel>(
     ctx: &mut PartyCtx<C>,
     keep: &Share,
     dy: &Share,
     p: f64,
 ) -> Result<Share> {
+    check_rate(p)?;
     let kept = beaver::mul(ctx, dy, keep)?;
     pub_mul(ctx, &kept, 1.0 / (1.0 - p))
 }
