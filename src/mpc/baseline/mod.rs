@@ -41,6 +41,34 @@
 //!
 //! **What each party learns:** every opened value is a secret minus a fresh uniform dealer
 //! value (Beaver differences, AND-triple differences, masked bits), so nothing.
+//!
+//! ```
+//! use prifft::mpc::nonlinear::{dec, enc, exp};
+//! use prifft::mpc::{baseline, local, sharing, Dealer};
+//! use prifft::ring::RingTensor;
+//!
+//! let x = RingTensor::from_vec(&[3], vec![enc(-2.0), enc(-0.5), enc(0.0)])?;
+//! let [x0, x1] = sharing::share_secret(&x, &mut prifft::prg::os_rng());
+//! // The same operation both ways: CrypTen's exp (8 Beaver squarings) and PriFFT's (one spline
+//! // gate and one exact shift), each from its own dealer material.
+//! let mut dealer = Dealer::new();
+//! baseline::gen_exp(&mut dealer, &[3])?;
+//! exp::gen_forward(&mut dealer, &[3])?;
+//! let run = local::run_two_party(
+//!     dealer.finish(),
+//!     |ctx| Ok((baseline::exp(ctx, &x0)?, exp::forward(ctx, &x0)?)),
+//!     |ctx| Ok((baseline::exp(ctx, &x1)?, exp::forward(ctx, &x1)?)),
+//! )?;
+//! let (b0, p0) = &run.out0;
+//! let (b1, p1) = &run.out1;
+//! let crypten = sharing::reconstruct(b0, b1)?;
+//! let prifft = sharing::reconstruct(p0, p1)?;
+//! for (i, want) in [(-2.0f64).exp(), (-0.5f64).exp(), 1.0].into_iter().enumerate() {
+//!     assert!((dec(crypten.as_slice()[i]) - want).abs() < 0.01); // CrypTen's order of error
+//!     assert!((dec(prifft.as_slice()[i]) - want).abs() < 2f64.powi(-12));
+//! }
+//! # Ok::<(), prifft::Error>(())
+//! ```
 
 pub mod binary;
 pub mod elementwise;
