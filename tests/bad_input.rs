@@ -136,6 +136,8 @@ proptest! {
         prifft::mpc::masked::gen_relu_cmp(&mut dealer, 12, true, &rc).unwrap();
         prifft::mpc::masked::gen_shift_cmp(&mut dealer, 12, 3, &rc).unwrap();
         prifft::mpc::masked::gen_shift(&mut dealer, 12, 3, &rc).unwrap();
+        // The baseline's binary material (AND triples, bit pairs, random binary shares).
+        prifft::mpc::baseline::gen_dropout(&mut dealer, &[2]).unwrap();
         let mut good = dealer.finish()[0].to_bytes();
         let i = at.index(good.len());
         good[i] ^= flip;

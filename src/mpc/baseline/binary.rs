@@ -80,11 +80,6 @@ impl BinShare {
         BinShare(self.0.map(|v| v >> d))
     }
 
-    /// ⟨x AND c⟩ for a public word c (local).
-    pub fn and_public(&self, c: u64) -> BinShare {
-        BinShare(self.0.map(|v| v & c))
-    }
-
     fn zip(&self, other: &BinShare, f: impl Fn(u64, u64) -> u64) -> Result<BinShare> {
         if self.shape() != other.shape() {
             return Err(MpcError::Shape {
@@ -122,7 +117,8 @@ pub fn and_many<C: Channel>(
     ctx: &mut PartyCtx<C>,
     pairs: &[(&BinShare, &BinShare)],
 ) -> Result<Vec<BinShare>> {
-    let mut triples = Vec::with_capacity(pairs.len());
+    // This party's halves of the opened differences d = x ⊕ a, e = y ⊕ b, and the triples.
+    let mut mine = Vec::with_capacity(pairs.len());
     let mut payload = Vec::new();
     for (x, y) in pairs {
         if x.shape() != y.shape() {
@@ -138,34 +134,30 @@ pub fn and_many<C: Channel>(
             .try_into()
             .expect("AND triples hold 3 tensors");
         let (a, b, c) = (BinShare(a.into_tensor()), BinShare(b.into_tensor()), c.into_tensor());
-        payload.extend_from_slice(&x.xor(&a)?.0.to_le_bytes());
-        payload.extend_from_slice(&y.xor(&b)?.0.to_le_bytes());
-        triples.push((a, b, c));
+        let (d, e) = (x.xor(&a)?, y.xor(&b)?);
+        payload.extend_from_slice(&d.0.to_le_bytes());
+        payload.extend_from_slice(&e.0.to_le_bytes());
+        mine.push((d, e, a, b, c));
     }
     let len = payload.len();
-    let theirs = exchange(ctx.channel(), "baseline::and", payload.clone(), len)?;
+    let theirs = exchange(ctx.channel(), "baseline::and", payload, len)?;
     let mut out = Vec::with_capacity(pairs.len());
     let mut offset = 0;
-    for ((a, b, c), (x, _)) in triples.iter().zip(pairs) {
-        let n = x.tensor().len() * 8;
-        let word = |bytes: &[u8], i: usize| {
-            u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+    for (d, e, a, b, c) in mine {
+        let n = 8 * d.0.len();
+        let open = |mine: &BinShare, at: usize| -> Result<BinShare> {
+            mine.xor(&BinShare(RingTensor::from_le_bytes(mine.shape(), &theirs[at..at + n])?))
         };
-        let (mine_d, mine_e) = (&payload[offset..offset + n], &payload[offset + n..offset + 2 * n]);
-        let (their_d, their_e) = (&theirs[offset..offset + n], &theirs[offset + n..offset + 2 * n]);
+        let (d, e) = (open(&d, offset)?, open(&e, offset + n)?);
         offset += 2 * n;
-        let z = (0..x.tensor().len())
-            .map(|i| {
-                let d = word(mine_d, i) ^ word(their_d, i);
-                let e = word(mine_e, i) ^ word(their_e, i);
-                let mut z = c.as_slice()[i] ^ (d & b.0.as_slice()[i]) ^ (e & a.0.as_slice()[i]);
-                if ctx.id == PartyId::P0 {
-                    z ^= d & e;
-                }
-                z
-            })
+        let p0 = ctx.id == PartyId::P0;
+        let words = d.0.as_slice().iter().zip(e.0.as_slice());
+        let z = words
+            .zip(a.0.as_slice().iter().zip(b.0.as_slice()))
+            .zip(c.as_slice())
+            .map(|(((&d, &e), (&a, &b)), &c)| c ^ (d & b) ^ (e & a) ^ if p0 { d & e } else { 0 })
             .collect();
-        out.push(BinShare(RingTensor::from_vec(x.shape(), z)?));
+        out.push(BinShare(RingTensor::from_vec(c.shape(), z)?));
     }
     Ok(out)
 }

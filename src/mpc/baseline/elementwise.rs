@@ -3,8 +3,9 @@
 //! functions take additive shares and return additive shares at 16 fractional bits.
 
 use super::binary::{self, gen_ltz, ltz};
-use super::{add_c, add_int, c_minus, div_pow2, fmul, fsquare, pub_mul, select};
+use super::{add_c, c_minus, div_pow2, fmul, fsquare, pub_mul, select};
 use crate::mpc::error::Result;
+use crate::mpc::nonlinear::add_const;
 use crate::mpc::{Dealer, MpcError, PartyCtx, Share, beaver};
 use crate::net::Channel;
 
@@ -97,7 +98,7 @@ pub fn gen_reciprocal(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
 /// # Errors
 /// Preprocessing and channel errors.
 pub fn reciprocal<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
-    let sign = add_int(ctx.id, &ltz(ctx, x)?.scale(2u64.wrapping_neg()), 1);
+    let sign = add_const(ctx.id, &ltz(ctx, x)?.scale(2u64.wrapping_neg()), 1);
     let pos = beaver::mul(ctx, &sign, x)?;
     let r = reciprocal_positive(ctx, &pos, RECIPROCAL_ITERS)?;
     beaver::mul(ctx, &sign, &r)
@@ -156,13 +157,13 @@ pub fn gen_sigmoid(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
 /// Preprocessing and channel errors.
 pub fn sigmoid<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
     let l = ltz(ctx, x)?;
-    let sign = add_int(ctx.id, &l.scale(2u64.wrapping_neg()), 1);
+    let sign = add_const(ctx.id, &l.scale(2u64.wrapping_neg()), 1);
     let pos = beaver::mul(ctx, x, &sign)?;
     let den = add_c(ctx.id, &exp(ctx, &pos.scale(u64::MAX))?, 1.0);
     // The first Newton step from the public 0.75: 2·0.75 − 0.75²·x.
     let y1 = add_c(ctx.id, &pub_mul(ctx, &den, -0.5625)?, 1.5);
     let p = newton(ctx, &den, y1, SIGMOID_RECIPROCAL_ITERS - 1)?;
-    let not_l = add_int(ctx.id, &l.scale(u64::MAX), 1);
+    let not_l = add_const(ctx.id, &l.scale(u64::MAX), 1);
     select(ctx, &not_l, &p, &c_minus(ctx.id, 1.0, &p))
 }
 

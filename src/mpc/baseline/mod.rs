@@ -75,27 +75,19 @@ pub mod elementwise;
 pub mod rows;
 
 use super::error::Result;
+use super::nonlinear::{add_const, enc};
 use super::{PartyCtx, PartyId, Share, beaver, trunc};
 use crate::net::Channel;
 
 pub use elementwise::*;
 pub use rows::*;
 
-/// Fractional bits (CrypTen's default precision).
-pub const FRAC: u32 = 16;
-
-/// `round(v · 2^16)` as a ring element.
-fn enc(v: f64) -> u64 {
-    (v * f64::from(1u32 << FRAC)).round() as i64 as u64
-}
+/// Fractional bits (CrypTen's default precision, the same as PriFFT's).
+pub const FRAC: u32 = super::nonlinear::FRAC;
 
 /// P0 adds the fixed-point constant `c`.
 fn add_c(party: PartyId, x: &Share, c: f64) -> Share {
-    let c = enc(c);
-    match party {
-        PartyId::P0 => Share::new(x.tensor().map(|v| v.wrapping_add(c))),
-        PartyId::P1 => x.clone(),
-    }
+    add_const(party, x, enc(c))
 }
 
 /// c − x for a public fixed-point c.
@@ -128,15 +120,7 @@ fn fsquare<C: Channel>(ctx: &mut PartyCtx<C>, a: &Share) -> Result<Share> {
 /// `where(c, a, b)` = a·c + b·(1 − c) for an integer bit c, as CrypTen computes it: two Beaver
 /// products in sequence (2 rounds, 32 bytes per element), no truncation.
 fn select<C: Channel>(ctx: &mut PartyCtx<C>, c: &Share, a: &Share, b: &Share) -> Result<Share> {
-    let not_c = add_int(ctx.id, &c.scale(u64::MAX), 1);
+    let not_c = add_const(ctx.id, &c.scale(u64::MAX), 1);
     let b_masked = beaver::mul(ctx, b, &not_c)?;
     beaver::mul(ctx, a, c)?.add(&b_masked)
-}
-
-/// P0 adds the integer `k` (for bits and signs, which carry no fractional bits).
-fn add_int(party: PartyId, x: &Share, k: u64) -> Share {
-    match party {
-        PartyId::P0 => Share::new(x.tensor().map(|v| v.wrapping_add(k))),
-        PartyId::P1 => x.clone(),
-    }
 }

@@ -5,7 +5,7 @@ use super::binary::{gen_ltz, ltz};
 use super::elementwise::{gen_exp, gen_reciprocal_positive, reciprocal_positive};
 use super::{RECIPROCAL_ITERS, add_c, exp, fmul, fsquare, gen_rsqrt, pub_mul, rsqrt, select};
 use crate::mpc::error::Result;
-use crate::mpc::nonlinear::{last_dim, row_sums, spread};
+use crate::mpc::nonlinear::{add_const, last_dim, row_sums, spread};
 use crate::mpc::{Dealer, MpcError, PartyCtx, Share, beaver, trunc};
 use crate::net::Channel;
 use crate::ring::RingTensor;
@@ -39,6 +39,12 @@ fn concat(a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
         v.extend_from_slice(rb);
     }
     Ok(RingTensor::from_vec(&[rows, ca + cb], v)?)
+}
+
+/// One value per row spread over the row's `shape[last]` entries, as a tensor of `shape`.
+fn per_row(values: &Share, shape: &[usize]) -> Result<Share> {
+    let cols = shape.last().copied().unwrap_or(1);
+    Ok(Share::new(RingTensor::from_vec(shape, spread(values.tensor(), cols)?.into_vec())?))
 }
 
 /// A [cols] vector repeated over `rows` rows: [rows, cols].
@@ -88,18 +94,18 @@ pub fn softmax<C: Channel>(
         let a = Share::new(columns(t, w, 0, h)?);
         let b = Share::new(columns(t, w, h, 2 * h)?);
         let a_ge_b = ltz(ctx, &a.sub(&b)?)?;
-        let a_ge_b = super::add_int(ctx.id, &a_ge_b.scale(u64::MAX), 1);
+        let a_ge_b = add_const(ctx.id, &a_ge_b.scale(u64::MAX), 1);
         let m = select(ctx, &a_ge_b, &a, &b)?;
         cur =
             if w % 2 == 1 { Share::new(concat(m.tensor(), &columns(t, w, w - 1, w)?)?) } else { m };
         w = w.div_ceil(2);
     }
     let max = Share::new(RingTensor::from_vec(&[rows], cur.into_tensor().into_vec())?);
-    let logits = x.sub(&Share::new(spread(max.tensor(), cols)?))?;
+    let logits = x.sub(&per_row(&max, x.shape())?)?;
     let numerator = exp(ctx, &logits)?;
     let den = Share::new(row_sums(numerator.tensor(), cols)?);
     let inv = reciprocal_positive(ctx, &den, RECIPROCAL_ITERS)?;
-    fmul(ctx, &numerator, &Share::new(spread(inv.tensor(), cols)?))
+    fmul(ctx, &numerator, &per_row(&inv, numerator.shape())?)
 }
 
 /// Dealer: one [`softmax_backward`].
@@ -118,10 +124,7 @@ pub fn gen_softmax_backward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> 
 pub fn softmax_backward<C: Channel>(ctx: &mut PartyCtx<C>, y: &Share, dy: &Share) -> Result<Share> {
     let (_, cols) = last_dim("baseline::softmax_backward", y.shape())?;
     let a = fmul(ctx, y, dy)?;
-    let s = Share::new(RingTensor::from_vec(
-        y.shape(),
-        spread(&row_sums(a.tensor(), cols)?, cols)?.into_vec(),
-    )?);
+    let s = per_row(&Share::new(row_sums(a.tensor(), cols)?), y.shape())?;
     a.sub(&fmul(ctx, y, &s)?)
 }
 
@@ -169,20 +172,15 @@ pub fn layernorm<C: Channel>(
         pub_mul(ctx, &Share::new(row_sums(t, h)?), 1.0 / h as f64)
     };
     let mu = row_mean(ctx, x.tensor())?;
-    let centred = x.sub(&Share::new(RingTensor::from_vec(x.shape(), spread_vec(&mu, h)?)?))?;
+    let centred = x.sub(&per_row(&mu, x.shape())?)?;
     let squares = fsquare(ctx, &centred)?;
     let var = row_mean(ctx, squares.tensor())?;
     let inv_std = rsqrt(ctx, &add_c(ctx.id, &var, eps))?;
-    let inv_spread = Share::new(RingTensor::from_vec(x.shape(), spread_vec(&inv_std, h)?)?);
-    let normalised = fmul(ctx, &centred, &inv_spread)?;
+    let normalised = fmul(ctx, &centred, &per_row(&inv_std, x.shape())?)?;
     let g = Share::new(RingTensor::from_vec(x.shape(), tile(gamma.tensor(), rows)?.into_vec())?);
     let b = Share::new(RingTensor::from_vec(x.shape(), tile(beta.tensor(), rows)?.into_vec())?);
     let y = fmul(ctx, &normalised, &g)?.add(&b)?;
     Ok((y, LayerNormSaved { normalised, inv_std, gamma: g }))
-}
-
-fn spread_vec(per_row: &Share, cols: usize) -> Result<Vec<u64>> {
-    Ok(spread(per_row.tensor(), cols)?.into_vec())
 }
 
 /// Dealer: one [`layernorm_backward`].
@@ -209,14 +207,14 @@ pub fn layernorm_backward<C: Channel>(
     let g = fmul(ctx, dy, &saved.gamma)?;
     let dgamma = column_sums(fmul(ctx, dy, n)?.tensor(), h)?;
     let dbeta = column_sums(dy.tensor(), h)?;
-    let row_mean = |ctx: &PartyCtx<C>, t: &RingTensor| -> Result<Vec<u64>> {
-        spread_vec(&pub_mul(ctx, &Share::new(row_sums(t, h)?), 1.0 / h as f64)?, h)
+    let row_mean = |ctx: &PartyCtx<C>, t: &RingTensor| -> Result<Share> {
+        per_row(&pub_mul(ctx, &Share::new(row_sums(t, h)?), 1.0 / h as f64)?, dy.shape())
     };
-    let mg = Share::new(RingTensor::from_vec(dy.shape(), row_mean(ctx, g.tensor())?)?);
+    let mg = row_mean(ctx, g.tensor())?;
     let gn = fmul(ctx, &g, n)?;
-    let mgn = Share::new(RingTensor::from_vec(dy.shape(), row_mean(ctx, gn.tensor())?)?);
+    let mgn = row_mean(ctx, gn.tensor())?;
     let t = g.sub(&mg)?.sub(&fmul(ctx, n, &mgn)?)?;
-    let inv = Share::new(RingTensor::from_vec(dy.shape(), spread_vec(&saved.inv_std, h)?)?);
+    let inv = per_row(&saved.inv_std, dy.shape())?;
     Ok((fmul(ctx, &inv, &t)?, Share::new(dgamma), Share::new(dbeta)))
 }
 
