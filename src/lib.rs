@@ -77,11 +77,13 @@
 pub mod assets;
 pub mod backend;
 pub mod error;
+pub mod finetune;
 pub mod fl;
 pub mod fss;
 pub mod model;
 pub mod mpc;
 pub mod net;
+pub mod nn;
 pub mod party;
 pub mod prg;
 pub mod ring;

@@ -82,6 +82,23 @@ pub struct Saved {
 /// # Errors
 /// [`MpcError::Param`] unless 0 ≤ p < 1; shape and key errors.
 pub fn gen_forward(dealer: &mut Dealer, shape: &[usize], p: f64) -> Result<Plan> {
+    gen_forward_replay(dealer, shape, p, None)
+}
+
+/// Dealer: as [`gen_forward`], drawing the keep-mask from `replay` instead of the dealer's
+/// CSPRNG when given — one 32-bit word per element, dropped when below p·2^32, exactly as
+/// [`crate::model::bert::dropout`] draws — so that a secure run can be compared with a
+/// plaintext run under the same masks. The masks are then as secret as `replay`'s seed: a
+/// measurement mode, not a default.
+///
+/// # Errors
+/// As [`gen_forward`].
+pub fn gen_forward_replay(
+    dealer: &mut Dealer,
+    shape: &[usize],
+    p: f64,
+    replay: Option<&mut crate::prg::ChaCha20Rng>,
+) -> Result<Plan> {
     if !(0.0..1.0).contains(&p) {
         return Err(MpcError::Param {
             op: "dropout",
@@ -90,8 +107,12 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize], p: f64) -> Result<Plan>
     }
     let n: usize = crate::ring::check_shape("dropout", shape)?;
     let threshold = (p * 2f64.powi(32)) as u64;
+    let rng = match replay {
+        Some(r) => r,
+        None => dealer.rng(),
+    };
     let keep: Vec<u8> =
-        (0..n).map(|_| u8::from(u64::from(dealer.rng().random::<u32>()) >= threshold)).collect();
+        (0..n).map(|_| u8::from(u64::from(rng.random::<u32>()) >= threshold)).collect();
     let value = RingTensor::from_vec(shape, keep.iter().map(|&b| u64::from(b)).collect())?;
     let b = masked::gen_value(dealer, &value)?;
     let x = masked::gen_mask(dealer, shape)?;

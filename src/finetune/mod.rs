@@ -1,0 +1,898 @@
+//! Secure fine-tuning of a BERT classifier between the model owner (server, P0) and a data owner
+//! (client, P1), with a dealer streaming each phase's one-time material.
+//!
+//! **Who holds what.** P0 owns the pretrained weights and the head's initial weights; P1 owns
+//! the sentences (token ids, lengths) and the labels. Every weight, activation, gradient and
+//! updated weight is additively shared between them for the whole run; each party sees only
+//! openings of values under fresh one-time masks (see [`crate::nn`]) and, for the embedding
+//! lookup, DPF keys that hide the token ([`crate::nn::embedding`]). The fine-tuned weights stay
+//! shared at the end ([`SecureRun::shares`]); revealing them to the server is the caller's
+//! explicit choice (`prifft finetune --reveal-to server`).
+//!
+//! **Phases.**
+//! 1. *Setup*: P0 shares its weights (a 32-byte seed per tensor, [`crate::mpc::share_input`]);
+//!    the frozen weight matrices are opened once, masked, for the whole run; P0 sends the masked
+//!    word table to P1 and the table-mask seeds to the helper.
+//! 2. *Frozen part, once per sentence*: the embedding lookup (DPF PIR with the dealer as the
+//!    helper), position and type rows, the embeddings' layer norm and the frozen bottom layers,
+//!    in evaluation mode. Their output is a fixed function of the sentence, so it is computed
+//!    once and kept as shares.
+//! 3. *Steps*: the trainable top layers forward with dropout, mean pooling, the head, the
+//!    softmax–cross-entropy gradient, the whole backward, SGD with momentum on shares.
+//!
+//! **The dealer** runs on its own thread and streams one chunk per phase unit (the setup, each
+//! frozen batch, each step) through a bounded queue ([`crate::mpc::stream`]), so at most two
+//! chunks per party exist at once whatever the number of steps. Dropout keep-masks come from the
+//! dealer's CSPRNG, or — to compare with plaintext training under identical masks — from a
+//! replayed stream ([`DropoutMasks::Replay`]), which makes them as secret as that seed.
+//!
+//! **Losses.** The parties never open the loss. The run returns each step's logits *shares*;
+//! [`SecureRun::logits`] reconstructs them for the report, which a deployment would not do.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use candle_core::DType;
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::fss::KeyBatch;
+use crate::model::{TokenBatch, Weights};
+use crate::mpc::local::LocalChannel;
+use crate::mpc::masked::{DealerMask, MaskedTensor};
+use crate::mpc::nonlinear::layernorm;
+use crate::mpc::sharing::share_input;
+use crate::mpc::stream::{self, ChunkReceiver};
+use crate::mpc::{Dealer, PartyCtx, PartyId, Share};
+use crate::net::{Channel, Cost, NetModel};
+use crate::nn::embedding::{self, Helper, Server, TableSeeds};
+use crate::nn::encoder::{self, DENSE, Dropout, LayerMasks, LayerParams, NORMS};
+use crate::nn::head::{self, SgdConfig};
+use crate::nn::linear::Dense;
+use crate::nn::{Dims, FRAC, MASTER_FRAC, PAD_MASK, enc_at};
+use crate::prg::ChaCha20Rng;
+use crate::ring::RingTensor;
+
+/// Where dropout keep-masks come from.
+#[derive(Clone, Debug)]
+pub enum DropoutMasks {
+    /// The dealer's OS-seeded CSPRNG (secret from both parties): the default.
+    Dealer,
+    /// A replayed ChaCha20 stream, drawn exactly as the plaintext model draws its masks, for a
+    /// side-by-side comparison. The masks are as secret as the stream's seed.
+    Replay(ChaCha20Rng),
+}
+
+/// Settings of a secure run.
+#[derive(Clone, Debug)]
+pub struct SecureConfig {
+    /// Trainable top layers k (0 ≤ k < layers: the embeddings stay frozen).
+    pub trainable: usize,
+    /// SGD's learning rate, momentum and batch.
+    pub sgd: SgdConfig,
+    /// Sentences per frozen-part batch.
+    pub frozen_batch: usize,
+    /// Dropout keep-masks.
+    pub dropout: DropoutMasks,
+    /// The network model of the two parties' link (none: memory speed).
+    pub net: Option<NetModel>,
+}
+
+/// What a run reports as it goes (called from P0's thread).
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    /// `done` of `total` sentences through the frozen part.
+    Frozen {
+        /// Sentences done.
+        done: usize,
+        /// Sentences in all.
+        total: usize,
+    },
+    /// `done` of `total` steps.
+    Step {
+        /// Steps done.
+        done: usize,
+        /// Steps in all.
+        total: usize,
+    },
+}
+
+/// One phase's cost for P0 (the parties' traffic is symmetric up to the inputs' seeds).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PhaseCost {
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// P0's bytes sent.
+    pub bytes_sent: u64,
+    /// P0's bytes received.
+    pub bytes_received: u64,
+    /// Rounds.
+    pub rounds: u64,
+}
+
+impl PhaseCost {
+    fn new(cost: Cost, seconds: f64) -> PhaseCost {
+        PhaseCost {
+            seconds,
+            bytes_sent: cost.bytes_sent,
+            bytes_received: cost.bytes_received,
+            rounds: cost.rounds,
+        }
+    }
+}
+
+/// The result of a secure run.
+#[derive(Debug)]
+pub struct SecureRun {
+    /// The trainable parameters' names and shapes (Hugging Face's; `head.weight`, `head.bias`).
+    pub names: Vec<(String, Vec<usize>)>,
+    /// Each party's shares of the fine-tuned parameters (at 2^24), in `names`' order.
+    pub shares: [Vec<Share>; 2],
+    /// Each step's logits shares of both parties.
+    pub step_logits: Vec<[Share; 2]>,
+    /// Setup (sharing, masking the frozen weights, the masked table).
+    pub setup: PhaseCost,
+    /// The frozen part over all sentences.
+    pub frozen: PhaseCost,
+    /// Each step.
+    pub steps: Vec<PhaseCost>,
+    /// One party's preprocessing bytes (keys, masks, correlations) of the first step.
+    pub key_bytes_per_step: u64,
+    /// One party's preprocessing bytes of the first frozen batch.
+    pub frozen_key_bytes: u64,
+    /// The dealer's largest chunk (bytes, one party).
+    pub peak_chunk_bytes: u64,
+}
+
+impl SecureRun {
+    /// The logits of step `i` (batch × 2), reconstructed — a measurement for the report; the
+    /// parties themselves never open them.
+    ///
+    /// # Errors
+    /// Shape errors.
+    pub fn logits(&self, i: usize) -> Result<Vec<f64>> {
+        let [a, b] = &self.step_logits[i];
+        Ok(a.tensor().add(b.tensor())?.as_slice().iter().map(|&v| dec(v, FRAC)).collect())
+    }
+
+    /// The fine-tuned parameters, reconstructed (f64, by name) — for `--reveal-to server` and
+    /// the comparison with plaintext training.
+    ///
+    /// # Errors
+    /// Shape errors.
+    pub fn reveal(&self) -> Result<Vec<(String, Vec<usize>, Vec<f64>)>> {
+        self.names
+            .iter()
+            .zip(self.shares[0].iter().zip(&self.shares[1]))
+            .map(|((n, s), (a, b))| {
+                let v = a.tensor().add(b.tensor())?;
+                Ok((
+                    n.clone(),
+                    s.clone(),
+                    v.as_slice().iter().map(|&x| dec(x, MASTER_FRAC)).collect(),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// A ring value at 2^bits as f64.
+pub fn dec(x: u64, bits: u32) -> f64 {
+    x as i64 as f64 / 2f64.powi(bits as i32)
+}
+
+/// The training data: P1's sentences and labels.
+#[derive(Clone, Debug)]
+pub struct ClientData {
+    /// Token ids and masks of every training sentence.
+    pub tokens: TokenBatch,
+    /// 0/1 labels.
+    pub labels: Vec<u32>,
+}
+
+/// The server's model: pretrained weights and the head's initial weights.
+#[derive(Debug)]
+pub struct ServerModel<'a> {
+    /// The pretrained encoder.
+    pub weights: &'a Weights,
+    /// The head's weight (2 × d, row-major) and bias (2).
+    pub head: (Vec<f64>, Vec<f64>),
+}
+
+fn tensor_f64(w: &Weights, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
+    let t = w.get(name)?;
+    let shape = t.dims().to_vec();
+    let v = t
+        .to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f64>())
+        .map_err(|e| {
+        Error::Data(format!("reading {name}: {}", e.to_string().lines().next().unwrap_or("")))
+    })?;
+    Ok((shape, v))
+}
+
+fn enc_tensor(shape: &[usize], v: &[f64], bits: u32) -> Result<RingTensor> {
+    let limit = 2f64.powi(62 - bits as i32);
+    if let Some(x) = v.iter().find(|x| !x.is_finite() || x.abs() >= limit) {
+        return Err(Error::Data(format!(
+            "a parameter value {x} cannot be encoded with {bits} fractional bits"
+        )));
+    }
+    Ok(RingTensor::from_vec(shape, v.iter().map(|&x| enc_at(x, bits)).collect())?)
+}
+
+/// The public plan of a run: shapes and counts both parties and the dealer know.
+#[derive(Clone, Debug)]
+struct Shape {
+    layers: usize,
+    trainable: usize,
+    hidden: usize,
+    heads: usize,
+    ffn: usize,
+    seq: usize,
+    vocab: usize,
+    eps: f64,
+    attention_dropout: f64,
+    hidden_dropout: f64,
+    sentences: usize,
+    frozen_batch: usize,
+    steps: Vec<Vec<usize>>,
+}
+
+impl Shape {
+    fn dims(&self, batch: usize) -> Dims {
+        Dims { batch, seq: self.seq, hidden: self.hidden, heads: self.heads, ffn: self.ffn }
+    }
+
+    fn frozen_layers(&self) -> usize {
+        self.layers - self.trainable
+    }
+
+    fn frozen_batches(&self) -> Vec<std::ops::Range<usize>> {
+        (0..self.sentences)
+            .step_by(self.frozen_batch)
+            .map(|s| s..(s + self.frozen_batch).min(self.sentences))
+            .collect()
+    }
+
+    fn dropout(&self) -> Dropout {
+        Dropout { attention: self.attention_dropout, hidden: self.hidden_dropout }
+    }
+
+    /// The dense weight shapes of one layer (as [`DENSE`]): out × in.
+    fn dense_shapes(&self) -> [[usize; 2]; 6] {
+        let (d, f) = (self.hidden, self.ffn);
+        [[d, d], [d, d], [d, d], [d, d], [f, d], [d, f]]
+    }
+
+    /// Trainable parameter names and shapes, in the order they are kept.
+    fn trainable_names(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out = Vec::new();
+        for i in self.frozen_layers()..self.layers {
+            for (name, s) in DENSE.iter().zip(self.dense_shapes()) {
+                out.push((format!("encoder.layer.{i}.{name}.weight"), s.to_vec()));
+                out.push((format!("encoder.layer.{i}.{name}.bias"), vec![s[0]]));
+            }
+            for name in NORMS {
+                out.push((format!("encoder.layer.{i}.{name}.weight"), vec![self.hidden]));
+                out.push((format!("encoder.layer.{i}.{name}.bias"), vec![self.hidden]));
+            }
+        }
+        out.push(("head.weight".into(), vec![head::CLASSES, self.hidden]));
+        out.push(("head.bias".into(), vec![head::CLASSES]));
+        out
+    }
+}
+
+/// Run secure fine-tuning: P0 with `model`, P1 with `data`, the batches `steps` (indices into
+/// the sentences), on `backend`, in one process (two party threads, a dealer thread and the
+/// helper thread).
+///
+/// # Errors
+/// [`Error::Usage`] for an impossible configuration (k ≥ layers, empty steps, a batch index out
+/// of range, sequence longer than the positions); data errors for unusable weights; any party's
+/// protocol, channel or preprocessing error.
+pub fn train(
+    model: &ServerModel<'_>,
+    data: &ClientData,
+    steps: &[Vec<usize>],
+    cfg: &SecureConfig,
+    backend: Arc<dyn Backend>,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<SecureRun> {
+    let c = model.weights.config();
+    if cfg.trainable >= c.num_hidden_layers {
+        return Err(Error::Usage(format!(
+            "secure fine-tuning trains at most {} of the {} layers (the embeddings stay frozen)",
+            c.num_hidden_layers - 1,
+            c.num_hidden_layers
+        )));
+    }
+    let n = data.labels.len();
+    if data.tokens.rows != n || n == 0 || data.labels.iter().any(|&l| l > 1) {
+        return Err(Error::Usage(format!(
+            "{} sentences with {n} labels (each 0 or 1) cannot be trained on",
+            data.tokens.rows
+        )));
+    }
+    if steps.is_empty() || steps.iter().any(|s| s.is_empty() || s.iter().any(|&i| i >= n)) {
+        return Err(Error::Usage("every step needs a non-empty batch of sentence indices".into()));
+    }
+    if data.tokens.seq_len > c.max_position_embeddings {
+        return Err(Error::Usage(format!(
+            "sequence length {} exceeds the model's {} positions",
+            data.tokens.seq_len, c.max_position_embeddings
+        )));
+    }
+    let shape = Shape {
+        layers: c.num_hidden_layers,
+        trainable: cfg.trainable,
+        hidden: c.hidden_size,
+        heads: c.num_attention_heads,
+        ffn: c.intermediate_size,
+        seq: data.tokens.seq_len,
+        vocab: c.vocab_size,
+        eps: c.layer_norm_eps,
+        attention_dropout: c.attention_probs_dropout_prob,
+        hidden_dropout: c.hidden_dropout_prob,
+        sentences: n,
+        frozen_batch: cfg.frozen_batch.max(1),
+        steps: steps.to_vec(),
+    };
+    let server = server_inputs(model, &shape)?;
+    let plan = dealer_plan(shape.clone(), cfg.dropout.clone());
+    let ([rx0, rx1], dealer) = stream::spawn(1, plan);
+    let (seed_tx, seed_rx) = mpsc::sync_channel::<Vec<u8>>(1);
+    let (key_tx, key_rx) = mpsc::sync_channel::<Vec<u8>>(1);
+    let (ans_tx, ans_rx) = mpsc::sync_channel::<Result<RingTensor>>(1);
+    let helper_backend = backend.clone();
+    let (vocab, d) = (shape.vocab, shape.hidden);
+    let helper = std::thread::spawn(move || {
+        helper_loop(&*helper_backend, vocab, d, &seed_rx, &key_rx, &ans_tx)
+    });
+    let sgd = cfg.sgd;
+    let run = crate::mpc::local::run_parties(
+        cfg.net,
+        backend,
+        [
+            crate::mpc::Preproc::new(PartyId::P0, [0; 16]),
+            crate::mpc::Preproc::new(PartyId::P1, [0; 16]),
+        ],
+        |ctx| {
+            let io = Io::Server { inputs: &server, seeds: seed_tx };
+            party(ctx, &shape, &sgd, rx0, io, progress)
+        },
+        |ctx| {
+            let io = Io::Client { data, keys: key_tx, answers: ans_rx };
+            party(ctx, &shape, &sgd, rx1, io, &|_| {})
+        },
+    );
+    let helper_result = helper.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let dealt = dealer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let run = run?;
+    helper_result?;
+    let stats = dealt?;
+    let (o0, o1) = (run.out0, run.out1);
+    Ok(SecureRun {
+        names: shape.trainable_names(),
+        shares: [o0.params, o1.params],
+        step_logits: o0.logits.into_iter().zip(o1.logits).map(|(a, b)| [a, b]).collect(),
+        setup: o0.setup,
+        frozen: o0.frozen,
+        steps: o0.steps,
+        key_bytes_per_step: o0.step_key_bytes,
+        frozen_key_bytes: o0.frozen_key_bytes,
+        peak_chunk_bytes: stats.peak_chunk_bytes,
+    })
+}
+
+/// P0's inputs, encoded.
+struct ServerInputs {
+    /// Per layer: the six dense (W, b) and two norms (γ, β), at 2^16 (frozen) or 2^24
+    /// (trainable).
+    layers: Vec<Vec<RingTensor>>,
+    /// The embeddings' layer norm (γ, β) at 2^16.
+    embed_norm: [RingTensor; 2],
+    /// The word table at 2^16.
+    words: RingTensor,
+    /// Position rows 0..L plus the type-0 row, at 2^16: [L, d].
+    positions: RingTensor,
+    /// The head (W, b) at 2^24.
+    head: [RingTensor; 2],
+}
+
+fn server_inputs(model: &ServerModel<'_>, shape: &Shape) -> Result<ServerInputs> {
+    let w = model.weights;
+    let mut layers = Vec::new();
+    for i in 0..shape.layers {
+        let bits = if i < shape.frozen_layers() { FRAC } else { MASTER_FRAC };
+        let mut ts = Vec::new();
+        for name in DENSE {
+            for part in ["weight", "bias"] {
+                let (s, v) = tensor_f64(w, &format!("encoder.layer.{i}.{name}.{part}"))?;
+                ts.push(enc_tensor(&s, &v, bits)?);
+            }
+        }
+        for name in NORMS {
+            for part in ["weight", "bias"] {
+                let (s, v) = tensor_f64(w, &format!("encoder.layer.{i}.{name}.{part}"))?;
+                ts.push(enc_tensor(&s, &v, bits)?);
+            }
+        }
+        layers.push(ts);
+    }
+    let norm = |p: &str| -> Result<RingTensor> {
+        let (s, v) = tensor_f64(w, &format!("embeddings.LayerNorm.{p}"))?;
+        enc_tensor(&s, &v, FRAC)
+    };
+    let (ws, wv) = tensor_f64(w, "embeddings.word_embeddings.weight")?;
+    let (_, pv) = tensor_f64(w, "embeddings.position_embeddings.weight")?;
+    let (_, tv) = tensor_f64(w, "embeddings.token_type_embeddings.weight")?;
+    let d = shape.hidden;
+    let pos: Vec<f64> = (0..shape.seq * d).map(|i| pv[i] + tv[i % d]).collect();
+    let (hw, hb) = &model.head;
+    Ok(ServerInputs {
+        layers,
+        embed_norm: [norm("weight")?, norm("bias")?],
+        words: enc_tensor(&ws, &wv, FRAC)?,
+        positions: enc_tensor(&[shape.seq, d], &pos, FRAC)?,
+        head: [
+            enc_tensor(&[head::CLASSES, d], hw, MASTER_FRAC)?,
+            enc_tensor(&[head::CLASSES], hb, MASTER_FRAC)?,
+        ],
+    })
+}
+
+/// The helper: P0's seeds, then one answer per key batch from P1, until P1 hangs up.
+fn helper_loop(
+    backend: &dyn Backend,
+    vocab: usize,
+    d: usize,
+    seeds: &mpsc::Receiver<Vec<u8>>,
+    keys: &mpsc::Receiver<Vec<u8>>,
+    answers: &mpsc::SyncSender<Result<RingTensor>>,
+) -> Result<()> {
+    let Ok(bytes) = seeds.recv() else { return Ok(()) };
+    let mut helper = Helper::new(&TableSeeds::from_bytes(&bytes)?, vocab, d)?;
+    while let Ok(k) = keys.recv() {
+        let answer = KeyBatch::from_bytes(&k)
+            .map_err(|e| Error::from(crate::mpc::MpcError::from(e)))
+            .and_then(|k| helper.answer(backend, &k));
+        if answers.send(answer).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+enum Io<'a> {
+    Server {
+        inputs: &'a ServerInputs,
+        seeds: mpsc::SyncSender<Vec<u8>>,
+    },
+    Client {
+        data: &'a ClientData,
+        keys: mpsc::SyncSender<Vec<u8>>,
+        answers: mpsc::Receiver<Result<RingTensor>>,
+    },
+}
+
+struct PartyOut {
+    params: Vec<Share>,
+    logits: Vec<Share>,
+    setup: PhaseCost,
+    frozen: PhaseCost,
+    steps: Vec<PhaseCost>,
+    step_key_bytes: u64,
+    frozen_key_bytes: u64,
+}
+
+/// A trainable parameter: master share and momentum.
+struct Param {
+    w: Share,
+    v: Share,
+}
+
+type Ctx = PartyCtx<LocalChannel>;
+
+fn input(
+    ctx: &mut Ctx,
+    owner: PartyId,
+    value: Option<&RingTensor>,
+    shape: &[usize],
+) -> Result<Share> {
+    Ok(share_input(ctx, owner, value.filter(|_| ctx.id == owner), shape)?)
+}
+
+fn chunk(ctx: &mut Ctx, rx: &mut ChunkReceiver) -> Result<()> {
+    Ok(rx.next_into(&mut ctx.preproc)?)
+}
+
+fn phase(ctx: &mut Ctx, t: Instant) -> PhaseCost {
+    PhaseCost::new(ctx.mark(), t.elapsed().as_secs_f64())
+}
+
+fn party(
+    ctx: &mut Ctx,
+    shape: &Shape,
+    sgd: &SgdConfig,
+    mut rx: ChunkReceiver,
+    io: Io<'_>,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<PartyOut> {
+    let t0 = Instant::now();
+    ctx.mark();
+    let server = match &io {
+        Io::Server { inputs, .. } => Some(*inputs),
+        Io::Client { .. } => None,
+    };
+    let p0 = PartyId::P0;
+    let d = shape.hidden;
+    // Setup: share every weight P0 owns.
+    let mut frozen_raw: Vec<Vec<Share>> = Vec::new();
+    let mut params: Vec<Param> = Vec::new();
+    for i in 0..shape.layers {
+        let mut ts = Vec::new();
+        let shapes: Vec<Vec<usize>> = shape
+            .dense_shapes()
+            .iter()
+            .flat_map(|s| [s.to_vec(), vec![s[0]]])
+            .chain([vec![d], vec![d], vec![d], vec![d]])
+            .collect();
+        for (j, s) in shapes.iter().enumerate() {
+            let v = server.map(|x| &x.layers[i][j]);
+            ts.push(input(ctx, p0, v, s)?);
+        }
+        if i < shape.frozen_layers() {
+            frozen_raw.push(ts);
+        } else {
+            params.extend(ts.into_iter().map(|w| Param { v: zero_like(&w), w }));
+        }
+    }
+    for (j, s) in [vec![head::CLASSES, d], vec![head::CLASSES]].iter().enumerate() {
+        let w = input(ctx, p0, server.map(|x| &x.head[j]), s)?;
+        params.push(Param { v: zero_like(&w), w });
+    }
+    let embed_norm = [
+        input(ctx, p0, server.map(|x| &x.embed_norm[0]), &[d])?,
+        input(ctx, p0, server.map(|x| &x.embed_norm[1]), &[d])?,
+    ];
+    // The frozen weight matrices, opened once (masked) for the whole run.
+    chunk(ctx, &mut rx)?;
+    let frozen_w: Vec<&Share> =
+        frozen_raw.iter().flat_map(|ts| (0..6).map(move |j| &ts[2 * j])).collect();
+    let masked = crate::mpc::masked::mask_many(ctx, &frozen_w)?;
+    let frozen: Vec<LayerParams> =
+        frozen_raw.iter().zip(masked.chunks(6)).map(|(ts, ws)| layer_params(ts, ws)).collect();
+    // The masked word table to P1, the seeds to the helper.
+    let (mut emb_server, masked_table) = match &io {
+        Io::Server { inputs, seeds } => {
+            let s = TableSeeds::random(ctx.rng());
+            let (srv, table) = Server::new(&inputs.words, &s)?;
+            ctx.channel().send(table.to_le_bytes())?;
+            seeds.send(s.to_bytes()).map_err(|_| helper_gone())?;
+            (Some(srv), None)
+        }
+        Io::Client { .. } => {
+            let bytes = ctx.channel().recv()?;
+            let table = RingTensor::from_le_bytes(&[shape.vocab, d], &bytes).map_err(|_| {
+                Error::Data("the server's masked word table has the wrong size".into())
+            })?;
+            (None, Some(table))
+        }
+    };
+    let setup = phase(ctx, t0);
+
+    // The frozen part, once per sentence.
+    let t1 = Instant::now();
+    let mut cached: Vec<RingTensor> = Vec::with_capacity(shape.sentences);
+    let mut frozen_key_bytes = 0;
+    for range in shape.frozen_batches() {
+        chunk(ctx, &mut rx)?;
+        if range.start == 0 {
+            frozen_key_bytes = ctx.preproc.wire_bytes() as u64;
+        }
+        let dims = shape.dims(range.len());
+        let rows = dims.rows();
+        let h = match &io {
+            Io::Server { inputs, .. } => {
+                let k0 = KeyBatch::from_bytes(&ctx.channel().recv()?)
+                    .map_err(|e| Error::from(crate::mpc::MpcError::from(e)))?;
+                if k0.len() != rows {
+                    return Err(Error::Data(format!(
+                        "{} embedding keys for {rows} tokens",
+                        k0.len()
+                    )));
+                }
+                let srv = emb_server.as_mut().expect("the server's lookup");
+                let s = srv.share(ctx.backend(), &k0)?;
+                let pos: Vec<u64> = (0..rows)
+                    .flat_map(|r| {
+                        let t = r % shape.seq;
+                        inputs.positions.as_slice()[t * d..(t + 1) * d].to_vec()
+                    })
+                    .collect();
+                Share::new(s.tensor().add(&RingTensor::from_vec(&[rows, d], pos)?)?)
+            }
+            Io::Client { data, keys, answers } => {
+                let ids: Vec<u32> = range
+                    .clone()
+                    .flat_map(|i| data.tokens.ids[i * shape.seq..(i + 1) * shape.seq].to_vec())
+                    .collect();
+                let [k0, k1] = embedding::query(&ids, shape.vocab, ctx.rng())?;
+                ctx.channel().send(k0.to_bytes())?;
+                keys.send(k1.to_bytes()).map_err(|_| helper_gone())?;
+                let answer = answers.recv().map_err(|_| helper_gone())??;
+                embedding::client_share(
+                    masked_table.as_ref().expect("the masked table"),
+                    &ids,
+                    &answer,
+                )?
+            }
+        };
+        let amask = client_mask(ctx, &io, range.clone(), shape)?;
+        let amask = encoder::attention_mask_rows(&amask, &dims)?;
+        let (mut h, _) = layernorm::forward(ctx, &h, &embed_norm[0], &embed_norm[1], shape.eps)?;
+        for lp in &frozen {
+            h = encoder::forward(ctx, lp, &h, &amask, &dims, None, shape.eps)?.0;
+        }
+        for s in 0..range.len() {
+            let block = h.tensor().as_slice()[s * shape.seq * d..(s + 1) * shape.seq * d].to_vec();
+            cached.push(RingTensor::from_vec(&[shape.seq, d], block)?);
+        }
+        progress(Progress::Frozen { done: range.end, total: shape.sentences });
+    }
+    let frozen_cost = phase(ctx, t1);
+
+    // Training steps.
+    let mut logits_out = Vec::with_capacity(shape.steps.len());
+    let mut step_costs = Vec::with_capacity(shape.steps.len());
+    let per_layer = 16;
+    let k = shape.trainable;
+    let mut step_key_bytes = 0;
+    for (si, which) in shape.steps.iter().enumerate() {
+        chunk(ctx, &mut rx)?;
+        if si == 0 {
+            step_key_bytes = ctx.preproc.wire_bytes() as u64;
+            ctx.mark();
+        }
+        let ts = Instant::now();
+        let dims = shape.dims(which.len());
+        let rows = dims.rows();
+        let mut h_data = Vec::with_capacity(rows * d);
+        for &i in which {
+            h_data.extend_from_slice(cached[i].as_slice());
+        }
+        let h0 = Share::new(RingTensor::from_vec(&[rows, d], h_data)?);
+        let (amask, pool_w, onehot) = client_batch(ctx, &io, which, shape)?;
+        let amask = encoder::attention_mask_rows(&amask, &dims)?;
+        // The working 16-bit weights, the matrices opened (masked) in one round.
+        let working: Vec<Share> =
+            params.iter().map(|p| head::working(ctx, &p.w)).collect::<Result<_>>()?;
+        let mut mats: Vec<&Share> = Vec::new();
+        for l in 0..k {
+            for j in 0..6 {
+                mats.push(&working[l * per_layer + 2 * j]);
+            }
+        }
+        mats.push(&working[k * per_layer]);
+        let masked = crate::mpc::masked::mask_many(ctx, &mats)?;
+        let layers: Vec<LayerParams> = (0..k)
+            .map(|l| {
+                layer_params(
+                    &working[l * per_layer..(l + 1) * per_layer],
+                    &masked[l * 6..(l + 1) * 6],
+                )
+            })
+            .collect();
+        let head_dense = Dense { w: masked[k * 6].clone(), b: working[k * per_layer + 1].clone() };
+        // Forward.
+        let mut h = h0;
+        let mut saved = Vec::with_capacity(k);
+        for lp in &layers {
+            let (y, s) =
+                encoder::forward(ctx, lp, &h, &amask, &dims, Some(shape.dropout()), shape.eps)?;
+            saved.push(s);
+            h = y;
+        }
+        let (logits, dlogits, hs) = head::forward(ctx, &head_dense, &h, &pool_w, &onehot, &dims)?;
+        // Backward.
+        let hg = head::backward(ctx, &head_dense, &hs, &dlogits)?;
+        let mut grads: Vec<Share> = Vec::with_capacity(params.len());
+        let mut dy = hg.dh;
+        let mut layer_grads = Vec::with_capacity(k);
+        for (l, (lp, s)) in layers.iter().zip(&saved).enumerate().rev() {
+            let g = encoder::backward(ctx, lp, s, &dy, l > 0)?;
+            if let Some(dx) = &g.dx {
+                dy = dx.clone();
+            }
+            layer_grads.push(g);
+        }
+        layer_grads.reverse();
+        for g in layer_grads {
+            for (dw, db) in g.dense {
+                grads.push(dw);
+                grads.push(db);
+            }
+            for (dg, db) in g.norms {
+                grads.push(dg);
+                grads.push(db);
+            }
+        }
+        grads.push(hg.head.0);
+        grads.push(hg.head.1);
+        for (p, g) in params.iter_mut().zip(&grads) {
+            head::sgd_update(ctx, sgd, &mut p.w, &mut p.v, g)?;
+        }
+        logits_out.push(logits);
+        step_costs.push(phase(ctx, ts));
+        progress(Progress::Step { done: si + 1, total: shape.steps.len() });
+    }
+    Ok(PartyOut {
+        params: params.into_iter().map(|p| p.w).collect(),
+        logits: logits_out,
+        setup,
+        frozen: frozen_cost,
+        steps: step_costs,
+        step_key_bytes,
+        frozen_key_bytes,
+    })
+}
+
+fn helper_gone() -> Error {
+    Error::Data("the embedding helper (the dealer) stopped".into())
+}
+
+fn zero_like(s: &Share) -> Share {
+    Share::new(RingTensor::zeros(s.shape()))
+}
+
+/// One layer's parameters for the party from its 16 shares (W, b per dense map; γ, β per norm)
+/// and the six masked weights.
+fn layer_params(ts: &[Share], ws: &[MaskedTensor]) -> LayerParams {
+    let dense = std::array::from_fn(|j| Dense { w: ws[j].clone(), b: ts[2 * j + 1].clone() });
+    LayerParams {
+        dense,
+        norms: [(ts[12].clone(), ts[13].clone()), (ts[14].clone(), ts[15].clone())],
+    }
+}
+
+/// P1's additive padding mask for sentences `range` (a shared input of [batch, L]).
+fn client_mask(
+    ctx: &mut Ctx,
+    io: &Io<'_>,
+    range: std::ops::Range<usize>,
+    shape: &Shape,
+) -> Result<Share> {
+    let l = shape.seq;
+    let value = match io {
+        Io::Client { data, .. } => Some(RingTensor::from_vec(
+            &[range.len(), l],
+            range
+                .clone()
+                .flat_map(|i| {
+                    data.tokens.mask[i * l..(i + 1) * l]
+                        .iter()
+                        .map(|&m| if m == 0 { enc_at(PAD_MASK, FRAC) } else { 0 })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        )?),
+        Io::Server { .. } => None,
+    };
+    input(ctx, PartyId::P1, value.as_ref(), &[range.len(), l])
+}
+
+/// P1's inputs of one step: the padding mask, the pooling weights and the one-hot labels.
+fn client_batch(
+    ctx: &mut Ctx,
+    io: &Io<'_>,
+    which: &[usize],
+    shape: &Shape,
+) -> Result<(Share, Share, Share)> {
+    let l = shape.seq;
+    let b = which.len();
+    let (mask, pool, onehot) = match io {
+        Io::Client { data, .. } => {
+            let mut mask = Vec::with_capacity(b * l);
+            let mut pool = Vec::with_capacity(b * l);
+            let mut onehot = Vec::with_capacity(b * 2);
+            for &i in which {
+                let m = &data.tokens.mask[i * l..(i + 1) * l];
+                let count = m.iter().filter(|&&x| x != 0).count().max(1);
+                mask.extend(m.iter().map(|&x| if x == 0 { enc_at(PAD_MASK, FRAC) } else { 0 }));
+                pool.extend(
+                    m.iter().map(|&x| if x == 0 { 0 } else { enc_at(1.0 / count as f64, FRAC) }),
+                );
+                let y = data.labels[i];
+                onehot.extend([u64::from(y == 0) << FRAC, u64::from(y == 1) << FRAC]);
+            }
+            (
+                Some(RingTensor::from_vec(&[b, l], mask)?),
+                Some(RingTensor::from_vec(&[b, l], pool)?),
+                Some(RingTensor::from_vec(&[b, 2], onehot)?),
+            )
+        }
+        Io::Server { .. } => (None, None, None),
+    };
+    Ok((
+        input(ctx, PartyId::P1, mask.as_ref(), &[b, l])?,
+        input(ctx, PartyId::P1, pool.as_ref(), &[b, l])?,
+        input(ctx, PartyId::P1, onehot.as_ref(), &[b, 2])?,
+    ))
+}
+
+/// The dealer's plan: chunk 0 the frozen weights' masks, then one chunk per frozen batch, then
+/// one per step.
+fn dealer_plan(
+    shape: Shape,
+    mut dropout: DropoutMasks,
+) -> impl FnMut(&mut Dealer, usize) -> std::result::Result<bool, crate::mpc::MpcError> + Send + 'static
+{
+    let batches = shape.frozen_batches();
+    let mut frozen_masks: Vec<LayerMasks> = Vec::new();
+    let total = 1 + batches.len() + shape.steps.len();
+    move |dealer: &mut Dealer, i: usize| {
+        let r = (|| -> Result<()> {
+            if i == 0 {
+                for _ in 0..shape.frozen_layers() {
+                    let ms = shape
+                        .dense_shapes()
+                        .iter()
+                        .map(|s| Ok(crate::mpc::masked::gen_mask(dealer, s)?))
+                        .collect::<Result<Vec<DealerMask>>>()?;
+                    frozen_masks.push(LayerMasks { w: ms.try_into().expect("six masks") });
+                }
+            } else if i <= batches.len() {
+                let dims = shape.dims(batches[i - 1].len());
+                layernorm::gen_forward(dealer, &[dims.rows(), shape.hidden], shape.eps)?;
+                for m in &frozen_masks {
+                    encoder::gen_forward(dealer, m, &dims, None, shape.eps, None)?;
+                }
+            } else {
+                let which = &shape.steps[i - 1 - batches.len()];
+                let dims = shape.dims(which.len());
+                let mut masks = Vec::new();
+                for _ in 0..shape.trainable {
+                    let ms = shape
+                        .dense_shapes()
+                        .iter()
+                        .map(|s| Ok(crate::mpc::masked::gen_mask(dealer, s)?))
+                        .collect::<Result<Vec<DealerMask>>>()?;
+                    masks.push(LayerMasks { w: ms.try_into().expect("six masks") });
+                }
+                let head_mask =
+                    crate::mpc::masked::gen_mask(dealer, &[head::CLASSES, shape.hidden])?;
+                let mut plans = Vec::new();
+                for m in &masks {
+                    let replay = match &mut dropout {
+                        DropoutMasks::Replay(r) => Some(r),
+                        DropoutMasks::Dealer => None,
+                    };
+                    plans.push(encoder::gen_forward(
+                        dealer,
+                        m,
+                        &dims,
+                        Some(shape.dropout()),
+                        shape.eps,
+                        replay,
+                    )?);
+                }
+                let hp = head::gen_forward(dealer, &head_mask, &dims)?;
+                head::gen_backward(dealer, &head_mask, &hp)?;
+                for (l, (m, p)) in masks.iter().zip(&plans).enumerate().rev() {
+                    encoder::gen_backward(dealer, m, p, l > 0)?;
+                }
+            }
+            Ok(())
+        })();
+        r.map_err(|e| crate::mpc::MpcError::Param { op: "dealer", what: e.to_string() })?;
+        Ok(i + 1 < total)
+    }
+}
+
+/// How long a party waits for the dealer's next chunk.
+pub const CHUNK_TIMEOUT: Duration = stream::DEFAULT_TIMEOUT;

@@ -1,0 +1,119 @@
+//! Secure fine-tuning against plaintext training from the same state: a tiny BERT (2 layers,
+//! hidden 32, 2 heads, L = 8, random weights), the top layer and the head trainable, 5 steps with
+//! the same batches and dropout masks.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Tensor};
+use rand::{Rng, SeedableRng};
+
+use prifft::backend::Cpu;
+use prifft::finetune::{self, ClientData, DropoutMasks, SecureConfig, ServerModel};
+use prifft::model::train::{self, Sgd};
+use prifft::model::{BertConfig, Classifier, Pooling, TokenBatch, Weights};
+use prifft::nn::head::SgdConfig;
+use prifft::prg::ChaCha20Rng;
+
+const SEQ: usize = 8;
+
+fn sentences(n: usize, seed: u64) -> (TokenBatch, Vec<u32>) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let (mut ids, mut mask, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let len = rng.random_range(3..=SEQ);
+        for t in 0..SEQ {
+            let real = t < len;
+            ids.push(if !real {
+                0
+            } else if t == 0 {
+                1
+            } else if t == len - 1 {
+                2
+            } else {
+                rng.random_range(3..64)
+            });
+            mask.push(u32::from(real));
+        }
+        labels.push(rng.random_range(0..2));
+    }
+    (TokenBatch { ids, mask, rows: n, seq_len: SEQ }, labels)
+}
+
+fn mean_ce(logits: &[f64], labels: &[u32]) -> f64 {
+    logits
+        .chunks(2)
+        .zip(labels)
+        .map(|(z, &y)| {
+            let m = z[0].max(z[1]);
+            let lse = m + ((z[0] - m).exp() + (z[1] - m).exp()).ln();
+            lse - z[y as usize]
+        })
+        .sum::<f64>()
+        / labels.len() as f64
+}
+
+fn tensor_vec(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+}
+
+#[test]
+fn five_secure_steps_follow_plaintext_training_from_the_same_state() {
+    let config = BertConfig::tiny(2, 32, 2);
+    let weights = Weights::random(&config, 11, DType::F32).unwrap();
+    let (tokens, labels) = sentences(24, 3);
+    let steps: Vec<Vec<usize>> =
+        (0..5).map(|s| (0..4).map(|i| (s * 4 + i) % 20).collect()).collect();
+    let (lr, momentum, seed) = (0.05, 0.9, 5u64);
+
+    // Plaintext: candle, f32.
+    let model = Classifier::new(&weights, 1, Pooling::Mean, 9).unwrap();
+    let vars = model.trainable_vars();
+    let head_w = tensor_vec(vars.iter().find(|(n, _)| n == "head.weight").unwrap().1.as_tensor());
+    let head_b = tensor_vec(vars.iter().find(|(n, _)| n == "head.bias").unwrap().1.as_tensor());
+    let mut sgd = Sgd::new(vars.iter().map(|(_, v)| v.clone()).collect(), lr, momentum);
+    let mut dropout = train::stream(seed, 2);
+    let mut plain_losses = Vec::new();
+    for which in &steps {
+        let batch = tokens.select(which);
+        let y: Vec<u32> = which.iter().map(|&i| labels[i]).collect();
+        plain_losses.push(train::step(&model, &mut sgd, &batch, &y, &mut dropout).unwrap());
+    }
+
+    // Secure: the same weights, head, batches and dropout masks.
+    let cfg = SecureConfig {
+        trainable: 1,
+        sgd: SgdConfig { lr, momentum, batch: 4 },
+        frozen_batch: 8,
+        dropout: DropoutMasks::Replay(train::stream(seed, 2)),
+        net: None,
+    };
+    let server = ServerModel { weights: &weights, head: (head_w, head_b) };
+    let data = ClientData { tokens: tokens.clone(), labels: labels.clone() };
+    let run = finetune::train(&server, &data, &steps, &cfg, Arc::new(Cpu), &|_| {}).unwrap();
+    let secure_losses: Vec<f64> = (0..steps.len())
+        .map(|i| {
+            let y: Vec<u32> = steps[i].iter().map(|&j| labels[j]).collect();
+            mean_ce(&run.logits(i).unwrap(), &y)
+        })
+        .collect();
+    println!("plain  {plain_losses:?}\nsecure {secure_losses:?}");
+    let revealed = run.reveal().unwrap();
+    let mut worst = (0.0f64, String::new());
+    for (name, _, v) in &revealed {
+        let plain = tensor_vec(vars.iter().find(|(n, _)| n == name).unwrap().1.as_tensor());
+        for (a, b) in v.iter().zip(&plain) {
+            if (a - b).abs() > worst.0 {
+                worst = ((a - b).abs(), name.clone());
+            }
+        }
+    }
+    println!("worst weight difference {worst:?}");
+    println!(
+        "step bytes {} rounds {} key bytes {} frozen {:?}",
+        run.steps[0].bytes_sent, run.steps[0].rounds, run.key_bytes_per_step, run.frozen
+    );
+    for (p, s) in plain_losses.iter().zip(&secure_losses) {
+        assert!((p - s).abs() < 2e-2, "losses {plain_losses:?} vs {secure_losses:?}");
+    }
+    assert!(worst.0 < 1e-2, "{worst:?}");
+}
