@@ -12,6 +12,11 @@ use prifft::model::train::{self, FineTuneConfig, FineTuneSummary, Progress};
 use prifft::model::{Assets, Classifier, Pooling};
 use prifft::{Error, Result};
 
+use super::bench::NetArg;
+use super::party::BackendArg;
+
+mod secure;
+
 /// Pooling of the token states into one sentence vector.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum PoolingArg {
@@ -78,6 +83,32 @@ pub struct FinetuneArgs {
     /// PNG of loss and accuracy per epoch.
     #[arg(long, default_value = "finetune.png")]
     plot: PathBuf,
+    /// Secure mode: where each party does its local work (cpu, gpu, or all = every device and
+    /// the CPU through the scheduler).
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendArg,
+    /// Secure mode: the link between the two parties (mem: no delay; lan: 1 Gbit/s, 0.2 ms;
+    /// wan: 100 Mbit/s, 20 ms).
+    #[arg(long, value_enum, default_value = "lan")]
+    net: NetArg,
+    /// Secure mode: sentences per batch of the frozen part (computed once per sentence).
+    #[arg(long, default_value_t = 16)]
+    frozen_batch: usize,
+    /// Secure mode: after training, reconstruct the fine-tuned weights for the model owner and
+    /// write them as safetensors (Hugging Face names) to --weights-out. Without it they stay
+    /// shared and only the run's measurements are reported.
+    #[arg(long, value_enum)]
+    reveal_to: Option<RevealArg>,
+    /// Where --reveal-to server writes the fine-tuned weights.
+    #[arg(long, default_value = "finetuned.safetensors")]
+    weights_out: PathBuf,
+}
+
+/// Who may see the fine-tuned weights.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RevealArg {
+    /// The model owner (P0).
+    Server,
 }
 
 /// Run `prifft finetune`.
@@ -86,10 +117,7 @@ pub struct FinetuneArgs {
 /// Missing assets (the message names the fetch script); bad options; a diverging run.
 pub fn run(args: FinetuneArgs) -> Result<()> {
     if !args.plaintext {
-        return Err(Error::Usage(
-            "secure two-party fine-tuning is not part of this build yet; add --plaintext to run the f32 reference"
-                .into(),
-        ));
+        return secure::run(&args);
     }
     let pooling = match args.pooling {
         PoolingArg::Mean => Pooling::Mean,

@@ -507,8 +507,23 @@ fn input(
     Ok(share_input(ctx, owner, value.filter(|_| ctx.id == owner), shape)?)
 }
 
-fn chunk(ctx: &mut Ctx, rx: &mut ChunkReceiver) -> Result<()> {
-    Ok(rx.next_into(&mut ctx.preproc)?)
+/// A party's end of the dealer stream, measuring the chunks' bytes while `measure` is on (the
+/// time spent measuring is kept apart so that it does not count as online time).
+struct Chunks {
+    rx: ChunkReceiver,
+    measure: bool,
+    bytes: u64,
+    spent: Duration,
+}
+
+fn chunk(ctx: &mut Ctx, rx: &mut Chunks) -> Result<()> {
+    rx.rx.next_into(&mut ctx.preproc)?;
+    if rx.measure {
+        let t = Instant::now();
+        rx.bytes += ctx.preproc.wire_bytes() as u64;
+        rx.spent += t.elapsed();
+    }
+    Ok(())
 }
 
 fn phase(ctx: &mut Ctx, t: Instant) -> PhaseCost {
@@ -519,10 +534,11 @@ fn party(
     ctx: &mut Ctx,
     shape: &Shape,
     sgd: &SgdConfig,
-    mut rx: ChunkReceiver,
+    rx: ChunkReceiver,
     io: Io<'_>,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<PartyOut> {
+    let mut rx = Chunks { rx, measure: false, bytes: 0, spent: Duration::ZERO };
     let t0 = Instant::now();
     ctx.mark();
     let server = match &io {
@@ -591,10 +607,8 @@ fn party(
     let mut cached: Vec<RingTensor> = Vec::with_capacity(shape.sentences);
     let mut frozen_key_bytes = 0;
     for range in shape.frozen_batches() {
+        rx.measure = range.start == 0;
         chunk(ctx, &mut rx)?;
-        if range.start == 0 {
-            frozen_key_bytes = ctx.preproc.wire_bytes() as u64;
-        }
         let dims = shape.dims(range.len());
         let rows = dims.rows();
         let h = match &io {
@@ -637,15 +651,21 @@ fn party(
         let amask = encoder::attention_mask_rows(&amask, &dims)?;
         let (mut h, _) = layernorm::forward(ctx, &h, &embed_norm[0], &embed_norm[1], shape.eps)?;
         for lp in &frozen {
+            chunk(ctx, &mut rx)?;
             h = encoder::forward(ctx, lp, &h, &amask, &dims, None, shape.eps)?.0;
         }
         for s in 0..range.len() {
             let block = h.tensor().as_slice()[s * shape.seq * d..(s + 1) * shape.seq * d].to_vec();
             cached.push(RingTensor::from_vec(&[shape.seq, d], block)?);
         }
+        if range.start == 0 {
+            frozen_key_bytes = rx.bytes;
+            rx.measure = false;
+        }
         progress(Progress::Frozen { done: range.end, total: shape.sentences });
     }
-    let frozen_cost = phase(ctx, t1);
+    let mut frozen_cost = phase(ctx, t1);
+    frozen_cost.seconds -= rx.spent.as_secs_f64();
 
     // Training steps.
     let mut logits_out = Vec::with_capacity(shape.steps.len());
@@ -654,12 +674,11 @@ fn party(
     let k = shape.trainable;
     let mut step_key_bytes = 0;
     for (si, which) in shape.steps.iter().enumerate() {
-        chunk(ctx, &mut rx)?;
-        if si == 0 {
-            step_key_bytes = ctx.preproc.wire_bytes() as u64;
-            ctx.mark();
-        }
+        rx.measure = si == 0;
+        rx.bytes = 0;
+        rx.spent = Duration::ZERO;
         let ts = Instant::now();
+        chunk(ctx, &mut rx)?;
         let dims = shape.dims(which.len());
         let rows = dims.rows();
         let mut h_data = Vec::with_capacity(rows * d);
@@ -693,11 +712,13 @@ fn party(
         let mut h = h0;
         let mut saved = Vec::with_capacity(k);
         for lp in &layers {
+            chunk(ctx, &mut rx)?;
             let (y, s) =
                 encoder::forward(ctx, lp, &h, &amask, &dims, Some(shape.dropout()), shape.eps)?;
             saved.push(s);
             h = y;
         }
+        chunk(ctx, &mut rx)?;
         let (logits, dlogits, hs) = head::forward(ctx, &head_dense, &h, &pool_w, &onehot, &dims)?;
         // Backward.
         let hg = head::backward(ctx, &head_dense, &hs, &dlogits)?;
@@ -705,6 +726,7 @@ fn party(
         let mut dy = hg.dh;
         let mut layer_grads = Vec::with_capacity(k);
         for (l, (lp, s)) in layers.iter().zip(&saved).enumerate().rev() {
+            chunk(ctx, &mut rx)?;
             let g = encoder::backward(ctx, lp, s, &dy, l > 0)?;
             if let Some(dx) = &g.dx {
                 dy = dx.clone();
@@ -728,7 +750,12 @@ fn party(
             head::sgd_update(ctx, sgd, &mut p.w, &mut p.v, g)?;
         }
         logits_out.push(logits);
-        step_costs.push(phase(ctx, ts));
+        let mut cost = phase(ctx, ts);
+        cost.seconds -= rx.spent.as_secs_f64();
+        step_costs.push(cost);
+        if si == 0 {
+            step_key_bytes = rx.bytes;
+        }
         progress(Progress::Step { done: si + 1, total: shape.steps.len() });
     }
     Ok(PartyOut {
@@ -825,72 +852,117 @@ fn client_batch(
     ))
 }
 
-/// The dealer's plan: chunk 0 the frozen weights' masks, then one chunk per frozen batch, then
-/// one per step.
+/// One chunk of the dealer's stream: what the parties compute with it.
+#[derive(Clone, Copy, Debug)]
+enum Unit {
+    /// The frozen weights' masks.
+    Setup,
+    /// The embeddings' layer norm of frozen batch `b`.
+    Embed(usize),
+    /// Frozen layer `l` on frozen batch `b`.
+    Frozen(usize, usize),
+    /// The trainable weights' masks of a step.
+    Weights,
+    /// Trainable layer `l`'s forward in step `s`.
+    Forward(usize, usize),
+    /// The head, loss gradient and head backward of step `s`.
+    Head(usize),
+    /// Trainable layer `l`'s backward.
+    Backward(usize),
+}
+
+/// The chunks in the order the parties use them: one layer's material at a time, so a chunk
+/// is bounded by one layer of one batch.
+fn units(shape: &Shape) -> Vec<Unit> {
+    let mut out = vec![Unit::Setup];
+    for b in 0..shape.frozen_batches().len() {
+        out.push(Unit::Embed(b));
+        out.extend((0..shape.frozen_layers()).map(|l| Unit::Frozen(b, l)));
+    }
+    for s in 0..shape.steps.len() {
+        out.push(Unit::Weights);
+        out.extend((0..shape.trainable).map(|l| Unit::Forward(s, l)));
+        out.push(Unit::Head(s));
+        out.extend((0..shape.trainable).rev().map(Unit::Backward));
+    }
+    out
+}
+
+fn gen_layer_masks(dealer: &mut Dealer, shape: &Shape) -> Result<LayerMasks> {
+    let ms = shape
+        .dense_shapes()
+        .iter()
+        .map(|s| Ok(crate::mpc::masked::gen_mask(dealer, s)?))
+        .collect::<Result<Vec<DealerMask>>>()?;
+    Ok(LayerMasks { w: ms.try_into().expect("six masks") })
+}
+
+/// The dealer's plan: the chunks of [`units`], with the step's masks and plans kept between a
+/// step's chunks.
 fn dealer_plan(
     shape: Shape,
     mut dropout: DropoutMasks,
 ) -> impl FnMut(&mut Dealer, usize) -> std::result::Result<bool, crate::mpc::MpcError> + Send + 'static
 {
     let batches = shape.frozen_batches();
+    let units = units(&shape);
     let mut frozen_masks: Vec<LayerMasks> = Vec::new();
-    let total = 1 + batches.len() + shape.steps.len();
+    let mut masks: Vec<LayerMasks> = Vec::new();
+    let mut head_mask: Option<DealerMask> = None;
+    let mut plans: Vec<encoder::Plan> = Vec::new();
     move |dealer: &mut Dealer, i: usize| {
         let r = (|| -> Result<()> {
-            if i == 0 {
-                for _ in 0..shape.frozen_layers() {
-                    let ms = shape
-                        .dense_shapes()
-                        .iter()
-                        .map(|s| Ok(crate::mpc::masked::gen_mask(dealer, s)?))
-                        .collect::<Result<Vec<DealerMask>>>()?;
-                    frozen_masks.push(LayerMasks { w: ms.try_into().expect("six masks") });
+            match units[i] {
+                Unit::Setup => {
+                    for _ in 0..shape.frozen_layers() {
+                        frozen_masks.push(gen_layer_masks(dealer, &shape)?);
+                    }
                 }
-            } else if i <= batches.len() {
-                let dims = shape.dims(batches[i - 1].len());
-                layernorm::gen_forward(dealer, &[dims.rows(), shape.hidden], shape.eps)?;
-                for m in &frozen_masks {
-                    encoder::gen_forward(dealer, m, &dims, None, shape.eps, None)?;
+                Unit::Embed(b) => {
+                    let rows = batches[b].len() * shape.seq;
+                    layernorm::gen_forward(dealer, &[rows, shape.hidden], shape.eps)?;
                 }
-            } else {
-                let which = &shape.steps[i - 1 - batches.len()];
-                let dims = shape.dims(which.len());
-                let mut masks = Vec::new();
-                for _ in 0..shape.trainable {
-                    let ms = shape
-                        .dense_shapes()
-                        .iter()
-                        .map(|s| Ok(crate::mpc::masked::gen_mask(dealer, s)?))
-                        .collect::<Result<Vec<DealerMask>>>()?;
-                    masks.push(LayerMasks { w: ms.try_into().expect("six masks") });
+                Unit::Frozen(b, l) => {
+                    let dims = shape.dims(batches[b].len());
+                    encoder::gen_forward(dealer, &frozen_masks[l], &dims, None, shape.eps, None)?;
                 }
-                let head_mask =
-                    crate::mpc::masked::gen_mask(dealer, &[head::CLASSES, shape.hidden])?;
-                let mut plans = Vec::new();
-                for m in &masks {
+                Unit::Weights => {
+                    masks = (0..shape.trainable)
+                        .map(|_| gen_layer_masks(dealer, &shape))
+                        .collect::<Result<_>>()?;
+                    head_mask =
+                        Some(crate::mpc::masked::gen_mask(dealer, &[head::CLASSES, shape.hidden])?);
+                    plans.clear();
+                }
+                Unit::Forward(s, l) => {
+                    let dims = shape.dims(shape.steps[s].len());
                     let replay = match &mut dropout {
                         DropoutMasks::Replay(r) => Some(r),
                         DropoutMasks::Dealer => None,
                     };
                     plans.push(encoder::gen_forward(
                         dealer,
-                        m,
+                        &masks[l],
                         &dims,
                         Some(shape.dropout()),
                         shape.eps,
                         replay,
                     )?);
                 }
-                let hp = head::gen_forward(dealer, &head_mask, &dims)?;
-                head::gen_backward(dealer, &head_mask, &hp)?;
-                for (l, (m, p)) in masks.iter().zip(&plans).enumerate().rev() {
-                    encoder::gen_backward(dealer, m, p, l > 0)?;
+                Unit::Head(s) => {
+                    let dims = shape.dims(shape.steps[s].len());
+                    let hm = head_mask.as_ref().expect("the step's masks come first");
+                    let hp = head::gen_forward(dealer, hm, &dims)?;
+                    head::gen_backward(dealer, hm, &hp)?;
+                }
+                Unit::Backward(l) => {
+                    encoder::gen_backward(dealer, &masks[l], &plans[l], l > 0)?;
                 }
             }
             Ok(())
         })();
         r.map_err(|e| crate::mpc::MpcError::Param { op: "dealer", what: e.to_string() })?;
-        Ok(i + 1 < total)
+        Ok(i + 1 < units.len())
     }
 }
 

@@ -531,6 +531,30 @@ impl Classifier {
         self.logits_from(&frozen, &t, rng)
     }
 
+    /// Set the trainable parameter `name` to `values` (row-major, its shape's length): how
+    /// weights fine-tuned elsewhere (e.g. securely) are loaded for evaluation.
+    ///
+    /// # Errors
+    /// [`Error::Data`] for an unknown name or a wrong length.
+    pub fn set_trainable(&self, name: &str, values: &[f64]) -> Result<()> {
+        let vars = self.trainable_vars();
+        let (_, var) = vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| Error::Data(format!("no trainable parameter {name}")))?;
+        if var.elem_count() != values.len() {
+            return Err(Error::Data(format!(
+                "{name} has {} values, {} given",
+                var.elem_count(),
+                values.len()
+            )));
+        }
+        let t = Tensor::from_vec(values.to_vec(), var.shape(), &Device::Cpu)
+            .and_then(|t| t.to_dtype(self.dtype))
+            .map_err(candle_error)?;
+        var.set(&t).map_err(candle_error)
+    }
+
     /// The trainable parameters by name (Hugging Face's names and shapes; `head.weight`,
     /// `head.bias`).
     pub fn trainable_vars(&self) -> Vec<(String, Var)> {

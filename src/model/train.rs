@@ -288,6 +288,35 @@ fn forward_backward(
     Ok((scalar(&loss)?, correct))
 }
 
+/// The batches of a run over `n` training sentences: for each of `epochs` epochs, a
+/// permutation from stream 1 of `seed` cut into batches of `batch` (the last may be smaller).
+/// Secure fine-tuning takes the same batches to be compared with plaintext training.
+pub fn batch_order(seed: u64, n: usize, batch: usize, epochs: usize) -> Vec<Vec<usize>> {
+    let mut rng = stream(seed, 1);
+    let mut out = Vec::new();
+    for _ in 0..epochs {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        out.extend(order.chunks(batch.max(1)).map(<[usize]>::to_vec));
+    }
+    out
+}
+
+/// The predicted class of every sentence of `tokens` (evaluation mode, the whole network).
+///
+/// # Errors
+/// As [`Classifier::logits`].
+pub fn predictions(model: &Classifier, tokens: &TokenBatch) -> Result<Vec<u32>> {
+    let mut out = Vec::with_capacity(tokens.rows);
+    for start in (0..tokens.rows).step_by(EVAL_BATCH) {
+        let batch = tokens.rows(start..(start + EVAL_BATCH).min(tokens.rows));
+        let logits = model.logits(&batch, None)?;
+        let p = logits.argmax(1).and_then(|p| p.to_vec1::<u32>()).map_err(candle_error)?;
+        out.extend(p);
+    }
+    Ok(out)
+}
+
 /// A ChaCha20 stream `stream` of `seed` (0: head, 1: batch order, 2: dropout).
 pub fn stream(seed: u64, stream: u64) -> ChaCha20Rng {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
@@ -376,16 +405,14 @@ pub fn fine_tune(
     let mut sgd = Sgd::new(vars.into_iter().map(|(_, v)| v).collect(), config.lr, config.momentum);
     let (_, initial_test_accuracy) = evaluate(model, &test_split)?;
 
-    let mut order_rng = stream(config.seed, 1);
+    let order = batch_order(config.seed, train.len(), config.batch, config.epochs);
     let mut dropout_rng = stream(config.seed, 2);
     let steps = train.len().div_ceil(config.batch);
     let mut epochs = Vec::new();
-    for epoch in 1..=config.epochs {
+    for (epoch, batches) in (1..=config.epochs).zip(order.chunks(steps)) {
         let t0 = Instant::now();
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut order_rng);
         let (mut loss_sum, mut correct) = (0.0, 0usize);
-        for (step, which) in order.chunks(config.batch).enumerate() {
+        for (step, which) in batches.iter().enumerate() {
             let (loss, c) = train_step(model, &mut sgd, &train_split, which, &mut dropout_rng)?;
             if !loss.is_finite() {
                 return Err(Error::Usage(format!(
