@@ -113,7 +113,51 @@ fn five_secure_steps_follow_plaintext_training_from_the_same_state() {
         run.steps[0].bytes_sent, run.steps[0].rounds, run.key_bytes_per_step, run.frozen
     );
     for (p, s) in plain_losses.iter().zip(&secure_losses) {
-        assert!((p - s).abs() < 2e-2, "losses {plain_losses:?} vs {secure_losses:?}");
+        assert!((p - s).abs() < 2e-3, "losses {plain_losses:?} vs {secure_losses:?}");
     }
-    assert!(worst.0 < 1e-2, "{worst:?}");
+    assert!(worst.0 < 2e-3, "{worst:?}");
+
+    // Held-out sentences: the securely fine-tuned weights predict what plaintext's predict.
+    let secure = Classifier::new(&weights, 1, Pooling::Mean, 9).unwrap();
+    for (name, _, v) in &revealed {
+        secure.set_trainable(name, v).unwrap();
+    }
+    let (held_out, _) = sentences(32, 77);
+    let a = train::predictions(&secure, &held_out).unwrap();
+    let b = train::predictions(&model, &held_out).unwrap();
+    assert_eq!(a, b);
+    // The run's accounting: every step sent bytes in a bounded number of rounds.
+    assert!(run.steps.iter().all(|s| s.bytes_sent > 0 && s.rounds > 0 && s.rounds < 400));
+    assert!(run.key_bytes_per_step > 0 && run.frozen_key_bytes > 0);
+}
+
+fn tiny_run(tokens: TokenBatch, labels: Vec<u32>, trainable: usize) -> prifft::Result<()> {
+    let weights = Weights::random(&BertConfig::tiny(2, 16, 2), 1, DType::F32).unwrap();
+    let cfg = SecureConfig {
+        trainable,
+        sgd: SgdConfig { lr: 0.01, momentum: 0.9, batch: 2 },
+        frozen_batch: 4,
+        dropout: DropoutMasks::Dealer,
+        net: None,
+    };
+    let server = ServerModel { weights: &weights, head: (vec![0.0; 32], vec![0.0; 2]) };
+    let data = ClientData { tokens, labels };
+    finetune::train(&server, &data, &[vec![0, 1]], &cfg, Arc::new(Cpu), &|_| {}).map(drop)
+}
+
+#[test]
+fn bad_inputs_are_clear_errors_and_stop_every_thread() {
+    let (tokens, labels) = sentences(4, 1);
+    // A token outside the vocabulary: the client's own check, before any key leaves it.
+    let mut bad = tokens.clone();
+    bad.ids[3] = 999;
+    let e = tiny_run(bad, labels.clone(), 1).unwrap_err().to_string();
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    // A label that is not 0 or 1, training every layer, a step over missing sentences.
+    let e = tiny_run(tokens.clone(), vec![0, 1, 2, 0], 1).unwrap_err().to_string();
+    assert!(e.contains("each 0 or 1"), "{e}");
+    let e = tiny_run(tokens.clone(), labels.clone(), 2).unwrap_err().to_string();
+    assert!(e.contains("at most 1 of the 2 layers"), "{e}");
+    let e = tiny_run(tokens.rows(0..1), labels[..1].to_vec(), 1).unwrap_err().to_string();
+    assert!(e.contains("non-empty batch"), "{e}");
 }

@@ -526,8 +526,9 @@ fn chunk(ctx: &mut Ctx, rx: &mut Chunks) -> Result<()> {
     Ok(())
 }
 
-fn phase(ctx: &mut Ctx, t: Instant) -> PhaseCost {
-    PhaseCost::new(ctx.mark(), t.elapsed().as_secs_f64())
+/// The cost since `start` (a reading of [`PartyCtx::mark`]) and the time since `t`.
+fn phase(ctx: &mut Ctx, t: Instant, start: Cost) -> PhaseCost {
+    PhaseCost::new(ctx.mark() - start, t.elapsed().as_secs_f64())
 }
 
 fn party(
@@ -540,7 +541,7 @@ fn party(
 ) -> Result<PartyOut> {
     let mut rx = Chunks { rx, measure: false, bytes: 0, spent: Duration::ZERO };
     let t0 = Instant::now();
-    ctx.mark();
+    let c0 = ctx.mark();
     let server = match &io {
         Io::Server { inputs, .. } => Some(*inputs),
         Io::Client { .. } => None,
@@ -600,10 +601,11 @@ fn party(
             (None, Some(table))
         }
     };
-    let setup = phase(ctx, t0);
+    let setup = phase(ctx, t0, c0);
 
     // The frozen part, once per sentence.
     let t1 = Instant::now();
+    let c1 = ctx.mark();
     let mut cached: Vec<RingTensor> = Vec::with_capacity(shape.sentences);
     let mut frozen_key_bytes = 0;
     for range in shape.frozen_batches() {
@@ -664,7 +666,7 @@ fn party(
         }
         progress(Progress::Frozen { done: range.end, total: shape.sentences });
     }
-    let mut frozen_cost = phase(ctx, t1);
+    let mut frozen_cost = phase(ctx, t1, c1);
     frozen_cost.seconds -= rx.spent.as_secs_f64();
 
     // Training steps.
@@ -678,6 +680,7 @@ fn party(
         rx.bytes = 0;
         rx.spent = Duration::ZERO;
         let ts = Instant::now();
+        let cs = ctx.mark();
         chunk(ctx, &mut rx)?;
         let dims = shape.dims(which.len());
         let rows = dims.rows();
@@ -750,7 +753,7 @@ fn party(
             head::sgd_update(ctx, sgd, &mut p.w, &mut p.v, g)?;
         }
         logits_out.push(logits);
-        let mut cost = phase(ctx, ts);
+        let mut cost = phase(ctx, ts, cs);
         cost.seconds -= rx.spent.as_secs_f64();
         step_costs.push(cost);
         if si == 0 {
