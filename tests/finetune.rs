@@ -126,6 +126,12 @@ fn five_secure_steps_follow_plaintext_training_from_the_same_state() {
     let a = train::predictions(&secure, &held_out).unwrap();
     let b = train::predictions(&model, &held_out).unwrap();
     assert_eq!(a, b);
+    // The same steps with the CrypTen-style protocol set: more bytes per step.
+    let base = finetune::baseline_steps(&server, &data, &steps[..2], &cfg, Arc::new(Cpu)).unwrap();
+    println!("baseline steps {base:?}");
+    for (b, p) in base.iter().zip(&run.steps) {
+        assert!(b.bytes_sent > 2 * p.bytes_sent, "baseline {b:?} vs prifft {p:?}");
+    }
     // The run's accounting: every step sent bytes in a bounded number of rounds.
     assert!(run.steps.iter().all(|s| s.bytes_sent > 0 && s.rounds > 0 && s.rounds < 400));
     assert!(run.key_bytes_per_step > 0 && run.frozen_key_bytes > 0);

@@ -100,6 +100,10 @@ pub struct FinetuneArgs {
     /// shared and only the run's measurements are reported.
     #[arg(long, value_enum)]
     reveal_to: Option<RevealArg>,
+    /// Secure mode: also run the first N steps with the CrypTen-style protocol set (the same
+    /// batches, from the same frozen outputs) and report both ratios; 0 skips it.
+    #[arg(long, default_value_t = 2)]
+    baseline_steps: usize,
     /// Where --reveal-to server writes the fine-tuned weights.
     #[arg(long, default_value = "finetuned.safetensors")]
     weights_out: PathBuf,
@@ -245,10 +249,13 @@ fn ensure_assets(args: &FinetuneArgs) -> Result<()> {
     if !missing {
         return Ok(());
     }
-    let script = ["scripts/fetch-assets.sh", concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fetch-assets.sh")]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file());
+    let script = [
+        "scripts/fetch-assets.sh",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fetch-assets.sh"),
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file());
     let Some(script) = script else { return Ok(()) };
     eprintln!("fetching all-MiniLM-L6-v2 and the sentence sets: bash {}", script.display());
     let status = std::process::Command::new("bash")

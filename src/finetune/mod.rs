@@ -971,3 +971,196 @@ fn dealer_plan(
 
 /// How long a party waits for the dealer's next chunk.
 pub const CHUNK_TIMEOUT: Duration = stream::DEFAULT_TIMEOUT;
+
+/// The CrypTen-style protocol set on the same steps ([`crate::nn::baseline`]): each step's
+/// online time, bytes and rounds for P0, from the frozen part's output of each batch (computed
+/// here in plaintext and entered as P1's input — the frozen part is not part of a step).
+///
+/// # Errors
+/// As [`train`].
+pub fn baseline_steps(
+    model: &ServerModel<'_>,
+    data: &ClientData,
+    steps: &[Vec<usize>],
+    cfg: &SecureConfig,
+    backend: Arc<dyn Backend>,
+) -> Result<Vec<PhaseCost>> {
+    let c = model.weights.config();
+    if cfg.trainable >= c.num_hidden_layers || steps.is_empty() {
+        return Err(Error::Usage(
+            "the baseline step needs k < layers and at least one step".into(),
+        ));
+    }
+    let n = data.labels.len();
+    if steps.iter().any(|s| s.is_empty() || s.iter().any(|&i| i >= n)) {
+        return Err(Error::Usage("every step needs a non-empty batch of sentence indices".into()));
+    }
+    let shape = Shape {
+        layers: c.num_hidden_layers,
+        trainable: cfg.trainable,
+        hidden: c.hidden_size,
+        heads: c.num_attention_heads,
+        ffn: c.intermediate_size,
+        seq: data.tokens.seq_len,
+        vocab: c.vocab_size,
+        eps: c.layer_norm_eps,
+        attention_dropout: c.attention_probs_dropout_prob,
+        hidden_dropout: c.hidden_dropout_prob,
+        sentences: n,
+        frozen_batch: 1,
+        steps: steps.to_vec(),
+    };
+    let server = server_inputs(model, &shape)?;
+    // The frozen part's output per step, in plaintext (P1's input here).
+    let frozen_model = crate::model::Classifier::new(
+        model.weights,
+        cfg.trainable,
+        crate::model::Pooling::Mean,
+        0,
+    )?;
+    let mut frozen = Vec::with_capacity(steps.len());
+    for which in steps {
+        let t = frozen_model.tensors(&data.tokens.select(which))?;
+        let h = frozen_model.frozen(&t)?.0;
+        let v = h
+            .to_dtype(DType::F64)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f64>())
+            .map_err(|e| Error::Data(format!("frozen output: {e}")))?;
+        frozen.push(enc_tensor(&[which.len() * shape.seq, shape.hidden], &v, FRAC)?);
+    }
+    let dealer_shape = shape.clone();
+    let ([rx0, rx1], dealer) = stream::spawn(1, move |dealer: &mut Dealer, i: usize| {
+        let k = dealer_shape.trainable;
+        let per_step = 2 * k + 1;
+        let (s, u) = (i / per_step, i % per_step);
+        let dims = dealer_shape.dims(dealer_shape.steps[s].len());
+        let p = Some(dealer_shape.hidden_dropout);
+        let r = if u < k {
+            crate::nn::baseline::gen_forward(dealer, &dims, p)
+        } else if u == k {
+            crate::nn::baseline::gen_head(dealer, &dims)
+        } else {
+            let l = 2 * k - u;
+            crate::nn::baseline::gen_backward(dealer, &dims, l > 0)
+        };
+        r.map_err(|e| crate::mpc::MpcError::Param { op: "baseline dealer", what: e.to_string() })?;
+        Ok(i + 1 < per_step * dealer_shape.steps.len())
+    });
+    let sgd = cfg.sgd;
+    let run = crate::mpc::local::run_parties(
+        cfg.net,
+        backend,
+        [
+            crate::mpc::Preproc::new(PartyId::P0, [0; 16]),
+            crate::mpc::Preproc::new(PartyId::P1, [0; 16]),
+        ],
+        |ctx| baseline_party(ctx, &shape, &sgd, rx0, Some(&server), None, &frozen),
+        |ctx| baseline_party(ctx, &shape, &sgd, rx1, None, Some(data), &frozen),
+    );
+    let dealt = dealer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let run = run?;
+    dealt?;
+    Ok(run.out0)
+}
+
+fn baseline_party(
+    ctx: &mut Ctx,
+    shape: &Shape,
+    sgd: &SgdConfig,
+    rx: ChunkReceiver,
+    server: Option<&ServerInputs>,
+    data: Option<&ClientData>,
+    frozen: &[RingTensor],
+) -> Result<Vec<PhaseCost>> {
+    use crate::nn::baseline as nb;
+    let mut rx = Chunks { rx, measure: false, bytes: 0, spent: Duration::ZERO };
+    let p0 = PartyId::P0;
+    let d = shape.hidden;
+    let k = shape.trainable;
+    let shapes: Vec<Vec<usize>> = shape
+        .dense_shapes()
+        .iter()
+        .flat_map(|s| [s.to_vec(), vec![s[0]]])
+        .chain([vec![d], vec![d], vec![d], vec![d]])
+        .collect();
+    let mut params: Vec<Param> = Vec::new();
+    for i in shape.frozen_layers()..shape.layers {
+        for (j, s) in shapes.iter().enumerate() {
+            let w = input(ctx, p0, server.map(|x| &x.layers[i][j]), s)?;
+            params.push(Param { v: zero_like(&w), w });
+        }
+    }
+    for (j, s) in [vec![head::CLASSES, d], vec![head::CLASSES]].iter().enumerate() {
+        let w = input(ctx, p0, server.map(|x| &x.head[j]), s)?;
+        params.push(Param { v: zero_like(&w), w });
+    }
+    let io = match data {
+        Some(data) => {
+            let (keys, _) = mpsc::sync_channel(0);
+            let (_, answers) = mpsc::sync_channel(0);
+            Io::Client { data, keys, answers }
+        }
+        None => {
+            let (seeds, _) = mpsc::sync_channel(0);
+            Io::Server { inputs: server.expect("P0 has the model"), seeds }
+        }
+    };
+    let mut costs = Vec::with_capacity(shape.steps.len());
+    let p = shape.hidden_dropout;
+    for (si, which) in shape.steps.iter().enumerate() {
+        let ts = Instant::now();
+        let cs = ctx.mark();
+        let dims = shape.dims(which.len());
+        let h0 = input(ctx, PartyId::P1, Some(&frozen[si]), &[dims.rows(), d])?;
+        let (amask, pool_w, onehot) = client_batch(ctx, &io, which, shape)?;
+        let amask = encoder::attention_mask_rows(&amask, &dims)?;
+        let working: Vec<Share> =
+            params.iter().map(|p| head::working(ctx, &p.w)).collect::<Result<_>>()?;
+        let layers: Vec<nb::Layer> = (0..k)
+            .map(|l| {
+                let w = &working[l * 16..(l + 1) * 16];
+                nb::Layer {
+                    dense: std::array::from_fn(|j| (w[2 * j].clone(), w[2 * j + 1].clone())),
+                    norms: [(w[12].clone(), w[13].clone()), (w[14].clone(), w[15].clone())],
+                }
+            })
+            .collect();
+        let mut h = h0;
+        let mut saved = Vec::with_capacity(k);
+        for lp in &layers {
+            chunk(ctx, &mut rx)?;
+            let (y, s) = nb::forward(ctx, lp, &h, &amask, &dims, Some(p), shape.eps)?;
+            saved.push(s);
+            h = y;
+        }
+        chunk(ctx, &mut rx)?;
+        let hw = (working[k * 16].clone(), working[k * 16 + 1].clone());
+        let (_, (dwh, dbh), dh) = nb::head(ctx, &hw, &h, &pool_w, &onehot, &dims)?;
+        let mut dy = dh;
+        let mut layer_grads = Vec::with_capacity(k);
+        for (l, (lp, s)) in layers.iter().zip(&saved).enumerate().rev() {
+            chunk(ctx, &mut rx)?;
+            let g = nb::backward(ctx, lp, s, &dy, p, l > 0)?;
+            if let Some(dx) = &g.dx {
+                dy = dx.clone();
+            }
+            layer_grads.push(g);
+        }
+        layer_grads.reverse();
+        let mut grads = Vec::with_capacity(params.len());
+        for g in layer_grads {
+            for (a, b) in g.dense.into_iter().chain(g.norms) {
+                grads.push(a);
+                grads.push(b);
+            }
+        }
+        grads.push(dwh);
+        grads.push(dbh);
+        for (p, g) in params.iter_mut().zip(&grads) {
+            head::sgd_update(ctx, sgd, &mut p.w, &mut p.v, g)?;
+        }
+        costs.push(phase(ctx, ts, cs));
+    }
+    Ok(costs)
+}

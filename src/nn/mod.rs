@@ -34,6 +34,7 @@
 //! it) and FSS evaluations on such values — nothing about the weights, the inputs, the
 //! activations, the gradients or the updated weights, which stay shared.
 
+pub mod baseline;
 pub mod embedding;
 pub mod encoder;
 pub mod head;

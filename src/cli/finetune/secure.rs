@@ -30,6 +30,7 @@ struct Summary {
     step_rounds: u64,
     baseline_step_s: Option<f64>,
     baseline_step_bytes: Option<u64>,
+    baseline_step_rounds: Option<u64>,
     key_bytes_per_step: u64,
     peak_rss_bytes: Option<u64>,
     steps: usize,
@@ -227,6 +228,22 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     };
     let run = finetune::train(&server, &data, &order, &cfg, backend, &progress)?;
 
+    // The CrypTen-style step on the first batches, same link and backend.
+    let baseline = if args.baseline_steps > 0 {
+        let n = args.baseline_steps.min(order.len());
+        eprintln!("the CrypTen-style protocol set on the first {n} step(s)");
+        let costs =
+            finetune::baseline_steps(&server, &data, &order[..n], &cfg, args.backend.open(false)?)?;
+        Some(costs)
+    } else {
+        None
+    };
+    let base_s =
+        baseline.as_ref().map(|c| c.iter().map(|s| s.seconds).sum::<f64>() / c.len() as f64);
+    let base_bytes =
+        baseline.as_ref().map(|c| c.iter().map(|s| s.bytes_sent).sum::<u64>() / c.len() as u64);
+    let base_rounds = baseline.as_ref().and_then(|c| c.first().map(|s| s.rounds));
+
     // Evaluate the securely fine-tuned weights (reconstructed here for the measurement).
     let revealed = run.reveal()?;
     let secure = Classifier::new(&assets.weights, args.layers_trainable, Pooling::Mean, seed)?;
@@ -270,8 +287,9 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         step_s: run.steps.iter().map(|s| s.seconds).sum::<f64>() / steps,
         step_bytes: (run.steps.iter().map(|s| s.bytes_sent).sum::<u64>() as f64 / steps) as u64,
         step_rounds: run.steps.first().map_or(0, |s| s.rounds),
-        baseline_step_s: None,
-        baseline_step_bytes: None,
+        baseline_step_s: base_s,
+        baseline_step_bytes: base_bytes,
+        baseline_step_rounds: base_rounds,
         key_bytes_per_step: run.key_bytes_per_step,
         peak_rss_bytes: peak_rss(),
         steps: run.steps.len(),
@@ -351,6 +369,18 @@ fn print_summary(s: &Summary) {
         s.setup_s,
         mb(s.setup_bytes)
     );
+    if let (Some(bs), Some(bb), Some(br)) =
+        (s.baseline_step_s, s.baseline_step_bytes, s.baseline_step_rounds)
+    {
+        println!(
+            "CrypTen-style step: {:.2} s, {:.1} MB, {} rounds — PriFFT's ratios: {:.2}x time, {:.2}x bytes",
+            bs,
+            mb(bb),
+            br,
+            bs / s.step_s,
+            bb as f64 / s.step_bytes.max(1) as f64
+        );
+    }
     if let Some(p) = s.peak_rss_bytes {
         println!(
             "peak memory (this process: both parties, the dealer and the helper): {:.0} MB",
