@@ -686,13 +686,16 @@ pub fn matmul<C: Channel>(
     let shares = ctx.preproc.take_bound(MaterialKind::MaskedProduct, &dims, id)?;
     let rr = shares.into_iter().next().expect("a product item holds one tensor");
     let be = ctx.backend();
-    let a_rb = batched_matmul(be, &a.public, b.mask.tensor())?;
+    // P0: Â·(B̂ − ⟨R_B⟩₀) − ⟨R_A⟩₀·B̂ + ⟨R_A R_B⟩₀ (two products, not three);
+    // P1: −Â·⟨R_B⟩₁ − ⟨R_A⟩₁·B̂ + ⟨R_A R_B⟩₁.
+    let right = match ctx.id {
+        PartyId::P0 => elem(be, ElemOp::Sub, &b.public, b.mask.tensor())?,
+        PartyId::P1 => b.mask.tensor().neg(),
+    };
+    let a_b = batched_matmul(be, &a.public, &right)?;
     let ra_b = batched_matmul(be, a.mask.tensor(), &b.public)?;
-    let rr = RingTensor::from_vec(a_rb.shape(), rr.into_tensor().into_vec())?;
-    let mut z = elem(be, ElemOp::Sub, &elem(be, ElemOp::Sub, &rr, &a_rb)?, &ra_b)?;
-    if ctx.id == PartyId::P0 {
-        z = elem(be, ElemOp::Add, &z, &batched_matmul(be, &a.public, &b.public)?)?;
-    }
+    let rr = RingTensor::from_vec(a_b.shape(), rr.into_tensor().into_vec())?;
+    let z = elem(be, ElemOp::Sub, &elem(be, ElemOp::Add, &rr, &a_b)?, &ra_b)?;
     Ok(Share::new(z))
 }
 
