@@ -84,7 +84,7 @@ fn five_secure_steps_follow_plaintext_training_from_the_same_state() {
         trainable: 1,
         sgd: SgdConfig { lr, momentum, batch: 4 },
         frozen_batch: 8,
-        dropout: DropoutMasks::Replay(train::stream(seed, 2)),
+        dropout: DropoutMasks::Replay(Box::new(train::stream(seed, 2))),
         net: None,
     };
     let server = ServerModel { weights: &weights, head: (head_w, head_b) };

@@ -10,7 +10,7 @@
 //! explicit choice (`prifft finetune --reveal-to server`).
 //!
 //! **Phases.**
-//! 1. *Setup*: P0 shares its weights (a 32-byte seed per tensor, [`crate::mpc::share_input`]);
+//! 1. *Setup*: P0 shares its weights (a 32-byte seed per tensor, [`crate::mpc::sharing::share_input`]);
 //!    the frozen weight matrices are opened once, masked, for the whole run; P0 sends the masked
 //!    word table to P1 and the table-mask seeds to the helper.
 //! 2. *Frozen part, once per sentence*: the embedding lookup (DPF PIR with the dealer as the
@@ -62,7 +62,7 @@ pub enum DropoutMasks {
     Dealer,
     /// A replayed ChaCha20 stream, drawn exactly as the plaintext model draws its masks, for a
     /// side-by-side comparison. The masks are as secret as the stream's seed.
-    Replay(ChaCha20Rng),
+    Replay(Box<ChaCha20Rng>),
 }
 
 /// Settings of a secure run.
@@ -110,6 +110,8 @@ pub struct PhaseCost {
     pub bytes_received: u64,
     /// Rounds.
     pub rounds: u64,
+    /// The process's resident memory at the phase's end (Linux), if known.
+    pub rss_bytes: Option<u64>,
 }
 
 impl PhaseCost {
@@ -119,8 +121,17 @@ impl PhaseCost {
             bytes_sent: cost.bytes_sent,
             bytes_received: cost.bytes_received,
             rounds: cost.rounds,
+            rss_bytes: rss_bytes(),
         }
     }
+}
+
+/// The process's resident memory now (`VmRSS` of /proc/self/status), where the OS reports it.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// The result of a secure run.
@@ -162,7 +173,7 @@ impl SecureRun {
     ///
     /// # Errors
     /// Shape errors.
-    pub fn reveal(&self) -> Result<Vec<(String, Vec<usize>, Vec<f64>)>> {
+    pub fn reveal(&self) -> Result<Vec<Revealed>> {
         self.names
             .iter()
             .zip(self.shares[0].iter().zip(&self.shares[1]))
@@ -177,6 +188,9 @@ impl SecureRun {
             .collect()
     }
 }
+
+/// A reconstructed parameter: its name, shape and values.
+pub type Revealed = (String, Vec<usize>, Vec<f64>);
 
 /// A ring value at 2^bits as f64.
 pub fn dec(x: u64, bits: u32) -> f64 {
@@ -940,7 +954,7 @@ fn dealer_plan(
                 Unit::Forward(s, l) => {
                     let dims = shape.dims(shape.steps[s].len());
                     let replay = match &mut dropout {
-                        DropoutMasks::Replay(r) => Some(r),
+                        DropoutMasks::Replay(r) => Some(&mut **r),
                         DropoutMasks::Dealer => None,
                     };
                     plans.push(encoder::gen_forward(

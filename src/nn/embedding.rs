@@ -12,9 +12,9 @@
 //! - *Per token.* P1 makes a DPF key pair (k₀, k₁) for the point t (payload 1) — the keys hide
 //!   t — and sends k₀ to P0 and k₁ to H (16·⌈log₂ V⌉ + 40 bytes each; P1 is the dealer of its
 //!   own input here). P0 and H each evaluate their key over the whole vocabulary (2^⌈log₂ V⌉
-//!   outputs, s₀ + s₁ = e_t) and multiply by B: zᵢ = sᵢ·B, so z₀ + z₁ = B[t]. H returns
+//!   outputs, s₀ + s₁ = e_t) and multiply by B: zᵢ = sᵢ·B, so z₀ + z₁ = B\[t\]. H returns
 //!   z₁ + ρ to P1 (8·d bytes), ρ the next d words of PRG(σ′), which P0 draws too.
-//! - *Shares.* P0 holds ρ − z₀, P1 holds Ê[t] − (z₁ + ρ); their sum is Ê[t] − B[t] = E[t].
+//! - *Shares.* P0 holds ρ − z₀, P1 holds Ê\[t\] − (z₁ + ρ); their sum is Ê\[t\] − B\[t\] = E\[t\].
 //!
 //! **What each party learns.** P0: k₀, which reveals nothing about t (DPF security). H: σ, σ′
 //! (random, independent of E) and k₁ (nothing about t). P1: Ê, one-time padded by B, and
@@ -229,7 +229,7 @@ pub fn query(ids: &[u32], vocab: usize, rng: &mut ChaCha20Rng) -> Result<[KeyBat
     Ok(dpf::keygen(domain_bits(vocab), &alphas, &betas, rng).map_err(MpcError::from)?)
 }
 
-/// P1: its shares of the rows: Ê[t] − answer.
+/// P1: its shares of the rows: Ê\[t\] − answer.
 ///
 /// # Errors
 /// Shape errors (an answer of the wrong size).

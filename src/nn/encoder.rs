@@ -169,8 +169,7 @@ pub fn gen_forward(
     let h1 = linear::gen_forward(dealer, &w.w[4], &[r, d])?;
     let gelu = gelu::gen_forward(dealer, &[r, f])?;
     let g = linear::gen_forward(dealer, &w.w[5], &[r, f])?;
-    let d3 =
-        drop.map(|o| gen_drop(dealer, &[r, d], o.hidden, replay.as_deref_mut())).transpose()?;
+    let d3 = drop.map(|o| gen_drop(dealer, &[r, d], o.hidden, replay)).transpose()?;
     let ln2 = layernorm::gen_forward(dealer, &[r, d], eps)?;
     let drops = match (d1, d2, d3) {
         (Some(a), Some(b), Some(c)) => Some([a, b, c]),

@@ -181,14 +181,15 @@ pub fn sgd_update<C: Channel>(
     v: &mut Share,
     g: &Share,
 ) -> Result<()> {
-    if !(0.0..1.0).contains(&cfg.momentum) || !(cfg.lr > 0.0 && cfg.lr < 1.0) || cfg.batch == 0 {
+    let usable = (0.0..1.0).contains(&cfg.momentum) && cfg.lr > 0.0 && cfg.lr < 1.0;
+    if !usable || cfg.batch == 0 {
         return Err(crate::Error::Usage(format!(
             "SGD on shares needs 0 ≤ momentum < 1, 0 < lr < 1 and a batch ≥ 1 (got {cfg:?})"
         )));
     }
     let up = 1u64 << (MASTER_FRAC - FRAC);
     let b = cfg.batch as u64;
-    let g_master = if up % b == 0 {
+    let g_master = if up.is_multiple_of(b) {
         g.scale(up / b)
     } else {
         trunc(ctx, &g.scale(enc_at(up as f64 / cfg.batch as f64, FRAC)), FRAC)?

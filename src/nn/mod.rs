@@ -94,7 +94,7 @@ impl Dims {
             || self.hidden == 0
             || self.heads == 0
             || self.ffn == 0
-            || self.hidden % self.heads != 0
+            || !self.hidden.is_multiple_of(self.heads)
         {
             return Err(crate::Error::Usage(format!("unusable layer sizes {self:?}")));
         }

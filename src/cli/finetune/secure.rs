@@ -33,6 +33,8 @@ struct Summary {
     baseline_step_rounds: Option<u64>,
     key_bytes_per_step: u64,
     peak_rss_bytes: Option<u64>,
+    rss_after_first_step: Option<u64>,
+    rss_after_last_step: Option<u64>,
     steps: usize,
     train_sentences: usize,
     test_sentences: usize,
@@ -204,7 +206,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         trainable: args.layers_trainable,
         sgd: SgdConfig { lr: args.lr, momentum: args.momentum, batch: args.batch },
         frozen_batch: args.frozen_batch.max(1),
-        dropout: DropoutMasks::Replay(train::stream(seed, 2)),
+        dropout: DropoutMasks::Replay(Box::new(train::stream(seed, 2))),
         net,
     };
     let server = ServerModel { weights: &assets.weights, head };
@@ -292,6 +294,8 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         baseline_step_rounds: base_rounds,
         key_bytes_per_step: run.key_bytes_per_step,
         peak_rss_bytes: peak_rss(),
+        rss_after_first_step: run.steps.first().and_then(|s| s.rss_bytes),
+        rss_after_last_step: run.steps.last().and_then(|s| s.rss_bytes),
         steps: run.steps.len(),
         train_sentences: train_set.len(),
         test_sentences: test_set.len(),
@@ -379,6 +383,14 @@ fn print_summary(s: &Summary) {
             br,
             bs / s.step_s,
             bb as f64 / s.step_bytes.max(1) as f64
+        );
+    }
+    if let (Some(a), Some(b)) = (s.rss_after_first_step, s.rss_after_last_step) {
+        println!(
+            "resident memory after the first step {:.0} MB, after step {} {:.0} MB",
+            mb(a),
+            s.steps,
+            mb(b)
         );
     }
     if let Some(p) = s.peak_rss_bytes {
