@@ -639,7 +639,8 @@ fn finetune_plaintext_trains_reports_json_and_a_plot_and_refuses_bad_options() {
     assert_eq!(s["trainable_parameters"], 1_774_464 + 770);
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
     for (bad, says) in [
-        (vec!["finetune", "--layers-trainable", "1"], "--plaintext"),
+        (vec!["finetune", "--pooling", "cls"], "--plaintext"),
+        (vec!["finetune", "--layers-trainable", "6"], "at most 5 layers"),
         (vec!["finetune", "--plaintext", "--layers-trainable", "7"], "0..=6"),
         (vec!["finetune", "--plaintext", "--seq-len", "1"], "--seq-len"),
         (vec!["finetune", "--plaintext", "--train", "20000"], "available"),
@@ -649,6 +650,47 @@ fn finetune_plaintext_trains_reports_json_and_a_plot_and_refuses_bad_options() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(says), "{bad:?}: {stderr}");
     }
+}
+
+#[test]
+fn finetune_secure_by_default_matches_plaintext_and_reports_both_protocol_sets() {
+    let model = prifft::model::Assets::dir(None).join("model.safetensors");
+    if !common::real_asset(&model, "run scripts/fetch-assets.sh") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (json, weights) = (dir.path().join("s.json"), dir.path().join("w.safetensors"));
+    let out = prifft()
+        .args(["finetune", "--layers-trainable", "1", "--train", "8", "--test", "16"])
+        .args(["--seq-len", "8", "--seed", "2", "--net", "mem", "--baseline-steps", "1"])
+        .args(["--reveal-to", "server", "--weights-out"])
+        .arg(&weights)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("CrypTen-style step") && stdout.contains("same test predictions"));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for f in ["secure_acc", "plain_acc", "agree_frac", "step_s", "baseline_step_s"] {
+        assert!(s[f].as_f64().is_some(), "{f}: {s}");
+    }
+    for f in ["step_bytes", "step_rounds", "baseline_step_bytes", "key_bytes_per_step"] {
+        assert!(s[f].as_u64().unwrap() > 0, "{f}: {s}");
+    }
+    // One step from the same state: the secure model predicts what the plaintext one does, and
+    // the CrypTen-style step sends more.
+    assert_eq!(s["agree_frac"].as_f64(), Some(1.0), "{s}");
+    assert!(s["max_weight_diff"].as_f64().unwrap() < 1e-3, "{s}");
+    assert!(s["baseline_step_bytes"].as_u64() > s["step_bytes"].as_u64(), "{s}");
+    // The revealed weights: the trainable layer and the head, by Hugging Face's names.
+    let bytes = std::fs::read(&weights).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("head.weight").unwrap().shape(), [2, 384]);
+    assert_eq!(st.tensor("encoder.layer.5.output.dense.weight").unwrap().shape(), [384, 1536]);
 }
 
 #[test]
