@@ -167,3 +167,51 @@ fn bad_inputs_are_clear_errors_and_stop_every_thread() {
     let e = tiny_run(tokens.rows(0..1), labels[..1].to_vec(), 1).unwrap_err().to_string();
     assert!(e.contains("non-empty batch"), "{e}");
 }
+
+/// The embedding lookup's shares reconstruct the table's rows; the client's copy of the table
+/// is masked everywhere; the helper's answers are re-randomised (the same keys twice give two
+/// different answers, so the client never sees s₁·B, a fixed combination of table rows).
+#[test]
+fn the_embedding_lookup_gives_shares_of_the_rows_and_hides_the_table() {
+    use prifft::nn::embedding::{self, Helper, Server, TableSeeds};
+    use prifft::ring::RingTensor;
+    let (vocab, d) = (1000, 8);
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let table = RingTensor::random(&[vocab, d], &mut rng);
+    let seeds = TableSeeds::random(&mut rng);
+    let (mut server, masked) = Server::new(&table, &seeds).unwrap();
+    let mut helper = Helper::new(&seeds, vocab, d).unwrap();
+    let rows_differ =
+        table.as_slice().chunks(d).zip(masked.as_slice().chunks(d)).all(|(a, b)| a != b);
+    assert!(rows_differ, "a row of the masked table equals the table's");
+    let ids: Vec<u32> = vec![0, 999, 17, 17, 512];
+    let [k0, k1] = embedding::query(&ids, vocab, &mut rng).unwrap();
+    let s0 = server.share(&Cpu, &k0).unwrap();
+    let answer = helper.answer(&Cpu, &k1).unwrap();
+    let s1 = embedding::client_share(&masked, &ids, &answer).unwrap();
+    let rows = s0.tensor().add(s1.tensor()).unwrap();
+    for (i, &t) in ids.iter().enumerate() {
+        let t = t as usize;
+        assert_eq!(&rows.as_slice()[i * d..(i + 1) * d], &table.as_slice()[t * d..(t + 1) * d]);
+    }
+    let again = helper.answer(&Cpu, &k1).unwrap();
+    assert_ne!(answer.as_slice(), again.as_slice(), "the helper's answer is not re-randomised");
+    // Out-of-vocabulary ids and keys of another domain are errors.
+    assert!(embedding::query(&[1000], vocab, &mut rng).is_err());
+    let [other, _] = embedding::query(&[3], 64, &mut rng).unwrap();
+    assert!(server.share(&Cpu, &other).is_err());
+}
+
+/// The parties' inputs never print their values.
+#[test]
+fn inputs_print_no_secrets() {
+    let weights = Weights::random(&BertConfig::tiny(2, 16, 2), 1, DType::F32).unwrap();
+    let server = ServerModel { weights: &weights, head: (vec![0.123456; 32], vec![0.654321; 2]) };
+    let text = format!("{server:?}");
+    assert!(!text.contains("0.123456") && !text.contains("0.654321"), "{text}");
+    let (tokens, labels) = sentences(3, 9);
+    let data = ClientData { tokens: tokens.clone(), labels };
+    let text = format!("{data:?}");
+    let ids = format!("{:?}", &tokens.ids[..4]);
+    assert!(!text.contains(&ids[1..ids.len() - 1]), "{text}");
+}

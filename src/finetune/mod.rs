@@ -197,8 +197,8 @@ pub fn dec(x: u64, bits: u32) -> f64 {
     x as i64 as f64 / 2f64.powi(bits as i32)
 }
 
-/// The training data: P1's sentences and labels.
-#[derive(Clone, Debug)]
+/// The training data: P1's sentences and labels. Prints only its size.
+#[derive(Clone)]
 pub struct ClientData {
     /// Token ids and masks of every training sentence.
     pub tokens: TokenBatch,
@@ -206,13 +206,28 @@ pub struct ClientData {
     pub labels: Vec<u32>,
 }
 
-/// The server's model: pretrained weights and the head's initial weights.
-#[derive(Debug)]
+/// The server's model: pretrained weights and the head's initial weights. Prints only its
+/// shape.
 pub struct ServerModel<'a> {
     /// The pretrained encoder.
     pub weights: &'a Weights,
     /// The head's weight (2 × d, row-major) and bias (2).
     pub head: (Vec<f64>, Vec<f64>),
+}
+
+impl std::fmt::Debug for ClientData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientData")
+            .field("sentences", &self.labels.len())
+            .field("seq_len", &self.tokens.seq_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ServerModel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerModel").field("config", self.weights.config()).finish_non_exhaustive()
+    }
 }
 
 fn tensor_f64(w: &Weights, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
