@@ -86,6 +86,7 @@ fn five_secure_steps_follow_plaintext_training_from_the_same_state() {
         frozen_batch: 8,
         dropout: DropoutMasks::Replay(Box::new(train::stream(seed, 2))),
         net: None,
+        offline_first: false,
     };
     let server = ServerModel { weights: &weights, head: (head_w, head_b) };
     let data = ClientData { tokens: tokens.clone(), labels: labels.clone() };
@@ -145,6 +146,7 @@ fn tiny_run(tokens: TokenBatch, labels: Vec<u32>, trainable: usize) -> prifft::R
         frozen_batch: 4,
         dropout: DropoutMasks::Dealer,
         net: None,
+        offline_first: false,
     };
     let server = ServerModel { weights: &weights, head: (vec![0.0; 32], vec![0.0; 2]) };
     let data = ClientData { tokens, labels };

@@ -26,6 +26,7 @@ fn resident_memory_is_flat_over_100_steps() {
         frozen_batch: 8,
         dropout: DropoutMasks::Dealer,
         net: None,
+        offline_first: false,
     };
     let server = ServerModel { weights: &weights, head: (vec![0.01; 64], vec![0.0; 2]) };
     let data = ClientData { tokens, labels };

@@ -104,6 +104,12 @@ pub struct FinetuneArgs {
     /// batches, from the same frozen outputs) and report both ratios; 0 skips it.
     #[arg(long, default_value_t = 2)]
     baseline_steps: usize,
+    /// Secure mode: receive each step's whole material from the dealer before the step's
+    /// online phase, so the dealer does not share the cores with the parties while they
+    /// compute: the online time of a deployment with the dealer elsewhere (holds a step's
+    /// material, ~5.6 GB per party for K = 2, in memory).
+    #[arg(long)]
+    offline_first: bool,
     /// Where --reveal-to server writes the fine-tuned weights.
     #[arg(long, default_value = "finetuned.safetensors")]
     weights_out: PathBuf,

@@ -78,6 +78,11 @@ pub struct SecureConfig {
     pub dropout: DropoutMasks,
     /// The network model of the two parties' link (none: memory speed).
     pub net: Option<NetModel>,
+    /// Receive each step's whole material before its online phase starts, so the dealer does
+    /// not share the cores with the parties while they compute (it still makes the next step's
+    /// first layer meanwhile): the online time of a deployment whose dealer runs elsewhere, at
+    /// the price of one step's material resident per party.
+    pub offline_first: bool,
 }
 
 /// What a run reports as it goes (called from P0's thread).
@@ -155,6 +160,9 @@ pub struct SecureRun {
     pub frozen_key_bytes: u64,
     /// The dealer's largest chunk (bytes, one party).
     pub peak_chunk_bytes: u64,
+    /// The dealer's time: for the setup and the frozen part in all, and per step (seconds, on
+    /// its own thread; in one process it shares the cores with the parties).
+    pub dealer_seconds: [f64; 2],
 }
 
 impl SecureRun {
@@ -372,7 +380,8 @@ pub fn train(
         steps: steps.to_vec(),
     };
     let server = server_inputs(model, &shape)?;
-    let plan = dealer_plan(shape.clone(), cfg.dropout.clone());
+    let dealer_seconds = Arc::new(std::sync::Mutex::new([0.0f64; 2]));
+    let plan = dealer_plan(shape.clone(), cfg.dropout.clone(), dealer_seconds.clone());
     let ([rx0, rx1], dealer) = stream::spawn(1, plan);
     let (seed_tx, seed_rx) = mpsc::sync_channel::<Vec<u8>>(1);
     let (key_tx, key_rx) = mpsc::sync_channel::<Vec<u8>>(1);
@@ -383,6 +392,7 @@ pub fn train(
         helper_loop(&*helper_backend, vocab, d, &seed_rx, &key_rx, &ans_tx)
     });
     let sgd = cfg.sgd;
+    let offline_first = cfg.offline_first;
     let run = crate::mpc::local::run_parties(
         cfg.net,
         backend,
@@ -392,11 +402,11 @@ pub fn train(
         ],
         |ctx| {
             let io = Io::Server { inputs: &server, seeds: seed_tx };
-            party(ctx, &shape, &sgd, rx0, io, progress)
+            party(ctx, &shape, &sgd, offline_first, rx0, io, progress)
         },
         |ctx| {
             let io = Io::Client { data, keys: key_tx, answers: ans_rx };
-            party(ctx, &shape, &sgd, rx1, io, &|_| {})
+            party(ctx, &shape, &sgd, offline_first, rx1, io, &|_| {})
         },
     );
     let helper_result = helper.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -415,6 +425,10 @@ pub fn train(
         key_bytes_per_step: o0.step_key_bytes,
         frozen_key_bytes: o0.frozen_key_bytes,
         peak_chunk_bytes: stats.peak_chunk_bytes,
+        dealer_seconds: {
+            let d = dealer_seconds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            [d[0], d[1] / steps.len() as f64]
+        },
     })
 }
 
@@ -540,12 +554,18 @@ fn input(
 /// time spent measuring is kept apart so that it does not count as online time).
 struct Chunks {
     rx: ChunkReceiver,
+    /// Chunks already in the store (received ahead).
+    prefetched: usize,
     measure: bool,
     bytes: u64,
     spent: Duration,
 }
 
 fn chunk(ctx: &mut Ctx, rx: &mut Chunks) -> Result<()> {
+    if rx.prefetched > 0 {
+        rx.prefetched -= 1;
+        return Ok(());
+    }
     rx.rx.next_into(&mut ctx.preproc)?;
     if rx.measure {
         let t = Instant::now();
@@ -560,15 +580,17 @@ fn phase(ctx: &mut Ctx, t: Instant, start: Cost) -> PhaseCost {
     PhaseCost::new(ctx.mark() - start, t.elapsed().as_secs_f64())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn party(
     ctx: &mut Ctx,
     shape: &Shape,
     sgd: &SgdConfig,
+    offline_first: bool,
     rx: ChunkReceiver,
     io: Io<'_>,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<PartyOut> {
-    let mut rx = Chunks { rx, measure: false, bytes: 0, spent: Duration::ZERO };
+    let mut rx = Chunks { rx, prefetched: 0, measure: false, bytes: 0, spent: Duration::ZERO };
     let t0 = Instant::now();
     let c0 = ctx.mark();
     let server = match &io {
@@ -708,6 +730,17 @@ fn party(
         rx.measure = si == 0;
         rx.bytes = 0;
         rx.spent = Duration::ZERO;
+        if offline_first {
+            let units = 2 * shape.trainable + 2;
+            for _ in 0..units {
+                rx.rx.next_into(&mut ctx.preproc)?;
+            }
+            if si == 0 {
+                step_key_bytes = ctx.preproc.wire_bytes() as u64;
+            }
+            rx.measure = false;
+            rx.prefetched = units;
+        }
         let ts = Instant::now();
         let cs = ctx.mark();
         chunk(ctx, &mut rx)?;
@@ -785,7 +818,7 @@ fn party(
         let mut cost = phase(ctx, ts, cs);
         cost.seconds -= rx.spent.as_secs_f64();
         step_costs.push(cost);
-        if si == 0 {
+        if si == 0 && !offline_first {
             step_key_bytes = rx.bytes;
         }
         progress(Progress::Step { done: si + 1, total: shape.steps.len() });
@@ -934,6 +967,7 @@ fn gen_layer_masks(dealer: &mut Dealer, shape: &Shape) -> Result<LayerMasks> {
 fn dealer_plan(
     shape: Shape,
     mut dropout: DropoutMasks,
+    seconds: Arc<std::sync::Mutex<[f64; 2]>>,
 ) -> impl FnMut(&mut Dealer, usize) -> std::result::Result<bool, crate::mpc::MpcError> + Send + 'static
 {
     let batches = shape.frozen_batches();
@@ -943,6 +977,7 @@ fn dealer_plan(
     let mut head_mask: Option<DealerMask> = None;
     let mut plans: Vec<encoder::Plan> = Vec::new();
     move |dealer: &mut Dealer, i: usize| {
+        let started = Instant::now();
         let r = (|| -> Result<()> {
             match units[i] {
                 Unit::Setup => {
@@ -994,6 +1029,12 @@ fn dealer_plan(
             Ok(())
         })();
         r.map_err(|e| crate::mpc::MpcError::Param { op: "dealer", what: e.to_string() })?;
+        let spent = started.elapsed().as_secs_f64();
+        let mut acc = seconds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match units[i] {
+            Unit::Setup | Unit::Embed(_) | Unit::Frozen(..) => acc[0] += spent,
+            _ => acc[1] += spent,
+        }
         Ok(i + 1 < units.len())
     }
 }
@@ -1077,6 +1118,7 @@ pub fn baseline_steps(
         Ok(i + 1 < per_step * dealer_shape.steps.len())
     });
     let sgd = cfg.sgd;
+    let offline_first = cfg.offline_first;
     let run = crate::mpc::local::run_parties(
         cfg.net,
         backend,
@@ -1084,8 +1126,8 @@ pub fn baseline_steps(
             crate::mpc::Preproc::new(PartyId::P0, [0; 16]),
             crate::mpc::Preproc::new(PartyId::P1, [0; 16]),
         ],
-        |ctx| baseline_party(ctx, &shape, &sgd, rx0, Some(&server), None, &frozen),
-        |ctx| baseline_party(ctx, &shape, &sgd, rx1, None, Some(data), &frozen),
+        |ctx| baseline_party(ctx, &shape, &sgd, offline_first, rx0, Some(&server), None, &frozen),
+        |ctx| baseline_party(ctx, &shape, &sgd, offline_first, rx1, None, Some(data), &frozen),
     );
     let dealt = dealer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
     let run = run?;
@@ -1093,17 +1135,19 @@ pub fn baseline_steps(
     Ok(run.out0)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn baseline_party(
     ctx: &mut Ctx,
     shape: &Shape,
     sgd: &SgdConfig,
+    offline_first: bool,
     rx: ChunkReceiver,
     server: Option<&ServerInputs>,
     data: Option<&ClientData>,
     frozen: &[RingTensor],
 ) -> Result<Vec<PhaseCost>> {
     use crate::nn::baseline as nb;
-    let mut rx = Chunks { rx, measure: false, bytes: 0, spent: Duration::ZERO };
+    let mut rx = Chunks { rx, prefetched: 0, measure: false, bytes: 0, spent: Duration::ZERO };
     let p0 = PartyId::P0;
     let d = shape.hidden;
     let k = shape.trainable;
@@ -1138,6 +1182,13 @@ fn baseline_party(
     let mut costs = Vec::with_capacity(shape.steps.len());
     let p = shape.hidden_dropout;
     for (si, which) in shape.steps.iter().enumerate() {
+        if offline_first {
+            let units = 2 * k + 1;
+            for _ in 0..units {
+                rx.rx.next_into(&mut ctx.preproc)?;
+            }
+            rx.prefetched = units;
+        }
         let ts = Instant::now();
         let cs = ctx.mark();
         let dims = shape.dims(which.len());

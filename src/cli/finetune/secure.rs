@@ -32,6 +32,8 @@ struct Summary {
     baseline_step_bytes: Option<u64>,
     baseline_step_rounds: Option<u64>,
     key_bytes_per_step: u64,
+    dealer_step_s: f64,
+    dealer_frozen_s: f64,
     peak_rss_bytes: Option<u64>,
     rss_after_first_step: Option<u64>,
     rss_after_last_step: Option<u64>,
@@ -208,6 +210,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         frozen_batch: args.frozen_batch.max(1),
         dropout: DropoutMasks::Replay(Box::new(train::stream(seed, 2))),
         net,
+        offline_first: args.offline_first,
     };
     let server = ServerModel { weights: &assets.weights, head };
     let data = ClientData { tokens: train_tokens, labels: train_labels.clone() };
@@ -293,6 +296,8 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         baseline_step_bytes: base_bytes,
         baseline_step_rounds: base_rounds,
         key_bytes_per_step: run.key_bytes_per_step,
+        dealer_step_s: run.dealer_seconds[1],
+        dealer_frozen_s: run.dealer_seconds[0],
         peak_rss_bytes: peak_rss(),
         rss_after_first_step: run.steps.first().and_then(|s| s.rss_bytes),
         rss_after_last_step: run.steps.last().and_then(|s| s.rss_bytes),
@@ -365,6 +370,10 @@ fn print_summary(s: &Summary) {
         mb(s.step_bytes),
         s.step_rounds,
         mb(s.key_bytes_per_step)
+    );
+    println!(
+        "dealer: {:.2} s per step, {:.1} s for the frozen part (its own thread, sharing the cores)",
+        s.dealer_step_s, s.dealer_frozen_s
     );
     println!(
         "frozen part once per sentence: {:.1} s, {:.1} MB sent by the server; setup {:.1} s, {:.1} MB",
