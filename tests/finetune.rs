@@ -7,6 +7,8 @@ use std::sync::Arc;
 use candle_core::{DType, Tensor};
 use rand::{Rng, SeedableRng};
 
+mod common;
+
 use prifft::backend::Cpu;
 use prifft::finetune::{self, ClientData, DropoutMasks, SecureConfig, ServerModel};
 use prifft::model::train::{self, Sgd};
@@ -58,6 +60,19 @@ fn tensor_vec(t: &Tensor) -> Vec<f64> {
 
 #[test]
 fn five_secure_steps_follow_plaintext_training_from_the_same_state() {
+    five_steps(Arc::new(Cpu));
+}
+
+/// The same five steps with every party's heavy work on the GPU (lavapipe in CI).
+#[cfg(feature = "gpu")]
+#[test]
+fn five_secure_steps_on_the_gpu_backend_follow_plaintext_training() {
+    if let Some(gpu) = common::gpu_device() {
+        five_steps(Arc::new(gpu));
+    }
+}
+
+fn five_steps(backend: Arc<dyn prifft::backend::Backend>) {
     let config = BertConfig::tiny(2, 32, 2);
     let weights = Weights::random(&config, 11, DType::F32).unwrap();
     let (tokens, labels) = sentences(24, 3);
@@ -90,7 +105,7 @@ fn five_secure_steps_follow_plaintext_training_from_the_same_state() {
     };
     let server = ServerModel { weights: &weights, head: (head_w, head_b) };
     let data = ClientData { tokens: tokens.clone(), labels: labels.clone() };
-    let run = finetune::train(&server, &data, &steps, &cfg, Arc::new(Cpu), &|_| {}).unwrap();
+    let run = finetune::train(&server, &data, &steps, &cfg, backend.clone(), &|_| {}).unwrap();
     let secure_losses: Vec<f64> = (0..steps.len())
         .map(|i| {
             let y: Vec<u32> = steps[i].iter().map(|&j| labels[j]).collect();
@@ -128,7 +143,7 @@ fn five_secure_steps_follow_plaintext_training_from_the_same_state() {
     let b = train::predictions(&model, &held_out).unwrap();
     assert_eq!(a, b);
     // The same steps with the CrypTen-style protocol set: more bytes per step.
-    let base = finetune::baseline_steps(&server, &data, &steps[..2], &cfg, Arc::new(Cpu)).unwrap();
+    let base = finetune::baseline_steps(&server, &data, &steps[..2], &cfg, backend).unwrap();
     println!("baseline steps {base:?}");
     for (b, p) in base.iter().zip(&run.steps) {
         assert!(b.bytes_sent > 2 * p.bytes_sent, "baseline {b:?} vs prifft {p:?}");
