@@ -26,7 +26,9 @@
 //!
 //! ```text
 //! cli (the binary: one module per subcommand)
-//!  └─ session (two-process runs) · fl (federated learning)
+//!  └─ finetune (secure fine-tuning: parties, dealer stream, helper, the run's costs)
+//!      └─ nn (secure BERT layers on shares, the embedding PIR, the CrypTen-style step)
+//!         · session (two-process runs) · fl (federated learning)
 //!      └─ model (the pretrained BERT, sentences, the plaintext f32 reference on candle)
 //!          └─ error (the crate's Error)
 //!              └─ mpc (party context, sharing, dealer, typed preprocessing, Beaver, truncation,
