@@ -40,6 +40,7 @@ struct Summary {
     steps: usize,
     train_sentences: usize,
     test_sentences: usize,
+    truncated_sentences: usize,
     trainable_layers: usize,
     batch: usize,
     seq_len: usize,
@@ -132,6 +133,17 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     let test_texts = texts(&test_set);
     let train_tokens = assets.tokenizer.encode_batch(&refs(&train_texts), Some(args.seq_len))?;
     let test_tokens = assets.tokenizer.encode_batch(&refs(&test_texts), Some(args.seq_len))?;
+    let mut truncated = 0;
+    for t in train_texts.iter().chain(&test_texts) {
+        truncated += usize::from(assets.tokenizer.encode(t)?.len() > args.seq_len);
+    }
+    if truncated > 0 {
+        eprintln!(
+            "{truncated} of {} sentences are longer than L = {} tokens and were truncated ([SEP] kept last)",
+            train_texts.len() + test_texts.len(),
+            args.seq_len
+        );
+    }
     let train_labels: Vec<u32> = train_set.iter().map(|s| u32::from(s.label)).collect();
     let test_labels: Vec<u32> = test_set.iter().map(|s| u32::from(s.label)).collect();
     let (net_name, net) = match args.net {
@@ -304,6 +316,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         steps: run.steps.len(),
         train_sentences: train_set.len(),
         test_sentences: test_set.len(),
+        truncated_sentences: truncated,
         trainable_layers: args.layers_trainable,
         batch: args.batch,
         seq_len: args.seq_len,
