@@ -110,6 +110,11 @@ pub struct FinetuneArgs {
     /// material, ~5.6 GB per party for K = 2, in memory).
     #[arg(long)]
     offline_first: bool,
+    /// Secure mode: draw dropout masks from the dealer's OS-seeded CSPRNG (secret from both
+    /// parties) instead of replaying the plaintext run's seeded stream; the comparison with
+    /// plaintext then runs under different masks.
+    #[arg(long)]
+    dealer_dropout: bool,
     /// Where --reveal-to server writes the fine-tuned weights.
     #[arg(long, default_value = "finetuned.safetensors")]
     weights_out: PathBuf,

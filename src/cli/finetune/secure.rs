@@ -220,7 +220,11 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         trainable: args.layers_trainable,
         sgd: SgdConfig { lr: args.lr, momentum: args.momentum, batch: args.batch },
         frozen_batch: args.frozen_batch.max(1),
-        dropout: DropoutMasks::Replay(Box::new(train::stream(seed, 2))),
+        dropout: if args.dealer_dropout {
+            DropoutMasks::Dealer
+        } else {
+            DropoutMasks::Replay(Box::new(train::stream(seed, 2)))
+        },
         net,
         offline_first: args.offline_first,
     };
