@@ -232,3 +232,29 @@ fn inputs_print_no_secrets() {
     let ids = format!("{:?}", &tokens.ids[..4]);
     assert!(!text.contains(&ids[1..ids.len() - 1]), "{text}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// What arrives from outside for the embedding lookup — the helper's seeds, a key batch, an
+    /// answer — is checked: any other length or shape is an error, never a panic.
+    #[test]
+    fn garbage_for_the_embedding_lookup_is_an_error(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        rows in 0usize..8,
+        cols in 0usize..12,
+    ) {
+        use prifft::nn::embedding::{self, TableSeeds};
+        use prifft::ring::RingTensor;
+        if bytes.len() != 64 {
+            proptest::prop_assert!(TableSeeds::from_bytes(&bytes).is_err());
+        }
+        let _ = prifft::fss::KeyBatch::from_bytes(&bytes);
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let table = RingTensor::random(&[16, 8], &mut rng);
+        let ids = [3u32, 5, 7];
+        let answer = RingTensor::zeros(&[rows, cols]);
+        let r = embedding::client_share(&table, &ids, &answer);
+        proptest::prop_assert_eq!(r.is_ok(), rows == 3 && cols == 8);
+    }
+}

@@ -238,14 +238,20 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     plot(&args.plot, &summary)?;
     eprintln!("wrote {}", args.plot.display());
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&summary).expect("serialisable");
-        if path.as_os_str() == "-" {
-            println!("{text}");
-        } else {
-            std::fs::write(path, text + "\n")
-                .map_err(|source| Error::Io { path: path.clone(), source })?;
-            eprintln!("wrote {}", path.display());
-        }
+        write_json(path, &summary)?;
+    }
+    Ok(())
+}
+
+/// Write a run's summary as pretty JSON to `path` ("-": standard output).
+fn write_json(path: &std::path::Path, summary: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(summary).expect("serialisable");
+    if path.as_os_str() == "-" {
+        println!("{text}");
+    } else {
+        std::fs::write(path, text + "\n")
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

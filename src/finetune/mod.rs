@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use candle_core::DType;
 use serde::Serialize;
 
 use crate::backend::Backend;
@@ -133,8 +132,17 @@ impl PhaseCost {
 
 /// The process's resident memory now (`VmRSS` of /proc/self/status), where the OS reports it.
 pub fn rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}
+
+/// The process's peak resident memory so far (`VmHWM`), where the OS reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -240,15 +248,7 @@ impl std::fmt::Debug for ServerModel<'_> {
 
 fn tensor_f64(w: &Weights, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
     let t = w.get(name)?;
-    let shape = t.dims().to_vec();
-    let v = t
-        .to_dtype(DType::F64)
-        .and_then(|t| t.flatten_all())
-        .and_then(|t| t.to_vec1::<f64>())
-        .map_err(|e| {
-        Error::Data(format!("reading {name}: {}", e.to_string().lines().next().unwrap_or("")))
-    })?;
-    Ok((shape, v))
+    Ok((t.dims().to_vec(), crate::model::values_f64(t)?))
 }
 
 fn enc_tensor(shape: &[usize], v: &[f64], bits: u32) -> Result<RingTensor> {
@@ -280,6 +280,67 @@ struct Shape {
 }
 
 impl Shape {
+    /// The run's public shape, after checking that it can be run.
+    fn new(
+        model: &ServerModel<'_>,
+        data: &ClientData,
+        steps: &[Vec<usize>],
+        cfg: &SecureConfig,
+    ) -> Result<Shape> {
+        let c = model.weights.config();
+        if cfg.trainable >= c.num_hidden_layers {
+            return Err(Error::Usage(format!(
+                "secure fine-tuning trains at most {} of the {} layers (the embeddings stay frozen)",
+                c.num_hidden_layers - 1,
+                c.num_hidden_layers
+            )));
+        }
+        let n = data.labels.len();
+        if data.tokens.rows != n || n == 0 || data.labels.iter().any(|&l| l > 1) {
+            return Err(Error::Usage(format!(
+                "{} sentences with {n} labels (each 0 or 1) cannot be trained on",
+                data.tokens.rows
+            )));
+        }
+        if steps.is_empty() || steps.iter().any(|s| s.is_empty() || s.iter().any(|&i| i >= n)) {
+            return Err(Error::Usage(
+                "every step needs a non-empty batch of sentence indices".into(),
+            ));
+        }
+        if data.tokens.seq_len > c.max_position_embeddings {
+            return Err(Error::Usage(format!(
+                "sequence length {} exceeds the model's {} positions",
+                data.tokens.seq_len, c.max_position_embeddings
+            )));
+        }
+        Ok(Shape {
+            layers: c.num_hidden_layers,
+            trainable: cfg.trainable,
+            hidden: c.hidden_size,
+            heads: c.num_attention_heads,
+            ffn: c.intermediate_size,
+            seq: data.tokens.seq_len,
+            vocab: c.vocab_size,
+            eps: c.layer_norm_eps,
+            attention_dropout: c.attention_probs_dropout_prob,
+            hidden_dropout: c.hidden_dropout_prob,
+            sentences: n,
+            frozen_batch: cfg.frozen_batch.max(1),
+            steps: steps.to_vec(),
+        })
+    }
+
+    /// The shapes of one layer's 16 parameter tensors, in the order they are kept: (W, b) of
+    /// each dense map, then (γ, β) of each layer norm.
+    fn layer_param_shapes(&self) -> Vec<Vec<usize>> {
+        let d = self.hidden;
+        self.dense_shapes()
+            .iter()
+            .flat_map(|s| [s.to_vec(), vec![s[0]]])
+            .chain([vec![d], vec![d], vec![d], vec![d]])
+            .collect()
+    }
+
     fn dims(&self, batch: usize) -> Dims {
         Dims { batch, seq: self.seq, hidden: self.hidden, heads: self.heads, ffn: self.ffn }
     }
@@ -340,45 +401,7 @@ pub fn train(
     backend: Arc<dyn Backend>,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<SecureRun> {
-    let c = model.weights.config();
-    if cfg.trainable >= c.num_hidden_layers {
-        return Err(Error::Usage(format!(
-            "secure fine-tuning trains at most {} of the {} layers (the embeddings stay frozen)",
-            c.num_hidden_layers - 1,
-            c.num_hidden_layers
-        )));
-    }
-    let n = data.labels.len();
-    if data.tokens.rows != n || n == 0 || data.labels.iter().any(|&l| l > 1) {
-        return Err(Error::Usage(format!(
-            "{} sentences with {n} labels (each 0 or 1) cannot be trained on",
-            data.tokens.rows
-        )));
-    }
-    if steps.is_empty() || steps.iter().any(|s| s.is_empty() || s.iter().any(|&i| i >= n)) {
-        return Err(Error::Usage("every step needs a non-empty batch of sentence indices".into()));
-    }
-    if data.tokens.seq_len > c.max_position_embeddings {
-        return Err(Error::Usage(format!(
-            "sequence length {} exceeds the model's {} positions",
-            data.tokens.seq_len, c.max_position_embeddings
-        )));
-    }
-    let shape = Shape {
-        layers: c.num_hidden_layers,
-        trainable: cfg.trainable,
-        hidden: c.hidden_size,
-        heads: c.num_attention_heads,
-        ffn: c.intermediate_size,
-        seq: data.tokens.seq_len,
-        vocab: c.vocab_size,
-        eps: c.layer_norm_eps,
-        attention_dropout: c.attention_probs_dropout_prob,
-        hidden_dropout: c.hidden_dropout_prob,
-        sentences: n,
-        frozen_batch: cfg.frozen_batch.max(1),
-        steps: steps.to_vec(),
-    };
+    let shape = Shape::new(model, data, steps, cfg)?;
     let server = server_inputs(model, &shape)?;
     let dealer_seconds = Arc::new(std::sync::Mutex::new([0.0f64; 2]));
     let plan = dealer_plan(shape.clone(), cfg.dropout.clone(), dealer_seconds.clone());
@@ -593,37 +616,14 @@ fn party(
     let mut rx = Chunks { rx, prefetched: 0, measure: false, bytes: 0, spent: Duration::ZERO };
     let t0 = Instant::now();
     let c0 = ctx.mark();
-    let server = match &io {
-        Io::Server { inputs, .. } => Some(*inputs),
-        Io::Client { .. } => None,
+    let (server, client) = match &io {
+        Io::Server { inputs, .. } => (Some(*inputs), None),
+        Io::Client { data, .. } => (None, Some(*data)),
     };
     let p0 = PartyId::P0;
     let d = shape.hidden;
     // Setup: share every weight P0 owns.
-    let mut frozen_raw: Vec<Vec<Share>> = Vec::new();
-    let mut params: Vec<Param> = Vec::new();
-    for i in 0..shape.layers {
-        let mut ts = Vec::new();
-        let shapes: Vec<Vec<usize>> = shape
-            .dense_shapes()
-            .iter()
-            .flat_map(|s| [s.to_vec(), vec![s[0]]])
-            .chain([vec![d], vec![d], vec![d], vec![d]])
-            .collect();
-        for (j, s) in shapes.iter().enumerate() {
-            let v = server.map(|x| &x.layers[i][j]);
-            ts.push(input(ctx, p0, v, s)?);
-        }
-        if i < shape.frozen_layers() {
-            frozen_raw.push(ts);
-        } else {
-            params.extend(ts.into_iter().map(|w| Param { v: zero_like(&w), w }));
-        }
-    }
-    for (j, s) in [vec![head::CLASSES, d], vec![head::CLASSES]].iter().enumerate() {
-        let w = input(ctx, p0, server.map(|x| &x.head[j]), s)?;
-        params.push(Param { v: zero_like(&w), w });
-    }
+    let (frozen_raw, mut params) = share_weights(ctx, shape, server, true)?;
     let embed_norm = [
         input(ctx, p0, server.map(|x| &x.embed_norm[0]), &[d])?,
         input(ctx, p0, server.map(|x| &x.embed_norm[1]), &[d])?,
@@ -700,7 +700,7 @@ fn party(
                 )?
             }
         };
-        let amask = client_mask(ctx, &io, range.clone(), shape)?;
+        let amask = client_mask(ctx, client, range.clone(), shape)?;
         let amask = encoder::attention_mask_rows(&amask, &dims)?;
         let (mut h, _) = layernorm::forward(ctx, &h, &embed_norm[0], &embed_norm[1], shape.eps)?;
         for lp in &frozen {
@@ -751,7 +751,7 @@ fn party(
             h_data.extend_from_slice(cached[i].as_slice());
         }
         let h0 = Share::new(RingTensor::from_vec(&[rows, d], h_data)?);
-        let (amask, pool_w, onehot) = client_batch(ctx, &io, which, shape)?;
+        let (amask, pool_w, onehot) = client_batch(ctx, client, which, shape)?;
         let amask = encoder::attention_mask_rows(&amask, &dims)?;
         // The working 16-bit weights, the matrices opened (masked) in one round.
         let working: Vec<Share> =
@@ -834,6 +834,39 @@ fn party(
     })
 }
 
+/// Both parties: share P0's weights — the frozen layers' (when `frozen`, at 2^16, returned per
+/// layer) and the trainable layers' and the head's (at 2^24, with zero momentum), in the order
+/// [`Shape::trainable_names`] lists them.
+fn share_weights(
+    ctx: &mut Ctx,
+    shape: &Shape,
+    server: Option<&ServerInputs>,
+    frozen: bool,
+) -> Result<(Vec<Vec<Share>>, Vec<Param>)> {
+    let p0 = PartyId::P0;
+    let first = if frozen { 0 } else { shape.frozen_layers() };
+    let shapes = shape.layer_param_shapes();
+    let (mut frozen_raw, mut params) = (Vec::new(), Vec::new());
+    for i in first..shape.layers {
+        let ts = shapes
+            .iter()
+            .enumerate()
+            .map(|(j, s)| input(ctx, p0, server.map(|x| &x.layers[i][j]), s))
+            .collect::<Result<Vec<_>>>()?;
+        if i < shape.frozen_layers() {
+            frozen_raw.push(ts);
+        } else {
+            params.extend(ts.into_iter().map(|w| Param { v: zero_like(&w), w }));
+        }
+    }
+    let d = shape.hidden;
+    for (j, s) in [vec![head::CLASSES, d], vec![head::CLASSES]].iter().enumerate() {
+        let w = input(ctx, p0, server.map(|x| &x.head[j]), s)?;
+        params.push(Param { v: zero_like(&w), w });
+    }
+    Ok((frozen_raw, params))
+}
+
 fn helper_gone() -> Error {
     Error::Data("the embedding helper (the dealer) stopped".into())
 }
@@ -855,13 +888,13 @@ fn layer_params(ts: &[Share], ws: &[MaskedTensor]) -> LayerParams {
 /// P1's additive padding mask for sentences `range` (a shared input of [batch, L]).
 fn client_mask(
     ctx: &mut Ctx,
-    io: &Io<'_>,
+    data: Option<&ClientData>,
     range: std::ops::Range<usize>,
     shape: &Shape,
 ) -> Result<Share> {
     let l = shape.seq;
-    let value = match io {
-        Io::Client { data, .. } => Some(RingTensor::from_vec(
+    let value = match data {
+        Some(data) => Some(RingTensor::from_vec(
             &[range.len(), l],
             range
                 .clone()
@@ -873,7 +906,7 @@ fn client_mask(
                 })
                 .collect(),
         )?),
-        Io::Server { .. } => None,
+        None => None,
     };
     input(ctx, PartyId::P1, value.as_ref(), &[range.len(), l])
 }
@@ -881,14 +914,14 @@ fn client_mask(
 /// P1's inputs of one step: the padding mask, the pooling weights and the one-hot labels.
 fn client_batch(
     ctx: &mut Ctx,
-    io: &Io<'_>,
+    data: Option<&ClientData>,
     which: &[usize],
     shape: &Shape,
 ) -> Result<(Share, Share, Share)> {
     let l = shape.seq;
     let b = which.len();
-    let (mask, pool, onehot) = match io {
-        Io::Client { data, .. } => {
+    let (mask, pool, onehot) = match data {
+        Some(data) => {
             let mut mask = Vec::with_capacity(b * l);
             let mut pool = Vec::with_capacity(b * l);
             let mut onehot = Vec::with_capacity(b * 2);
@@ -908,7 +941,7 @@ fn client_batch(
                 Some(RingTensor::from_vec(&[b, 2], onehot)?),
             )
         }
-        Io::Server { .. } => (None, None, None),
+        None => (None, None, None),
     };
     Ok((
         input(ctx, PartyId::P1, mask.as_ref(), &[b, l])?,
@@ -1039,9 +1072,6 @@ fn dealer_plan(
     }
 }
 
-/// How long a party waits for the dealer's next chunk.
-pub const CHUNK_TIMEOUT: Duration = stream::DEFAULT_TIMEOUT;
-
 /// The CrypTen-style protocol set on the same steps ([`crate::nn::baseline`]): each step's
 /// online time, bytes and rounds for P0, from the frozen part's output of each batch (computed
 /// here in plaintext and entered as P1's input — the frozen part is not part of a step).
@@ -1055,31 +1085,7 @@ pub fn baseline_steps(
     cfg: &SecureConfig,
     backend: Arc<dyn Backend>,
 ) -> Result<Vec<PhaseCost>> {
-    let c = model.weights.config();
-    if cfg.trainable >= c.num_hidden_layers || steps.is_empty() {
-        return Err(Error::Usage(
-            "the baseline step needs k < layers and at least one step".into(),
-        ));
-    }
-    let n = data.labels.len();
-    if steps.iter().any(|s| s.is_empty() || s.iter().any(|&i| i >= n)) {
-        return Err(Error::Usage("every step needs a non-empty batch of sentence indices".into()));
-    }
-    let shape = Shape {
-        layers: c.num_hidden_layers,
-        trainable: cfg.trainable,
-        hidden: c.hidden_size,
-        heads: c.num_attention_heads,
-        ffn: c.intermediate_size,
-        seq: data.tokens.seq_len,
-        vocab: c.vocab_size,
-        eps: c.layer_norm_eps,
-        attention_dropout: c.attention_probs_dropout_prob,
-        hidden_dropout: c.hidden_dropout_prob,
-        sentences: n,
-        frozen_batch: 1,
-        steps: steps.to_vec(),
-    };
+    let shape = Shape::new(model, data, steps, cfg)?;
     let server = server_inputs(model, &shape)?;
     // The frozen part's output per step, in plaintext (P1's input here).
     let frozen_model = crate::model::Classifier::new(
@@ -1091,12 +1097,7 @@ pub fn baseline_steps(
     let mut frozen = Vec::with_capacity(steps.len());
     for which in steps {
         let t = frozen_model.tensors(&data.tokens.select(which))?;
-        let h = frozen_model.frozen(&t)?.0;
-        let v = h
-            .to_dtype(DType::F64)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f64>())
-            .map_err(|e| Error::Data(format!("frozen output: {e}")))?;
+        let v = crate::model::values_f64(&frozen_model.frozen(&t)?.0)?;
         frozen.push(enc_tensor(&[which.len() * shape.seq, shape.hidden], &v, FRAC)?);
     }
     let dealer_shape = shape.clone();
@@ -1148,37 +1149,9 @@ fn baseline_party(
 ) -> Result<Vec<PhaseCost>> {
     use crate::nn::baseline as nb;
     let mut rx = Chunks { rx, prefetched: 0, measure: false, bytes: 0, spent: Duration::ZERO };
-    let p0 = PartyId::P0;
     let d = shape.hidden;
     let k = shape.trainable;
-    let shapes: Vec<Vec<usize>> = shape
-        .dense_shapes()
-        .iter()
-        .flat_map(|s| [s.to_vec(), vec![s[0]]])
-        .chain([vec![d], vec![d], vec![d], vec![d]])
-        .collect();
-    let mut params: Vec<Param> = Vec::new();
-    for i in shape.frozen_layers()..shape.layers {
-        for (j, s) in shapes.iter().enumerate() {
-            let w = input(ctx, p0, server.map(|x| &x.layers[i][j]), s)?;
-            params.push(Param { v: zero_like(&w), w });
-        }
-    }
-    for (j, s) in [vec![head::CLASSES, d], vec![head::CLASSES]].iter().enumerate() {
-        let w = input(ctx, p0, server.map(|x| &x.head[j]), s)?;
-        params.push(Param { v: zero_like(&w), w });
-    }
-    let io = match data {
-        Some(data) => {
-            let (keys, _) = mpsc::sync_channel(0);
-            let (_, answers) = mpsc::sync_channel(0);
-            Io::Client { data, keys, answers }
-        }
-        None => {
-            let (seeds, _) = mpsc::sync_channel(0);
-            Io::Server { inputs: server.expect("P0 has the model"), seeds }
-        }
-    };
+    let (_, mut params) = share_weights(ctx, shape, server, false)?;
     let mut costs = Vec::with_capacity(shape.steps.len());
     let p = shape.hidden_dropout;
     for (si, which) in shape.steps.iter().enumerate() {
@@ -1193,7 +1166,7 @@ fn baseline_party(
         let cs = ctx.mark();
         let dims = shape.dims(which.len());
         let h0 = input(ctx, PartyId::P1, Some(&frozen[si]), &[dims.rows(), d])?;
-        let (amask, pool_w, onehot) = client_batch(ctx, &io, which, shape)?;
+        let (amask, pool_w, onehot) = client_batch(ctx, data, which, shape)?;
         let amask = encoder::attention_mask_rows(&amask, &dims)?;
         let working: Vec<Share> =
             params.iter().map(|p| head::working(ctx, &p.w)).collect::<Result<_>>()?;

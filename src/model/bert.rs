@@ -531,6 +531,19 @@ impl Classifier {
         self.logits_from(&frozen, &t, rng)
     }
 
+    /// The trainable parameter `name`'s values (row-major, f64).
+    ///
+    /// # Errors
+    /// [`Error::Data`] for an unknown name.
+    pub fn trainable_values(&self, name: &str) -> Result<Vec<f64>> {
+        let vars = self.trainable_vars();
+        let (_, var) = vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| Error::Data(format!("no trainable parameter {name}")))?;
+        super::values_f64(var.as_tensor())
+    }
+
     /// Set the trainable parameter `name` to `values` (row-major, its shape's length): how
     /// weights fine-tuned elsewhere (e.g. securely) are loaded for evaluation.
     ///

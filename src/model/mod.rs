@@ -51,6 +51,17 @@ pub(crate) fn candle_error(e: candle_core::Error) -> Error {
     Error::Data(format!("tensor computation failed: {}", text.lines().next().unwrap_or("")))
 }
 
+/// A tensor's values as f64, row-major (any float dtype).
+///
+/// # Errors
+/// A candle failure as [`Error::Data`].
+pub fn values_f64(t: &candle_core::Tensor) -> Result<Vec<f64>> {
+    t.to_dtype(candle_core::DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f64>())
+        .map_err(candle_error)
+}
+
 /// The pretrained model's three files, loaded.
 #[derive(Debug)]
 pub struct Assets {

@@ -31,7 +31,6 @@ pub const CLASSES: usize = 2;
 pub struct Plan {
     dims: Dims,
     w: DealerMask,
-    h: DealerMask,
     pooled: DealerMask,
 }
 
@@ -63,7 +62,7 @@ pub fn gen_forward(dealer: &mut Dealer, head: &DealerMask, dims: &Dims) -> Resul
     gen_matmul(dealer, &w, &h)?;
     let pooled = linear::gen_forward(dealer, head, &[b, d])?;
     cross_entropy::gen_grad(dealer, &[b, CLASSES])?;
-    Ok(Plan { dims: *dims, w, h, pooled })
+    Ok(Plan { dims: *dims, w, pooled })
 }
 
 /// Party: the logits (batch × 2) and the loss gradient from the top layer's token states `h`
@@ -99,7 +98,6 @@ pub fn gen_backward(dealer: &mut Dealer, head: &DealerMask, plan: &Plan) -> Resu
     let (b, d) = (plan.dims.batch, plan.dims.hidden);
     linear::gen_backward(dealer, head, &plan.pooled, &[b, CLASSES], true)?;
     let dp = masked::gen_mask(dealer, &[b, 1, d])?;
-    let _ = &plan.h;
     gen_matmul(dealer, &plan.w.t()?, &dp)
 }
 

@@ -114,36 +114,31 @@ pub(crate) fn share(shape: &[usize], data: Vec<u64>) -> Result<Share> {
 
 /// [b·L, d] → [b·h, L, d/h]: the heads as a batch of matrices (a local permutation).
 pub(crate) fn to_heads(x: &RingTensor, d: &Dims) -> Result<RingTensor> {
-    let (l, h, hs) = (d.seq, d.heads, d.head_size());
-    let src = x.as_slice();
-    let mut out = vec![0u64; src.len()];
-    for b in 0..d.batch {
-        for t in 0..l {
-            for hi in 0..h {
-                let from = (b * l + t) * d.hidden + hi * hs;
-                let to = ((b * h + hi) * l + t) * hs;
-                out[to..to + hs].copy_from_slice(&src[from..from + hs]);
-            }
-        }
-    }
-    Ok(RingTensor::from_vec(&[d.batch * h, l, hs], out)?)
+    permute_heads(x, d, true)
 }
 
 /// [b·h, L, d/h] → [b·L, d], the inverse of [`to_heads`].
 pub(crate) fn from_heads(x: &RingTensor, d: &Dims) -> Result<RingTensor> {
+    permute_heads(x, d, false)
+}
+
+/// Moves each head's block of d/h values between the token-row layout and the head-batch one.
+fn permute_heads(x: &RingTensor, d: &Dims, into_heads: bool) -> Result<RingTensor> {
     let (l, h, hs) = (d.seq, d.heads, d.head_size());
     let src = x.as_slice();
     let mut out = vec![0u64; src.len()];
     for b in 0..d.batch {
         for t in 0..l {
             for hi in 0..h {
-                let to = (b * l + t) * d.hidden + hi * hs;
-                let from = ((b * h + hi) * l + t) * hs;
+                let row = (b * l + t) * d.hidden + hi * hs;
+                let head = ((b * h + hi) * l + t) * hs;
+                let (from, to) = if into_heads { (row, head) } else { (head, row) };
                 out[to..to + hs].copy_from_slice(&src[from..from + hs]);
             }
         }
     }
-    Ok(RingTensor::from_vec(&[d.rows(), d.hidden], out)?)
+    let shape = if into_heads { vec![d.batch * h, l, hs] } else { vec![d.rows(), d.hidden] };
+    Ok(RingTensor::from_vec(&shape, out)?)
 }
 
 /// Column sums of a [rows, cols] tensor: [cols].

@@ -63,14 +63,6 @@ fn refs(t: &[String]) -> Vec<&str> {
     t.iter().map(String::as_str).collect()
 }
 
-/// The process's peak resident memory (Linux `VmHWM`), if known.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 fn mean_ce(logits: &[f64], labels: &[u32]) -> f64 {
     let n = labels.len().max(1) as f64;
     logits
@@ -167,16 +159,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
 
     // Plaintext training from the same state (the oracle).
     let plain = Classifier::new(&assets.weights, args.layers_trainable, Pooling::Mean, seed)?;
-    let vars = plain.trainable_vars();
-    let value = |name: &str| -> Result<Vec<f64>> {
-        let (_, v) = vars.iter().find(|(n, _)| n == name).expect("the head is trainable");
-        v.as_tensor()
-            .to_dtype(candle_core::DType::F64)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f64>())
-            .map_err(|e| Error::Data(format!("reading {name}: {e}")))
-    };
-    let head = (value("head.weight")?, value("head.bias")?);
+    let head = (plain.trainable_values("head.weight")?, plain.trainable_values("head.bias")?);
     let order = train::batch_order(seed, train_set.len(), args.batch, args.epochs);
 
     let config = FineTuneConfig {
@@ -279,18 +262,10 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     let secure_acc = acc(&secure_pred);
     let agree = secure_pred.iter().zip(&plain_pred).filter(|(a, b)| a == b).count() as f64 / n_test;
     let mut max_weight_diff = 0.0f64;
-    let plain_vars = plain.trainable_vars();
     for (name, _, v) in &revealed {
-        if let Some((_, var)) = plain_vars.iter().find(|(n, _)| n == name) {
-            let p = var
-                .as_tensor()
-                .to_dtype(candle_core::DType::F64)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1::<f64>())
-                .map_err(|e| Error::Data(format!("reading {name}: {e}")))?;
-            for (a, b) in v.iter().zip(&p) {
-                max_weight_diff = max_weight_diff.max((a - b).abs());
-            }
+        let p = plain.trainable_values(name)?;
+        for (a, b) in v.iter().zip(&p) {
+            max_weight_diff = max_weight_diff.max((a - b).abs());
         }
     }
     let secure_losses: Vec<f64> = (0..order.len())
@@ -314,7 +289,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         key_bytes_per_step: run.key_bytes_per_step,
         dealer_step_s: run.dealer_seconds[1],
         dealer_frozen_s: run.dealer_seconds[0],
-        peak_rss_bytes: peak_rss(),
+        peak_rss_bytes: finetune::peak_rss_bytes(),
         rss_after_first_step: run.steps.first().and_then(|s| s.rss_bytes),
         rss_after_last_step: run.steps.last().and_then(|s| s.rss_bytes),
         steps: run.steps.len(),
@@ -344,14 +319,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         eprintln!("the model owner's fine-tuned weights: {}", args.weights_out.display());
     }
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&summary).expect("serialisable");
-        if path.as_os_str() == "-" {
-            println!("{text}");
-        } else {
-            std::fs::write(path, text + "\n")
-                .map_err(|source| Error::Io { path: path.clone(), source })?;
-            eprintln!("wrote {}", path.display());
-        }
+        super::write_json(path, &summary)?;
     }
     Ok(())
 }
