@@ -141,6 +141,7 @@ fn fss_material_round_trips_through_the_file_format_and_is_checked_on_load() {
     gates::gen_dcf(&mut dealer, 9, 3, &[1; 5], &[2; 15]).unwrap();
     let [p0, _] = dealer.finish();
     let bytes = p0.to_bytes();
+    assert_eq!(p0.wire_bytes(), bytes.len());
     let back = Preproc::from_bytes(&bytes).unwrap();
     assert_eq!(back.remaining(), 7);
     assert_eq!(back.to_bytes(), bytes);

@@ -659,7 +659,10 @@ fn key_bytes_per_element_are_reported() {
         let mut dealer = Dealer::insecure_with_seed(30);
         deal(&mut dealer);
         let [p0, _] = dealer.finish();
-        let bytes = p0.to_bytes().len() as f64 / per as f64;
+        let serialised = p0.to_bytes().len();
+        // The stream's and the report's count (no serialisation) is the serialised size.
+        assert_eq!(p0.wire_bytes(), serialised, "{name}");
+        let bytes = serialised as f64 / per as f64;
         rows.push(format!("{name}: {bytes:.0} B per element per party"));
         bytes
     };

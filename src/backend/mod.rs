@@ -13,7 +13,6 @@ pub use scheduler::Scheduler;
 
 use crate::fss::{KeyBatch, Scheme, dcf, dpf};
 use crate::party::PartyId;
-use crate::ring::RingTensor;
 use error::{BackendError as Error, Result};
 
 /// Elementwise Z_2^64 operations.
@@ -250,9 +249,7 @@ impl Backend for Cpu {
         out: &mut [u64],
     ) -> Result<()> {
         check_matmul(a, b, (m, k, n), out)?;
-        let c = RingTensor::from_vec(&[m, k], a.to_vec())?
-            .matmul(&RingTensor::from_vec(&[k, n], b.to_vec())?)?;
-        out.copy_from_slice(c.as_slice());
+        crate::ring::matmul_into(a, b, (m, k, n), out);
         Ok(())
     }
 }

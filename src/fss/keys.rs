@@ -295,6 +295,11 @@ impl KeyBatch {
         Ok(())
     }
 
+    /// Bytes of [`to_bytes`](Self::to_bytes)'s output, without serialising.
+    pub fn wire_len(&self) -> usize {
+        HEADER_BYTES + Self::key_bytes_words(self.scheme, self.n, self.words) * self.len
+    }
+
     /// Serialise (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
         let body = Self::key_bytes_words(self.scheme, self.n, self.words) * self.len;

@@ -31,7 +31,7 @@ use std::path::Path;
 use super::error::{MpcError as Error, PreprocError, Result};
 use crate::ring::RingTensor;
 
-use super::gates::material::{FssItem, FssMaterial};
+use super::gates::material::{FssItem, FssMaterial, Sink};
 use super::{PartyId, Share};
 
 const MAGIC: &[u8; 8] = b"PRIFFTPP";
@@ -276,17 +276,14 @@ impl Preproc {
     /// keeping a serialised copy of the secrets: what a chunk costs to send or to hold.
     pub fn wire_bytes(&self) -> usize {
         let mut total = 8 + 2 + 2 + 16 + 8;
-        let mut scratch = Vec::new();
         for m in self.queues.values().flatten() {
             total += 1 + 16 + 1 + 8 * m.dims.len();
             total += match &m.payload {
                 Payload::Tensors(tensors) => tensors.iter().map(|t| 8 * t.len()).sum(),
                 Payload::Fss(keys) => {
-                    keys.write(&mut scratch);
-                    let n = scratch.len();
-                    zeroize::Zeroize::zeroize(&mut scratch);
-                    scratch.clear();
-                    n
+                    let mut count = Sink::count();
+                    keys.write(&mut count);
+                    count.count
                 }
             };
         }
@@ -475,7 +472,7 @@ impl Preproc {
                         out.extend_from_slice(&t.to_le_bytes());
                     }
                 }
-                Payload::Fss(keys) => keys.write(&mut out),
+                Payload::Fss(keys) => keys.write(&mut Sink::bytes(&mut out)),
             }
         }
         out

@@ -6,9 +6,11 @@
 
 mod error;
 mod fixed;
+mod matmul;
 mod tensor;
 
 pub use error::RingError;
+pub(crate) use matmul::matmul_into;
 
 pub use fixed::{DEFAULT_FRAC_BITS, FixedPoint};
 pub use tensor::RingTensor;

@@ -3,7 +3,6 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use rand::Rng;
-use rayon::prelude::*;
 
 use super::error::{Result, RingError as Error};
 
@@ -30,10 +29,6 @@ impl Drop for RingTensor {
         }
     }
 }
-
-/// Rows of the output per parallel task in [`RingTensor::matmul`]; small enough to balance two
-/// cores on 64-row products, large enough to amortise task overhead.
-const MATMUL_ROWS_PER_TASK: usize = 8;
 
 impl RingTensor {
     /// All zeros.
@@ -197,8 +192,8 @@ impl RingTensor {
         }
     }
 
-    /// The reference matrix product over Z_2^64: (m×k)·(k×n) → m×n, wrapping. Row blocks run in
-    /// parallel (rayon); each row is accumulated i-k-j so the inner loop streams rows of `other`.
+    /// The reference matrix product over Z_2^64: (m×k)·(k×n) → m×n, wrapping; blocked, parallel
+    /// and vectorised for the running CPU (`ring::matmul`), the same bits on every CPU.
     ///
     /// # Errors
     /// [`Error::Shape`] when either operand is not 2-D or the inner dimensions differ.
@@ -213,19 +208,7 @@ impl RingTensor {
             });
         }
         let mut out = vec![0u64; m * n];
-        if n > 0 {
-            let (a, b) = (self.as_slice(), other.as_slice());
-            out.par_chunks_mut(n * MATMUL_ROWS_PER_TASK).enumerate().for_each(|(block, rows)| {
-                for (r, row) in rows.chunks_mut(n).enumerate() {
-                    let i = block * MATMUL_ROWS_PER_TASK + r;
-                    for (p, &a_ip) in a[i * k..(i + 1) * k].iter().enumerate() {
-                        for (o, &b_pj) in row.iter_mut().zip(&b[p * n..(p + 1) * n]) {
-                            *o = o.wrapping_add(a_ip.wrapping_mul(b_pj));
-                        }
-                    }
-                }
-            });
-        }
+        super::matmul::matmul_into(self.as_slice(), other.as_slice(), (m, k, n), &mut out);
         Self::from_vec(&[m, n], out)
     }
 

@@ -202,8 +202,8 @@ impl FssMaterial {
         }
     }
 
-    /// Append the body (see the module docs).
-    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+    /// Append the body (see the module docs) to `out`, or only count its bytes ([`Sink::count`]).
+    pub(crate) fn write(&self, out: &mut Sink<'_>) {
         match self {
             FssMaterial::Dcf(b) | FssMaterial::Dpf(b) | FssMaterial::Cmp(b) => put_batch(out, b),
             FssMaterial::CmpRelu(k) => {
@@ -435,17 +435,45 @@ fn too_long(kind: MaterialKind) -> PreprocError {
     PreprocError::Malformed(format!("{kind}: batch length overflows"))
 }
 
-fn put_words(out: &mut Vec<u8>, words: &[u64]) {
-    out.extend_from_slice(&(words.len() as u64).to_le_bytes());
-    for w in words {
-        out.extend_from_slice(&w.to_le_bytes());
+/// Where [`FssMaterial::write`] puts a body: it always counts the bytes, and appends them only
+/// when it has a buffer — the stream and the fine-tuning report count gigabytes of keys per step,
+/// which must not mean serialising them.
+pub(crate) struct Sink<'a> {
+    bytes: Option<&'a mut Vec<u8>>,
+    /// Bytes written (or that would have been).
+    pub(crate) count: usize,
+}
+
+impl<'a> Sink<'a> {
+    /// Append to `out`.
+    pub(crate) fn bytes(out: &'a mut Vec<u8>) -> Self {
+        Self { bytes: Some(out), count: 0 }
+    }
+
+    /// Only count.
+    pub(crate) fn count() -> Self {
+        Self { bytes: None, count: 0 }
     }
 }
 
-fn put_batch(out: &mut Vec<u8>, batch: &KeyBatch) {
-    let bytes = batch.to_bytes();
-    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-    out.extend_from_slice(&bytes);
+fn put_words(out: &mut Sink<'_>, words: &[u64]) {
+    out.count += 8 + 8 * words.len();
+    if let Some(out) = out.bytes.as_deref_mut() {
+        out.extend_from_slice(&(words.len() as u64).to_le_bytes());
+        for w in words {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+}
+
+fn put_batch(out: &mut Sink<'_>, batch: &KeyBatch) {
+    out.count += 8 + batch.wire_len();
+    if let Some(out) = out.bytes.as_deref_mut() {
+        let mut bytes = batch.to_bytes();
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(&bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+    }
 }
 
 /// A u64 vector of exactly `expected` words.
