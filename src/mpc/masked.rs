@@ -369,13 +369,35 @@ fn gate_on<C: Channel, K>(
 where
     GateKeys<K>: FssItem,
 {
+    let mut out = gate_on_many(ctx, x, params, tag, 1, eval)?;
+    Ok(out.pop().expect("one output"))
+}
+
+/// As [`gate_on`] for a gate with `outputs` outputs per element (written block after block).
+fn gate_on_many<C: Channel, K>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    params: &[usize],
+    tag: u8,
+    outputs: usize,
+    eval: impl FnOnce(&dyn Backend, &K, &[u64], &mut [u64]) -> crate::mpc::error::Result<()>,
+) -> Result<Vec<Share>>
+where
+    GateKeys<K>: FssItem,
+{
     let id = gate_id(<GateKeys<K> as FssItem>::KIND, (x.mask_id, x.transposed), tag);
     let mut dims = vec![x.public.len()];
     dims.extend_from_slice(params);
     let item: GateKeys<K> = ctx.preproc.take_fss_bound(&dims, id)?;
-    let mut out = vec![0u64; x.public.len()];
+    let len = x.public.len();
+    let mut out = vec![0u64; outputs * len];
     eval(ctx.backend(), item.keys(), x.public.as_slice(), &mut out)?;
-    Ok(Share::new(RingTensor::from_vec(x.shape(), out)?))
+    let out = if len == 0 {
+        vec![Vec::new(); outputs]
+    } else {
+        out.chunks(len).map(<[u64]>::to_vec).collect()
+    };
+    out.into_iter().map(|o| Ok(Share::new(RingTensor::from_vec(x.shape(), o)?))).collect()
 }
 
 /// ⟨max(x, 0)⟩ for a masked tensor x in the signed m-bit range, from keys made for its mask
@@ -559,6 +581,26 @@ pub fn spline_tagged<C: Channel>(
 ) -> Result<Share> {
     gate_on(ctx, x, &[f.width as usize, f.degree()], tag, |b, k, m, o| {
         gates::spline::eval(b, k, f, m, o)
+    })
+}
+
+/// ⟨f(x)⟩ for several public splines on the same breakpoints, from one key dealt under use tag
+/// `tag` ([`gen_spline_tagged`]; [`gates::spline::eval_many`]): one DCF evaluation per
+/// breakpoint serves them all. No communication.
+///
+/// # Errors
+/// As [`spline`]; splines with different breakpoints, widths or degrees.
+pub fn splines_tagged<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    fs: &[&gates::spline::Spline],
+    x: &MaskedTensor,
+    tag: u8,
+) -> Result<Vec<Share>> {
+    let Some(f) = fs.first() else {
+        return Ok(Vec::new());
+    };
+    gate_on_many(ctx, x, &[f.width as usize, f.degree()], tag, fs.len(), |b, k, m, o| {
+        gates::spline::eval_many(b, k, fs, m, o)
     })
 }
 

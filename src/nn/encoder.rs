@@ -99,7 +99,8 @@ pub struct Plan {
     g: DealerMask,
     drops: Option<[dropout::Plan; 3]>,
     ln: [layernorm::Plan; 2],
-    gelu: gelu::Plan,
+    /// `None` for an inference forward.
+    gelu: Option<gelu::Plan>,
 }
 
 /// What a party keeps from a forward for its backward.
@@ -117,7 +118,12 @@ pub struct Saved {
     g: MaskedTensor,
     drops: Option<[dropout::Saved; 3]>,
     ln: [layernorm::Saved; 2],
-    gelu: gelu::Saved,
+    /// `None` for an inference forward.
+    gelu: Option<gelu::Saved>,
+}
+
+fn no_backward() -> crate::Error {
+    crate::Error::Usage("an inference forward (no dropout given) has no backward".into())
 }
 
 fn score_scale(d: &Dims) -> u64 {
@@ -133,8 +139,10 @@ fn gen_drop(
     Ok(dropout::gen_forward_replay(dealer, shape, p, replay)?)
 }
 
-/// Dealer: one forward of a layer with weight masks `w` on `dims`; dropout when `drop` is
-/// given (keep-masks from `replay` when given, else the dealer's CSPRNG).
+/// Dealer: one forward of a layer with weight masks `w` on `dims`. `drop` given makes it a
+/// training forward: dropout (keep-masks from `replay` when given, else the dealer's CSPRNG)
+/// and GELU with its derivative for the backward; without it, an inference forward (a frozen
+/// layer: GELU alone, no backward).
 ///
 /// # Errors
 /// Shape and key errors.
@@ -167,7 +175,13 @@ pub fn gen_forward(
         drop.map(|o| gen_drop(dealer, &[r, d], o.hidden, replay.as_deref_mut())).transpose()?;
     let ln1 = layernorm::gen_forward(dealer, &[r, d], eps)?;
     let h1 = linear::gen_forward(dealer, &w.w[4], &[r, d])?;
-    let gelu = gelu::gen_forward(dealer, &[r, f])?;
+    let gelu = match drop {
+        Some(_) => Some(gelu::gen_forward(dealer, &[r, f])?),
+        None => {
+            gelu::gen_inference(dealer, &[r, f])?;
+            None
+        }
+    };
     let g = linear::gen_forward(dealer, &w.w[5], &[r, f])?;
     let d3 = drop.map(|o| gen_drop(dealer, &[r, d], o.hidden, replay)).transpose()?;
     let ln2 = layernorm::gen_forward(dealer, &[r, d], eps)?;
@@ -193,7 +207,8 @@ fn drop_fwd<C: Channel>(
 }
 
 /// Party: one forward of a layer on x (rows × d) with the padding mask `amask` (the additive
-/// mask as [batch·heads·L, L] rows, see [`attention_mask_rows`]); dropout when `drop` is given.
+/// mask as [batch·heads·L, L] rows, see [`attention_mask_rows`]); a training forward (dropout,
+/// GELU′ kept) when `drop` is given, else an inference forward whose [`Saved`] has no backward.
 ///
 /// # Errors
 /// Shape, channel and preprocessing errors.
@@ -235,7 +250,13 @@ pub fn forward<C: Channel>(
     let (g1, b1) = &prm.norms[0];
     let (h1, ln1) = layernorm::forward(ctx, &a.add(x)?, g1, b1, eps)?;
     let (u, h1h) = linear::forward(ctx, &prm.dense[4], &h1)?;
-    let (g, gs) = gelu::forward(ctx, &u)?;
+    let (g, gs) = match drop {
+        Some(_) => {
+            let (g, gs) = gelu::forward(ctx, &u)?;
+            (g, Some(gs))
+        }
+        None => (gelu::inference(ctx, &u)?, None),
+    };
     let (o, gh) = linear::forward(ctx, &prm.dense[5], &g)?;
     let (o, s3) = drop_fwd(ctx, o, drop.map(|o| o.hidden))?;
     let (g2, b2) = &prm.norms[1];
@@ -276,7 +297,7 @@ pub fn gen_backward(dealer: &mut Dealer, w: &LayerMasks, plan: &Plan, need_dx: b
         dropout::gen_backward(dealer, &dr[2])?;
     }
     linear::gen_backward(dealer, &w.w[5], &plan.g, &[r, d], true)?;
-    gelu::gen_backward(dealer, &plan.gelu)?;
+    gelu::gen_backward(dealer, plan.gelu.as_ref().ok_or_else(no_backward)?)?;
     linear::gen_backward(dealer, &w.w[4], &plan.h1, &[r, f], true)?;
     layernorm::gen_backward(dealer, &plan.ln[0])?;
     if let Some(dr) = &plan.drops {
@@ -328,7 +349,8 @@ pub fn backward<C: Channel>(
     let (dr2, dg2, db2) = layernorm::backward(ctx, &saved.ln[1], dy)?;
     let dout = drop_bwd(ctx, drop(2), dr2.clone())?;
     let g5 = linear::backward(ctx, &prm.dense[5], &saved.g, &dout, true)?;
-    let du = gelu::backward(ctx, &saved.gelu, g5.dx.as_ref().expect("dX asked"))?;
+    let gs = saved.gelu.as_ref().ok_or_else(no_backward)?;
+    let du = gelu::backward(ctx, gs, g5.dx.as_ref().expect("dX asked"))?;
     let g4 = linear::backward(ctx, &prm.dense[4], &saved.h1, &du, true)?;
     let dh1 = dr2.add(g4.dx.as_ref().expect("dX asked"))?;
     let (dr1, dg1, db1) = layernorm::backward(ctx, &saved.ln[0], &dh1)?;

@@ -148,7 +148,37 @@ pub fn eval(
     masked: &[u64],
     out: &mut [u64],
 ) -> Result<(), MpcError> {
-    spline.check()?;
+    eval_many(backend, keys, &[spline], masked, out)
+}
+
+/// Party: shares of several splines **on the same breakpoints** (same width and degree, only
+/// the coefficients differ) at each masked input, from one key: the DCF is evaluated once per
+/// breakpoint and folded into every output, so the second function costs no AES at all.
+/// `out` holds `splines.len()` blocks of `masked.len()` outputs, spline by spline.
+///
+/// # Errors
+/// As [`eval`]; [`KeyError::Mismatch`] when the splines' breakpoints differ.
+pub fn eval_many(
+    backend: &dyn Backend,
+    keys: &SplineKeys,
+    splines: &[&Spline],
+    masked: &[u64],
+    out: &mut [u64],
+) -> Result<(), MpcError> {
+    let Some(&spline) = splines.first() else {
+        return Ok(());
+    };
+    for s in splines {
+        s.check()?;
+        if (s.width, &s.breaks, s.degree()) != (spline.width, &spline.breaks, spline.degree()) {
+            return Err(KeyError::Mismatch {
+                what: "splines evaluated together",
+                expected: format!("{} breakpoints at width {}", spline.breaks.len(), spline.width),
+                found: format!("{} breakpoints at width {}", s.breaks.len(), s.width),
+            }
+            .into());
+        }
+    }
     let (m, party) = (keys.width, keys.dcf.party());
     let words = spline.degree() + 1;
     keys.dcf.expect(Scheme::Dcf, party, m)?;
@@ -161,7 +191,7 @@ pub fn eval(
         .into());
     }
     let len = masked.len();
-    if keys.mask_powers.len() != words * len || out.len() != len {
+    if keys.mask_powers.len() != words * len || out.len() != splines.len() * len {
         return Err(KeyError::BatchLength {
             what: "masked inputs",
             expected: keys.dcf.len(),
@@ -182,14 +212,14 @@ pub fn eval(
     // Piece i's indicator times r^e is E_(i+1) − E_i, so
     //   out = Σ_i Σ_e coef_{i,e}(x̂)·(E_(i+1)[e] − E_i[e])
     //       = Σ_t Σ_e E_t[e]·(coef_{t−1,e}(x̂) − coef_{t,e}(x̂))   (coef_{−1} = coef_k = 0):
-    // the boundaries stream through one buffer, each folded into the output as it is evaluated.
+    // the boundaries stream through one buffer, each folded into every output as it is evaluated.
     let pieces = spline.coeffs.len();
-    let coef = |k: usize, i: usize, e: usize| -> u64 {
+    let coef = |f: &Spline, k: usize, i: usize, e: usize| -> u64 {
         if i >= pieces {
             return 0;
         }
         // coef_{i,e}(x̂) = (−1)^e Σ_{j≥e} C(j,e)·c_{i,j}·x̂^(j−e)
-        let (coeffs, xh) = (&spline.coeffs[i], masked[k]);
+        let (coeffs, xh) = (&f.coeffs[i], masked[k]);
         let mut c = 0u64;
         let mut power = 1u64;
         let mut binom = 1u64; // C(j, e) for j = e, e+1, …
@@ -201,8 +231,8 @@ pub fn eval(
         if e % 2 == 1 { c.wrapping_neg() } else { c }
     };
     out.fill(0);
-    // coef_{t−1,e}(x̂) of the previous boundary, per element and e.
-    let mut prev = vec![0u64; words * len];
+    // coef_{t−1,e}(x̂) of the previous boundary, per spline, element and e.
+    let mut prev = vec![0u64; splines.len() * words * len];
     let mut at_zero: Vec<u64> = Vec::new();
     let mut y = vec![0u64; words * len];
     let mut points = vec![0u64; len];
@@ -218,20 +248,26 @@ pub fn eval(
                 at_zero.clone_from(&y);
             }
         }
-        for (k, o) in out.iter_mut().enumerate() {
+        for k in 0..len {
             let below = (hat[k] as i128) < c;
-            let mut acc = *o;
-            for e in 0..words {
-                let mut v = y[k * words + e];
-                if below {
-                    v = v.wrapping_add(keys.mask_powers[k * words + e]);
+            let v: [u64; crate::fss::keys::MAX_WORDS as usize] = std::array::from_fn(|e| {
+                if e >= words {
+                    return 0;
                 }
-                let cur = coef(k, t, e);
-                let weight = prev[k * words + e].wrapping_sub(cur);
-                prev[k * words + e] = cur;
-                acc = acc.wrapping_add(weight.wrapping_mul(v));
+                let v = y[k * words + e];
+                if below { v.wrapping_add(keys.mask_powers[k * words + e]) } else { v }
+            });
+            for (f, spline) in splines.iter().enumerate() {
+                let mut acc = out[f * len + k];
+                for (e, &v) in v.iter().enumerate().take(words) {
+                    let cur = coef(spline, k, t, e);
+                    let slot = &mut prev[(f * len + k) * words + e];
+                    let weight = slot.wrapping_sub(cur);
+                    *slot = cur;
+                    acc = acc.wrapping_add(weight.wrapping_mul(v));
+                }
+                out[f * len + k] = acc;
             }
-            *o = acc;
         }
     }
     Ok(())

@@ -76,29 +76,56 @@ impl Approx {
     /// [`MpcError::Param`] when the region lies outside the width, the shift is not in
     /// [16, 40] or the output does not fit 64 bits.
     pub fn fit(spec: &FitSpec<'_>) -> Result<Approx> {
+        let [one] = Self::fit_joint([spec])?;
+        Ok(one)
+    }
+
+    /// Fit several functions on **one** set of breakpoints: every piece is as wide as the
+    /// narrowest that all of them allow, so a single spline key evaluated once per breakpoint
+    /// serves them all ([`masked::splines_tagged`]); their outputs share one shift width (the
+    /// widest), so one shift gate rounds them together. The specs must agree on width, region
+    /// and shift; tails and tolerances are each function's own.
+    ///
+    /// # Errors
+    /// As [`fit`](Self::fit); [`MpcError::Param`] when the specs disagree.
+    pub fn fit_joint<const N: usize>(specs: [&FitSpec<'_>; N]) -> Result<[Approx; N]> {
+        let first = specs[0];
+        if specs
+            .iter()
+            .any(|s| (s.width, s.region, s.shift) != (first.width, first.region, first.shift))
+        {
+            return Err(MpcError::Param {
+                op: first.name,
+                what: "a joint fit needs one width, region and shift".into(),
+            });
+        }
         let scale = f64::from(1u32 << FRAC);
         let (lo, hi) =
-            ((spec.region.0 * scale).round() as i64, (spec.region.1 * scale).round() as i64);
-        let half = 1i64 << (spec.width.clamp(2, 62) - 1);
-        let valid = (2..=62).contains(&spec.width)
+            ((first.region.0 * scale).round() as i64, (first.region.1 * scale).round() as i64);
+        let half = 1i64 << (first.width.clamp(2, 62) - 1);
+        let valid = (2..=62).contains(&first.width)
             && -half < lo
             && lo < hi
             && hi < half
-            && (FRAC..=40).contains(&spec.shift);
+            && (FRAC..=40).contains(&first.shift);
         if !valid {
             return Err(MpcError::Param {
-                op: spec.name,
+                op: first.name,
                 what: format!(
                     "region {:?}, width {}, shift {}: the region must lie inside the signed width and the shift in [16, 40]",
-                    spec.region, spec.width, spec.shift
+                    first.region, first.width, first.shift
                 ),
             });
         }
         let mut starts = Vec::new();
-        let mut pieces = Vec::new();
-        fit_range(spec, lo, hi, &mut starts, &mut pieces);
+        fit_range(&specs, lo, hi, &mut starts);
+        let mut breaks = starts.clone();
+        breaks.push(hi);
+        let mut bounds = vec![-half];
+        bounds.extend(&breaks);
+        bounds.push(half - 1);
+        let s = first.shift as i32;
         let tail = |[a, b]: [f64; 2]| -> Piece {
-            let s = spec.shift as i32;
             (
                 0,
                 [
@@ -108,46 +135,52 @@ impl Approx {
                 ],
             )
         };
-        let mut all = vec![tail(spec.left)];
-        all.extend(pieces);
-        all.push(tail(spec.right));
-        let mut breaks = starts;
-        breaks.push(hi);
-        // The output's magnitude: dense samples of every piece and the tails at the range ends.
-        let mut peak: i128 = 0;
-        let mut bounds = vec![-half];
-        bounds.extend(&breaks);
-        bounds.push(half - 1);
-        for (i, p) in all.iter().enumerate() {
-            let (a, b) = (bounds[i], bounds[i + 1]);
-            for j in 0..=64 {
-                let x = a + ((b - a) as i128 * j / 64) as i64;
-                peak = peak.max(eval_piece(p, x).abs());
+        let mut out_width = 0;
+        let mut all_pieces = Vec::with_capacity(N);
+        for spec in specs {
+            let mut all = vec![tail(spec.left)];
+            let ends = starts.iter().skip(1).copied().chain([hi]);
+            all.extend(starts.iter().zip(ends).map(|(&a, b)| fit_piece(spec, a, b)));
+            all.push(tail(spec.right));
+            // The output's magnitude: dense samples of every piece and the tails at the range ends.
+            let mut peak: i128 = 0;
+            for (i, p) in all.iter().enumerate() {
+                let (a, b) = (bounds[i], bounds[i + 1]);
+                for j in 0..=64 {
+                    let x = a + ((b - a) as i128 * j / 64) as i64;
+                    peak = peak.max(eval_piece(p, x).abs());
+                }
             }
+            out_width = out_width.max((128 - peak.leading_zeros()) + 2);
+            all_pieces.push(all);
         }
-        let out_width = (128 - peak.leading_zeros()) + 2;
         if out_width > 64 {
             return Err(MpcError::Param {
-                op: spec.name,
+                op: first.name,
                 what: format!(
                     "the unshifted output needs {out_width} bits (at most 64): lower the shift"
                 ),
             });
         }
-        let coeffs = all
-            .iter()
-            .map(|&(c, [a0, a1, a2])| {
-                let (c, a0, a1, a2) = (c as u64, a0 as u64, a1 as u64, a2 as u64);
-                vec![
-                    a0.wrapping_sub(a1.wrapping_mul(c))
-                        .wrapping_add(a2.wrapping_mul(c).wrapping_mul(c)),
-                    a1.wrapping_sub(a2.wrapping_mul(c).wrapping_mul(2)),
-                    a2,
-                ]
-            })
-            .collect();
-        let spline = Spline { width: spec.width, breaks, coeffs };
-        Ok(Approx { name: spec.name, spline, shift: spec.shift, out_width })
+        let mut names = specs.iter().map(|s| s.name);
+        Ok(std::array::from_fn(|_| {
+            let all = all_pieces.remove(0);
+            let coeffs = all
+                .iter()
+                .map(|&(c, [a0, a1, a2])| {
+                    let (c, a0, a1, a2) = (c as u64, a0 as u64, a1 as u64, a2 as u64);
+                    vec![
+                        a0.wrapping_sub(a1.wrapping_mul(c))
+                            .wrapping_add(a2.wrapping_mul(c).wrapping_mul(c)),
+                        a1.wrapping_sub(a2.wrapping_mul(c).wrapping_mul(2)),
+                        a2,
+                    ]
+                })
+                .collect();
+            let spline = Spline { width: first.width, breaks: breaks.clone(), coeffs };
+            let name = names.next().expect("one name per spec");
+            Approx { name, spline, shift: first.shift, out_width }
+        }))
     }
 
     /// The function's name.
@@ -365,12 +398,14 @@ fn piece_ok(spec: &FitSpec<'_>, a: i64, b: i64, p: &Piece) -> bool {
     })
 }
 
-/// Cover [a, b) with pieces from left to right, each as wide as the tolerance allows (found by
-/// doubling, then bisecting its right end to within 16 ulps; pieces under 64 ulps are accepted
-/// as they are). Pieces come out in order. Against halving the range until every half fits,
-/// this needs about a third fewer pieces, i.e. DCF evaluations per element.
-fn fit_range(spec: &FitSpec<'_>, a: i64, b: i64, starts: &mut Vec<i64>, pieces: &mut Vec<Piece>) {
-    let fits = |from: i64, to: i64| piece_ok(spec, from, to, &fit_piece(spec, from, to));
+/// Cover [a, b) with pieces from left to right, each as wide as every spec's tolerance allows
+/// (found by doubling, then bisecting its right end to within 16 ulps; pieces under 64 ulps are
+/// accepted as they are); pushes each piece's start. Against halving the range until every half
+/// fits, this needs about a third fewer pieces, i.e. DCF evaluations per element.
+fn fit_range(specs: &[&FitSpec<'_>], a: i64, b: i64, starts: &mut Vec<i64>) {
+    let fits = |from: i64, to: i64| {
+        specs.iter().all(|spec| piece_ok(spec, from, to, &fit_piece(spec, from, to)))
+    };
     let mut from = a;
     while from < b {
         let to = if fits(from, b) {
@@ -399,7 +434,6 @@ fn fit_range(spec: &FitSpec<'_>, a: i64, b: i64, starts: &mut Vec<i64>, pieces: 
             good
         };
         starts.push(from);
-        pieces.push(fit_piece(spec, from, to));
         from = to;
     }
 }

@@ -1,26 +1,35 @@
 //! GELU in its erf form, GELU(x) = x·Φ(x) = ½x(1 + erf(x/√2)), as BERT uses it; forward and
 //! backward.
 //!
-//! **Spec.** [`Approx`] of GELU on [−5, 5) in the signed [`WIDTH`]-bit range (|x| < 128): 0
-//! below −5 (|GELU(−5)| < 2^−19), the identity from 5 on (|GELU(x) − x| < 2^−19). Error
-//! ≤ 2^−9 vs f64 (fitted to half of it). Backward: GELU′(x) = Φ(x) + x·φ(x), a second [`Approx`] (0 below −5, 1 from 5)
-//! **on the forward's own opening of x** — the keys are bound to x's mask, so the backward
-//! needs no new opening of x — then dX = dY ⊙ GELU′(x) rounded; error ≤ 2^−10 vs the f64
-//! derivative for |dY| ≤ 1.
+//! **Spec.** Piecewise quadratics ([`Approx`]) on [−5, 5) in the signed [`WIDTH`]-bit range
+//! (|x| < 128): 0 below −5 (|GELU(−5)| < 2^−19), the identity from 5 on
+//! (|GELU(x) − x| < 2^−19). Error ≤ 2^−9 vs f64 (fitted to half of it).
 //!
-//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 4 rounds,
-//! 32 bytes + 1 bit.
+//! **Training forward computes the derivative too.** GELU′(x) = Φ(x) + x·φ(x) depends on x
+//! only, and a spline gate's DCF evaluations do not depend on the polynomial: so the forward
+//! fits GELU and GELU′ on **one** set of breakpoints ([`joint`], [`Approx::fit_joint`]: 20
+//! pieces, where GELU alone needs 12 and GELU′ alone 21) and evaluates both from one key —
+//! GELU′ costs no AES — then rounds both with one shift gate. The forward keeps ⟨GELU′(x)⟩ and
+//! the backward is one product, dX = dY ⊙ GELU′(x) rounded ([`fmul`]); error ≤ 2^−10 vs the
+//! f64 derivative for |dY| ≤ 1. A separate backward spline (as this module had) would cost a
+//! second key of about the same size and 21 more DCF evaluations per element.
+//! [`spec`] is the training forward's function; [`inference`] evaluates GELU's own 12-piece fit
+//! ([`inference_spec`]) for layers that are never differentiated (frozen ones).
+//!
+//! **Cost per element per party:** training forward 3 rounds, 24 bytes + 2 bits; backward
+//! 2 rounds, 24 bytes; inference 3 rounds, 16 bytes + 1 bit.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 
 use std::sync::OnceLock;
 
 use super::approx::{Approx, FitSpec};
-use super::{fmul, fmul_spec, gen_fmul};
+use super::{fmul, fmul_spec, gen_fmul, gen_trunc_cmp, trunc_cmp};
 use crate::mpc::error::Result;
-use crate::mpc::masked::{self, DealerMask, MaskedTensor};
+use crate::mpc::masked;
 use crate::mpc::{Dealer, PartyCtx, Share};
 use crate::net::Channel;
+use crate::ring::RingTensor;
 
 /// Input width: the signed 24-bit range, |x| < 128.
 pub const WIDTH: u32 = 24;
@@ -39,44 +48,58 @@ pub fn gelu_grad_f64(x: f64) -> f64 {
     phi(x) + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
 }
 
-/// The fitted GELU.
+/// GELU's own fit (12 pieces), for [`inference`].
 pub fn approx() -> &'static Approx {
     static A: OnceLock<Approx> = OnceLock::new();
+    A.get_or_init(|| Approx::fit(&fit_spec()).expect("GELU's fit is valid"))
+}
+
+/// GELU and GELU′ on one set of breakpoints, for the training forward.
+pub fn joint() -> &'static [Approx; 2] {
+    static A: OnceLock<[Approx; 2]> = OnceLock::new();
     A.get_or_init(|| {
-        Approx::fit(&FitSpec {
-            name: "gelu",
-            f: &gelu_f64,
-            width: WIDTH,
-            region: (-5.0, 5.0),
-            left: [0.0, 0.0],
-            right: [0.0, 1.0],
-            tol: &|_| 2f64.powi(-9),
-            shift: 24,
-        })
-        .expect("GELU's fit is valid")
+        Approx::fit_joint([&fit_spec(), &grad_fit_spec()]).expect("GELU's joint fit is valid")
     })
 }
 
-/// The fitted GELU′.
+/// The fitted GELU′ of the training forward.
 pub fn grad_approx() -> &'static Approx {
-    static A: OnceLock<Approx> = OnceLock::new();
-    A.get_or_init(|| {
-        Approx::fit(&FitSpec {
-            name: "gelu'",
-            f: &gelu_grad_f64,
-            width: WIDTH,
-            region: (-5.0, 5.0),
-            left: [0.0, 0.0],
-            right: [1.0, 0.0],
-            tol: &|_| 2f64.powi(-11),
-            shift: 24,
-        })
-        .expect("GELU′'s fit is valid")
-    })
+    &joint()[1]
 }
 
-/// The cleartext function.
+fn fit_spec() -> FitSpec<'static> {
+    FitSpec {
+        name: "gelu",
+        f: &gelu_f64,
+        width: WIDTH,
+        region: (-5.0, 5.0),
+        left: [0.0, 0.0],
+        right: [0.0, 1.0],
+        tol: &|_| 2f64.powi(-9),
+        shift: 24,
+    }
+}
+
+fn grad_fit_spec() -> FitSpec<'static> {
+    FitSpec {
+        name: "gelu'",
+        f: &gelu_grad_f64,
+        width: WIDTH,
+        region: (-5.0, 5.0),
+        left: [0.0, 0.0],
+        right: [1.0, 0.0],
+        tol: &|_| 2f64.powi(-11),
+        shift: 24,
+    }
+}
+
+/// The training forward's function.
 pub fn spec(x: u64) -> u64 {
+    joint()[0].spec(x)
+}
+
+/// The function of [`inference`].
+pub fn inference_spec(x: u64) -> u64 {
     approx().spec(x)
 }
 
@@ -85,47 +108,58 @@ pub fn backward_spec(x: u64, dy: u64) -> u64 {
     fmul_spec(dy, grad_approx().spec(x))
 }
 
-/// The dealer's plan for one GELU layer: the mask of its input, which the backward's keys are
-/// bound to. Dealer-only (prints nothing secret).
+/// The dealer's plan for one GELU layer (its shape, which the backward's product needs).
 #[derive(Debug)]
 pub struct Plan {
-    mask: DealerMask,
+    shape: Vec<usize>,
 }
 
-/// What a party keeps from the forward for the backward: x in masked form.
+/// What a party keeps from the forward for the backward: ⟨GELU′(x)⟩.
 #[derive(Debug)]
 pub struct Saved {
-    x: MaskedTensor,
+    grad: Share,
 }
 
-/// Dealer: one forward over `shape`.
+/// Dealer: one training forward over `shape`.
 ///
 /// # Errors
 /// Shape and key errors.
 pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<Plan> {
+    let [f, g] = joint();
     let mask = masked::gen_mask(dealer, shape)?;
-    approx().gen_on(dealer, &mask, 0)?;
-    Ok(Plan { mask })
+    f.gen_raw_on(dealer, &mask, 0)?;
+    let n: usize = shape.iter().product();
+    gen_trunc_cmp(dealer, &[2 * n], f.out_width(), f.shift())?;
+    debug_assert_eq!((f.out_width(), f.shift()), (g.out_width(), g.shift()));
+    Ok(Plan { shape: shape.to_vec() })
 }
 
 /// Dealer: the backward of the forward planned as `plan`.
 ///
 /// # Errors
-/// As [`gen_forward`]; [`PreprocError::Reused`](crate::mpc::PreprocError::Reused) for a second
-/// backward of one forward.
+/// Shape and key errors.
 pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
-    grad_approx().gen_on(dealer, &plan.mask, 1)?;
-    gen_fmul(dealer, plan.mask.shape())
+    gen_fmul(dealer, &plan.shape)
 }
 
-/// Party: ⟨GELU(x)⟩ and what the backward needs.
+/// Party: ⟨GELU(x)⟩ and ⟨GELU′(x)⟩ for the backward.
 ///
 /// # Errors
 /// Preprocessing, channel and backend errors.
 pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, Saved)> {
+    let [f, g] = joint();
     let xh = masked::mask(ctx, x)?;
-    let y = approx().eval_on(ctx, &xh, 0)?;
-    Ok((y, Saved { x: xh }))
+    let raw = masked::splines_tagged(ctx, &[f.spline(), g.spline()], &xh, 0)?;
+    let n = x.tensor().len();
+    let mut both = Vec::with_capacity(2 * n);
+    both.extend_from_slice(raw[0].tensor().as_slice());
+    both.extend_from_slice(raw[1].tensor().as_slice());
+    let both = Share::new(RingTensor::from_vec(&[2 * n], both)?);
+    let both = trunc_cmp(ctx, &both, f.out_width(), f.shift())?;
+    let (y, grad) = both.tensor().as_slice().split_at(n);
+    let y = Share::new(RingTensor::from_vec(x.shape(), y.to_vec())?);
+    let grad = Share::new(RingTensor::from_vec(x.shape(), grad.to_vec())?);
+    Ok((y, Saved { grad }))
 }
 
 /// Party: ⟨dY ⊙ GELU′(x)⟩.
@@ -133,6 +167,21 @@ pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, S
 /// # Errors
 /// As [`forward`].
 pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) -> Result<Share> {
-    let d = grad_approx().eval_on(ctx, &saved.x, 1)?;
-    fmul(ctx, dy, &d)
+    fmul(ctx, dy, &saved.grad)
+}
+
+/// Dealer: one [`inference`] over `shape`.
+///
+/// # Errors
+/// Shape and key errors.
+pub fn gen_inference(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
+    approx().deal(dealer, shape)
+}
+
+/// Party: ⟨GELU(x)⟩ alone ([`inference_spec`]), for a layer without a backward.
+///
+/// # Errors
+/// As [`forward`].
+pub fn inference<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
+    approx().eval(ctx, x)
 }
