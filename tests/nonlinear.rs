@@ -697,6 +697,15 @@ fn key_bytes_per_element_are_reported() {
     measure("layernorm (rows of 64)", n, &|d| {
         drop(layernorm::gen_forward(d, &[n / 64, 64], 1e-5).unwrap())
     });
+    measure("softmax backward", n, &|d| softmax::gen_backward(d, &[n / 32, 32]).unwrap());
+    measure("layernorm forward + backward", n, &|d| {
+        let plan = layernorm::gen_forward(d, &[n / 64, 64], 1e-5).unwrap();
+        layernorm::gen_backward(d, &plan).unwrap();
+    });
+    measure("gelu forward + backward", n, &|d| {
+        let plan = gelu::gen_forward(d, &[n]).unwrap();
+        gelu::gen_backward(d, &plan).unwrap();
+    });
     for op in unaries() {
         let a = match op.name {
             "exp" => exp::approx(),

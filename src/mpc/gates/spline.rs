@@ -214,6 +214,15 @@ pub fn eval_many(
     //       = Σ_t Σ_e E_t[e]·(coef_{t−1,e}(x̂) − coef_{t,e}(x̂))   (coef_{−1} = coef_k = 0):
     // the boundaries stream through one buffer, each folded into every output as it is evaluated.
     let pieces = spline.coeffs.len();
+    // (−1)^e·C(j, e) mod 2^64, once (Pascal's rule: no divisions in the loop below).
+    let mut signed_binom = vec![[0u64; crate::fss::keys::MAX_WORDS as usize]; words];
+    for j in 0..words {
+        signed_binom[j][0] = 1;
+        for e in 1..=j {
+            let above = signed_binom[j - 1][e - 1].wrapping_neg();
+            signed_binom[j][e] = above.wrapping_add(signed_binom[j - 1][e]);
+        }
+    }
     let coef = |f: &Spline, k: usize, i: usize, e: usize| -> u64 {
         if i >= pieces {
             return 0;
@@ -222,13 +231,11 @@ pub fn eval_many(
         let (coeffs, xh) = (&f.coeffs[i], masked[k]);
         let mut c = 0u64;
         let mut power = 1u64;
-        let mut binom = 1u64; // C(j, e) for j = e, e+1, …
         for j in e..words {
-            c = c.wrapping_add(binom.wrapping_mul(coeffs[j]).wrapping_mul(power));
+            c = c.wrapping_add(signed_binom[j][e].wrapping_mul(coeffs[j]).wrapping_mul(power));
             power = power.wrapping_mul(xh);
-            binom = binom * (j + 1) as u64 / (j + 1 - e) as u64;
         }
-        if e % 2 == 1 { c.wrapping_neg() } else { c }
+        c
     };
     out.fill(0);
     // coef_{t−1,e}(x̂) of the previous boundary, per spline, element and e.

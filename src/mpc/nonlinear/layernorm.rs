@@ -11,7 +11,8 @@
 //! Inputs: |x| < 2^15, σ² < 2^10, H ≤ 2^12. **Forward rounds: 10** (μ 1; d and γ masked 1; u
 //! 1; ρ 3; n 2; y 2). **Backward** (7 rounds) from the saved n, γ (masked) and ρ:
 //! dβ = Σ_rows dY, dγ = Σ_rows dY ⊙ n, g = dY ⊙ γ, and
-//! dX = ρ ⊙ (g − mean(g) − n ⊙ mean(g ⊙ n)) with every product exact-shifted once.
+//! dX = ρ ⊙ (g − mean(g) − n ⊙ mean(g ⊙ n)) with every product exact-shifted once (the last
+//! in the signed [`GRAD_WIDTH`]-bit range: |dX| < 2^11).
 //!
 //! **What each party learns:** nothing (every opening is under a fresh mask).
 
@@ -20,7 +21,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::approx::{Approx, FitSpec};
 use super::{
-    FRAC, PRODUCT_WIDTH, add_const, gen_trunc, last_dim, row_sums, spread, trunc, trunc_many,
+    FRAC, GRAD_WIDTH, PRODUCT_WIDTH, add_const, gen_trunc, last_dim, row_sums, spread, trunc,
+    trunc_many,
 };
 use crate::mpc::error::Result;
 use crate::mpc::gates::shift::ars_spec;
@@ -160,7 +162,7 @@ pub fn backward_spec(
         let m1 = rs(sg.wrapping_mul(c), 24, 64);
         for j in 0..h {
             let hu = (g[j] << FRAC).wrapping_sub(m1 << FRAC).wrapping_sub(n[j].wrapping_mul(m2));
-            dx.push(rs(hu.wrapping_mul(rho), 32, 64));
+            dx.push(rs(hu.wrapping_mul(rho), 32, GRAD_WIDTH));
         }
     }
     for j in 0..h {
@@ -229,7 +231,7 @@ pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
     masked::gen_mul(dealer, &plan.n, &m2.broadcast(h)?.reshape(shape)?)?;
     let hu = masked::gen_mask(dealer, shape)?;
     masked::gen_mul(dealer, &hu, &rho.broadcast(h)?.reshape(shape)?)?;
-    gen_trunc(dealer, shape, 64, 32).map(drop)
+    gen_trunc(dealer, shape, GRAD_WIDTH, 32).map(drop)
 }
 
 /// Party: ⟨layernorm(x)⟩ with shared γ, β (of the row length) and what the backward needs.
@@ -319,6 +321,6 @@ pub fn backward<C: Channel>(
     let hu = g.tensor().scale(1 << FRAC).sub(&m1s.scale(1 << FRAC))?.sub(nm.tensor())?;
     let hh = masked::mask(ctx, &Share::new(hu))?;
     let z = masked::mul(ctx, &hh, &rh.broadcast(h)?.reshape(&shape)?)?;
-    let dx = trunc(ctx, &add_const(ctx.id, &z, 1 << 31), 64, 32)?;
+    let dx = trunc(ctx, &add_const(ctx.id, &z, 1 << 31), GRAD_WIDTH, 32)?;
     Ok((dx, dg, db))
 }

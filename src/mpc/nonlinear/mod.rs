@@ -72,6 +72,12 @@ pub const FRAC: u32 = 16;
 /// the signed 48-bit range, i.e. |a·b| < 2^15 in real terms.
 pub const PRODUCT_WIDTH: u32 = 48;
 
+/// Width of the exact shift by 32 that ends a backward whose result is a product at 2^48 (the
+/// softmax's and layer norm's dX): the gradient must be below 2^11 in magnitude. Below 64 bits
+/// the shift gate needs no wrap key (range mode), which makes its key about a third of the
+/// 64-bit one's.
+pub const GRAD_WIDTH: u32 = 60;
+
 /// `round(v · 2^16)` as a ring element (two's complement).
 pub fn enc(v: f64) -> u64 {
     (v * f64::from(1u32 << FRAC)).round() as i64 as u64

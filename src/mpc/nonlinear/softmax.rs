@@ -20,7 +20,7 @@
 //!
 //! **Backward** (3 rounds): dX = Y ⊙ (dY − rowsum(dY ⊙ Y)) with one shift: Y and dY masked
 //! together, p = dY ⊙ Y (at 2^32, local), q = 2^16·dY − rowsum(p) (at 2^32), q masked,
-//! dX = ⌊(Y ⊙ q + 2^31) / 2^32⌋.
+//! dX = ⌊(Y ⊙ q + 2^31) / 2^32⌋ in the signed [`GRAD_WIDTH`]-bit range (|dX| < 2^11).
 //!
 //! **What each party learns:** nothing (every opening is under a fresh mask).
 
@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::approx::{Approx, FitSpec};
 use super::exp;
-use super::{FRAC, add_const, gen_trunc, last_dim, row_sums, spread, trunc};
+use super::{FRAC, GRAD_WIDTH, add_const, gen_trunc, last_dim, row_sums, spread, trunc};
 use crate::mpc::error::Result;
 use crate::mpc::gates;
 use crate::mpc::gates::shift::ars_spec;
@@ -121,7 +121,7 @@ pub fn backward_spec(y: &[u64], dy: &[u64], len: usize) -> Vec<u64> {
         let s = yr.iter().zip(dr).fold(0u64, |a, (&y, &d)| a.wrapping_add(y.wrapping_mul(d)));
         out.extend(yr.iter().zip(dr).map(|(&y, &d)| {
             let q = (d << FRAC).wrapping_sub(s);
-            ars_spec(y.wrapping_mul(q).wrapping_add(1 << 31), 64, 32)
+            ars_spec(y.wrapping_mul(q).wrapping_add(1 << 31), GRAD_WIDTH, 32)
         }));
     }
     out
@@ -159,7 +159,7 @@ pub fn gen_backward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     masked::gen_mul(dealer, &dy, &y)?;
     let q = masked::gen_mask(dealer, shape)?;
     masked::gen_mul(dealer, &y, &q)?;
-    gen_trunc(dealer, shape, 64, 32).map(drop)
+    gen_trunc(dealer, shape, GRAD_WIDTH, 32).map(drop)
 }
 
 fn columns(x: &RingTensor, len: usize, range: std::ops::Range<usize>) -> Vec<u64> {
@@ -229,5 +229,5 @@ pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, y: &Share, dy: &Share) -> Res
     let q = dy.tensor().scale(1 << FRAC).sub(&RingTensor::from_vec(&shape, s.into_vec())?)?;
     let qh = masked::mask(ctx, &Share::new(q))?;
     let z = masked::mul(ctx, &m[1], &qh)?;
-    trunc(ctx, &add_const(ctx.id, &z, 1 << 31), 64, 32)
+    trunc(ctx, &add_const(ctx.id, &z, 1 << 31), GRAD_WIDTH, 32)
 }
