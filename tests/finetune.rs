@@ -154,6 +154,15 @@ fn five_steps(backend: Arc<dyn prifft::backend::Backend>) {
 }
 
 fn tiny_run(tokens: TokenBatch, labels: Vec<u32>, trainable: usize) -> prifft::Result<()> {
+    faulty_run(tokens, labels, trainable, finetune::Faults::default())
+}
+
+fn faulty_run(
+    tokens: TokenBatch,
+    labels: Vec<u32>,
+    trainable: usize,
+    faults: finetune::Faults,
+) -> prifft::Result<()> {
     let weights = Weights::random(&BertConfig::tiny(2, 16, 2), 1, DType::F32).unwrap();
     let cfg = SecureConfig {
         trainable,
@@ -165,7 +174,9 @@ fn tiny_run(tokens: TokenBatch, labels: Vec<u32>, trainable: usize) -> prifft::R
     };
     let server = ServerModel { weights: &weights, head: (vec![0.0; 32], vec![0.0; 2]) };
     let data = ClientData { tokens, labels };
-    finetune::train(&server, &data, &[vec![0, 1]], &cfg, Arc::new(Cpu), &|_| {}).map(drop)
+    let steps = [vec![0, 1], vec![2, 3]];
+    finetune::train_with_faults(&server, &data, &steps, &cfg, Arc::new(Cpu), &|_| {}, faults)
+        .map(drop)
 }
 
 #[test]
@@ -183,6 +194,29 @@ fn bad_inputs_are_clear_errors_and_stop_every_thread() {
     assert!(e.contains("at most 1 of the 2 layers"), "{e}");
     let e = tiny_run(tokens.rows(0..1), labels[..1].to_vec(), 1).unwrap_err().to_string();
     assert!(e.contains("non-empty batch"), "{e}");
+}
+
+/// A dealer whose stream ends early (before the setup, in the frozen part, in the first step) and
+/// a client that vanishes mid-step end the run with an error naming the cause — the party
+/// waiting on the stream or on the vanished peer stops, and so do the dealer and the helper
+/// (`train` returns only once every thread has).
+#[test]
+fn a_stream_that_ends_early_or_a_peer_that_quits_mid_step_is_a_clear_error() {
+    use finetune::Faults;
+    let (tokens, labels) = sentences(4, 1);
+    for chunks in [0, 1, 3, 6] {
+        let faults = Faults { dealer_chunks: Some(chunks), ..Faults::default() };
+        let e = faulty_run(tokens.clone(), labels.clone(), 1, faults).unwrap_err().to_string();
+        assert!(e.contains("the dealer stopped"), "{chunks} chunks: {e}");
+        assert!(e.contains(&format!("chunk {chunks}")), "{chunks} chunks: {e}");
+    }
+    for step in [0, 1] {
+        let faults = Faults { client_quits_in_step: Some(step), ..Faults::default() };
+        let e = faulty_run(tokens.clone(), labels.clone(), 1, faults).unwrap_err().to_string();
+        assert!(e.contains(&format!("the client quits in step {step}")), "{e}");
+    }
+    // Without faults the same run completes.
+    faulty_run(tokens, labels, 1, Faults::default()).unwrap();
 }
 
 /// The embedding lookup's shares reconstruct the table's rows; the client's copy of the table

@@ -401,10 +401,43 @@ pub fn train(
     backend: Arc<dyn Backend>,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<SecureRun> {
+    train_with_faults(model, data, steps, cfg, backend, progress, Faults::default())
+}
+
+/// Failures to inject into a run, for the tests of its error paths: what a run does when the
+/// dealer's stream ends early or the client vanishes mid-step. Real runs never set them.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// The dealer stops after this many chunks.
+    pub dealer_chunks: Option<usize>,
+    /// The client's thread quits in this step, after its layers' forward (its channel, helper
+    /// link and stream end drop with it).
+    pub client_quits_in_step: Option<usize>,
+}
+
+/// [`train`] with injected [`Faults`] (tests only).
+///
+/// # Errors
+/// As [`train`]; the injected failure's consequence.
+#[doc(hidden)]
+pub fn train_with_faults(
+    model: &ServerModel<'_>,
+    data: &ClientData,
+    steps: &[Vec<usize>],
+    cfg: &SecureConfig,
+    backend: Arc<dyn Backend>,
+    progress: &(dyn Fn(Progress) + Sync),
+    faults: Faults,
+) -> Result<SecureRun> {
     let shape = Shape::new(model, data, steps, cfg)?;
     let server = server_inputs(model, &shape)?;
     let dealer_seconds = Arc::new(std::sync::Mutex::new([0.0f64; 2]));
-    let plan = dealer_plan(shape.clone(), cfg.dropout.clone(), dealer_seconds.clone());
+    let mut plan = dealer_plan(shape.clone(), cfg.dropout.clone(), dealer_seconds.clone());
+    let plan = move |dealer: &mut Dealer, i: usize| match faults.dealer_chunks {
+        Some(n) if i >= n => Ok(false),
+        _ => plan(dealer, i),
+    };
     let ([rx0, rx1], dealer) = stream::spawn(1, plan);
     let (seed_tx, seed_rx) = mpsc::sync_channel::<Vec<u8>>(1);
     let (key_tx, key_rx) = mpsc::sync_channel::<Vec<u8>>(1);
@@ -428,7 +461,8 @@ pub fn train(
             party(ctx, &shape, &sgd, offline_first, rx0, io, progress)
         },
         |ctx| {
-            let io = Io::Client { data, keys: key_tx, answers: ans_rx };
+            let quit = faults.client_quits_in_step;
+            let io = Io::Client { data, keys: key_tx, answers: ans_rx, quit };
             party(ctx, &shape, &sgd, offline_first, rx1, io, &|_| {})
         },
     );
@@ -543,6 +577,8 @@ enum Io<'a> {
         data: &'a ClientData,
         keys: mpsc::SyncSender<Vec<u8>>,
         answers: mpsc::Receiver<Result<RingTensor>>,
+        /// An injected failure ([`Faults::client_quits_in_step`]).
+        quit: Option<usize>,
     },
 }
 
@@ -614,6 +650,10 @@ fn party(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<PartyOut> {
     let mut rx = Chunks { rx, prefetched: 0, measure: false, bytes: 0, spent: Duration::ZERO };
+    let quit = match &io {
+        Io::Client { quit, .. } => *quit,
+        Io::Server { .. } => None,
+    };
     let t0 = Instant::now();
     let c0 = ctx.mark();
     let (server, client) = match &io {
@@ -684,7 +724,7 @@ fn party(
                     .collect();
                 Share::new(s.tensor().add(&RingTensor::from_vec(&[rows, d], pos)?)?)
             }
-            Io::Client { data, keys, answers } => {
+            Io::Client { data, keys, answers, .. } => {
                 let ids: Vec<u32> = range
                     .clone()
                     .flat_map(|i| data.tokens.ids[i * shape.seq..(i + 1) * shape.seq].to_vec())
@@ -782,6 +822,9 @@ fn party(
                 encoder::forward(ctx, lp, &h, &amask, &dims, Some(shape.dropout()), shape.eps)?;
             saved.push(s);
             h = y;
+        }
+        if quit == Some(si) {
+            return Err(Error::Usage(format!("injected fault: the client quits in step {si}")));
         }
         chunk(ctx, &mut rx)?;
         let (logits, dlogits, hs) = head::forward(ctx, &head_dense, &h, &pool_w, &onehot, &dims)?;
