@@ -8,11 +8,16 @@
 //!    clamped beyond: a constant row gives ρ = ρ(2^−11), never a division by zero);
 //! 4. n = ⌊(d·ρ + 2^15) / 2^16⌋; y = ⌊(n·γ + 2^15) / 2^16⌋ + β.
 //!
-//! Inputs: |x| < 2^15, σ² < 2^10, H ≤ 2^12. **Forward rounds: 10** (μ 1; d and γ masked 1; u
-//! 1; ρ 3; n 2; y 2). **Backward** (7 rounds) from the saved n, γ (masked) and ρ:
+//! Inputs: |x| < 2^15, σ² < 2^10, H ≤ 2^12. **Forward rounds: 12** (μ 1; d and γ masked 1; u
+//! 1; ρ 3; n 3; y 3). **Backward** (9 rounds) from the saved n, γ (masked) and ρ:
 //! dβ = Σ_rows dY, dγ = Σ_rows dY ⊙ n, g = dY ⊙ γ, and
 //! dX = ρ ⊙ (g − mean(g) − n ⊙ mean(g ⊙ n)) with every product exact-shifted once (the last
 //! in the signed [`GRAD_WIDTH`]-bit range: |dX| < 2^11).
+//!
+//! **Shifts.** The per-element exact shifts (n, y, g, dX) use one-bit comparison keys
+//! ([`trunc_cmp`]: one more round and one opened bit each, about half the key bytes of the
+//! one-round DCF shift); the per-row and per-column ones (μ, u, the means, dγ) keep the
+//! one-round shift, whose keys are few.
 //!
 //! **What each party learns:** nothing (every opening is under a fresh mask).
 
@@ -21,8 +26,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::approx::{Approx, FitSpec};
 use super::{
-    FRAC, GRAD_WIDTH, PRODUCT_WIDTH, add_const, gen_trunc, last_dim, row_sums, spread, trunc,
-    trunc_many,
+    FRAC, GRAD_WIDTH, PRODUCT_WIDTH, add_const, gen_trunc, gen_trunc_cmp, last_dim, row_sums,
+    spread, trunc, trunc_cmp, trunc_many,
 };
 use crate::mpc::error::Result;
 use crate::mpc::gates::shift::ars_spec;
@@ -203,10 +208,10 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize], eps: f64) -> Result<Pla
     rsqrt(h, eps).deal(dealer, &[rows])?;
     let rho = masked::gen_mask(dealer, &[rows])?;
     masked::gen_mul(dealer, &d, &rho.broadcast(h)?.reshape(shape)?)?;
-    gen_trunc(dealer, shape, PRODUCT_WIDTH, FRAC)?;
+    gen_trunc_cmp(dealer, shape, PRODUCT_WIDTH, FRAC)?;
     let n = masked::gen_mask(dealer, shape)?;
     masked::gen_mul(dealer, &n, &gamma)?;
-    gen_trunc(dealer, shape, PRODUCT_WIDTH, FRAC)?;
+    gen_trunc_cmp(dealer, shape, PRODUCT_WIDTH, FRAC)?;
     Ok(Plan { shape: shape.to_vec(), n, gamma })
 }
 
@@ -222,7 +227,7 @@ pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
     masked::gen_mul(dealer, &dy, &plan.n)?;
     masked::gen_mul(dealer, &dy, &plan.gamma)?;
     gen_trunc(dealer, &[h], 64, FRAC)?;
-    gen_trunc(dealer, shape, PRODUCT_WIDTH, FRAC)?;
+    gen_trunc_cmp(dealer, shape, PRODUCT_WIDTH, FRAC)?;
     let g = masked::gen_mask(dealer, shape)?;
     masked::gen_mul(dealer, &g, &plan.n)?;
     gen_trunc(dealer, &[rows], 64, FRAC + 24)?;
@@ -231,7 +236,7 @@ pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
     masked::gen_mul(dealer, &plan.n, &m2.broadcast(h)?.reshape(shape)?)?;
     let hu = masked::gen_mask(dealer, shape)?;
     masked::gen_mul(dealer, &hu, &rho.broadcast(h)?.reshape(shape)?)?;
-    gen_trunc(dealer, shape, GRAD_WIDTH, 32).map(drop)
+    gen_trunc_cmp(dealer, shape, GRAD_WIDTH, 32).map(drop)
 }
 
 /// Party: ⟨layernorm(x)⟩ with shared γ, β (of the row length) and what the backward needs.
@@ -263,10 +268,10 @@ pub fn forward<C: Channel>(
     let rho = rsqrt(h, eps).eval(ctx, &u)?;
     let rh = masked::mask(ctx, &rho)?;
     let nu = masked::mul(ctx, dh, &rh.broadcast(h)?.reshape(&shape)?)?;
-    let n = trunc(ctx, &add_const(ctx.id, &nu, 1 << (FRAC - 1)), PRODUCT_WIDTH, FRAC)?;
+    let n = trunc_cmp(ctx, &add_const(ctx.id, &nu, 1 << (FRAC - 1)), PRODUCT_WIDTH, FRAC)?;
     let nh = masked::mask(ctx, &n)?;
     let yu = masked::mul(ctx, &nh, &gh)?;
-    let y = trunc(ctx, &add_const(ctx.id, &yu, 1 << (FRAC - 1)), PRODUCT_WIDTH, FRAC)?;
+    let y = trunc_cmp(ctx, &add_const(ctx.id, &yu, 1 << (FRAC - 1)), PRODUCT_WIDTH, FRAC)?;
     let y = y.add(&Share::new(tile(beta.tensor(), rows, &shape)?))?;
     Ok((y, Saved { n: nh, gamma: gh, rho }))
 }
@@ -295,14 +300,10 @@ pub fn backward<C: Channel>(
     let dg_u = Share::new(col_sums(masked::mul(ctx, dyh, &saved.n)?.tensor(), h)?);
     let g_u = masked::mul(ctx, dyh, &saved.gamma)?;
     let half = 1u64 << (FRAC - 1);
-    let t = trunc_many(
-        ctx,
-        &[
-            (&add_const(ctx.id, &dg_u, half), 64, FRAC),
-            (&add_const(ctx.id, &g_u, half), PRODUCT_WIDTH, FRAC),
-        ],
-    )?;
-    let (dg, g) = (t[0].clone(), t[1].clone());
+    let (dg_u, g_u) = (add_const(ctx.id, &dg_u, half), add_const(ctx.id, &g_u, half));
+    let m = masked::mask_many(ctx, &[&dg_u, &g_u])?;
+    let dg = masked::ars(ctx, &m[0], 64, FRAC)?;
+    let g = masked::ars_cmp(ctx, &m[1], PRODUCT_WIDTH, FRAC)?;
     let gh = masked::mask(ctx, &g)?;
     let c = mean_scale(h);
     let sgn = Share::new(row_sums(masked::mul(ctx, &gh, &saved.n)?.tensor(), h)?.scale(c));
@@ -321,6 +322,6 @@ pub fn backward<C: Channel>(
     let hu = g.tensor().scale(1 << FRAC).sub(&m1s.scale(1 << FRAC))?.sub(nm.tensor())?;
     let hh = masked::mask(ctx, &Share::new(hu))?;
     let z = masked::mul(ctx, &hh, &rh.broadcast(h)?.reshape(&shape)?)?;
-    let dx = trunc(ctx, &add_const(ctx.id, &z, 1 << 31), GRAD_WIDTH, 32)?;
+    let dx = trunc_cmp(ctx, &add_const(ctx.id, &z, 1 << 31), GRAD_WIDTH, 32)?;
     Ok((dx, dg, db))
 }
