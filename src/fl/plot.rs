@@ -222,6 +222,15 @@ pub struct Panel {
 /// # Errors
 /// No font available, or the file cannot be written.
 pub fn panels_per_epoch(path: &Path, title: &str, panels: &[Panel]) -> Result<()> {
+    panels_over(path, title, "epoch", panels)
+}
+
+/// As [`panels_per_epoch`] over any integer x axis named `x_desc` (e.g. training steps); at most
+/// 11 x labels.
+///
+/// # Errors
+/// As [`panels_per_epoch`].
+pub fn panels_over(path: &Path, title: &str, x_desc: &str, panels: &[Panel]) -> Result<()> {
     ensure_font()?;
     let root =
         BitMapBackend::new(path, (560 * panels.len().max(1) as u32, 480)).into_drawing_area();
@@ -248,9 +257,9 @@ pub fn panels_per_epoch(path: &Path, title: &str, panels: &[Panel]) -> Result<()
             .map_err(|e| draw_error(path, e))?;
         chart
             .configure_mesh()
-            .x_desc("epoch")
+            .x_desc(x_desc)
             .y_desc(panel.y_desc.as_str())
-            .x_labels(x_max as usize + 1)
+            .x_labels((x_max as usize + 1).min(11))
             .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style(("sans-serif", 15))
             .draw()

@@ -321,7 +321,41 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     if let Some(path) = &args.json {
         super::write_json(path, &summary)?;
     }
+    plot(&args.plot, &summary)?;
+    eprintln!("wrote {}", args.plot.display());
     Ok(())
+}
+
+/// The loss of every step, secure and plaintext, and their difference.
+fn plot(path: &std::path::Path, s: &Summary) -> Result<()> {
+    use prifft::fl::plot::{Panel, panels_over};
+    let per_step = |v: &[f64]| -> Vec<(f64, f64)> {
+        v.iter().enumerate().map(|(i, &y)| ((i + 1) as f64, y)).collect()
+    };
+    let diff: Vec<f64> =
+        s.secure_losses.iter().zip(&s.plain_losses).map(|(a, b)| (a - b).abs()).collect();
+    let loss = Panel {
+        y_desc: "cross-entropy of the step's batch".into(),
+        series: vec![
+            ("secure (shares)".into(), per_step(&s.secure_losses)),
+            ("plaintext (f32)".into(), per_step(&s.plain_losses)),
+        ],
+    };
+    let gap = Panel {
+        y_desc: "|secure − plaintext|".into(),
+        series: vec![("loss difference".into(), per_step(&diff))],
+    };
+    let title = format!(
+        "secure vs plaintext fine-tuning: top {} layers, lr {}, batch {}, L = {}, {} sentences; test accuracy {:.1} % / {:.1} %",
+        s.trainable_layers,
+        s.lr,
+        s.batch,
+        s.seq_len,
+        s.train_sentences,
+        100.0 * s.secure_acc,
+        100.0 * s.plain_acc
+    );
+    panels_over(path, &title, "step", &[loss, gap])
 }
 
 fn mb(b: u64) -> f64 {
