@@ -660,6 +660,7 @@ fn finetune_secure_by_default_matches_plaintext_and_reports_both_protocol_sets()
     }
     let dir = tempfile::tempdir().unwrap();
     let (json, weights) = (dir.path().join("s.json"), dir.path().join("w.safetensors"));
+    let png = dir.path().join("s.png");
     let out = prifft()
         .args(["finetune", "--layers-trainable", "1", "--train", "8", "--test", "16"])
         .args(["--seq-len", "8", "--seed", "2", "--net", "mem", "--baseline-steps", "1"])
@@ -667,6 +668,8 @@ fn finetune_secure_by_default_matches_plaintext_and_reports_both_protocol_sets()
         .arg(&weights)
         .arg("--json")
         .arg(&json)
+        .arg("--plot")
+        .arg(&png)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -686,6 +689,8 @@ fn finetune_secure_by_default_matches_plaintext_and_reports_both_protocol_sets()
     assert_eq!(s["agree_frac"].as_f64(), Some(1.0), "{s}");
     assert!(s["max_weight_diff"].as_f64().unwrap() < 1e-3, "{s}");
     assert!(s["baseline_step_bytes"].as_u64() > s["step_bytes"].as_u64(), "{s}");
+    // The plot of every step's loss, secure beside plaintext.
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
     // The revealed weights: the trainable layer and the head, by Hugging Face's names.
     let bytes = std::fs::read(&weights).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
