@@ -237,6 +237,28 @@ fn splines_match_their_spec(backend: &dyn Backend) {
         for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
             assert_eq!(y, s.spec(x), "spline width {width} degree {degree} x = {}", x as i64);
         }
+        // A second spline on the same breakpoints from the same keys: both outputs, stacked.
+        let coeffs: Vec<Vec<u64>> =
+            (0..pieces).map(|_| (0..=degree).map(|_| rng.random()).collect()).collect();
+        let s2 = spline::Spline { width, breaks: breaks.clone(), coeffs };
+        let n = xs.len();
+        let (mut z0, mut z1) = (vec![0; 2 * n], vec![0; 2 * n]);
+        spline::eval_many(backend, &k0, &[&s, &s2], &masked, &mut z0).unwrap();
+        spline::eval_many(backend, &k1, &[&s, &s2], &masked, &mut z1).unwrap();
+        let z = add(&z0, &z1);
+        for (i, &x) in xs.iter().enumerate() {
+            assert_eq!((z[i], z[n + i]), (s.spec(x), s2.spec(x)), "eval_many at x = {}", x as i64);
+        }
+        // Splines on different breakpoints cannot share a key's evaluations.
+        let mut other = s2.clone();
+        if other.breaks.pop().is_some() {
+            other.coeffs.pop();
+        } else {
+            other.breaks.push(0);
+            other.coeffs.push(other.coeffs[0].clone());
+        }
+        let e = spline::eval_many(backend, &k0, &[&s, &other], &masked, &mut z0).unwrap_err();
+        assert!(e.to_string().contains("the same breakpoints"), "{e}");
     }
 }
 

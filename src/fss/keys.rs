@@ -302,8 +302,15 @@ impl KeyBatch {
 
     /// Serialise (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.wire_len());
+        self.append_to(&mut out);
+        out
+    }
+
+    /// Append [`to_bytes`](Self::to_bytes)'s output to `out` (no intermediate copy).
+    pub fn append_to(&self, out: &mut Vec<u8>) {
         let body = Self::key_bytes_words(self.scheme, self.n, self.words) * self.len;
-        let mut out = Vec::with_capacity(HEADER_BYTES + body);
+        out.reserve(HEADER_BYTES + body);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&[
@@ -322,7 +329,6 @@ impl KeyBatch {
         for x in self.value_cw.iter().chain(&self.last_cw) {
             out.extend_from_slice(&x.to_le_bytes());
         }
-        out
     }
 
     /// Parse and validate.

@@ -369,19 +369,19 @@ fn gate_on<C: Channel, K>(
 where
     GateKeys<K>: FssItem,
 {
-    let mut out = gate_on_many(ctx, x, params, tag, 1, eval)?;
-    Ok(out.pop().expect("one output"))
+    gate_on_shaped(ctx, x, params, tag, x.shape(), eval)
 }
 
-/// As [`gate_on`] for a gate with `outputs` outputs per element (written block after block).
-fn gate_on_many<C: Channel, K>(
+/// As [`gate_on`] for a gate whose output has `shape` (a whole number of x's length: a gate with
+/// several outputs per element writes them block after block).
+fn gate_on_shaped<C: Channel, K>(
     ctx: &mut PartyCtx<C>,
     x: &MaskedTensor,
     params: &[usize],
     tag: u8,
-    outputs: usize,
+    shape: &[usize],
     eval: impl FnOnce(&dyn Backend, &K, &[u64], &mut [u64]) -> crate::mpc::error::Result<()>,
-) -> Result<Vec<Share>>
+) -> Result<Share>
 where
     GateKeys<K>: FssItem,
 {
@@ -389,15 +389,9 @@ where
     let mut dims = vec![x.public.len()];
     dims.extend_from_slice(params);
     let item: GateKeys<K> = ctx.preproc.take_fss_bound(&dims, id)?;
-    let len = x.public.len();
-    let mut out = vec![0u64; outputs * len];
+    let mut out = vec![0u64; shape.iter().product()];
     eval(ctx.backend(), item.keys(), x.public.as_slice(), &mut out)?;
-    let out = if len == 0 {
-        vec![Vec::new(); outputs]
-    } else {
-        out.chunks(len).map(<[u64]>::to_vec).collect()
-    };
-    out.into_iter().map(|o| Ok(Share::new(RingTensor::from_vec(x.shape(), o)?))).collect()
+    Ok(Share::new(RingTensor::from_vec(shape, out)?))
 }
 
 /// ⟨max(x, 0)⟩ for a masked tensor x in the signed m-bit range, from keys made for its mask
@@ -584,22 +578,27 @@ pub fn spline_tagged<C: Channel>(
     })
 }
 
-/// ⟨f(x)⟩ for several public splines on the same breakpoints, from one key dealt under use tag
-/// `tag` ([`gen_spline_tagged`]; [`gates::spline::eval_many`]): one DCF evaluation per
-/// breakpoint serves them all. No communication.
+/// ⟨f(x)⟩ for several public splines on the same breakpoints, stacked: shape
+/// `[fs.len(), x's shape…]`, from one key dealt under use tag `tag` ([`gen_spline_tagged`];
+/// [`gates::spline::eval_many`]): one DCF evaluation per breakpoint serves them all. No
+/// communication.
 ///
 /// # Errors
-/// As [`spline`]; splines with different breakpoints, widths or degrees.
+/// As [`spline`]; no spline, or splines with different breakpoints, widths or degrees.
 pub fn splines_tagged<C: Channel>(
     ctx: &mut PartyCtx<C>,
     fs: &[&gates::spline::Spline],
     x: &MaskedTensor,
     tag: u8,
-) -> Result<Vec<Share>> {
-    let Some(f) = fs.first() else {
-        return Ok(Vec::new());
-    };
-    gate_on_many(ctx, x, &[f.width as usize, f.degree()], tag, fs.len(), |b, k, m, o| {
+) -> Result<Share> {
+    let f = fs.first().ok_or(crate::fss::KeyError::Mismatch {
+        what: "splines evaluated together",
+        expected: "at least one spline".into(),
+        found: "none".into(),
+    })?;
+    let mut shape = vec![fs.len()];
+    shape.extend_from_slice(x.shape());
+    gate_on_shaped(ctx, x, &[f.width as usize, f.degree()], tag, &shape, |b, k, m, o| {
         gates::spline::eval_many(b, k, fs, m, o)
     })
 }

@@ -469,10 +469,8 @@ fn put_words(out: &mut Sink<'_>, words: &[u64]) {
 fn put_batch(out: &mut Sink<'_>, batch: &KeyBatch) {
     out.count += 8 + batch.wire_len();
     if let Some(out) = out.bytes.as_deref_mut() {
-        let mut bytes = batch.to_bytes();
-        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        out.extend_from_slice(&bytes);
-        zeroize::Zeroize::zeroize(&mut bytes);
+        out.extend_from_slice(&(batch.wire_len() as u64).to_le_bytes());
+        batch.append_to(out);
     }
 }
 

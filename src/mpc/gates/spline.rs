@@ -171,10 +171,18 @@ pub fn eval_many(
     for s in splines {
         s.check()?;
         if (s.width, &s.breaks, s.degree()) != (spline.width, &spline.breaks, spline.degree()) {
+            let describe = |f: &Spline| {
+                format!(
+                    "{} breakpoints at width {}, degree {}",
+                    f.breaks.len(),
+                    f.width,
+                    f.degree()
+                )
+            };
             return Err(KeyError::Mismatch {
-                what: "splines evaluated together",
-                expected: format!("{} breakpoints at width {}", spline.breaks.len(), spline.width),
-                found: format!("{} breakpoints at width {}", s.breaks.len(), s.width),
+                what: "splines evaluated together (the same breakpoints)",
+                expected: describe(spline),
+                found: describe(s),
             }
             .into());
         }

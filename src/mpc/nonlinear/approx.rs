@@ -162,9 +162,9 @@ impl Approx {
                 ),
             });
         }
-        let mut names = specs.iter().map(|s| s.name);
+        let mut fitted = all_pieces.into_iter().zip(specs);
         Ok(std::array::from_fn(|_| {
-            let all = all_pieces.remove(0);
+            let (all, spec) = fitted.next().expect("one fit per spec");
             let coeffs = all
                 .iter()
                 .map(|&(c, [a0, a1, a2])| {
@@ -178,8 +178,7 @@ impl Approx {
                 })
                 .collect();
             let spline = Spline { width: first.width, breaks: breaks.clone(), coeffs };
-            let name = names.next().expect("one name per spec");
-            Approx { name, spline, shift: first.shift, out_width }
+            Approx { name: spec.name, spline, shift: first.shift, out_width }
         }))
     }
 

@@ -128,10 +128,16 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<Plan> {
     let [f, g] = joint();
     let mask = masked::gen_mask(dealer, shape)?;
     f.gen_raw_on(dealer, &mask, 0)?;
-    let n: usize = shape.iter().product();
-    gen_trunc_cmp(dealer, &[2 * n], f.out_width(), f.shift())?;
+    gen_trunc_cmp(dealer, &stacked(shape), f.out_width(), f.shift())?;
     debug_assert_eq!((f.out_width(), f.shift()), (g.out_width(), g.shift()));
     Ok(Plan { shape: shape.to_vec() })
+}
+
+/// `[2, shape…]`: GELU's and GELU′'s outputs stacked.
+fn stacked(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![2];
+    s.extend_from_slice(shape);
+    s
 }
 
 /// Dealer: the backward of the forward planned as `plan`.
@@ -149,14 +155,10 @@ pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
 pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, Saved)> {
     let [f, g] = joint();
     let xh = masked::mask(ctx, x)?;
+    // GELU and GELU′ stacked, rounded by one shift gate.
     let raw = masked::splines_tagged(ctx, &[f.spline(), g.spline()], &xh, 0)?;
-    let n = x.tensor().len();
-    let mut both = Vec::with_capacity(2 * n);
-    both.extend_from_slice(raw[0].tensor().as_slice());
-    both.extend_from_slice(raw[1].tensor().as_slice());
-    let both = Share::new(RingTensor::from_vec(&[2 * n], both)?);
-    let both = trunc_cmp(ctx, &both, f.out_width(), f.shift())?;
-    let (y, grad) = both.tensor().as_slice().split_at(n);
+    let both = trunc_cmp(ctx, &raw, f.out_width(), f.shift())?;
+    let (y, grad) = both.tensor().as_slice().split_at(x.tensor().len());
     let y = Share::new(RingTensor::from_vec(x.shape(), y.to_vec())?);
     let grad = Share::new(RingTensor::from_vec(x.shape(), grad.to_vec())?);
     Ok((y, Saved { grad }))
