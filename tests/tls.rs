@@ -34,7 +34,7 @@ fn pair(
     let listener = Listener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = std::thread::spawn(move || {
-        TlsChannel::accept(listener, &TlsIdentity::load(&server).unwrap(), config(timeout_ms))
+        TlsChannel::accept(&listener, &TlsIdentity::load(&server).unwrap(), config(timeout_ms))
     });
     let client =
         TlsChannel::connect(&addr, &TlsIdentity::load(&client).unwrap(), config(timeout_ms));
@@ -96,7 +96,8 @@ fn a_plaintext_peer_gets_a_clear_error() {
     let listener = Listener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let identity = TlsIdentity::load(&s).unwrap();
-    let server = std::thread::spawn(move || TlsChannel::accept(listener, &identity, config(2_000)));
+    let server =
+        std::thread::spawn(move || TlsChannel::accept(&listener, &identity, config(2_000)));
     let mut plain = TcpChannel::connect(&addr, config(2_000)).unwrap();
     plain.send(b"{\"protocol\":\"prifft-session/2\"}".to_vec()).unwrap();
     let err = server.join().unwrap().unwrap_err();
@@ -122,7 +123,7 @@ fn stalls_garbage_and_frame_caps_behave_as_over_tcp() {
         std::thread::sleep(Duration::from_millis(300));
     });
     let identity = TlsIdentity::load(&s).unwrap();
-    assert!(TlsChannel::accept(listener, &identity, config(2_000)).is_err());
+    assert!(TlsChannel::accept(&listener, &identity, config(2_000)).is_err());
     garbage.join().unwrap();
     // The first-frame cap holds inside TLS too.
     let listener = Listener::bind("127.0.0.1:0").unwrap();
@@ -131,7 +132,7 @@ fn stalls_garbage_and_frame_caps_behave_as_over_tcp() {
     let server = std::thread::spawn(move || {
         let mut cfg = config(2_000);
         cfg.max_first_frame = Some(64);
-        TlsChannel::accept(listener, &identity, cfg)
+        TlsChannel::accept(&listener, &identity, cfg)
     });
     let mut client =
         TlsChannel::connect(&addr, &TlsIdentity::load(&c).unwrap(), config(2_000)).unwrap();
@@ -149,7 +150,7 @@ fn psk_pair(
     let addr = listener.local_addr().unwrap().to_string();
     let server_id = TlsIdentity::from_psk(server_psk, PartyId::P0).unwrap();
     let server =
-        std::thread::spawn(move || TlsChannel::accept(listener, &server_id, config(2_000)));
+        std::thread::spawn(move || TlsChannel::accept(&listener, &server_id, config(2_000)));
     let client_id = TlsIdentity::from_psk(client_psk, PartyId::P1).unwrap();
     let client = TlsChannel::connect(&addr, &client_id, config(2_000));
     (server.join().unwrap(), client)

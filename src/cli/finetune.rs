@@ -13,8 +13,10 @@ use prifft::model::{Assets, Classifier, Pooling};
 use prifft::{Error, Result};
 
 use super::bench::NetArg;
+use super::link::LinkArgs;
 use super::party::BackendArg;
 
+mod remote;
 mod secure;
 
 /// Pooling of the token states into one sentence vector.
@@ -89,10 +91,11 @@ pub struct FinetuneArgs {
     /// the CPU through the scheduler).
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendArg,
-    /// Secure mode: the link between the two parties (mem: no delay; lan: 1 Gbit/s, 0.2 ms;
-    /// wan: 100 Mbit/s, 20 ms).
-    #[arg(long, value_enum, default_value = "lan")]
-    net: NetArg,
+    /// Secure mode: the simulated link between the two parties (mem: no delay; lan: 1 Gbit/s,
+    /// 0.2 ms; wan: 100 Mbit/s, 20 ms). Default lan in one process; with --role, the real
+    /// network only, unless given.
+    #[arg(long, value_enum)]
+    net: Option<NetArg>,
     /// Secure mode: sentences per batch of the frozen part (computed once per sentence).
     #[arg(long, default_value_t = 8)]
     frozen_batch: usize,
@@ -119,6 +122,52 @@ pub struct FinetuneArgs {
     /// Where --reveal-to server writes the fine-tuned weights.
     #[arg(long, default_value = "finetuned.safetensors")]
     weights_out: PathBuf,
+    /// Run as one of three processes instead of all in this one: `server` (P0: the model,
+    /// --model-dir), `client` (P1: the sentences and labels, --data-dir; it needs only the
+    /// tokenizer) or `dealer` (the one-time material and the embedding lookup's helper; trusted
+    /// not to collude with either party). The parties link to each other (--listen on one,
+    /// --connect on the other) and each to the dealer (--dealer); settings that must agree
+    /// (--layers-trainable, --lr, --momentum, --batch, --frozen-batch, --reveal-to) are checked
+    /// in a handshake. The client's --seed chooses the split and the batch order, the server's
+    /// the head's initial weights; dropout masks come from the dealer's CSPRNG. No process holds
+    /// both shares, so there is no comparison with plaintext training: --reveal-to server
+    /// returns the fine-tuned weights to the model owner.
+    ///
+    /// Example (three terminals; one shared secret: head -c 32 /dev/urandom > psk):
+    ///   prifft finetune --role dealer --listen 127.0.0.1:7100 --tls-psk psk
+    ///   prifft finetune --role server --listen 127.0.0.1:7000 --dealer 127.0.0.1:7100 --tls-psk psk
+    ///   prifft finetune --role client --connect 127.0.0.1:7000 --dealer 127.0.0.1:7100 --tls-psk psk
+    #[arg(long, value_enum, verbatim_doc_comment)]
+    role: Option<RoleArg>,
+    /// With --role: listen on ADDR (the dealer; the party the other connects to). Port 0 picks a
+    /// free port; the address is printed as `listening on ADDR`.
+    #[arg(long, requires = "role", conflicts_with = "connect")]
+    listen: Option<String>,
+    /// With --role server|client: connect to the other party at ADDR.
+    #[arg(long, requires = "role")]
+    connect: Option<String>,
+    /// With --role server|client: the dealer's address.
+    #[arg(long, requires = "role")]
+    dealer: Option<String>,
+    #[command(flatten)]
+    link: LinkArgs,
+    /// With --role: seconds to wait for each message on a link.
+    #[arg(long, default_value_t = 600.0)]
+    timeout: f64,
+    /// With --role: seconds to wait for the other processes to connect or accept.
+    #[arg(long, default_value_t = 120.0)]
+    connect_timeout: f64,
+}
+
+/// A process of the three-process mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// P0, the model owner.
+    Server,
+    /// P1, the data owner.
+    Client,
+    /// The dealer and the embedding lookup's helper.
+    Dealer,
 }
 
 /// Who may see the fine-tuned weights.
@@ -133,6 +182,14 @@ pub enum RevealArg {
 /// # Errors
 /// Missing assets (the message names the fetch script); bad options; a diverging run.
 pub fn run(args: FinetuneArgs) -> Result<()> {
+    if let Some(role) = args.role {
+        if args.plaintext {
+            return Err(Error::Usage(
+                "--role runs the secure mode; --plaintext is one process".into(),
+            ));
+        }
+        return remote::run(&args, role);
+    }
     ensure_assets(&args)?;
     if !args.plaintext {
         return secure::run(&args);

@@ -10,6 +10,7 @@ mod devices;
 mod finetune;
 mod fl;
 mod fl_trace;
+mod link;
 mod partition;
 mod party;
 

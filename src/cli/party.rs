@@ -1,14 +1,12 @@
 //! `prifft party`: one party of the two-process secure computation over TCP.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
 use prifft::mpc::ledger::Ledger;
 use prifft::mpc::{PartyId, Preproc};
-use prifft::net::tcp::{Listener, TcpChannel, TcpConfig};
-use prifft::net::tls::{TlsChannel, TlsFiles, TlsIdentity};
+use prifft::net::tcp::TcpConfig;
 use prifft::net::{Channel, NetModel, Shaped};
 use prifft::ring::FixedPoint;
 use std::sync::Arc;
@@ -17,6 +15,7 @@ use prifft::backend::{Backend, Cpu, Scheduler};
 use prifft::session::{self, MatmulSpec, PartyOptions, SessionOp};
 use prifft::{Error, Result};
 
+use super::link::LinkArgs;
 use super::secs;
 
 /// The session's shapes and fixed point (shared by `deal`, `party` and `demo`).
@@ -159,28 +158,8 @@ pub struct PartyArgs {
     ledger: Option<PathBuf>,
     #[command(flatten)]
     shape: ShapeArgs,
-    /// The certificate authority both parties trust (PEM). With --tls-cert and --tls-key the
-    /// link is mutual TLS 1.3: each party proves its certificate, and a peer from another
-    /// authority, with a wrong key or without TLS is refused before any protocol byte.
-    /// `prifft certs --out-dir DIR` makes a demo set.
-    #[arg(long, requires_all = ["tls_cert", "tls_key"], conflicts_with = "insecure_plaintext")]
-    tls_ca: Option<PathBuf>,
-    /// This party's certificate (PEM): the server's must be issued for `prifft-server`.
-    #[arg(long, requires = "tls_ca")]
-    tls_cert: Option<PathBuf>,
-    /// This party's private key (PEM).
-    #[arg(long, requires = "tls_ca")]
-    tls_key: Option<PathBuf>,
-    /// Instead of certificate files: a file holding a secret both parties share (at least 16
-    /// random bytes, e.g. `head -c 32 /dev/urandom > psk`); both derive the same authority and
-    /// their certificates from it, and a peer without the secret cannot complete the handshake.
-    #[arg(long, conflicts_with_all = ["tls_ca", "insecure_plaintext"])]
-    tls_psk: Option<PathBuf>,
-    /// Run over plain TCP instead of TLS. Anyone who can see the link sees both halves of every
-    /// opening (and the input-sharing seed), i.e. every secret of the session; and anyone who can
-    /// reach the port can take the peer's place. Only for a link you already trust.
-    #[arg(long)]
-    insecure_plaintext: bool,
+    #[command(flatten)]
+    link: LinkArgs,
     /// Seed of this party's demo input (default: random). Demo data only, never key material.
     #[arg(long)]
     input_seed: Option<u64>,
@@ -227,58 +206,13 @@ pub fn run(args: PartyArgs) -> Result<()> {
         max_first_frame: Some(session::MAX_HELLO_BYTES as u64),
         ..TcpConfig::default()
     };
-    let identity = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
-        _ if args.tls_psk.is_some() => {
-            let path = args.tls_psk.as_ref().expect("checked");
-            let mut secret =
-                std::fs::read(path).map_err(|source| Error::Io { path: path.clone(), source })?;
-            let identity = TlsIdentity::from_psk(&secret, id);
-            zeroize::Zeroize::zeroize(&mut secret);
-            Some(identity.map_err(|e| Error::from(e).during("deriving TLS keys from --tls-psk"))?)
-        }
-        (Some(ca), Some(cert), Some(key)) => Some(
-            TlsIdentity::load(&TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
-                .map_err(|e| Error::from(e).during("loading the TLS certificates"))?,
-        ),
-        _ if args.insecure_plaintext => {
-            eprintln!(
-                "warning: --insecure-plaintext: the link is neither encrypted nor authenticated; an eavesdropper sees every secret of this session"
-            );
-            None
-        }
-        _ => {
-            return Err(Error::Usage(
-                "the link between the parties must be authenticated and encrypted: pass --tls-ca, --tls-cert and --tls-key (make a demo set with `prifft certs --out-dir DIR`) or --tls-psk FILE (a shared secret), or --insecure-plaintext for a link you already trust".into(),
-            ));
-        }
-    };
-    let mut wire = None;
-    let link: Box<dyn Channel> = match (&args.listen, &args.connect) {
+    let identity = args.link.identity(id)?;
+    let (link, wire) = match (&args.listen, &args.connect) {
         (Some(addr), _) => {
-            let listener = Listener::bind(addr)
-                .map_err(|e| Error::from(e).during(format!("listening on {addr}")))?;
-            println!("listening on {}", listener.local_addr()?);
-            std::io::stdout().flush().ok();
-            let waiting =
-                |e: prifft::net::NetError| Error::from(e).during("waiting for the other party");
-            match &identity {
-                Some(id) => {
-                    let tls = TlsChannel::accept(listener, id, config).map_err(waiting)?;
-                    wire = Some(tls.wire());
-                    Box::new(tls)
-                }
-                None => Box::new(listener.accept(config).map_err(waiting)?),
-            }
+            let listener = super::link::listen(addr)?;
+            super::link::accept(&listener, identity.as_ref(), config, "the other party")?
         }
-        (None, Some(addr)) => match &identity {
-            Some(id) => {
-                let tls = TlsChannel::connect(addr, id, config)
-                    .map_err(|e| Error::from(e).during("connecting to the server"))?;
-                wire = Some(tls.wire());
-                Box::new(tls)
-            }
-            None => Box::new(TcpChannel::connect(addr, config)?),
-        },
+        (None, Some(addr)) => super::link::connect(addr, identity.as_ref(), config, "the server")?,
         (None, None) => unreachable!("clap requires --listen or --connect"),
     };
     let channel: Box<dyn Channel> = match args.net {

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -53,6 +53,8 @@ use crate::nn::linear::Dense;
 use crate::nn::{Dims, FRAC, MASTER_FRAC, PAD_MASK, enc_at};
 use crate::prg::ChaCha20Rng;
 use crate::ring::RingTensor;
+
+pub mod remote;
 
 /// Where dropout keep-masks come from.
 #[derive(Clone, Debug)]
@@ -261,8 +263,47 @@ fn enc_tensor(shape: &[usize], v: &[f64], bits: u32) -> Result<RingTensor> {
     Ok(RingTensor::from_vec(shape, v.iter().map(|&x| enc_at(x, bits)).collect())?)
 }
 
+/// The model's public sizes, which P0 brings to a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct ModelShape {
+    layers: usize,
+    hidden: usize,
+    heads: usize,
+    ffn: usize,
+    vocab: usize,
+    max_positions: usize,
+    eps: f64,
+    attention_dropout: f64,
+    hidden_dropout: f64,
+}
+
+impl ModelShape {
+    fn of(c: &crate::model::BertConfig) -> ModelShape {
+        ModelShape {
+            layers: c.num_hidden_layers,
+            hidden: c.hidden_size,
+            heads: c.num_attention_heads,
+            ffn: c.intermediate_size,
+            vocab: c.vocab_size,
+            max_positions: c.max_position_embeddings,
+            eps: c.layer_norm_eps,
+            attention_dropout: c.attention_probs_dropout_prob,
+            hidden_dropout: c.hidden_dropout_prob,
+        }
+    }
+}
+
+/// The data's public sizes, which P1 brings: sentence count, tokens per sentence and each
+/// step's batch (indices into its sentences).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct DataShape {
+    sentences: usize,
+    seq: usize,
+    steps: Vec<Vec<usize>>,
+}
+
 /// The public plan of a run: shapes and counts both parties and the dealer know.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Shape {
     layers: usize,
     trainable: usize,
@@ -279,6 +320,11 @@ struct Shape {
     steps: Vec<Vec<usize>>,
 }
 
+/// Bounds a plan from another process must keep (far above any BERT-base-sized model), so a
+/// wrong or hostile plan is refused before anything is allocated for it.
+const MAX_SIZE: usize = 1 << 16;
+const MAX_VOCAB: usize = 1 << 22;
+
 impl Shape {
     /// The run's public shape, after checking that it can be run.
     fn new(
@@ -287,46 +333,76 @@ impl Shape {
         steps: &[Vec<usize>],
         cfg: &SecureConfig,
     ) -> Result<Shape> {
-        let c = model.weights.config();
-        if cfg.trainable >= c.num_hidden_layers {
+        let data = data_shape(data, steps)?;
+        Shape::from_parts(
+            &ModelShape::of(model.weights.config()),
+            &data,
+            cfg.trainable,
+            cfg.frozen_batch,
+        )
+    }
+
+    /// The plan from P0's model sizes and P1's data sizes, checked.
+    fn from_parts(
+        m: &ModelShape,
+        data: &DataShape,
+        trainable: usize,
+        frozen_batch: usize,
+    ) -> Result<Shape> {
+        let sizes = [m.layers, m.hidden, m.heads, m.ffn, m.max_positions];
+        if sizes.iter().any(|&x| x == 0 || x > MAX_SIZE)
+            || m.vocab == 0
+            || m.vocab > MAX_VOCAB
+            || !m.hidden.is_multiple_of(m.heads)
+            || !(m.eps.is_finite() && m.eps > 0.0)
+            || ![m.attention_dropout, m.hidden_dropout].iter().all(|p| (0.0..1.0).contains(p))
+        {
+            return Err(Error::Data(format!("the model's sizes are unusable: {m:?}")));
+        }
+        if trainable >= m.layers {
             return Err(Error::Usage(format!(
                 "secure fine-tuning trains at most {} of the {} layers (the embeddings stay frozen)",
-                c.num_hidden_layers - 1,
-                c.num_hidden_layers
+                m.layers - 1,
+                m.layers
             )));
         }
-        let n = data.labels.len();
-        if data.tokens.rows != n || n == 0 || data.labels.iter().any(|&l| l > 1) {
+        let n = data.sentences;
+        if n == 0 || n > MAX_VOCAB || data.seq < 2 {
             return Err(Error::Usage(format!(
-                "{} sentences with {n} labels (each 0 or 1) cannot be trained on",
-                data.tokens.rows
+                "{n} sentences of {} tokens cannot be trained on",
+                data.seq
             )));
         }
-        if steps.is_empty() || steps.iter().any(|s| s.is_empty() || s.iter().any(|&i| i >= n)) {
+        if data.steps.is_empty()
+            || data
+                .steps
+                .iter()
+                .any(|s| s.is_empty() || s.len() > MAX_SIZE || s.iter().any(|&i| i >= n))
+        {
             return Err(Error::Usage(
                 "every step needs a non-empty batch of sentence indices".into(),
             ));
         }
-        if data.tokens.seq_len > c.max_position_embeddings {
+        if data.seq > m.max_positions {
             return Err(Error::Usage(format!(
                 "sequence length {} exceeds the model's {} positions",
-                data.tokens.seq_len, c.max_position_embeddings
+                data.seq, m.max_positions
             )));
         }
         Ok(Shape {
-            layers: c.num_hidden_layers,
-            trainable: cfg.trainable,
-            hidden: c.hidden_size,
-            heads: c.num_attention_heads,
-            ffn: c.intermediate_size,
-            seq: data.tokens.seq_len,
-            vocab: c.vocab_size,
-            eps: c.layer_norm_eps,
-            attention_dropout: c.attention_probs_dropout_prob,
-            hidden_dropout: c.hidden_dropout_prob,
+            layers: m.layers,
+            trainable,
+            hidden: m.hidden,
+            heads: m.heads,
+            ffn: m.ffn,
+            seq: data.seq,
+            vocab: m.vocab,
+            eps: m.eps,
+            attention_dropout: m.attention_dropout,
+            hidden_dropout: m.hidden_dropout,
             sentences: n,
-            frozen_batch: cfg.frozen_batch.max(1),
-            steps: steps.to_vec(),
+            frozen_batch: frozen_batch.clamp(1, MAX_SIZE),
+            steps: data.steps.clone(),
         })
     }
 
@@ -383,6 +459,18 @@ impl Shape {
         out.push(("head.bias".into(), vec![head::CLASSES]));
         out
     }
+}
+
+/// P1's data sizes, after checking the sentences against their labels.
+fn data_shape(data: &ClientData, steps: &[Vec<usize>]) -> Result<DataShape> {
+    let n = data.labels.len();
+    if data.tokens.rows != n || n == 0 || data.labels.iter().any(|&l| l > 1) {
+        return Err(Error::Usage(format!(
+            "{} sentences with {n} labels (each 0 or 1) cannot be trained on",
+            data.tokens.rows
+        )));
+    }
+    Ok(DataShape { sentences: n, seq: data.tokens.seq_len, steps: steps.to_vec() })
 }
 
 /// Run secure fine-tuning: P0 with `model`, P1 with `data`, the batches `steps` (indices into
@@ -445,7 +533,14 @@ pub fn train_with_faults(
     let helper_backend = backend.clone();
     let (vocab, d) = (shape.vocab, shape.hidden);
     let helper = std::thread::spawn(move || {
-        helper_loop(&*helper_backend, vocab, d, &seed_rx, &key_rx, &ans_tx)
+        helper_serve(
+            &*helper_backend,
+            vocab,
+            d,
+            seed_rx.recv().ok(),
+            || Ok(key_rx.recv().ok()),
+            |answer| Ok(ans_tx.send(answer).is_ok()),
+        )
     });
     let sgd = cfg.sgd;
     let offline_first = cfg.offline_first;
@@ -457,12 +552,14 @@ pub fn train_with_faults(
             crate::mpc::Preproc::new(PartyId::P1, [0; 16]),
         ],
         |ctx| {
-            let io = Io::Server { inputs: &server, seeds: seed_tx };
+            let mut helper = LocalHelper { seeds: Some(seed_tx), keys: None, answers: None };
+            let io = Io::Server { inputs: &server, helper: &mut helper };
             party(ctx, &shape, &sgd, offline_first, rx0, io, progress)
         },
         |ctx| {
             let quit = faults.client_quits_in_step;
-            let io = Io::Client { data, keys: key_tx, answers: ans_rx, quit };
+            let mut helper = LocalHelper { seeds: None, keys: Some(key_tx), answers: Some(ans_rx) };
+            let io = Io::Client { data, helper: &mut helper, quit };
             party(ctx, &shape, &sgd, offline_first, rx1, io, &|_| {})
         },
     );
@@ -546,22 +643,61 @@ fn server_inputs(model: &ServerModel<'_>, shape: &Shape) -> Result<ServerInputs>
     })
 }
 
-/// The helper: P0's seeds, then one answer per key batch from P1, until P1 hangs up.
-fn helper_loop(
+/// The embedding lookup's helper (the dealer) as a party reaches it: in this process through
+/// queues ([`LocalHelper`]), or over a link to the dealer's process ([`remote`]).
+trait HelperLink: Send {
+    /// P0: hand the table-mask seeds to the helper (once, in the setup).
+    fn seeds(&mut self, bytes: Vec<u8>) -> Result<()>;
+    /// P1: the helper's answer to a batch of DPF keys for `tokens` tokens: [tokens, d].
+    fn ask(&mut self, keys: Vec<u8>, tokens: usize) -> Result<RingTensor>;
+    /// P1: no more questions (the frozen part is done).
+    fn done(&mut self) -> Result<()>;
+}
+
+/// The helper in this process: queues to and from its thread.
+struct LocalHelper {
+    seeds: Option<mpsc::SyncSender<Vec<u8>>>,
+    keys: Option<mpsc::SyncSender<Vec<u8>>>,
+    answers: Option<mpsc::Receiver<Result<RingTensor>>>,
+}
+
+impl HelperLink for LocalHelper {
+    fn seeds(&mut self, bytes: Vec<u8>) -> Result<()> {
+        let tx = self.seeds.take().ok_or_else(helper_gone)?;
+        tx.send(bytes).map_err(|_| helper_gone())
+    }
+
+    fn ask(&mut self, keys: Vec<u8>, _tokens: usize) -> Result<RingTensor> {
+        let (tx, rx) = self.keys.as_ref().zip(self.answers.as_ref()).ok_or_else(helper_gone)?;
+        tx.send(keys).map_err(|_| helper_gone())?;
+        rx.recv().map_err(|_| helper_gone())?
+    }
+
+    fn done(&mut self) -> Result<()> {
+        self.keys = None;
+        self.answers = None;
+        Ok(())
+    }
+}
+
+/// The helper's work: P0's seeds (`None`: P0 hung up before sending them), then one answer
+/// per key batch from `next_keys` until it returns `None`, each handed to `reply` (which
+/// returns false when P1 is gone).
+fn helper_serve(
     backend: &dyn Backend,
     vocab: usize,
     d: usize,
-    seeds: &mpsc::Receiver<Vec<u8>>,
-    keys: &mpsc::Receiver<Vec<u8>>,
-    answers: &mpsc::SyncSender<Result<RingTensor>>,
+    seeds: Option<Vec<u8>>,
+    mut next_keys: impl FnMut() -> Result<Option<Vec<u8>>>,
+    mut reply: impl FnMut(Result<RingTensor>) -> Result<bool>,
 ) -> Result<()> {
-    let Ok(bytes) = seeds.recv() else { return Ok(()) };
+    let Some(bytes) = seeds else { return Ok(()) };
     let mut helper = Helper::new(&TableSeeds::from_bytes(&bytes)?, vocab, d)?;
-    while let Ok(k) = keys.recv() {
+    while let Some(k) = next_keys()? {
         let answer = KeyBatch::from_bytes(&k)
             .map_err(|e| Error::from(crate::mpc::MpcError::from(e)))
             .and_then(|k| helper.answer(backend, &k));
-        if answers.send(answer).is_err() {
+        if !reply(answer)? {
             break;
         }
     }
@@ -571,12 +707,11 @@ fn helper_loop(
 enum Io<'a> {
     Server {
         inputs: &'a ServerInputs,
-        seeds: mpsc::SyncSender<Vec<u8>>,
+        helper: &'a mut dyn HelperLink,
     },
     Client {
         data: &'a ClientData,
-        keys: mpsc::SyncSender<Vec<u8>>,
-        answers: mpsc::Receiver<Result<RingTensor>>,
+        helper: &'a mut dyn HelperLink,
         /// An injected failure ([`Faults::client_quits_in_step`]).
         quit: Option<usize>,
     },
@@ -646,7 +781,7 @@ fn party(
     sgd: &SgdConfig,
     offline_first: bool,
     rx: ChunkReceiver,
-    io: Io<'_>,
+    mut io: Io<'_>,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<PartyOut> {
     let mut rx = Chunks { rx, prefetched: 0, measure: false, bytes: 0, spent: Duration::ZERO };
@@ -676,12 +811,12 @@ fn party(
     let frozen: Vec<LayerParams> =
         frozen_raw.iter().zip(masked.chunks(6)).map(|(ts, ws)| layer_params(ts, ws)).collect();
     // The masked word table to P1, the seeds to the helper.
-    let (mut emb_server, masked_table) = match &io {
-        Io::Server { inputs, seeds } => {
+    let (mut emb_server, masked_table) = match &mut io {
+        Io::Server { inputs, helper } => {
             let s = TableSeeds::random(ctx.rng());
             let (srv, table) = Server::new(&inputs.words, &s)?;
             ctx.channel().send(table.to_le_bytes())?;
-            seeds.send(s.to_bytes()).map_err(|_| helper_gone())?;
+            helper.seeds(s.to_bytes())?;
             (Some(srv), None)
         }
         Io::Client { .. } => {
@@ -704,7 +839,7 @@ fn party(
         chunk(ctx, &mut rx)?;
         let dims = shape.dims(range.len());
         let rows = dims.rows();
-        let h = match &io {
+        let h = match &mut io {
             Io::Server { inputs, .. } => {
                 let k0 = KeyBatch::from_bytes(&ctx.channel().recv()?)
                     .map_err(|e| Error::from(crate::mpc::MpcError::from(e)))?;
@@ -724,15 +859,14 @@ fn party(
                     .collect();
                 Share::new(s.tensor().add(&RingTensor::from_vec(&[rows, d], pos)?)?)
             }
-            Io::Client { data, keys, answers, .. } => {
+            Io::Client { data, helper, .. } => {
                 let ids: Vec<u32> = range
                     .clone()
                     .flat_map(|i| data.tokens.ids[i * shape.seq..(i + 1) * shape.seq].to_vec())
                     .collect();
                 let [k0, k1] = embedding::query(&ids, shape.vocab, ctx.rng())?;
                 ctx.channel().send(k0.to_bytes())?;
-                keys.send(k1.to_bytes()).map_err(|_| helper_gone())?;
-                let answer = answers.recv().map_err(|_| helper_gone())??;
+                let answer = helper.ask(k1.to_bytes(), ids.len())?;
                 embedding::client_share(
                     masked_table.as_ref().expect("the masked table"),
                     &ids,
@@ -756,6 +890,9 @@ fn party(
             rx.measure = false;
         }
         progress(Progress::Frozen { done: range.end, total: shape.sentences });
+    }
+    if let Io::Client { helper, .. } = &mut io {
+        helper.done()?;
     }
     let mut frozen_cost = phase(ctx, t1, c1);
     frozen_cost.seconds -= rx.spent.as_secs_f64();

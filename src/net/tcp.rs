@@ -114,11 +114,12 @@ impl Listener {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Accept one connection, waiting at most `config.connect_timeout`.
+    /// Accept one connection, waiting at most `config.connect_timeout` (a listener may accept
+    /// several, one call each).
     ///
     /// # Errors
     /// [`NetError::Timeout`] when nobody connects in time, or the socket error.
-    pub fn accept(self, config: TcpConfig) -> Result<TcpChannel, NetError> {
+    pub fn accept(&self, config: TcpConfig) -> Result<TcpChannel, NetError> {
         let stream = self.accept_stream(config)?;
         TcpChannel::from_stream(stream, config)
     }
@@ -127,7 +128,7 @@ impl Listener {
     ///
     /// # Errors
     /// As [`accept`](Self::accept).
-    pub fn accept_stream(self, config: TcpConfig) -> Result<TcpStream, NetError> {
+    pub fn accept_stream(&self, config: TcpConfig) -> Result<TcpStream, NetError> {
         config.validate()?;
         self.listener.set_nonblocking(true)?;
         let deadline = Instant::now() + config.connect_timeout;

@@ -234,13 +234,13 @@ impl std::fmt::Debug for TlsChannel {
 }
 
 impl TlsChannel {
-    /// Accept one client on `listener` and complete the handshake (within the connect timeout).
+    /// Accept one client on `listener` (one per call) and complete the handshake (within the connect timeout).
     ///
     /// # Errors
     /// [`NetError::Timeout`] when nobody connects; [`NetError::Tls`] when the peer is not a TLS
     /// client, presents no certificate or one the authority did not sign.
     pub fn accept(
-        listener: Listener,
+        listener: &Listener,
         identity: &TlsIdentity,
         config: TcpConfig,
     ) -> Result<Self, NetError> {

@@ -76,6 +76,30 @@ fn mean_ce(logits: &[f64], labels: &[u32]) -> f64 {
         / n
 }
 
+/// One progress bar per phase of a secure run (frozen part, steps), as its party reports.
+#[derive(Default)]
+pub(super) struct Bars(std::sync::Mutex<Option<ProgressBar>>);
+
+impl Bars {
+    pub(super) fn update(&self, p: Progress) {
+        let mut guard = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (done, total, name) = match p {
+            Progress::Frozen { done, total } => (done, total, "frozen"),
+            Progress::Step { done, total } => (done, total, "secure"),
+        };
+        let b = guard.get_or_insert_with(|| bar(total, name));
+        if b.prefix() != name {
+            b.finish_and_clear();
+            *b = bar(total, name);
+        }
+        b.set_position(done as u64);
+        if done == total {
+            b.finish_and_clear();
+            *guard = None;
+        }
+    }
+}
+
 fn bar(len: usize, prefix: &str) -> ProgressBar {
     let style = ProgressStyle::with_template(
         "{prefix:>10} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
@@ -138,7 +162,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     }
     let train_labels: Vec<u32> = train_set.iter().map(|s| u32::from(s.label)).collect();
     let test_labels: Vec<u32> = test_set.iter().map(|s| u32::from(s.label)).collect();
-    let (net_name, net) = match args.net {
+    let (net_name, net) = match args.net.unwrap_or(NetArg::Lan) {
         NetArg::Mem => ("mem", None),
         NetArg::Lan => ("lan", Some(NetModel::LAN)),
         NetArg::Wan => ("wan", Some(NetModel::WAN)),
@@ -171,7 +195,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         seed,
         reuse_frozen: true,
     };
-    let pbar = std::sync::Mutex::new(None::<ProgressBar>);
+    let bars = Bars::default();
     let mut plain_losses = Vec::new();
     let plain_summary = {
         let b = bar(order.len(), "plaintext");
@@ -213,23 +237,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     };
     let server = ServerModel { weights: &assets.weights, head };
     let data = ClientData { tokens: train_tokens, labels: train_labels.clone() };
-    let progress = |p: Progress| {
-        let mut guard = pbar.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (done, total, name) = match p {
-            Progress::Frozen { done, total } => (done, total, "frozen"),
-            Progress::Step { done, total } => (done, total, "secure"),
-        };
-        let b = guard.get_or_insert_with(|| bar(total, name));
-        if b.prefix() != name {
-            b.finish_and_clear();
-            *b = bar(total, name);
-        }
-        b.set_position(done as u64);
-        if done == total {
-            b.finish_and_clear();
-            *guard = None;
-        }
-    };
+    let progress = |p: Progress| bars.update(p);
     let run = finetune::train(&server, &data, &order, &cfg, backend, &progress)?;
 
     // The CrypTen-style step on the first batches, same link and backend.
@@ -358,7 +366,7 @@ fn plot(path: &std::path::Path, s: &Summary) -> Result<()> {
     panels_over(path, &title, "step", &[loss, gap])
 }
 
-fn mb(b: u64) -> f64 {
+pub(super) fn mb(b: u64) -> f64 {
     b as f64 / 1e6
 }
 
@@ -430,7 +438,7 @@ fn print_summary(s: &Summary) {
 }
 
 /// Write the revealed parameters as safetensors (f32, Hugging Face names).
-fn write_weights(
+pub(super) fn write_weights(
     path: &std::path::Path,
     revealed: &[(String, Vec<usize>, Vec<f64>)],
 ) -> Result<()> {

@@ -1,0 +1,247 @@
+//! Secure fine-tuning as three processes' worth of code — server, client and dealer, each on
+//! its own links (mutual TLS over TCP on 127.0.0.1, from one pre-shared secret) — against
+//! plaintext training from the same state, and the errors of a mismatched handshake or a
+//! failing dealer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::{DType, Tensor};
+use rand::{Rng, SeedableRng};
+
+use prifft::backend::Cpu;
+use prifft::finetune::remote::{self, Agreement, PartyLinks, RemoteRun};
+use prifft::finetune::{ClientData, ServerModel};
+use prifft::model::train::{self, Sgd};
+use prifft::model::{BertConfig, Classifier, Pooling, TokenBatch, Weights};
+use prifft::mpc::PartyId;
+use prifft::net::tcp::{Listener, TcpConfig};
+use prifft::net::tls::{TlsChannel, TlsIdentity};
+use prifft::net::{Channel, mem};
+use prifft::prg::ChaCha20Rng;
+
+const SEQ: usize = 8;
+const PSK: [u8; 32] = [42; 32];
+
+fn sentences(n: usize, seed: u64) -> (TokenBatch, Vec<u32>) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let (mut ids, mut mask, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let len = rng.random_range(3..=SEQ);
+        for t in 0..SEQ {
+            let id = match t {
+                _ if t >= len => 0,
+                0 => 1,
+                _ if t == len - 1 => 2,
+                _ => rng.random_range(3..64),
+            };
+            ids.push(id);
+            mask.push(u32::from(t < len));
+        }
+        labels.push(rng.random_range(0..2));
+    }
+    (TokenBatch { ids, mask, rows: n, seq_len: SEQ }, labels)
+}
+
+fn tensor_vec(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+}
+
+fn config(ms: u64) -> TcpConfig {
+    let t = Duration::from_millis(ms);
+    TcpConfig { read_timeout: t, write_timeout: t, connect_timeout: t, ..TcpConfig::default() }
+}
+
+fn identity(p: PartyId) -> TlsIdentity {
+    TlsIdentity::from_psk(&PSK, p).unwrap()
+}
+
+fn connect(addr: &str, p: PartyId) -> Box<dyn Channel> {
+    Box::new(TlsChannel::connect(addr, &identity(p), config(30_000)).unwrap())
+}
+
+fn agreement(lr: f64) -> Agreement {
+    Agreement { trainable: 1, lr, momentum: 0.9, batch: 4, frozen_batch: 8, reveal_to_server: true }
+}
+
+/// The three processes' code on three threads, each link a real TLS connection.
+fn three_parties(
+    weights: &Weights,
+    head: (Vec<f64>, Vec<f64>),
+    data: &ClientData,
+    steps: &[Vec<usize>],
+) -> (RemoteRun, RemoteRun, remote::DealerRun) {
+    let dealer_listener = Listener::bind("127.0.0.1:0").unwrap();
+    let dealer_addr = dealer_listener.local_addr().unwrap().to_string();
+    let peer_listener = Listener::bind("127.0.0.1:0").unwrap();
+    let peer_addr = peer_listener.local_addr().unwrap().to_string();
+    let timeout = Duration::from_secs(60);
+    std::thread::scope(|s| {
+        let dealer = s.spawn(|| {
+            let id = identity(PartyId::P0);
+            let links: Vec<Box<dyn Channel>> = (0..4)
+                .map(|_| {
+                    Box::new(TlsChannel::accept(&dealer_listener, &id, config(30_000)).unwrap())
+                        as Box<dyn Channel>
+                })
+                .collect();
+            remote::dealer(links, Arc::new(Cpu), timeout)
+        });
+        let server = s.spawn(|| {
+            let stream = connect(&dealer_addr, PartyId::P0);
+            let helper = connect(&dealer_addr, PartyId::P0);
+            let peer = Box::new(
+                TlsChannel::accept(&peer_listener, &identity(PartyId::P0), config(30_000)).unwrap(),
+            );
+            let model = ServerModel { weights, head };
+            let links = PartyLinks { peer, stream, helper };
+            remote::server(&model, &agreement(0.05), links, Arc::new(Cpu), timeout, &|_| {})
+        });
+        let client = s.spawn(|| {
+            let stream = connect(&dealer_addr, PartyId::P1);
+            let helper = connect(&dealer_addr, PartyId::P1);
+            let peer = connect(&peer_addr, PartyId::P1);
+            let links = PartyLinks { peer, stream, helper };
+            remote::client(data, steps, &agreement(0.05), links, Arc::new(Cpu), timeout, &|_| {})
+        });
+        let (srv, cli, dlr) = (server.join(), client.join(), dealer.join());
+        (srv.unwrap().unwrap(), cli.unwrap().unwrap(), dlr.unwrap().unwrap())
+    })
+}
+
+/// Five steps through three processes' links: the server ends with the fine-tuned weights
+/// (revealed to it), within the fixed-point bound of plaintext training from the same state,
+/// with identical predictions on held-out sentences. Dropout is off in this model, since the
+/// dealer draws the masks from its own CSPRNG.
+#[test]
+fn server_client_and_dealer_over_tls_train_like_plaintext() {
+    let mut config = BertConfig::tiny(2, 32, 2);
+    config.hidden_dropout_prob = 0.0;
+    config.attention_probs_dropout_prob = 0.0;
+    let weights = Weights::random(&config, 11, DType::F32).unwrap();
+    let (tokens, labels) = sentences(24, 3);
+    let steps: Vec<Vec<usize>> =
+        (0..5).map(|s| (0..4).map(|i| (s * 4 + i) % 20).collect()).collect();
+
+    let model = Classifier::new(&weights, 1, Pooling::Mean, 9).unwrap();
+    let vars = model.trainable_vars();
+    let value =
+        |name: &str| tensor_vec(vars.iter().find(|(n, _)| n == name).unwrap().1.as_tensor());
+    let head = (value("head.weight"), value("head.bias"));
+    let mut sgd = Sgd::new(vars.iter().map(|(_, v)| v.clone()).collect(), 0.05, 0.9);
+    let mut dropout = train::stream(5, 2);
+    for which in &steps {
+        let y: Vec<u32> = which.iter().map(|&i| labels[i]).collect();
+        train::step(&model, &mut sgd, &tokens.select(which), &y, &mut dropout).unwrap();
+    }
+
+    let data = ClientData { tokens, labels };
+    let (server, client, dealer) = three_parties(&weights, head, &data, &steps);
+    println!("dealer {dealer:?}\nserver steps {:?}", server.steps);
+    let revealed = server.revealed.as_ref().expect("revealed to the server");
+    assert!(client.revealed.is_none(), "the client never holds the weights");
+    assert_eq!(server.shares.len(), client.shares.len());
+    let mut worst = 0.0f64;
+    for (name, _, v) in revealed {
+        for (a, b) in v.iter().zip(value(name)) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(worst < 2e-3, "largest weight difference {worst}");
+    let secure = Classifier::new(&weights, 1, Pooling::Mean, 9).unwrap();
+    for (name, _, v) in revealed {
+        secure.set_trainable(name, v).unwrap();
+    }
+    let (held_out, _) = sentences(32, 77);
+    assert_eq!(
+        train::predictions(&secure, &held_out).unwrap(),
+        train::predictions(&model, &held_out).unwrap()
+    );
+    // The accounting: both parties counted the same steps; the dealer answered one lookup per
+    // frozen batch and dealt chunks for the setup, frozen part and each step's layers.
+    assert_eq!(server.steps.len(), 5);
+    assert_eq!(client.steps.len(), 5);
+    assert!(server.steps.iter().all(|s| s.bytes_sent > 0 && s.rounds > 0));
+    assert!(server.key_bytes_per_step > 0 && client.key_bytes_per_step > 0);
+    assert_eq!(dealer.answers, 3);
+    assert_eq!(dealer.stats.chunks, 1 + 3 * 2 + 5 * 4);
+}
+
+type Pair = (Box<dyn Channel>, Box<dyn Channel>);
+
+fn mem_pair() -> Pair {
+    let (a, b) = mem::pair();
+    (Box::new(a), Box::new(b))
+}
+
+/// Run the server and client over in-memory links with the given settings, and `dealer` on the
+/// dealer's ends of their links; both parties' results.
+fn parties_with_dealer(
+    lr: [f64; 2],
+    dealer: impl FnOnce([Box<dyn Channel>; 4]) + Send,
+) -> (prifft::Result<RemoteRun>, prifft::Result<RemoteRun>) {
+    let weights = Weights::random(&BertConfig::tiny(2, 16, 2), 1, DType::F32).unwrap();
+    let (tokens, labels) = sentences(4, 1);
+    let data = ClientData { tokens, labels };
+    let steps = [vec![0, 1], vec![2, 3]];
+    let (p0, p1) = mem_pair();
+    let (s0, d0) = mem_pair();
+    let (h0, e0) = mem_pair();
+    let (s1, d1) = mem_pair();
+    let (h1, e1) = mem_pair();
+    let timeout = Duration::from_secs(20);
+    std::thread::scope(|s| {
+        s.spawn(move || dealer([d0, e0, d1, e1]));
+        let server = s.spawn(|| {
+            let model = ServerModel { weights: &weights, head: (vec![0.0; 32], vec![0.0; 2]) };
+            let links = PartyLinks { peer: p0, stream: s0, helper: h0 };
+            remote::server(&model, &agreement(lr[0]), links, Arc::new(Cpu), timeout, &|_| {})
+        });
+        let client = s.spawn(|| {
+            let links = PartyLinks { peer: p1, stream: s1, helper: h1 };
+            remote::client(&data, &steps, &agreement(lr[1]), links, Arc::new(Cpu), timeout, &|_| {})
+        });
+        (server.join().unwrap(), client.join().unwrap())
+    })
+}
+
+#[test]
+fn mismatched_settings_are_refused_on_both_sides_before_the_dealer_is_reached() {
+    let (server, client) = parties_with_dealer([0.05, 0.01], |links| {
+        // Nothing reaches the dealer: its links stay silent until the parties drop them.
+        let mut links = links;
+        for l in &mut links {
+            assert!(l.recv().is_err());
+        }
+    });
+    for e in [server.unwrap_err().to_string(), client.unwrap_err().to_string()] {
+        assert!(e.contains("different settings") && e.contains("lr: 0.05"), "{e}");
+    }
+}
+
+#[test]
+fn a_dealer_that_stops_or_sends_garbage_is_a_clear_error() {
+    for (what, expected) in [(vec![b'E'], "the dealer stopped"), (vec![b'C', 1, 2], "malformed")] {
+        let (server, client) = parties_with_dealer([0.05, 0.05], |mut links| {
+            // Read the hellos, then end both streams at once (or send garbage).
+            for l in &mut links {
+                l.recv().unwrap();
+            }
+            links[0].send(what.clone()).unwrap();
+            links[2].send(what.clone()).unwrap();
+            // Keep the links open until the parties give up.
+            let _ = links[1].recv();
+            let _ = links[3].recv();
+        });
+        let (e0, e1) = (server.unwrap_err().to_string(), client.unwrap_err().to_string());
+        assert!(e0.contains(expected) || e1.contains(expected), "{e0} / {e1}");
+        assert!(e0.contains("chunk 0") || e1.contains("chunk 0"), "{e0} / {e1}");
+    }
+    // A link that greets the dealer with garbage: the dealer refuses it by name.
+    let (a, mut b) = mem_pair();
+    b.send(b"not a hello".to_vec()).unwrap();
+    let mut links = vec![a];
+    links.extend((0..3).map(|_| mem_pair().0));
+    let e = remote::dealer(links, Arc::new(Cpu), Duration::from_secs(5)).unwrap_err().to_string();
+    assert!(e.contains("hello"), "{e}");
+}
