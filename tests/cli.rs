@@ -698,6 +698,102 @@ fn finetune_secure_by_default_matches_plaintext_and_reports_both_protocol_sets()
     assert_eq!(st.tensor("encoder.layer.5.output.dense.weight").unwrap().shape(), [384, 1536]);
 }
 
+/// Spawn `prifft finetune --role ROLE --listen 127.0.0.1:0 …` and read the address it prints.
+fn spawn_listening(args: &[String]) -> (Child, String) {
+    let mut child = prifft()
+        .arg("finetune")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line:?}"));
+    // The rest of its output, read to the end in the background so the pipe never fills.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, addr.to_string())
+}
+
+/// The three-process mode end to end: dealer, server and client as separate processes over
+/// mutual TLS from one shared secret; one step on the real model; the weights revealed to the
+/// server as safetensors; each process's JSON summary. Wrong role options are usage errors.
+#[test]
+fn finetune_as_three_processes_over_tls_returns_the_weights_to_the_server() {
+    for (args, says) in [
+        (vec!["--role", "dealer"], "--listen"),
+        (vec!["--role", "server", "--listen", "127.0.0.1:0"], "--dealer"),
+        (vec!["--role", "client", "--dealer", "127.0.0.1:1"], "--connect"),
+        (vec!["--role", "dealer", "--plaintext"], "--plaintext"),
+    ] {
+        let out = prifft().arg("finetune").args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let model = prifft::model::Assets::dir(None).join("model.safetensors");
+    if !common::real_asset(&model, "run scripts/fetch-assets.sh") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let psk = dir.path().join("psk");
+    std::fs::write(&psk, [7u8; 32]).unwrap();
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let tls = vec!["--tls-psk".to_string(), path("psk")];
+    let common: Vec<String> = strings(&["--layers-trainable", "1", "--reveal-to", "server"])
+        .into_iter()
+        .chain(strings(&["--timeout", "300", "--connect-timeout", "300"]))
+        .chain(tls.clone())
+        .collect();
+    let mut dealer_args = strings(&["--role", "dealer", "--json"]);
+    dealer_args.push(path("dealer.json"));
+    dealer_args.extend(tls.clone());
+    let (mut dealer, dealer_addr) = spawn_listening(&dealer_args);
+    let mut server_args = strings(&["--role", "server", "--dealer", &dealer_addr, "--seed", "3"]);
+    server_args.extend(common.clone());
+    server_args.extend(["--weights-out".into(), path("w.safetensors")]);
+    server_args.extend(["--json".into(), path("server.json")]);
+    let (mut server, server_addr) = spawn_listening(&server_args);
+    let out = prifft()
+        .args(["finetune", "--role", "client", "--connect", &server_addr])
+        .args(["--dealer", &dealer_addr, "--train", "8", "--seq-len", "8", "--seed", "3"])
+        .args(&common)
+        .args(["--json", &path("client.json")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client: {stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent its shares"));
+    for (name, child) in [("server", &mut server), ("dealer", &mut dealer)] {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert!(status.success(), "{name}: {err}");
+    }
+    let json = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path(name)).unwrap()).unwrap()
+    };
+    let (s, c, d) = (json("server.json"), json("client.json"), json("dealer.json"));
+    for v in [&s, &c] {
+        assert_eq!(v["steps"].as_u64(), Some(1), "{v}");
+        assert!(
+            v["step_bytes"].as_u64().unwrap() > 0 && v["key_bytes_per_step"].as_u64() > Some(0)
+        );
+        // Over TLS, more bytes cross the wire than the protocol sends (records, handshake).
+        assert!(v["wire_bytes_sent"].as_u64().unwrap() > v["step_bytes"].as_u64().unwrap());
+    }
+    // The parties' traffic is symmetric up to the client's input-sharing seeds (32 B each).
+    let (sb, cb) = (s["step_bytes"].as_u64().unwrap(), c["step_bytes"].as_u64().unwrap());
+    assert!(sb.abs_diff(cb) <= 32 * 8, "{sb} vs {cb}");
+    assert_eq!(d["helper_answers"].as_u64(), Some(1), "{d}");
+    assert!(d["peak_chunk_bytes"].as_u64().unwrap() <= d["bytes_per_party"].as_u64().unwrap());
+    let bytes = std::fs::read(path("w.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("head.weight").unwrap().shape(), [2, 384]);
+    assert_eq!(st.tensor("encoder.layer.5.output.dense.weight").unwrap().shape(), [384, 1536]);
+}
+
 #[test]
 fn bench_protocols_measures_and_checks_every_protocol() {
     let out = prifft()

@@ -28,8 +28,9 @@ use super::error::Result;
 use super::{Dealer, MpcError, PartyId, Preproc, PreprocError};
 use crate::net::Channel;
 
-/// Largest piece of a chunk in one frame on a link (a chunk of a training step is ~1 GB).
-pub const PIECE_BYTES: usize = 64 << 20;
+/// Largest piece of a chunk in one frame on a link (a chunk of a training step is ~1 GB; a
+/// link queues up to 64 frames, so small pieces keep what waits to be sent small).
+pub const PIECE_BYTES: usize = 4 << 20;
 /// Largest chunk a party accepts from a link.
 pub const MAX_CHUNK_BYTES: u64 = 16 << 30;
 
