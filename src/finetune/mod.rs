@@ -22,9 +22,13 @@
 //!
 //! **The dealer** runs on its own thread and streams one chunk per phase unit (the setup, each
 //! frozen batch, each step) through a bounded queue ([`crate::mpc::stream`]), so at most two
-//! chunks per party exist at once whatever the number of steps. Dropout keep-masks come from the
-//! dealer's CSPRNG, or — to compare with plaintext training under identical masks — from a
-//! replayed stream ([`DropoutMasks::Replay`]), which makes them as secret as that seed.
+//! chunks per party exist at once whatever the number of steps. [`train`] runs everything in one
+//! process (the parties and the dealer as threads); [`remote`] runs the server, the client and
+//! the dealer as three processes over authenticated links, with the same party code.
+//!
+//! Dropout keep-masks come from the dealer's CSPRNG, or — to compare with plaintext training
+//! under identical masks, in one process — from a replayed stream ([`DropoutMasks::Replay`]),
+//! which makes them as secret as that seed.
 //!
 //! **Losses.** The parties never open the loss. The run returns each step's logits *shares*;
 //! [`SecureRun::logits`] reconstructs them for the report, which a deployment would not do.

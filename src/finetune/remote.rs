@@ -14,7 +14,7 @@
 //! `helper`, on which P0 sends the word table's mask seeds once and P1 sends its DPF keys and
 //! gets the helper's answers, one per frozen batch.
 //!
-//! **Handshake.** On `peer`, each party sends a [`Hello`]: the protocol version, the settings
+//! **Handshake.** On `peer`, each party sends a hello: the protocol version, the settings
 //! both must agree on ([`Agreement`]: a mismatch is refused on both sides with both values
 //! named), and its half of the public plan — P0 the model's sizes, P1 the number of sentences,
 //! their length and each step's batch (indices into its sentences; the batch order is public,
