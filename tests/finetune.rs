@@ -60,7 +60,14 @@ fn tensor_vec(t: &Tensor) -> Vec<f64> {
 
 #[test]
 fn five_secure_steps_follow_plaintext_training_from_the_same_state() {
-    five_steps(Arc::new(Cpu));
+    five_steps(Arc::new(Cpu), false);
+}
+
+/// The same with the frozen part (embedding lookup, frozen layer) run inside every step on the
+/// step's batch instead of once per sentence: the same agreement with plaintext.
+#[test]
+fn five_secure_steps_with_every_layer_forward_follow_plaintext_training() {
+    five_steps(Arc::new(Cpu), true);
 }
 
 /// The same five steps with every party's heavy work on the GPU (lavapipe in CI).
@@ -68,11 +75,11 @@ fn five_secure_steps_follow_plaintext_training_from_the_same_state() {
 #[test]
 fn five_secure_steps_on_the_gpu_backend_follow_plaintext_training() {
     if let Some(gpu) = common::gpu_device() {
-        five_steps(Arc::new(gpu));
+        five_steps(Arc::new(gpu), false);
     }
 }
 
-fn five_steps(backend: Arc<dyn prifft::backend::Backend>) {
+fn five_steps(backend: Arc<dyn prifft::backend::Backend>, recompute_frozen: bool) {
     let config = BertConfig::tiny(2, 32, 2);
     let weights = Weights::random(&config, 11, DType::F32).unwrap();
     let (tokens, labels) = sentences(24, 3);
@@ -99,6 +106,7 @@ fn five_steps(backend: Arc<dyn prifft::backend::Backend>) {
         trainable: 1,
         sgd: SgdConfig { lr, momentum, batch: 4 },
         frozen_batch: 8,
+        recompute_frozen,
         dropout: DropoutMasks::Replay(Box::new(train::stream(seed, 2))),
         net: None,
         offline_first: false,
@@ -150,7 +158,7 @@ fn five_steps(backend: Arc<dyn prifft::backend::Backend>) {
     }
     // The run's accounting: every step sent bytes in a bounded number of rounds.
     assert!(run.steps.iter().all(|s| s.bytes_sent > 0 && s.rounds > 0 && s.rounds < 400));
-    assert!(run.key_bytes_per_step > 0 && run.frozen_key_bytes > 0);
+    assert!(run.key_bytes_per_step > 0 && (recompute_frozen || run.frozen_key_bytes > 0));
 }
 
 fn tiny_run(tokens: TokenBatch, labels: Vec<u32>, trainable: usize) -> prifft::Result<()> {
@@ -168,6 +176,7 @@ fn faulty_run(
         trainable,
         sgd: SgdConfig { lr: 0.01, momentum: 0.9, batch: 2 },
         frozen_batch: 4,
+        recompute_frozen: false,
         dropout: DropoutMasks::Dealer,
         net: None,
         offline_first: false,

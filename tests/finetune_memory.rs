@@ -24,6 +24,7 @@ fn resident_memory_is_flat_over_100_steps() {
         trainable: 1,
         sgd: SgdConfig { lr: 0.01, momentum: 0.9, batch: 4 },
         frozen_batch: 8,
+        recompute_frozen: false,
         dropout: DropoutMasks::Dealer,
         net: None,
         offline_first: false,

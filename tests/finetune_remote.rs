@@ -61,7 +61,15 @@ fn connect(addr: &str, p: PartyId) -> Box<dyn Channel> {
 }
 
 fn agreement(lr: f64) -> Agreement {
-    Agreement { trainable: 1, lr, momentum: 0.9, batch: 4, frozen_batch: 8, reveal_to_server: true }
+    Agreement {
+        trainable: 1,
+        lr,
+        momentum: 0.9,
+        batch: 4,
+        frozen_batch: 8,
+        recompute_frozen: false,
+        reveal_to_server: true,
+    }
 }
 
 /// The three processes' code on three threads, each link a real TLS connection.

@@ -69,7 +69,8 @@ pub struct FinetuneArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Run every layer at every step instead of computing the frozen layers once per sentence
-    /// and reusing their output (same results; slower).
+    /// and reusing their output (same results; slower). In the secure mode each step then runs
+    /// the embedding lookup and the frozen layers on its batch: a step with every layer forward.
     #[arg(long)]
     recompute_frozen: bool,
     /// Folder of config.json, model.safetensors and tokenizer.json (default assets/minilm from

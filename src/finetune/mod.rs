@@ -79,6 +79,10 @@ pub struct SecureConfig {
     pub sgd: SgdConfig,
     /// Sentences per frozen-part batch.
     pub frozen_batch: usize,
+    /// Run the frozen part (embedding lookup and frozen layers) inside every step, on the step's
+    /// batch, instead of once per sentence with its output kept: the cost of a step with every
+    /// layer forward (same results).
+    pub recompute_frozen: bool,
     /// Dropout keep-masks.
     pub dropout: DropoutMasks,
     /// The network model of the two parties' link (none: memory speed).
@@ -321,6 +325,8 @@ struct Shape {
     hidden_dropout: f64,
     sentences: usize,
     frozen_batch: usize,
+    /// The frozen part runs inside every step (no kept outputs).
+    recompute: bool,
     steps: Vec<Vec<usize>>,
 }
 
@@ -343,6 +349,7 @@ impl Shape {
             &data,
             cfg.trainable,
             cfg.frozen_batch,
+            cfg.recompute_frozen,
         )
     }
 
@@ -352,6 +359,7 @@ impl Shape {
         data: &DataShape,
         trainable: usize,
         frozen_batch: usize,
+        recompute: bool,
     ) -> Result<Shape> {
         let sizes = [m.layers, m.hidden, m.heads, m.ffn, m.max_positions];
         if sizes.iter().any(|&x| x == 0 || x > MAX_SIZE)
@@ -406,6 +414,7 @@ impl Shape {
             hidden_dropout: m.hidden_dropout,
             sentences: n,
             frozen_batch: frozen_batch.clamp(1, MAX_SIZE),
+            recompute,
             steps: data.steps.clone(),
         })
     }
@@ -429,10 +438,14 @@ impl Shape {
         self.layers - self.trainable
     }
 
-    fn frozen_batches(&self) -> Vec<std::ops::Range<usize>> {
+    /// The batches of the frozen part before the steps (none when it runs inside each step).
+    fn frozen_batches(&self) -> Vec<Vec<usize>> {
+        if self.recompute {
+            return Vec::new();
+        }
         (0..self.sentences)
             .step_by(self.frozen_batch)
-            .map(|s| s..(s + self.frozen_batch).min(self.sentences))
+            .map(|s| (s..(s + self.frozen_batch).min(self.sentences)).collect())
             .collect()
     }
 
@@ -815,7 +828,7 @@ fn party(
     let frozen: Vec<LayerParams> =
         frozen_raw.iter().zip(masked.chunks(6)).map(|(ts, ws)| layer_params(ts, ws)).collect();
     // The masked word table to P1, the seeds to the helper.
-    let (mut emb_server, masked_table) = match &mut io {
+    let (emb_server, masked_table) = match &mut io {
         Io::Server { inputs, helper } => {
             let s = TableSeeds::random(ctx.rng());
             let (srv, table) = Server::new(&inputs.words, &s)?;
@@ -838,64 +851,22 @@ fn party(
     let c1 = ctx.mark();
     let mut cached: Vec<RingTensor> = Vec::with_capacity(shape.sentences);
     let mut frozen_key_bytes = 0;
-    for range in shape.frozen_batches() {
-        rx.measure = range.start == 0;
-        chunk(ctx, &mut rx)?;
-        let dims = shape.dims(range.len());
-        let rows = dims.rows();
-        let h = match &mut io {
-            Io::Server { inputs, .. } => {
-                let k0 = KeyBatch::from_bytes(&ctx.channel().recv()?)
-                    .map_err(|e| Error::from(crate::mpc::MpcError::from(e)))?;
-                if k0.len() != rows {
-                    return Err(Error::Data(format!(
-                        "{} embedding keys for {rows} tokens",
-                        k0.len()
-                    )));
-                }
-                let srv = emb_server.as_mut().expect("the server's lookup");
-                let s = srv.share(ctx.backend(), &k0)?;
-                let pos: Vec<u64> = (0..rows)
-                    .flat_map(|r| {
-                        let t = r % shape.seq;
-                        inputs.positions.as_slice()[t * d..(t + 1) * d].to_vec()
-                    })
-                    .collect();
-                Share::new(s.tensor().add(&RingTensor::from_vec(&[rows, d], pos)?)?)
-            }
-            Io::Client { data, helper, .. } => {
-                let ids: Vec<u32> = range
-                    .clone()
-                    .flat_map(|i| data.tokens.ids[i * shape.seq..(i + 1) * shape.seq].to_vec())
-                    .collect();
-                let [k0, k1] = embedding::query(&ids, shape.vocab, ctx.rng())?;
-                ctx.channel().send(k0.to_bytes())?;
-                let answer = helper.ask(k1.to_bytes(), ids.len())?;
-                embedding::client_share(
-                    masked_table.as_ref().expect("the masked table"),
-                    &ids,
-                    &answer,
-                )?
-            }
-        };
-        let amask = client_mask(ctx, client, range.clone(), shape)?;
-        let amask = encoder::attention_mask_rows(&amask, &dims)?;
-        let (mut h, _) = layernorm::forward(ctx, &h, &embed_norm[0], &embed_norm[1], shape.eps)?;
-        for lp in &frozen {
-            chunk(ctx, &mut rx)?;
-            h = encoder::forward(ctx, lp, &h, &amask, &dims, None, shape.eps)?.0;
-        }
-        for s in 0..range.len() {
+    let mut lookup = Lookup { server: emb_server, table: masked_table };
+    let frozen_part = FrozenPart { layers: &frozen, embed_norm: &embed_norm };
+    for (bi, which) in shape.frozen_batches().iter().enumerate() {
+        rx.measure = bi == 0;
+        let h = frozen_part.forward(ctx, &mut rx, &mut io, &mut lookup, client, which, shape)?;
+        for s in 0..which.len() {
             let block = h.tensor().as_slice()[s * shape.seq * d..(s + 1) * shape.seq * d].to_vec();
             cached.push(RingTensor::from_vec(&[shape.seq, d], block)?);
         }
-        if range.start == 0 {
+        if bi == 0 {
             frozen_key_bytes = rx.bytes;
             rx.measure = false;
         }
-        progress(Progress::Frozen { done: range.end, total: shape.sentences });
+        progress(Progress::Frozen { done: cached.len(), total: shape.sentences });
     }
-    if let Io::Client { helper, .. } = &mut io {
+    if let (Io::Client { helper, .. }, false) = (&mut io, shape.recompute) {
         helper.done()?;
     }
     let mut frozen_cost = phase(ctx, t1, c1);
@@ -912,7 +883,8 @@ fn party(
         rx.bytes = 0;
         rx.spent = Duration::ZERO;
         if offline_first {
-            let units = 2 * shape.trainable + 2;
+            let frozen_units = if shape.recompute { 1 + shape.frozen_layers() } else { 0 };
+            let units = 2 * shape.trainable + 2 + frozen_units;
             for _ in 0..units {
                 rx.rx.next_into(&mut ctx.preproc)?;
             }
@@ -924,14 +896,18 @@ fn party(
         }
         let ts = Instant::now();
         let cs = ctx.mark();
-        chunk(ctx, &mut rx)?;
         let dims = shape.dims(which.len());
         let rows = dims.rows();
-        let mut h_data = Vec::with_capacity(rows * d);
-        for &i in which {
-            h_data.extend_from_slice(cached[i].as_slice());
-        }
-        let h0 = Share::new(RingTensor::from_vec(&[rows, d], h_data)?);
+        let h0 = if shape.recompute {
+            frozen_part.forward(ctx, &mut rx, &mut io, &mut lookup, client, which, shape)?
+        } else {
+            let mut h_data = Vec::with_capacity(rows * d);
+            for &i in which {
+                h_data.extend_from_slice(cached[i].as_slice());
+            }
+            Share::new(RingTensor::from_vec(&[rows, d], h_data)?)
+        };
+        chunk(ctx, &mut rx)?;
         let (amask, pool_w, onehot) = client_batch(ctx, client, which, shape)?;
         let amask = encoder::attention_mask_rows(&amask, &dims)?;
         // The working 16-bit weights, the matrices opened (masked) in one round.
@@ -1018,6 +994,83 @@ fn party(
     })
 }
 
+/// The embedding lookup's state: P0's server side, P1's copy of the masked table.
+struct Lookup {
+    server: Option<Server>,
+    table: Option<RingTensor>,
+}
+
+/// The frozen part's parameters: the frozen layers and the embeddings' layer norm.
+struct FrozenPart<'a> {
+    layers: &'a [LayerParams],
+    embed_norm: &'a [Share; 2],
+}
+
+impl FrozenPart<'_> {
+    /// The frozen part on sentences `which`: the embedding lookup, the positions, the layer norm
+    /// and the frozen layers in evaluation mode; shares of the output, [rows, d].
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        ctx: &mut Ctx,
+        rx: &mut Chunks,
+        io: &mut Io<'_>,
+        lookup: &mut Lookup,
+        client: Option<&ClientData>,
+        which: &[usize],
+        shape: &Shape,
+    ) -> Result<Share> {
+        chunk(ctx, rx)?;
+        let d = shape.hidden;
+        let dims = shape.dims(which.len());
+        let rows = dims.rows();
+        let h = match io {
+            Io::Server { inputs, .. } => {
+                let k0 = KeyBatch::from_bytes(&ctx.channel().recv()?)
+                    .map_err(|e| Error::from(crate::mpc::MpcError::from(e)))?;
+                if k0.len() != rows {
+                    return Err(Error::Data(format!(
+                        "{} embedding keys for {rows} tokens",
+                        k0.len()
+                    )));
+                }
+                let srv = lookup.server.as_mut().expect("the server's lookup");
+                let s = srv.share(ctx.backend(), &k0)?;
+                let pos: Vec<u64> = (0..rows)
+                    .flat_map(|r| {
+                        let t = r % shape.seq;
+                        inputs.positions.as_slice()[t * d..(t + 1) * d].to_vec()
+                    })
+                    .collect();
+                Share::new(s.tensor().add(&RingTensor::from_vec(&[rows, d], pos)?)?)
+            }
+            Io::Client { data, helper, .. } => {
+                let ids: Vec<u32> = which
+                    .iter()
+                    .flat_map(|&i| data.tokens.ids[i * shape.seq..(i + 1) * shape.seq].to_vec())
+                    .collect();
+                let [k0, k1] = embedding::query(&ids, shape.vocab, ctx.rng())?;
+                ctx.channel().send(k0.to_bytes())?;
+                let answer = helper.ask(k1.to_bytes(), ids.len())?;
+                embedding::client_share(
+                    lookup.table.as_ref().expect("the masked table"),
+                    &ids,
+                    &answer,
+                )?
+            }
+        };
+        let amask = client_mask(ctx, client, which, shape)?;
+        let amask = encoder::attention_mask_rows(&amask, &dims)?;
+        let [g, b] = self.embed_norm;
+        let (mut h, _) = layernorm::forward(ctx, &h, g, b, shape.eps)?;
+        for lp in self.layers {
+            chunk(ctx, rx)?;
+            h = encoder::forward(ctx, lp, &h, &amask, &dims, None, shape.eps)?.0;
+        }
+        Ok(h)
+    }
+}
+
 /// Both parties: share P0's weights — the frozen layers' (when `frozen`, at 2^16, returned per
 /// layer) and the trainable layers' and the head's (at 2^24, with zero momentum), in the order
 /// [`Shape::trainable_names`] lists them.
@@ -1073,16 +1126,16 @@ fn layer_params(ts: &[Share], ws: &[MaskedTensor]) -> LayerParams {
 fn client_mask(
     ctx: &mut Ctx,
     data: Option<&ClientData>,
-    range: std::ops::Range<usize>,
+    which: &[usize],
     shape: &Shape,
 ) -> Result<Share> {
     let l = shape.seq;
     let value = match data {
         Some(data) => Some(RingTensor::from_vec(
-            &[range.len(), l],
-            range
-                .clone()
-                .flat_map(|i| {
+            &[which.len(), l],
+            which
+                .iter()
+                .flat_map(|&i| {
                     data.tokens.mask[i * l..(i + 1) * l]
                         .iter()
                         .map(|&m| if m == 0 { enc_at(PAD_MASK, FRAC) } else { 0 })
@@ -1092,7 +1145,7 @@ fn client_mask(
         )?),
         None => None,
     };
-    input(ctx, PartyId::P1, value.as_ref(), &[range.len(), l])
+    input(ctx, PartyId::P1, value.as_ref(), &[which.len(), l])
 }
 
 /// P1's inputs of one step: the padding mask, the pooling weights and the one-hot labels.
@@ -1139,9 +1192,9 @@ fn client_batch(
 enum Unit {
     /// The frozen weights' masks.
     Setup,
-    /// The embeddings' layer norm of frozen batch `b`.
+    /// The embeddings' layer norm of a frozen batch of `n` sentences.
     Embed(usize),
-    /// Frozen layer `l` on frozen batch `b`.
+    /// Frozen layer `l` on a frozen batch of `n` sentences.
     Frozen(usize, usize),
     /// The trainable weights' masks of a step.
     Weights,
@@ -1157,11 +1210,17 @@ enum Unit {
 /// is bounded by one layer of one batch.
 fn units(shape: &Shape) -> Vec<Unit> {
     let mut out = vec![Unit::Setup];
-    for b in 0..shape.frozen_batches().len() {
-        out.push(Unit::Embed(b));
-        out.extend((0..shape.frozen_layers()).map(|l| Unit::Frozen(b, l)));
+    let frozen = |out: &mut Vec<Unit>, n: usize| {
+        out.push(Unit::Embed(n));
+        out.extend((0..shape.frozen_layers()).map(|l| Unit::Frozen(n, l)));
+    };
+    for b in shape.frozen_batches() {
+        frozen(&mut out, b.len());
     }
     for s in 0..shape.steps.len() {
+        if shape.recompute {
+            frozen(&mut out, shape.steps[s].len());
+        }
         out.push(Unit::Weights);
         out.extend((0..shape.trainable).map(|l| Unit::Forward(s, l)));
         out.push(Unit::Head(s));
@@ -1187,7 +1246,6 @@ fn dealer_plan(
     seconds: Arc<std::sync::Mutex<[f64; 2]>>,
 ) -> impl FnMut(&mut Dealer, usize) -> std::result::Result<bool, crate::mpc::MpcError> + Send + 'static
 {
-    let batches = shape.frozen_batches();
     let units = units(&shape);
     let mut frozen_masks: Vec<LayerMasks> = Vec::new();
     let mut masks: Vec<LayerMasks> = Vec::new();
@@ -1202,12 +1260,12 @@ fn dealer_plan(
                         frozen_masks.push(gen_layer_masks(dealer, &shape)?);
                     }
                 }
-                Unit::Embed(b) => {
-                    let rows = batches[b].len() * shape.seq;
+                Unit::Embed(n) => {
+                    let rows = n * shape.seq;
                     layernorm::gen_forward(dealer, &[rows, shape.hidden], shape.eps)?;
                 }
-                Unit::Frozen(b, l) => {
-                    let dims = shape.dims(batches[b].len());
+                Unit::Frozen(n, l) => {
+                    let dims = shape.dims(n);
                     encoder::gen_forward(dealer, &frozen_masks[l], &dims, None, shape.eps, None)?;
                 }
                 Unit::Weights => {
@@ -1249,6 +1307,7 @@ fn dealer_plan(
         let spent = started.elapsed().as_secs_f64();
         let mut acc = seconds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match units[i] {
+            Unit::Embed(_) | Unit::Frozen(..) if shape.recompute => acc[1] += spent,
             Unit::Setup | Unit::Embed(_) | Unit::Frozen(..) => acc[0] += spent,
             _ => acc[1] += spent,
         }

@@ -69,6 +69,9 @@ pub struct Agreement {
     pub batch: usize,
     /// Sentences per frozen-part batch.
     pub frozen_batch: usize,
+    /// Whether the frozen part runs inside every step (see
+    /// [`SecureConfig::recompute_frozen`](super::SecureConfig::recompute_frozen)).
+    pub recompute_frozen: bool,
     /// Whether P1 sends its shares of the fine-tuned weights to P0 at the end.
     pub reveal_to_server: bool,
 }
@@ -173,7 +176,13 @@ pub fn server(
             ));
         }
     };
-    let plan = Shape::from_parts(&own, &data, agreement.trainable, agreement.frozen_batch)?;
+    let plan = Shape::from_parts(
+        &own,
+        &data,
+        agreement.trainable,
+        agreement.frozen_batch,
+        agreement.recompute_frozen,
+    )?;
     let inputs = server_inputs(model, &plan)?;
     let (rx, mut helper) = open_dealer(stream, helper, PartyId::P0, &plan, timeout)?;
     let mut ctx = context(PartyId::P0, peer, backend)?;
@@ -219,7 +228,13 @@ pub fn client(
             ));
         }
     };
-    let plan = Shape::from_parts(&model, &own, agreement.trainable, agreement.frozen_batch)?;
+    let plan = Shape::from_parts(
+        &model,
+        &own,
+        agreement.trainable,
+        agreement.frozen_batch,
+        agreement.recompute_frozen,
+    )?;
     let (rx, mut helper) = open_dealer(stream, helper, PartyId::P1, &plan, timeout)?;
     let mut ctx = context(PartyId::P1, peer, backend)?;
     let io = Io::Client { data, helper: &mut helper, quit: None };
@@ -461,6 +476,7 @@ pub fn dealer(
         &DataShape { sentences: plan.sentences, seq: plan.seq, steps: plan.steps.clone() },
         plan.trainable,
         plan.frozen_batch,
+        plan.recompute,
     )?;
     let [s0, h0, s1, h1] = slots.map(|s| s.expect("each link once"));
     let seconds = Arc::new(std::sync::Mutex::new([0.0f64; 2]));

@@ -232,6 +232,7 @@ fn party(
         momentum: args.momentum,
         batch: args.batch,
         frozen_batch: args.frozen_batch.max(1),
+        recompute_frozen: args.recompute_frozen,
         reveal_to_server: args.reveal_to.is_some(),
     };
     let bars = Bars::default();

@@ -120,12 +120,6 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
                 .into(),
         ));
     }
-    if args.recompute_frozen {
-        return Err(Error::Usage(
-            "--recompute-frozen is for --plaintext: the secure run computes the frozen part once per sentence"
-                .into(),
-        ));
-    }
     let seed = args.seed.unwrap_or_else(|| rand::Rng::random(&mut prifft::prg::os_rng()));
     let assets = Assets::open(args.model_dir.as_deref())?;
     let layers = assets.config.num_hidden_layers;
@@ -193,7 +187,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         seq_len: args.seq_len,
         epochs: args.epochs,
         seed,
-        reuse_frozen: true,
+        reuse_frozen: !args.recompute_frozen,
     };
     let bars = Bars::default();
     let mut plain_losses = Vec::new();
@@ -227,6 +221,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         trainable: args.layers_trainable,
         sgd: SgdConfig { lr: args.lr, momentum: args.momentum, batch: args.batch },
         frozen_batch: args.frozen_batch.max(1),
+        recompute_frozen: args.recompute_frozen,
         dropout: if args.dealer_dropout {
             DropoutMasks::Dealer
         } else {
