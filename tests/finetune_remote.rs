@@ -182,10 +182,40 @@ fn mem_pair() -> Pair {
     (Box::new(a), Box::new(b))
 }
 
+/// A link that fails after `left` sends, as if its process had ended: the peer's reads then
+/// fail too.
+struct Cut {
+    inner: Option<Box<dyn Channel>>,
+    left: usize,
+}
+
+impl Channel for Cut {
+    fn send(&mut self, payload: Vec<u8>) -> Result<(), prifft::net::NetError> {
+        if self.left == 0 {
+            self.inner = None;
+        }
+        self.left = self.left.saturating_sub(1);
+        self.inner.as_mut().ok_or(prifft::net::NetError::PeerClosed)?.send(payload)
+    }
+
+    fn recv_frame(&mut self) -> Result<prifft::net::Frame, prifft::net::NetError> {
+        self.inner.as_mut().ok_or(prifft::net::NetError::PeerClosed)?.recv_frame()
+    }
+}
+
 /// Run the server and client over in-memory links with the given settings, and `dealer` on the
 /// dealer's ends of their links; both parties' results.
 fn parties_with_dealer(
     lr: [f64; 2],
+    dealer: impl FnOnce([Box<dyn Channel>; 4]) + Send,
+) -> (prifft::Result<RemoteRun>, prifft::Result<RemoteRun>) {
+    parties_cut(lr, None, dealer)
+}
+
+/// As [`parties_with_dealer`], the client's link to the server failing after `cut` sends.
+fn parties_cut(
+    lr: [f64; 2],
+    cut: Option<usize>,
     dealer: impl FnOnce([Box<dyn Channel>; 4]) + Send,
 ) -> (prifft::Result<RemoteRun>, prifft::Result<RemoteRun>) {
     let weights = Weights::random(&BertConfig::tiny(2, 16, 2), 1, DType::F32).unwrap();
@@ -205,8 +235,12 @@ fn parties_with_dealer(
             let links = PartyLinks { peer: p0, stream: s0, helper: h0 };
             remote::server(&model, &agreement(lr[0]), links, Arc::new(Cpu), timeout, &|_| {})
         });
-        let client = s.spawn(|| {
-            let links = PartyLinks { peer: p1, stream: s1, helper: h1 };
+        let client = s.spawn(move || {
+            let peer: Box<dyn Channel> = match cut {
+                Some(left) => Box::new(Cut { inner: Some(p1), left }),
+                None => p1,
+            };
+            let links = PartyLinks { peer, stream: s1, helper: h1 };
             remote::client(&data, &steps, &agreement(lr[1]), links, Arc::new(Cpu), timeout, &|_| {})
         });
         (server.join().unwrap(), client.join().unwrap())
@@ -252,4 +286,22 @@ fn a_dealer_that_stops_or_sends_garbage_is_a_clear_error() {
     links.extend((0..3).map(|_| mem_pair().0));
     let e = remote::dealer(links, Arc::new(Cpu), Duration::from_secs(5)).unwrap_err().to_string();
     assert!(e.contains("hello"), "{e}");
+}
+
+/// The client's process ending mid-run (its link to the server fails after 150 messages, in the
+/// first step): the server stops with an error naming the other party, and the dealer, whose
+/// links to both close, returns instead of waiting (here it had already queued every chunk on
+/// the in-memory links, so it finishes; its errors when a link fails first are the stream's and
+/// the helper's).
+#[test]
+fn a_client_that_vanishes_mid_run_stops_the_server_and_the_dealer() {
+    let dealt = std::sync::Mutex::new(None);
+    let (server, client) = parties_cut([0.05, 0.05], Some(150), |links| {
+        let r = remote::dealer(links.into(), Arc::new(Cpu), Duration::from_secs(20));
+        *dealt.lock().unwrap() = Some(r.map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let e = server.unwrap_err().to_string();
+    assert!(e.contains("the other party closed the connection"), "{e}");
+    assert!(client.is_err());
+    assert!(dealt.lock().unwrap().is_some(), "the dealer returned");
 }

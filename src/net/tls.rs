@@ -399,6 +399,11 @@ impl IoThread {
         let mut frames = 0u64;
         let mut local_closed = false;
         let mut stuck_since: Option<Instant> = None;
+        // Records the handshake already read and decrypted (a peer may send its first frame
+        // right behind its Finished) are delivered before waiting for more bytes.
+        if !self.deliver(&mut incoming, &mut plain, &mut frames)? {
+            return Ok(());
+        }
         loop {
             let mut progress = false;
             // 1. Hand the next piece of plaintext to TLS once its records are out.
@@ -452,23 +457,8 @@ impl IoThread {
                 Ok(0) => return Err(NetError::PeerClosed),
                 Ok(_) => {
                     progress = true;
-                    let state = self.conn.process_new_packets().map_err(|e| {
-                        NetError::Tls(format!("the peer sent invalid TLS data: {e}"))
-                    })?;
-                    let mut available = state.plaintext_bytes_to_read();
-                    while available > 0 {
-                        let n = self.conn.reader().read(&mut plain[..available.min(PIECE)])?;
-                        incoming.extend_from_slice(&plain[..n]);
-                        available -= n;
-                    }
-                    if state.peer_has_closed() && incoming.is_empty() {
-                        return Err(NetError::PeerClosed);
-                    }
-                    while let Some(frame) = self.next_frame(&mut incoming, frames)? {
-                        frames += 1;
-                        if self.inbox.send(Ok(frame)).is_err() {
-                            return Ok(()); // the channel was dropped
-                        }
+                    if !self.deliver(&mut incoming, &mut plain, &mut frames)? {
+                        return Ok(()); // the channel was dropped
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -478,6 +468,36 @@ impl IoThread {
                 std::thread::sleep(IDLE);
             }
         }
+    }
+
+    /// Decrypt what TLS holds, move the plaintext to `incoming` and hand every complete frame
+    /// to the channel; false when the channel was dropped.
+    fn deliver(
+        &mut self,
+        incoming: &mut Vec<u8>,
+        plain: &mut [u8],
+        frames: &mut u64,
+    ) -> Result<bool, NetError> {
+        let state = self
+            .conn
+            .process_new_packets()
+            .map_err(|e| NetError::Tls(format!("the peer sent invalid TLS data: {e}")))?;
+        let mut available = state.plaintext_bytes_to_read();
+        while available > 0 {
+            let n = self.conn.reader().read(&mut plain[..available.min(PIECE)])?;
+            incoming.extend_from_slice(&plain[..n]);
+            available -= n;
+        }
+        while let Some(frame) = self.next_frame(incoming, *frames)? {
+            *frames += 1;
+            if self.inbox.send(Ok(frame)).is_err() {
+                return Ok(false);
+            }
+        }
+        if state.peer_has_closed() && incoming.is_empty() {
+            return Err(NetError::PeerClosed);
+        }
+        Ok(true)
     }
 
     /// The next complete frame in `buf`, checked against the cap of frame number `index`.
@@ -602,5 +622,58 @@ impl DemoCerts {
             files("server", &self.server_cert, &self.server_key)?,
             files("client", &self.client_cert, &self.client_key)?,
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::party::PartyId;
+
+    /// A client whose first frame arrives in the same TCP write as its handshake's Finished:
+    /// the server's handshake reads and decrypts it, and the I/O thread must hand it over
+    /// without waiting for more bytes (it once waited, so a protocol in which the server first
+    /// listens timed out).
+    #[test]
+    fn a_frame_that_arrives_with_the_handshake_is_delivered() {
+        let listener = Listener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = TcpConfig {
+            read_timeout: Duration::from_secs(3),
+            write_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(3),
+            ..TcpConfig::default()
+        };
+        let client = std::thread::spawn(move || {
+            let id = TlsIdentity::from_psk(&[9; 32], PartyId::P1).unwrap();
+            let name = ServerName::try_from(SERVER_NAME).unwrap();
+            let mut conn =
+                rustls::ClientConnection::new(id.client_config().unwrap(), name).unwrap();
+            let mut sock = TcpStream::connect(addr).unwrap();
+            // ClientHello out, the server's flight in, until the client's side is done.
+            while conn.is_handshaking() {
+                while conn.wants_write() {
+                    conn.write_tls(&mut sock).unwrap();
+                }
+                if conn.is_handshaking() {
+                    conn.read_tls(&mut sock).unwrap();
+                    conn.process_new_packets().unwrap();
+                }
+            }
+            // The Finished and a frame, in one write.
+            let mut frame = 5u32.to_le_bytes().to_vec();
+            frame.extend_from_slice(b"hello");
+            conn.writer().write_all(&frame).unwrap();
+            let mut out = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut out).unwrap();
+            }
+            sock.write_all(&out).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        let id = TlsIdentity::from_psk(&[9; 32], PartyId::P0).unwrap();
+        let mut server = TlsChannel::accept(&listener, &id, config).unwrap();
+        assert_eq!(server.recv().unwrap(), b"hello");
+        client.join().unwrap();
     }
 }
