@@ -250,7 +250,7 @@ fn party(
     let role = if id == PartyId::P0 { "server" } else { "client" };
     let summary = summarise(role, &run, wire.map(|w| w.get()));
     println!(
-        "{role}: {} steps on {} sentences; per step {:.2} s, {:.1} MB sent, {} rounds, {:.1} MB of preprocessing (backend {})",
+        "{role}: {} step(s) on {} sentences; per step {:.2} s, {:.1} MB sent, {} rounds, {:.1} MB of preprocessing (backend {})",
         summary.steps,
         summary.sentences,
         summary.step_s,
@@ -260,7 +260,7 @@ fn party(
         backend.name()
     );
     println!(
-        "{role}: frozen part once per sentence {:.1} s, {:.1} MB sent; setup {:.1} s, {:.1} MB",
+        "{role}: frozen part (once per sentence) {:.1} s, {:.1} MB sent; setup {:.1} s, {:.1} MB",
         summary.frozen_s,
         mb(summary.frozen_bytes),
         summary.setup_s,
