@@ -16,7 +16,7 @@ use prifft::model::train::{self, Sgd};
 use prifft::model::{BertConfig, Classifier, Pooling, TokenBatch, Weights};
 use prifft::mpc::PartyId;
 use prifft::net::tcp::{Listener, TcpConfig};
-use prifft::net::tls::{TlsChannel, TlsIdentity};
+use prifft::net::tls::{DEALER_NAME, TlsChannel, TlsIdentity};
 use prifft::net::{Channel, mem};
 use prifft::prg::ChaCha20Rng;
 
@@ -56,8 +56,9 @@ fn identity(p: PartyId) -> TlsIdentity {
     TlsIdentity::from_psk(&PSK, p).unwrap()
 }
 
-fn connect(addr: &str, p: PartyId) -> Box<dyn Channel> {
-    Box::new(TlsChannel::connect(addr, &identity(p), config(30_000)).unwrap())
+/// A link to the dealer, whose certificate must be the dealer's.
+fn to_dealer(addr: &str, p: PartyId) -> Box<dyn Channel> {
+    Box::new(TlsChannel::connect_to(addr, &identity(p), config(30_000), DEALER_NAME).unwrap())
 }
 
 fn agreement(lr: f64) -> Agreement {
@@ -86,7 +87,7 @@ fn three_parties(
     let timeout = Duration::from_secs(60);
     std::thread::scope(|s| {
         let dealer = s.spawn(|| {
-            let id = identity(PartyId::P0);
+            let id = TlsIdentity::from_psk_named(&PSK, DEALER_NAME).unwrap();
             let links: Vec<Box<dyn Channel>> = (0..4)
                 .map(|_| {
                     Box::new(TlsChannel::accept(&dealer_listener, &id, config(30_000)).unwrap())
@@ -96,8 +97,8 @@ fn three_parties(
             remote::dealer(links, Arc::new(Cpu), timeout)
         });
         let server = s.spawn(|| {
-            let stream = connect(&dealer_addr, PartyId::P0);
-            let helper = connect(&dealer_addr, PartyId::P0);
+            let stream = to_dealer(&dealer_addr, PartyId::P0);
+            let helper = to_dealer(&dealer_addr, PartyId::P0);
             let peer = Box::new(
                 TlsChannel::accept(&peer_listener, &identity(PartyId::P0), config(30_000)).unwrap(),
             );
@@ -106,9 +107,11 @@ fn three_parties(
             remote::server(&model, &agreement(0.05), links, Arc::new(Cpu), timeout, &|_| {})
         });
         let client = s.spawn(|| {
-            let stream = connect(&dealer_addr, PartyId::P1);
-            let helper = connect(&dealer_addr, PartyId::P1);
-            let peer = connect(&peer_addr, PartyId::P1);
+            let stream = to_dealer(&dealer_addr, PartyId::P1);
+            let helper = to_dealer(&dealer_addr, PartyId::P1);
+            let peer = Box::new(
+                TlsChannel::connect(&peer_addr, &identity(PartyId::P1), config(30_000)).unwrap(),
+            );
             let links = PartyLinks { peer, stream, helper };
             remote::client(data, steps, &agreement(0.05), links, Arc::new(Cpu), timeout, &|_| {})
         });

@@ -22,7 +22,8 @@ fn config(timeout_ms: u64) -> TcpConfig {
 }
 
 fn certs(dir: &std::path::Path) -> [TlsFiles; 2] {
-    generate_demo().unwrap().write(dir).unwrap()
+    let [s, c, _] = generate_demo().unwrap().write(dir).unwrap();
+    [s, c]
 }
 
 /// A TLS server and client over 127.0.0.1 with the given identities.
@@ -170,4 +171,49 @@ fn a_pre_shared_secret_authenticates_both_parties() {
     assert!(server.is_err() && client.is_err(), "{server:?} / {client:?}");
     // Too short to be a secret.
     assert!(TlsIdentity::from_psk(b"short", prifft::party::PartyId::P0).is_err());
+}
+
+/// The three-process mode's names: a party connecting to the dealer accepts only a certificate
+/// issued for `prifft-dealer`, and one connecting to the server only `prifft-server` — with
+/// certificate files from one authority and with one pre-shared secret alike — so the server
+/// cannot pass for the dealer nor the dealer for the server.
+#[test]
+fn the_dealer_and_the_server_cannot_pass_for_each_other() {
+    use prifft::net::tls::{DEALER_NAME, SERVER_NAME};
+    let dir = tempfile::tempdir().unwrap();
+    let [server, client, dealer] = generate_demo().unwrap().write(dir.path()).unwrap();
+    let psk = b"0123456789abcdef0123456789abcdef";
+    let files = |f: &TlsFiles| TlsIdentity::load(f).unwrap();
+    let cases = [
+        (files(&dealer), files(&client), DEALER_NAME, true),
+        (files(&server), files(&client), DEALER_NAME, false),
+        (files(&dealer), files(&client), SERVER_NAME, false),
+        (
+            TlsIdentity::from_psk_named(psk, DEALER_NAME).unwrap(),
+            files(&client),
+            DEALER_NAME,
+            false,
+        ),
+        (
+            TlsIdentity::from_psk_named(psk, DEALER_NAME).unwrap(),
+            TlsIdentity::from_psk_named(psk, "prifft-client").unwrap(),
+            DEALER_NAME,
+            true,
+        ),
+        (
+            TlsIdentity::from_psk_named(psk, SERVER_NAME).unwrap(),
+            TlsIdentity::from_psk_named(psk, "prifft-client").unwrap(),
+            DEALER_NAME,
+            false,
+        ),
+    ];
+    for (i, (listening, connecting, expected, ok)) in cases.into_iter().enumerate() {
+        let listener = Listener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted =
+            std::thread::spawn(move || TlsChannel::accept(&listener, &listening, config(2_000)));
+        let connected = TlsChannel::connect_to(&addr, &connecting, config(2_000), expected);
+        let accepted = accepted.join().unwrap();
+        assert_eq!(connected.is_ok() && accepted.is_ok(), ok, "case {i}: {connected:?}");
+    }
 }

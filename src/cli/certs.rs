@@ -22,19 +22,21 @@ pub struct CertsArgs {
 pub fn run(args: CertsArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out_dir)
         .map_err(|source| Error::Io { path: args.out_dir.clone(), source })?;
-    let [server, client] = prifft::net::tls::generate_demo()?.write(&args.out_dir)?;
+    let [server, client, dealer] = prifft::net::tls::generate_demo()?.write(&args.out_dir)?;
     println!("certificate authority: {} (its key is not kept)", server.ca.display());
-    for (who, f) in [("server", &server), ("client", &client)] {
+    for (who, f) in [("server", &server), ("client", &client), ("dealer", &dealer)] {
+        let cmd = if who == "dealer" { "finetune" } else { "party" };
         println!(
-            "{who}: prifft party --role {who} ... --tls-ca {} --tls-cert {} --tls-key {}",
+            "{who}: prifft {cmd} --role {who} ... --tls-ca {} --tls-cert {} --tls-key {}",
             f.ca.display(),
             f.cert.display(),
             f.key.display()
         );
     }
     println!(
-        "Give each party its own key only. For real deployments use certificates from your own authority: the server's must be issued for `{}`.",
-        prifft::net::tls::SERVER_NAME
+        "Give each process its own key only. For real deployments use certificates from your own authority: the server's must be issued for `{}`, the dealer's (secure fine-tuning as three processes) for `{}`.",
+        prifft::net::tls::SERVER_NAME,
+        prifft::net::tls::DEALER_NAME
     );
     Ok(())
 }

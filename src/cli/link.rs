@@ -8,7 +8,15 @@ use clap::Args;
 
 use prifft::mpc::PartyId;
 use prifft::net::tcp::{Listener, TcpChannel, TcpConfig};
-use prifft::net::tls::{TlsChannel, TlsFiles, TlsIdentity, WireBytes};
+use prifft::net::tls::{CLIENT_NAME, SERVER_NAME, TlsChannel, TlsFiles, TlsIdentity, WireBytes};
+
+/// The certificate name of a party.
+pub fn name_of(id: PartyId) -> &'static str {
+    match id {
+        PartyId::P0 => SERVER_NAME,
+        PartyId::P1 => CLIENT_NAME,
+    }
+}
 use prifft::net::{Channel, NetError};
 use prifft::{Error, Result};
 
@@ -21,8 +29,8 @@ pub struct LinkArgs {
     /// `prifft certs --out-dir DIR` makes a demo set.
     #[arg(long, requires_all = ["tls_cert", "tls_key"], conflicts_with = "insecure_plaintext")]
     pub tls_ca: Option<PathBuf>,
-    /// This process's certificate (PEM): a process that listens (the server, the dealer) needs
-    /// one issued for `prifft-server`.
+    /// This process's certificate (PEM): the server's must be issued for `prifft-server`, the
+    /// dealer's for `prifft-dealer` (the others check the name when they connect).
     #[arg(long, requires = "tls_ca")]
     pub tls_cert: Option<PathBuf>,
     /// This process's private key (PEM).
@@ -41,16 +49,17 @@ pub struct LinkArgs {
 }
 
 impl LinkArgs {
-    /// This process's TLS identity (`role`: the certificate a pre-shared secret derives; a
-    /// listening process uses P0's), or `None` for --insecure-plaintext, after a warning.
+    /// This process's TLS identity (`name`: whom a pre-shared secret derives the certificate
+    /// for — `prifft-server`, `prifft-client` or `prifft-dealer`), or `None` for
+    /// --insecure-plaintext, after a warning.
     ///
     /// # Errors
     /// Unreadable or bad TLS files or secret; no option chosen.
-    pub fn identity(&self, role: PartyId) -> Result<Option<TlsIdentity>> {
+    pub fn identity(&self, name: &str) -> Result<Option<TlsIdentity>> {
         if let Some(path) = &self.tls_psk {
             let mut secret =
                 std::fs::read(path).map_err(|source| Error::Io { path: path.clone(), source })?;
-            let identity = TlsIdentity::from_psk(&secret, role);
+            let identity = TlsIdentity::from_psk_named(&secret, name);
             zeroize::Zeroize::zeroize(&mut secret);
             return Ok(Some(
                 identity.map_err(|e| Error::from(e).during("deriving TLS keys from --tls-psk"))?,
@@ -110,7 +119,8 @@ pub fn accept(
     })
 }
 
-/// Connect to `addr` (`who`: whom, for the error), retrying within the connect timeout.
+/// Connect to `addr` (`who`: whom, for the error), retrying within the connect timeout; over
+/// TLS the peer's certificate must be issued for `name` (`prifft-server` or `prifft-dealer`).
 ///
 /// # Errors
 /// No connection within the timeout; a failed handshake.
@@ -119,11 +129,12 @@ pub fn connect(
     identity: Option<&TlsIdentity>,
     config: TcpConfig,
     who: &str,
+    name: &str,
 ) -> Result<Opened> {
     let failed = |e: NetError| Error::from(e).during(format!("connecting to {who} at {addr}"));
     Ok(match identity {
         Some(id) => {
-            let tls = TlsChannel::connect(addr, id, config).map_err(failed)?;
+            let tls = TlsChannel::connect_to(addr, id, config, name).map_err(failed)?;
             let wire = tls.wire();
             (Box::new(tls), Some(wire))
         }

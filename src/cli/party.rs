@@ -206,13 +206,19 @@ pub fn run(args: PartyArgs) -> Result<()> {
         max_first_frame: Some(session::MAX_HELLO_BYTES as u64),
         ..TcpConfig::default()
     };
-    let identity = args.link.identity(id)?;
+    let identity = args.link.identity(super::link::name_of(id))?;
     let (link, wire) = match (&args.listen, &args.connect) {
         (Some(addr), _) => {
             let listener = super::link::listen(addr)?;
             super::link::accept(&listener, identity.as_ref(), config, "the other party")?
         }
-        (None, Some(addr)) => super::link::connect(addr, identity.as_ref(), config, "the server")?,
+        (None, Some(addr)) => super::link::connect(
+            addr,
+            identity.as_ref(),
+            config,
+            "the server",
+            prifft::net::tls::SERVER_NAME,
+        )?,
         (None, None) => unreachable!("clap requires --listen or --connect"),
     };
     let channel: Box<dyn Channel> = match args.net {

@@ -42,6 +42,10 @@ use super::{Channel, Frame, NetError};
 pub const SERVER_NAME: &str = "prifft-server";
 /// The name in the client's certificate (informational: the server checks the chain).
 pub const CLIENT_NAME: &str = "prifft-client";
+/// The name the dealer's certificate is issued for (`prifft finetune --role dealer`), which the
+/// parties check when they connect to it — so neither party's certificate can pass for the
+/// dealer's, nor the dealer's for the server's.
+pub const DEALER_NAME: &str = "prifft-dealer";
 /// Plaintext bytes handed to TLS at a time.
 const PIECE: usize = 64 << 10;
 /// Pause of the I/O thread when a pass made no progress.
@@ -153,6 +157,18 @@ impl TlsIdentity {
     /// # Errors
     /// [`NetError::Tls`] for a secret shorter than [`MIN_PSK_BYTES`].
     pub fn from_psk(psk: &[u8], party: crate::party::PartyId) -> Result<Self, NetError> {
+        let name = match party {
+            crate::party::PartyId::P0 => SERVER_NAME,
+            crate::party::PartyId::P1 => CLIENT_NAME,
+        };
+        Self::from_psk_named(psk, name)
+    }
+
+    /// As [`from_psk`](Self::from_psk), with a certificate for `name` (e.g. [`DEALER_NAME`]).
+    ///
+    /// # Errors
+    /// As [`from_psk`](Self::from_psk).
+    pub fn from_psk_named(psk: &[u8], name: &str) -> Result<Self, NetError> {
         if psk.len() < MIN_PSK_BYTES {
             return Err(tls_error(format!(
                 "the pre-shared secret has {} bytes; use at least {MIN_PSK_BYTES} random bytes (e.g. `head -c 32 /dev/urandom > psk`)",
@@ -182,10 +198,6 @@ impl TlsIdentity {
         ca_params.distinguished_name.push(rcgen::DnType::CommonName, "prifft PSK authority");
         ca_params.serial_number = Some(rcgen::SerialNumber::from(1u64));
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(tls_error)?;
-        let name = match party {
-            crate::party::PartyId::P0 => SERVER_NAME,
-            crate::party::PartyId::P1 => CLIENT_NAME,
-        };
         let (leaf_key, leaf_der) = key(name)?;
         let mut params =
             rcgen::CertificateParams::new(vec![name.to_string()]).map_err(tls_error)?;
@@ -260,8 +272,22 @@ impl TlsChannel {
         identity: &TlsIdentity,
         config: TcpConfig,
     ) -> Result<Self, NetError> {
+        Self::connect_to(addr, identity, config, SERVER_NAME)
+    }
+
+    /// As [`connect`](Self::connect) to a peer whose certificate must be issued for `name`
+    /// (e.g. [`DEALER_NAME`]).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn connect_to(
+        addr: &str,
+        identity: &TlsIdentity,
+        config: TcpConfig,
+        name: &str,
+    ) -> Result<Self, NetError> {
         let stream = super::tcp::connect_stream(addr, config)?;
-        let name = ServerName::try_from(SERVER_NAME).map_err(tls_error)?;
+        let name = ServerName::try_from(name.to_string()).map_err(tls_error)?;
         let conn =
             rustls::ClientConnection::new(identity.client_config()?, name).map_err(tls_error)?;
         Self::start(stream, rustls::Connection::Client(conn), config)
@@ -552,7 +578,8 @@ impl Drop for TlsChannel {
     }
 }
 
-/// A demo certificate authority and both parties' certificates, as PEM (`prifft certs`).
+/// A demo certificate authority and the server's, the client's and the dealer's certificates,
+/// as PEM (`prifft certs`).
 #[derive(Debug)]
 pub struct DemoCerts {
     /// The authority's certificate (its key is discarded: it can issue nothing more).
@@ -565,6 +592,10 @@ pub struct DemoCerts {
     pub client_cert: String,
     /// The client's private key.
     pub client_key: String,
+    /// The dealer's certificate, for [`DEALER_NAME`].
+    pub dealer_cert: String,
+    /// The dealer's private key.
+    pub dealer_key: String,
 }
 
 /// Generate a fresh authority and both parties' certificates (ECDSA P-256, keys from the
@@ -588,16 +619,26 @@ pub fn generate_demo() -> Result<DemoCerts, NetError> {
     };
     let (server_cert, server_key) = leaf(SERVER_NAME)?;
     let (client_cert, client_key) = leaf(CLIENT_NAME)?;
-    Ok(DemoCerts { ca: ca.pem(), server_cert, server_key, client_cert, client_key })
+    let (dealer_cert, dealer_key) = leaf(DEALER_NAME)?;
+    Ok(DemoCerts {
+        ca: ca.pem(),
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+        dealer_cert,
+        dealer_key,
+    })
 }
 
 impl DemoCerts {
-    /// Write `ca.pem`, `server.pem`, `server.key`, `client.pem` and `client.key` into `dir`
-    /// (keys owner-only); returns each party's [`TlsFiles`] (server, client).
+    /// Write `ca.pem`, `server.pem`, `server.key`, `client.pem`, `client.key`, `dealer.pem` and
+    /// `dealer.key` into `dir` (keys owner-only); returns the server's, the client's and the
+    /// dealer's [`TlsFiles`].
     ///
     /// # Errors
     /// [`NetError::Io`] when a file cannot be written.
-    pub fn write(&self, dir: &Path) -> Result<[TlsFiles; 2], NetError> {
+    pub fn write(&self, dir: &Path) -> Result<[TlsFiles; 3], NetError> {
         let write = |name: &str, text: &str, secret: bool| -> Result<PathBuf, NetError> {
             let path = dir.join(name);
             let mut options = std::fs::OpenOptions::new();
@@ -621,6 +662,7 @@ impl DemoCerts {
         Ok([
             files("server", &self.server_cert, &self.server_key)?,
             files("client", &self.client_cert, &self.client_key)?,
+            files("dealer", &self.dealer_cert, &self.dealer_key)?,
         ])
     }
 }

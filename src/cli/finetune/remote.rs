@@ -14,6 +14,7 @@ use prifft::model::train;
 use prifft::model::{Assets, Classifier, Pooling};
 use prifft::mpc::PartyId;
 use prifft::net::tcp::TcpConfig;
+use prifft::net::tls::{DEALER_NAME, SERVER_NAME};
 use prifft::net::{Channel, NetModel, Shaped};
 use prifft::{Error, Result};
 
@@ -91,8 +92,7 @@ fn dealer(args: &FinetuneArgs, config: TcpConfig, backend: Arc<dyn Backend>) -> 
     if args.connect.is_some() || args.dealer.is_some() {
         return Err(Error::Usage("--role dealer only listens (no --connect or --dealer)".into()));
     }
-    // A listening process presents the certificate a shared secret derives for P0's name.
-    let identity = args.link.identity(PartyId::P0)?;
+    let identity = args.link.identity(DEALER_NAME)?;
     let listener = link::listen(addr)?;
     let mut links = Vec::with_capacity(4);
     for _ in 0..4 {
@@ -211,13 +211,17 @@ fn party(
     }
     super::ensure_assets(args)?;
     let inputs = inputs(args, id)?;
-    let identity = args.link.identity(id)?;
+    let identity = args.link.identity(link::name_of(id))?;
     let listener = args.listen.as_deref().map(link::listen).transpose()?;
-    let (stream, _) = link::connect(dealer_addr, identity.as_ref(), config, "the dealer")?;
-    let (helper, _) = link::connect(dealer_addr, identity.as_ref(), config, "the dealer")?;
+    let to_dealer =
+        || link::connect(dealer_addr, identity.as_ref(), config, "the dealer", DEALER_NAME);
+    let (stream, _) = to_dealer()?;
+    let (helper, _) = to_dealer()?;
     let (peer, wire) = match (&listener, &args.connect) {
         (Some(l), _) => link::accept(l, identity.as_ref(), config, "the other party")?,
-        (None, Some(addr)) => link::connect(addr, identity.as_ref(), config, "the other party")?,
+        (None, Some(addr)) => {
+            link::connect(addr, identity.as_ref(), config, "the server", SERVER_NAME)?
+        }
         (None, None) => unreachable!("checked above"),
     };
     let peer: Box<dyn Channel> = match args.net {
