@@ -62,21 +62,23 @@ fn start_server_with(
     preproc: &Path,
     args: &[String],
 ) -> (Child, String, BufReader<std::process::ChildStdout>) {
-    let mut child = prifft()
-        .args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
+    let mut cmd = prifft();
+    cmd.args(["party", "--role", "server", "--listen", "127.0.0.1:0", "--preproc"])
         .arg(preproc)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .args(args);
+    listening(cmd)
+}
+
+/// Spawn `cmd` (which listens) and read the address it prints as `listening on ADDR`.
+fn listening(mut cmd: Command) -> (Child, String, BufReader<std::process::ChildStdout>) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let addr = line
         .trim()
         .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("server said {line:?}"))
+        .unwrap_or_else(|| panic!("the listening process said {line:?}"))
         .to_string();
     (child, addr, out)
 }
@@ -700,21 +702,12 @@ fn finetune_secure_by_default_matches_plaintext_and_reports_both_protocol_sets()
 
 /// Spawn `prifft finetune --role ROLE --listen 127.0.0.1:0 …` and read the address it prints.
 fn spawn_listening(args: &[String]) -> (Child, String) {
-    let mut child = prifft()
-        .arg("finetune")
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line:?}"));
+    let mut cmd = prifft();
+    cmd.arg("finetune").args(args).args(["--listen", "127.0.0.1:0"]);
+    let (child, addr, mut out) = listening(cmd);
     // The rest of its output, read to the end in the background so the pipe never fills.
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    (child, addr.to_string())
+    (child, addr)
 }
 
 /// The three-process mode end to end: dealer, server and client as separate processes over

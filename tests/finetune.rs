@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 mod common;
 
@@ -19,26 +19,7 @@ use prifft::prg::ChaCha20Rng;
 const SEQ: usize = 8;
 
 fn sentences(n: usize, seed: u64) -> (TokenBatch, Vec<u32>) {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let (mut ids, mut mask, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..n {
-        let len = rng.random_range(3..=SEQ);
-        for t in 0..SEQ {
-            let real = t < len;
-            ids.push(if !real {
-                0
-            } else if t == 0 {
-                1
-            } else if t == len - 1 {
-                2
-            } else {
-                rng.random_range(3..64)
-            });
-            mask.push(u32::from(real));
-        }
-        labels.push(rng.random_range(0..2));
-    }
-    (TokenBatch { ids, mask, rows: n, seq_len: SEQ }, labels)
+    common::tiny_sentences(n, SEQ, seed)
 }
 
 fn mean_ce(logits: &[f64], labels: &[u32]) -> f64 {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use candle_core::{DType, Tensor};
-use rand::{Rng, SeedableRng};
+
+mod common;
 
 use prifft::backend::Cpu;
 use prifft::finetune::remote::{self, Agreement, PartyLinks, RemoteRun};
@@ -18,29 +19,12 @@ use prifft::mpc::PartyId;
 use prifft::net::tcp::{Listener, TcpConfig};
 use prifft::net::tls::{DEALER_NAME, TlsChannel, TlsIdentity};
 use prifft::net::{Channel, mem};
-use prifft::prg::ChaCha20Rng;
 
 const SEQ: usize = 8;
 const PSK: [u8; 32] = [42; 32];
 
 fn sentences(n: usize, seed: u64) -> (TokenBatch, Vec<u32>) {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let (mut ids, mut mask, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..n {
-        let len = rng.random_range(3..=SEQ);
-        for t in 0..SEQ {
-            let id = match t {
-                _ if t >= len => 0,
-                0 => 1,
-                _ if t == len - 1 => 2,
-                _ => rng.random_range(3..64),
-            };
-            ids.push(id);
-            mask.push(u32::from(t < len));
-        }
-        labels.push(rng.random_range(0..2));
-    }
-    (TokenBatch { ids, mask, rows: n, seq_len: SEQ }, labels)
+    common::tiny_sentences(n, SEQ, seed)
 }
 
 fn tensor_vec(t: &Tensor) -> Vec<f64> {

@@ -76,11 +76,50 @@ pub struct Agreement {
     pub reveal_to_server: bool,
 }
 
-/// A party's first message to the other.
+/// A party's first message to the other: the protocol, the settings and its half of the plan.
 #[derive(Debug, Serialize, Deserialize)]
-enum Hello {
-    Server { protocol: String, agreement: Agreement, model: ModelShape },
-    Client { protocol: String, agreement: Agreement, data: DataShape },
+struct Hello {
+    protocol: String,
+    agreement: Agreement,
+    half: Half,
+}
+
+/// A party's half of the public plan.
+#[derive(Debug, Serialize, Deserialize)]
+enum Half {
+    /// P0's: the model's sizes.
+    Model(ModelShape),
+    /// P1's: the sentences' count and length, and the batches.
+    Data(DataShape),
+}
+
+/// Send our hello, read the other party's and check its protocol and settings; the plan from
+/// both halves.
+fn handshake(peer: &mut Box<dyn Channel>, ours: Half, agreement: &Agreement) -> Result<Shape> {
+    let (who, role) = match &ours {
+        Half::Model(_) => ("the client", "server"),
+        Half::Data(_) => ("the server", "client"),
+    };
+    let hello = Hello { protocol: PROTOCOL.into(), agreement: agreement.clone(), half: ours };
+    send_json(peer, &hello)?;
+    let theirs: Hello = recv_json(peer, who)?;
+    check_protocol(&theirs.protocol, who)?;
+    check_agreement(agreement, &theirs.agreement, who)?;
+    let (model, data) = match (hello.half, theirs.half) {
+        (Half::Model(m), Half::Data(d)) | (Half::Data(d), Half::Model(m)) => (m, d),
+        _ => {
+            return Err(Error::Usage(format!(
+                "the peer is also a {role}: one side runs --role server, the other --role client"
+            )));
+        }
+    };
+    Shape::from_parts(
+        &model,
+        &data,
+        agreement.trainable,
+        agreement.frozen_batch,
+        agreement.recompute_frozen,
+    )
 }
 
 /// Which of a party's two links to the dealer.
@@ -155,34 +194,7 @@ pub fn server(
 ) -> Result<RemoteRun> {
     let PartyLinks { mut peer, stream, helper } = links;
     let own = ModelShape::of(model.weights.config());
-    send_json(
-        &mut peer,
-        &Hello::Server {
-            protocol: PROTOCOL.into(),
-            agreement: agreement.clone(),
-            model: own.clone(),
-        },
-    )?;
-    let data = match recv_json(&mut peer, "the client")? {
-        Hello::Client { protocol, agreement: theirs, data } => {
-            check_protocol(&protocol, "the client")?;
-            check_agreement(agreement, &theirs, "the client")?;
-            data
-        }
-        Hello::Server { .. } => {
-            return Err(Error::Usage(
-                "the peer is also a server: one side runs --role server, the other --role client"
-                    .into(),
-            ));
-        }
-    };
-    let plan = Shape::from_parts(
-        &own,
-        &data,
-        agreement.trainable,
-        agreement.frozen_batch,
-        agreement.recompute_frozen,
-    )?;
+    let plan = handshake(&mut peer, Half::Model(own), agreement)?;
     let inputs = server_inputs(model, &plan)?;
     let (rx, mut helper) = open_dealer(stream, helper, PartyId::P0, &plan, timeout)?;
     let mut ctx = context(PartyId::P0, peer, backend)?;
@@ -206,35 +218,7 @@ pub fn client(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<RemoteRun> {
     let PartyLinks { mut peer, stream, helper } = links;
-    let own = data_shape(data, steps)?;
-    send_json(
-        &mut peer,
-        &Hello::Client {
-            protocol: PROTOCOL.into(),
-            agreement: agreement.clone(),
-            data: own.clone(),
-        },
-    )?;
-    let model = match recv_json(&mut peer, "the server")? {
-        Hello::Server { protocol, agreement: theirs, model } => {
-            check_protocol(&protocol, "the server")?;
-            check_agreement(agreement, &theirs, "the server")?;
-            model
-        }
-        Hello::Client { .. } => {
-            return Err(Error::Usage(
-                "the peer is also a client: one side runs --role server, the other --role client"
-                    .into(),
-            ));
-        }
-    };
-    let plan = Shape::from_parts(
-        &model,
-        &own,
-        agreement.trainable,
-        agreement.frozen_batch,
-        agreement.recompute_frozen,
-    )?;
+    let plan = handshake(&mut peer, Half::Data(data_shape(data, steps)?), agreement)?;
     let (rx, mut helper) = open_dealer(stream, helper, PartyId::P1, &plan, timeout)?;
     let mut ctx = context(PartyId::P1, peer, backend)?;
     let io = Io::Client { data, helper: &mut helper, quit: None };

@@ -91,3 +91,26 @@ macro_rules! per_backend {
         }
     };
 }
+
+/// `n` random sentences of `seq` token ids for the tiny test models (vocabulary 64: [CLS] = 1,
+/// [SEP] = 2, padding 0, each 3..=seq tokens long) and their 0/1 labels, from a seed.
+pub fn tiny_sentences(n: usize, seq: usize, seed: u64) -> (prifft::model::TokenBatch, Vec<u32>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = prifft::prg::ChaCha20Rng::seed_from_u64(seed);
+    let (mut ids, mut mask, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let len = rng.random_range(3..=seq);
+        for t in 0..seq {
+            let id = match t {
+                _ if t >= len => 0,
+                0 => 1,
+                _ if t == len - 1 => 2,
+                _ => rng.random_range(3..64),
+            };
+            ids.push(id);
+            mask.push(u32::from(t < len));
+        }
+        labels.push(rng.random_range(0..2));
+    }
+    (prifft::model::TokenBatch { ids, mask, rows: n, seq_len: seq }, labels)
+}
