@@ -57,6 +57,9 @@ fn agreement(lr: f64) -> Agreement {
     }
 }
 
+/// Each party's settings: the learning rates, whether the frozen part runs in every step.
+type Settings = ([f64; 2], bool);
+
 /// The three processes' code on three threads, each link a real TLS connection.
 fn three_parties(
     weights: &Weights,
@@ -196,12 +199,12 @@ fn parties_with_dealer(
     lr: [f64; 2],
     dealer: impl FnOnce([Box<dyn Channel>; 4]) + Send,
 ) -> (prifft::Result<RemoteRun>, prifft::Result<RemoteRun>) {
-    parties_cut(lr, None, dealer)
+    parties_cut((lr, false), None, dealer)
 }
 
 /// As [`parties_with_dealer`], the client's link to the server failing after `cut` sends.
 fn parties_cut(
-    lr: [f64; 2],
+    (lr, recompute): Settings,
     cut: Option<usize>,
     dealer: impl FnOnce([Box<dyn Channel>; 4]) + Send,
 ) -> (prifft::Result<RemoteRun>, prifft::Result<RemoteRun>) {
@@ -220,7 +223,8 @@ fn parties_cut(
         let server = s.spawn(|| {
             let model = ServerModel { weights: &weights, head: (vec![0.0; 32], vec![0.0; 2]) };
             let links = PartyLinks { peer: p0, stream: s0, helper: h0 };
-            remote::server(&model, &agreement(lr[0]), links, Arc::new(Cpu), timeout, &|_| {})
+            let a = Agreement { recompute_frozen: recompute, ..agreement(lr[0]) };
+            remote::server(&model, &a, links, Arc::new(Cpu), timeout, &|_| {})
         });
         let client = s.spawn(move || {
             let peer: Box<dyn Channel> = match cut {
@@ -228,7 +232,8 @@ fn parties_cut(
                 None => p1,
             };
             let links = PartyLinks { peer, stream: s1, helper: h1 };
-            remote::client(&data, &steps, &agreement(lr[1]), links, Arc::new(Cpu), timeout, &|_| {})
+            let a = Agreement { recompute_frozen: recompute, ..agreement(lr[1]) };
+            remote::client(&data, &steps, &a, links, Arc::new(Cpu), timeout, &|_| {})
         });
         (server.join().unwrap(), client.join().unwrap())
     })
@@ -283,7 +288,7 @@ fn a_dealer_that_stops_or_sends_garbage_is_a_clear_error() {
 #[test]
 fn a_client_that_vanishes_mid_run_stops_the_server_and_the_dealer() {
     let dealt = std::sync::Mutex::new(None);
-    let (server, client) = parties_cut([0.05, 0.05], Some(150), |links| {
+    let (server, client) = parties_cut(([0.05, 0.05], false), Some(150), |links| {
         let r = remote::dealer(links.into(), Arc::new(Cpu), Duration::from_secs(20));
         *dealt.lock().unwrap() = Some(r.map(|_| ()).map_err(|e| e.to_string()));
     });
@@ -291,4 +296,21 @@ fn a_client_that_vanishes_mid_run_stops_the_server_and_the_dealer() {
     assert!(e.contains("the other party closed the connection"), "{e}");
     assert!(client.is_err());
     assert!(dealt.lock().unwrap().is_some(), "the dealer returned");
+}
+
+/// With the frozen part inside every step, the embedding lookup's helper answers in every step
+/// and is told when the client is done: all three finish without an error.
+#[test]
+fn the_frozen_part_inside_every_step_runs_through_the_dealer_too() {
+    let dealt = std::sync::Mutex::new(None);
+    let (server, client) = parties_cut(([0.05, 0.05], true), None, |links| {
+        let r = remote::dealer(links.into(), Arc::new(Cpu), Duration::from_secs(20));
+        *dealt.lock().unwrap() = Some(r.map_err(|e| e.to_string()));
+    });
+    let (server, client) = (server.unwrap(), client.unwrap());
+    let dealt = dealt.lock().unwrap().take().unwrap().unwrap();
+    assert_eq!(dealt.answers, 2, "one lookup per step: {dealt:?}");
+    assert_eq!(server.steps.len(), 2);
+    assert_eq!(server.frozen_key_bytes, 0, "nothing before the steps");
+    assert!(server.revealed.is_some() && client.revealed.is_none());
 }

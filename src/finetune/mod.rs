@@ -983,6 +983,10 @@ fn party(
         }
         progress(Progress::Step { done: si + 1, total: shape.steps.len() });
     }
+    // With the frozen part inside the steps, the helper is done only now.
+    if let Io::Client { helper, .. } = &mut io {
+        helper.done()?;
+    }
     Ok(PartyOut {
         params: params.into_iter().map(|p| p.w).collect(),
         logits: logits_out,
