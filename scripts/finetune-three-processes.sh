@@ -3,7 +3,8 @@
 # and the client (P1, the sentences), each a separate `prifft finetune --role ...` process on
 # 127.0.0.1, the links mutual TLS 1.3 from a fresh pre-shared secret. What three machines would
 # run, with the addresses changed. Extra arguments go to both parties (they must agree on
-# --layers-trainable, --lr, --momentum, --batch, --frozen-batch, --reveal-to; the client's
+# --layers-trainable, --lr, --momentum, --batch, --frozen-batch, --recompute-frozen,
+# --reveal-to; the client's
 # --train, --seed, --seq-len choose its sentences and batches).
 #
 #   scripts/finetune-three-processes.sh --train 48 --seed 1 --reveal-to server

@@ -112,7 +112,7 @@ pub struct FinetuneArgs {
     /// Secure mode: receive each step's whole material from the dealer before the step's
     /// online phase, so the dealer does not share the cores with the parties while they
     /// compute: the online time of a deployment with the dealer elsewhere (holds a step's
-    /// material, ~5.6 GB per party for K = 2, in memory).
+    /// material, ~3.5 GB per party for K = 2, in memory).
     #[arg(long)]
     offline_first: bool,
     /// Secure mode: draw dropout masks from the dealer's OS-seeded CSPRNG (secret from both
@@ -128,8 +128,8 @@ pub struct FinetuneArgs {
     /// tokenizer) or `dealer` (the one-time material and the embedding lookup's helper; trusted
     /// not to collude with either party). The parties link to each other (--listen on one,
     /// --connect on the other) and each to the dealer (--dealer); settings that must agree
-    /// (--layers-trainable, --lr, --momentum, --batch, --frozen-batch, --reveal-to) are checked
-    /// in a handshake. The client's --seed chooses the split and the batch order, the server's
+    /// (--layers-trainable, --lr, --momentum, --batch, --frozen-batch, --recompute-frozen,
+    /// --reveal-to) are checked in a handshake. The client's --seed chooses the split and the batch order, the server's
     /// the head's initial weights; dropout masks come from the dealer's CSPRNG. No process holds
     /// both shares, so there is no comparison with plaintext training: --reveal-to server
     /// returns the fine-tuned weights to the model owner.

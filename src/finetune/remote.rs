@@ -569,7 +569,7 @@ fn check_protocol(theirs: &str, who: &str) -> Result<()> {
 fn check_agreement(ours: &Agreement, theirs: &Agreement, who: &str) -> Result<()> {
     if ours != theirs {
         return Err(Error::Usage(format!(
-            "{who} runs with different settings: ours {ours:?}, theirs {theirs:?} (--layers-trainable, --lr, --momentum, --batch, --frozen-batch and --reveal-to must match)"
+            "{who} runs with different settings: ours {ours:?}, theirs {theirs:?} (--layers-trainable, --lr, --momentum, --batch, --frozen-batch, --recompute-frozen and --reveal-to must match)"
         )));
     }
     Ok(())
