@@ -57,6 +57,7 @@ struct Summary {
     secure_losses: Vec<f64>,
     plain_losses: Vec<f64>,
     max_weight_diff: f64,
+    recompute_frozen: bool,
 }
 
 fn refs(t: &[String]) -> Vec<&str> {
@@ -315,6 +316,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         secure_losses,
         plain_losses,
         max_weight_diff,
+        recompute_frozen: args.recompute_frozen,
     };
     print_summary(&summary);
     if let Some(RevealArg::Server) = args.reveal_to {
@@ -397,13 +399,21 @@ fn print_summary(s: &Summary) {
         "dealer: {:.2} s per step, {:.1} s for the frozen part (its own thread, sharing the cores)",
         s.dealer_step_s, s.dealer_frozen_s
     );
-    println!(
-        "frozen part once per sentence: {:.1} s, {:.1} MB sent by the server; setup {:.1} s, {:.1} MB",
-        s.frozen_s,
-        mb(s.frozen_bytes),
-        s.setup_s,
-        mb(s.setup_bytes)
-    );
+    if s.recompute_frozen {
+        println!(
+            "frozen part (embedding lookup, frozen layers) inside every step (--recompute-frozen); setup {:.1} s, {:.1} MB",
+            s.setup_s,
+            mb(s.setup_bytes)
+        );
+    } else {
+        println!(
+            "frozen part once per sentence: {:.1} s, {:.1} MB sent by the server; setup {:.1} s, {:.1} MB",
+            s.frozen_s,
+            mb(s.frozen_bytes),
+            s.setup_s,
+            mb(s.setup_bytes)
+        );
+    }
     if let (Some(bs), Some(bb), Some(br)) =
         (s.baseline_step_s, s.baseline_step_bytes, s.baseline_step_rounds)
     {
