@@ -261,4 +261,54 @@ proptest! {
         let parsed = serde_json::from_str::<FixedPoint>(&format!(r#"{{"frac_bits":{bits}}}"#));
         prop_assert_eq!(parsed.is_ok(), bits <= 62);
     }
+
+    /// A dealer link that sends garbage — arbitrary frames, a chunk header announcing any
+    /// length, a valid chunk with one byte flipped or cut short — never panics or hangs the
+    /// party's receiving end: garbage is an error when the party asks for the chunk, naming the
+    /// stream's end.
+    #[test]
+    fn dealer_stream_garbage_is_an_error(frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..24), 0..5),
+                                         len in any::<u64>(), at in any::<prop::sample::Index>(), flip in 1u8..,
+                                         cut in any::<bool>()) {
+        use prifft::mpc::{PartyId, stream};
+        use prifft::net::{Channel, mem};
+        let ask = |send: &dyn Fn(&mut mem::MemChannel)| {
+            let (mut dealer_end, party_end) = mem::pair();
+            send(&mut dealer_end);
+            drop(dealer_end);
+            let mut rx = stream::receive(PartyId::P0, party_end, 1).with_timeout(Duration::from_secs(5));
+            let mut store = Preproc::new(PartyId::P0, [0; 16]);
+            rx.next_into(&mut store)
+        };
+        // Frames that are not a chunk (no `C` header with 8 length bytes): an error.
+        let r = ask(&|d| for f in &frames { d.send(f.clone()).unwrap(); });
+        let is_chunk = frames.first().is_some_and(|f| f.len() == 9 && f[0] == b'C');
+        if !is_chunk {
+            prop_assert!(r.is_err());
+        }
+        // A header announcing `len` bytes, then fewer (or none): an error.
+        let r = ask(&|d| {
+            let mut h = vec![b'C'];
+            h.extend_from_slice(&len.to_le_bytes());
+            d.send(h).unwrap();
+            for f in &frames { if !f.is_empty() { d.send(f.clone()).unwrap(); } }
+        });
+        let sent: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        if len > sent || len == 0 {
+            prop_assert!(r.is_err(), "{len} announced, {sent} sent");
+        }
+        // A valid chunk, one byte flipped or the chunk cut short: no panic either way.
+        let mut dealer = Dealer::insecure_with_seed(5);
+        beaver::gen_mul(&mut dealer, &[3]).unwrap();
+        gates::gen_relu(&mut dealer, 16, 2).unwrap();
+        let mut good = dealer.finish()[0].to_bytes();
+        let i = at.index(good.len());
+        if cut { good.truncate(i); } else { good[i] ^= flip; }
+        let _ = ask(&|d| {
+            let mut h = vec![b'C'];
+            h.extend_from_slice(&(good.len() as u64).to_le_bytes());
+            d.send(h).unwrap();
+            if !good.is_empty() { d.send(good.clone()).unwrap(); }
+        });
+    }
 }

@@ -314,3 +314,28 @@ fn the_frozen_part_inside_every_step_runs_through_the_dealer_too() {
     assert_eq!(server.frozen_key_bytes, 0, "nothing before the steps");
     assert!(server.revealed.is_some() && client.revealed.is_none());
 }
+
+/// Plans from the wire are checked before the dealer allocates anything for them: four links
+/// that agree on a plan with absurd sizes, or with a batch over sentences that do not exist,
+/// are refused with an error naming the problem.
+#[test]
+fn the_dealer_refuses_a_plan_with_impossible_sizes() {
+    let hello = |party: u8, link: &str, hidden: u64, index: u64| {
+        format!(
+            r#"{{"protocol":"{}","party":{party},"link":"{link}","plan":{{"layers":2,"trainable":1,"hidden":{hidden},"heads":2,"ffn":64,"seq":8,"vocab":64,"eps":1e-12,"attention_dropout":0.1,"hidden_dropout":0.1,"sentences":4,"frozen_batch":4,"recompute":false,"steps":[[0,{index}]]}}}}"#,
+            remote::PROTOCOL
+        )
+    };
+    for (hidden, index, says) in [(1u64 << 40, 1, "unusable"), (16, 4, "sentence indices")] {
+        let mut links: Vec<Box<dyn Channel>> = Vec::new();
+        let mut keep = Vec::new();
+        for (party, link) in [(0, "Stream"), (0, "Helper"), (1, "Stream"), (1, "Helper")] {
+            let (a, mut b) = mem_pair();
+            b.send(hello(party, link, hidden, index).into_bytes()).unwrap();
+            links.push(a);
+            keep.push(b);
+        }
+        let e = remote::dealer(links, Arc::new(Cpu), Duration::from_secs(5)).unwrap_err();
+        assert!(e.to_string().contains(says), "{e}");
+    }
+}

@@ -203,20 +203,23 @@ impl SecureRun {
         self.names
             .iter()
             .zip(self.shares[0].iter().zip(&self.shares[1]))
-            .map(|((n, s), (a, b))| {
-                let v = a.tensor().add(b.tensor())?;
-                Ok((
-                    n.clone(),
-                    s.clone(),
-                    v.as_slice().iter().map(|&x| dec(x, MASTER_FRAC)).collect(),
-                ))
-            })
+            .map(|((n, s), (a, b))| reveal_one(n, s, a.tensor(), b.tensor()))
             .collect()
     }
 }
 
 /// A reconstructed parameter: its name, shape and values.
 pub type Revealed = (String, Vec<usize>, Vec<f64>);
+
+/// One parameter from both shares (at 2^24).
+fn reveal_one(name: &str, shape: &[usize], a: &RingTensor, b: &RingTensor) -> Result<Revealed> {
+    let v = a.add(b)?;
+    Ok((
+        name.to_string(),
+        shape.to_vec(),
+        v.as_slice().iter().map(|&x| dec(x, MASTER_FRAC)).collect(),
+    ))
+}
 
 /// A ring value at 2^bits as f64.
 pub fn dec(x: u64, bits: u32) -> f64 {
@@ -417,6 +420,24 @@ impl Shape {
             recompute,
             steps: data.steps.clone(),
         })
+    }
+
+    /// The same plan checked again, as received from another process.
+    fn recheck(&self) -> Result<Shape> {
+        let model = ModelShape {
+            layers: self.layers,
+            hidden: self.hidden,
+            heads: self.heads,
+            ffn: self.ffn,
+            vocab: self.vocab,
+            max_positions: self.seq,
+            eps: self.eps,
+            attention_dropout: self.attention_dropout,
+            hidden_dropout: self.hidden_dropout,
+        };
+        let data =
+            DataShape { sentences: self.sentences, seq: self.seq, steps: self.steps.clone() };
+        Shape::from_parts(&model, &data, self.trainable, self.frozen_batch, self.recompute)
     }
 
     /// The shapes of one layer's 16 parameter tensors, in the order they are kept: (W, b) of
@@ -851,11 +872,15 @@ fn party(
     let c1 = ctx.mark();
     let mut cached: Vec<RingTensor> = Vec::with_capacity(shape.sentences);
     let mut frozen_key_bytes = 0;
-    let mut lookup = Lookup { server: emb_server, table: masked_table };
-    let frozen_part = FrozenPart { layers: &frozen, embed_norm: &embed_norm };
+    let mut frozen_part = FrozenPart {
+        layers: &frozen,
+        embed_norm: &embed_norm,
+        server: emb_server,
+        table: masked_table,
+    };
     for (bi, which) in shape.frozen_batches().iter().enumerate() {
         rx.measure = bi == 0;
-        let h = frozen_part.forward(ctx, &mut rx, &mut io, &mut lookup, client, which, shape)?;
+        let h = frozen_part.forward(ctx, &mut rx, &mut io, which, shape)?;
         for s in 0..which.len() {
             let block = h.tensor().as_slice()[s * shape.seq * d..(s + 1) * shape.seq * d].to_vec();
             cached.push(RingTensor::from_vec(&[shape.seq, d], block)?);
@@ -899,7 +924,7 @@ fn party(
         let dims = shape.dims(which.len());
         let rows = dims.rows();
         let h0 = if shape.recompute {
-            frozen_part.forward(ctx, &mut rx, &mut io, &mut lookup, client, which, shape)?
+            frozen_part.forward(ctx, &mut rx, &mut io, which, shape)?
         } else {
             let mut h_data = Vec::with_capacity(rows * d);
             for &i in which {
@@ -984,7 +1009,7 @@ fn party(
         progress(Progress::Step { done: si + 1, total: shape.steps.len() });
     }
     // With the frozen part inside the steps, the helper is done only now.
-    if let Io::Client { helper, .. } = &mut io {
+    if let (Io::Client { helper, .. }, true) = (&mut io, shape.recompute) {
         helper.done()?;
     }
     Ok(PartyOut {
@@ -998,29 +1023,23 @@ fn party(
     })
 }
 
-/// The embedding lookup's state: P0's server side, P1's copy of the masked table.
-struct Lookup {
-    server: Option<Server>,
-    table: Option<RingTensor>,
-}
-
-/// The frozen part's parameters: the frozen layers and the embeddings' layer norm.
+/// The frozen part's parameters (the frozen layers, the embeddings' layer norm) and the
+/// embedding lookup's state (P0's server side, P1's copy of the masked table).
 struct FrozenPart<'a> {
     layers: &'a [LayerParams],
     embed_norm: &'a [Share; 2],
+    server: Option<Server>,
+    table: Option<RingTensor>,
 }
 
 impl FrozenPart<'_> {
     /// The frozen part on sentences `which`: the embedding lookup, the positions, the layer norm
     /// and the frozen layers in evaluation mode; shares of the output, [rows, d].
-    #[allow(clippy::too_many_arguments)]
     fn forward(
-        &self,
+        &mut self,
         ctx: &mut Ctx,
         rx: &mut Chunks,
         io: &mut Io<'_>,
-        lookup: &mut Lookup,
-        client: Option<&ClientData>,
         which: &[usize],
         shape: &Shape,
     ) -> Result<Share> {
@@ -1038,7 +1057,7 @@ impl FrozenPart<'_> {
                         k0.len()
                     )));
                 }
-                let srv = lookup.server.as_mut().expect("the server's lookup");
+                let srv = self.server.as_mut().expect("the server's lookup");
                 let s = srv.share(ctx.backend(), &k0)?;
                 let pos: Vec<u64> = (0..rows)
                     .flat_map(|r| {
@@ -1057,11 +1076,15 @@ impl FrozenPart<'_> {
                 ctx.channel().send(k0.to_bytes())?;
                 let answer = helper.ask(k1.to_bytes(), ids.len())?;
                 embedding::client_share(
-                    lookup.table.as_ref().expect("the masked table"),
+                    self.table.as_ref().expect("the masked table"),
                     &ids,
                     &answer,
                 )?
             }
+        };
+        let client = match io {
+            Io::Client { data, .. } => Some(*data),
+            Io::Server { .. } => None,
         };
         let amask = client_mask(ctx, client, which, shape)?;
         let amask = encoder::attention_mask_rows(&amask, &dims)?;

@@ -38,15 +38,14 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ClientData, DataShape, DropoutMasks, HelperLink, Io, LocalChannel, ModelShape, PartyOut,
-    PhaseCost, Progress, Revealed, ServerModel, Shape, data_shape, dealer_plan, dec, helper_serve,
-    party, server_inputs,
+    PhaseCost, Progress, Revealed, ServerModel, Shape, data_shape, dealer_plan, helper_serve,
+    party, reveal_one, server_inputs,
 };
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::mpc::stream::{self, StreamStats};
 use crate::mpc::{PartyCtx, PartyId, Preproc, Share};
 use crate::net::Channel;
-use crate::nn::MASTER_FRAC;
 use crate::nn::head::SgdConfig;
 use crate::ring::RingTensor;
 
@@ -256,7 +255,7 @@ fn open_dealer(
         send_json(l, &hello).map_err(|e| e.during("greeting the dealer"))?;
     }
     let rx = stream::receive(id, stream, 1).with_timeout(timeout);
-    Ok((rx, RemoteHelper { link, closed: false }))
+    Ok((rx, RemoteHelper { link, hidden: plan.hidden, closed: false }))
 }
 
 /// The end of a party's run: with `reveal_to_server`, P1 sends its shares and P0 adds them.
@@ -294,12 +293,7 @@ fn finish(
                     let n = s.tensor().len();
                     let theirs = RingTensor::from_le_bytes(shape, &bytes[at..at + 8 * n])?;
                     at += 8 * n;
-                    let w = s.tensor().add(&theirs)?;
-                    out_w.push((
-                        name.clone(),
-                        shape.clone(),
-                        w.as_slice().iter().map(|&x| dec(x, MASTER_FRAC)).collect(),
-                    ));
+                    out_w.push(reveal_one(name, shape, s.tensor(), &theirs)?);
                 }
                 Some(out_w)
             }
@@ -323,6 +317,8 @@ fn finish(
 /// A party's helper link to the dealer.
 struct RemoteHelper {
     link: Box<dyn Channel>,
+    /// The answers' width d.
+    hidden: usize,
     /// P0's link goes quiet after the seeds; P1's after `done`.
     closed: bool,
 }
@@ -349,8 +345,7 @@ impl HelperLink for RemoteHelper {
         let answer = self.link.recv().map_err(|e| dealer_link(e.into()))?;
         match answer.split_first() {
             Some((&ANSWER_OK, t)) => {
-                let d = t.len() / 8 / tokens.max(1);
-                RingTensor::from_le_bytes(&[tokens, d], t).map_err(|_| {
+                RingTensor::from_le_bytes(&[tokens, self.hidden], t).map_err(|_| {
                     Error::Data(
                         "the embedding helper (the dealer) answered with the wrong size".into(),
                     )
@@ -443,25 +438,8 @@ pub fn dealer(
         }
         slots[idx] = Some(l);
     }
-    let plan = plan.expect("four hellos");
     // The plan from another process is checked as P0's and P1's halves were.
-    let checked = Shape::from_parts(
-        &ModelShape {
-            layers: plan.layers,
-            hidden: plan.hidden,
-            heads: plan.heads,
-            ffn: plan.ffn,
-            vocab: plan.vocab,
-            max_positions: plan.seq,
-            eps: plan.eps,
-            attention_dropout: plan.attention_dropout,
-            hidden_dropout: plan.hidden_dropout,
-        },
-        &DataShape { sentences: plan.sentences, seq: plan.seq, steps: plan.steps.clone() },
-        plan.trainable,
-        plan.frozen_batch,
-        plan.recompute,
-    )?;
+    let checked = plan.expect("four hellos").recheck()?;
     let [s0, h0, s1, h1] = slots.map(|s| s.expect("each link once"));
     let seconds = Arc::new(std::sync::Mutex::new([0.0f64; 2]));
     let dealt = dealer_plan(checked.clone(), DropoutMasks::Dealer, seconds.clone());
