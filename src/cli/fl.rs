@@ -63,8 +63,8 @@ pub fn load_dataset(
     Ok((name, train, test, stats))
 }
 
-/// The clients' index sets of `prifft fl`'s seed `seed`: MOON's Dirichlet label skew with at
-/// least 10 samples per client, drawn from a generator seeded with `seed`.
+/// The clients' index sets of `prifft fl`'s seed `seed`
+/// ([`prifft::fl::partition::seeded_dirichlet`]).
 ///
 /// # Errors
 /// A split the Dirichlet draws cannot make.
@@ -74,15 +74,7 @@ pub fn seed_partition(
     beta: f64,
     seed: u64,
 ) -> Result<Vec<Vec<usize>>> {
-    use prifft::fl::partition::{self, Scheme};
-    let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(seed);
-    partition::partition(
-        &train.labels,
-        train.classes,
-        clients,
-        Scheme::Dirichlet { beta, min_per_client: 10 },
-        &mut rng,
-    )
+    prifft::fl::partition::seeded_dirichlet(&train.labels, train.classes, clients, beta, seed)
 }
 
 /// Arguments of `prifft fl`.

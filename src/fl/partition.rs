@@ -30,6 +30,23 @@ pub enum Scheme {
     },
 }
 
+/// `prifft fl`'s split for seed `seed`: MOON's Dirichlet label skew (concentration `beta`) with
+/// at least 10 samples per client, drawn from a ChaCha20 generator seeded with `seed` — the
+/// command line and the Python binding give the same clients the same indices.
+///
+/// # Errors
+/// As [`partition`].
+pub fn seeded_dirichlet(
+    labels: &[u8],
+    classes: usize,
+    clients: usize,
+    beta: f64,
+    seed: u64,
+) -> Result<Vec<Vec<usize>>> {
+    let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(seed);
+    partition(labels, classes, clients, Scheme::Dirichlet { beta, min_per_client: 10 }, &mut rng)
+}
+
 /// Split `labels` (values below `classes`) among `clients`.
 ///
 /// # Errors

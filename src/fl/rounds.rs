@@ -30,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use super::data::Dataset;
 use super::model::{LocalLoss, NamedWeights, SgdConfig, SimpleCnn, shuffled};
 use super::secagg;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::prg::ChaCha20Rng;
 use crate::ring::FixedPoint;
 
@@ -148,6 +148,132 @@ fn update_prototypes(prototypes: &mut Array2<f32>, totals: &[f64]) {
     }
 }
 
+/// The random choices of a run of [`run`]: the initial global model, and per round the sampled
+/// clients, each with the seed of its local update's shuffles — everything `cfg.seed` decides.
+/// A driver outside this crate (the Python binding, a Flower strategy) that follows it trains
+/// the same models as `prifft fl`.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    /// The global model before round 1 (FedProc's network normalises z).
+    pub initial: SimpleCnn,
+    /// Per round, the sampled clients in the order their uploads are summed, with their local
+    /// seeds ([`local_update`]'s `seed`).
+    pub rounds: Vec<Vec<(usize, u64)>>,
+}
+
+/// The schedule of `algo` over `clients` clients with `cfg`'s seed, rounds and fraction (each
+/// round samples round(fraction · clients) of them, at least one).
+pub fn schedule(algo: Algo, classes: usize, clients: usize, cfg: &FlConfig) -> Schedule {
+    let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
+    let normalize = matches!(algo, Algo::FedProc { .. });
+    let initial = SimpleCnn::with_projection(classes, normalize, &mut rng);
+    let per_round = ((clients as f64 * cfg.fraction).round() as usize).clamp(1, clients.max(1));
+    let rounds = (0..cfg.rounds)
+        .map(|_| {
+            let chosen = if clients == 0 {
+                Vec::new()
+            } else {
+                sample(&mut rng, clients, per_round).into_vec()
+            };
+            chosen.into_iter().map(|c| (c, rng.random())).collect()
+        })
+        .collect();
+    Schedule { initial, rounds }
+}
+
+/// What a client's local update minimises beyond cross-entropy, and the state it needs.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalUpdate<'a> {
+    /// The algorithm.
+    pub algo: Algo,
+    /// FedProc's α for this round ([`Algo::alpha`]); cross-entropy alone when it is 0.
+    pub alpha: f32,
+    /// FedProc: the global class prototypes (classes × [`SimpleCnn::embedding_width`]); needed
+    /// when α > 0.
+    pub prototypes: Option<&'a Array2<f32>>,
+    /// MOON: this client's previous local weights (the negative of the contrastive loss), in
+    /// [`SimpleCnn::weights`] order; `None` uses the global weights (a client's first round).
+    pub previous: Option<&'a [Array2<f32>]>,
+}
+
+/// One client's local update, exactly as every round of [`run`] does it: a copy of `global`
+/// with a fresh optimiser, the algorithm's loss (FedProx's proximal term towards the global
+/// weights, MOON's frozen global and previous models, FedProc's prototypes), then `epochs`
+/// passes over `indices` of `data`, each in an order shuffled by one generator seeded with
+/// `seed`. Returns the trained model and each epoch's order. The Python binding calls this, so
+/// a Flower client trains bit for bit as `prifft fl` does.
+///
+/// # Errors
+/// [`Error::Data`] for FedProc with α > 0 and no prototypes or prototypes of the wrong shape,
+/// MOON previous weights of the wrong shapes, or an index outside `data`.
+pub fn local_update(
+    global: &SimpleCnn,
+    update: &LocalUpdate<'_>,
+    data: &Dataset,
+    indices: &[usize],
+    epochs: usize,
+    sgd: &SgdConfig,
+    seed: u64,
+) -> Result<(SimpleCnn, Vec<Vec<usize>>)> {
+    if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
+        return Err(Error::Data(format!(
+            "local update: sample index {bad} is outside the data set of {} samples",
+            data.len()
+        )));
+    }
+    let mut local = global.clone();
+    let global_weights = local.weights();
+    local.set_weights(&global_weights);
+    let mut loss = match update.algo {
+        Algo::FedAvg => LocalLoss::CrossEntropy,
+        Algo::FedProx { mu } => {
+            local.set_proximal(Some((global_weights, mu)));
+            LocalLoss::CrossEntropy
+        }
+        Algo::Moon { mu, tau } => {
+            let mut prev = global.clone();
+            if let Some(previous) = update.previous {
+                check_shapes("MOON's previous weights", &global_weights, previous)?;
+                prev.set_weights(previous);
+            }
+            LocalLoss::moon(global, &prev, mu, tau)
+        }
+        Algo::FedProc { tau, .. } if update.alpha > 0.0 => {
+            let width = global.embedding_width();
+            let prototypes = update.prototypes.filter(|p| p.dim() == (data.classes, width));
+            let Some(prototypes) = prototypes else {
+                return Err(Error::Data(format!(
+                    "FedProc with α = {} needs the global prototypes, {} classes × {width}",
+                    update.alpha, data.classes
+                )));
+            };
+            LocalLoss::Prototypes { prototypes: prototypes.clone(), alpha: update.alpha, tau }
+        }
+        Algo::FedProc { .. } => LocalLoss::CrossEntropy,
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut orders = Vec::with_capacity(epochs);
+    for _ in 0..epochs {
+        let order = shuffled(indices, &mut rng);
+        local.train_in_order(data, &order, sgd, &mut loss);
+        orders.push(order);
+    }
+    Ok((local, orders))
+}
+
+/// An error unless `found` has `expected`'s number of arrays and their shapes.
+fn check_shapes(what: &str, expected: &[Array2<f32>], found: &[Array2<f32>]) -> Result<()> {
+    let shapes = |w: &[Array2<f32>]| w.iter().map(|a| a.dim()).collect::<Vec<_>>();
+    if shapes(expected) != shapes(found) {
+        return Err(Error::Data(format!(
+            "{what}: expected shapes {:?}, found {:?}",
+            shapes(expected),
+            shapes(found)
+        )));
+    }
+    Ok(())
+}
+
 /// What the first round did, for checking it against another implementation
 /// (`prifft fl-trace`, `scripts/xcheck_fl.py`): the initial global weights, each client's
 /// batch order and returned weights, and the averaged weights.
@@ -195,9 +321,8 @@ pub fn run_traced(
     mut progress: impl FnMut(usize, f64),
     mut trace: Option<&mut RoundTrace>,
 ) -> Result<Vec<f64>> {
-    let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
-    let normalize = matches!(algo, Algo::FedProc { .. });
-    let mut global = SimpleCnn::with_projection(train.classes, normalize, &mut rng);
+    let Schedule { initial: mut global, rounds: plan } =
+        schedule(algo, train.classes, parts.len(), cfg);
     let initial = global.weights();
     if let Some(t) = trace.as_deref_mut() {
         *t = RoundTrace {
@@ -208,7 +333,6 @@ pub fn run_traced(
         };
     }
     let mut accuracies = Vec::with_capacity(cfg.rounds);
-    let per_round = ((parts.len() as f64 * cfg.fraction).round() as usize).clamp(1, parts.len());
     // MOON: each client's last local model (the initial model before its first round).
     let mut previous: Vec<Option<Vec<Array2<f32>>>> = vec![None; parts.len()];
     // FedProc: prototypes from the initial model over every client's data.
@@ -220,38 +344,26 @@ pub fn run_traced(
     }
     for round in 0..cfg.rounds {
         let global_weights = global.weights();
-        let chosen = sample(&mut rng, parts.len(), per_round).into_vec();
         let alpha = algo.alpha(round, cfg.rounds);
-        let mut uploads = Vec::with_capacity(chosen.len());
-        for &c in &chosen {
-            let mut local = global.clone();
-            local.set_weights(&global_weights);
-            let mut loss = match algo {
-                Algo::FedAvg => LocalLoss::CrossEntropy,
-                Algo::FedProx { mu } => {
-                    local.set_proximal(Some((global_weights.clone(), mu)));
-                    LocalLoss::CrossEntropy
-                }
-                Algo::Moon { mu, tau } => {
-                    let mut prev = global.clone();
-                    prev.set_weights(previous[c].as_deref().unwrap_or(&initial));
-                    LocalLoss::moon(&global, &prev, mu, tau)
-                }
-                Algo::FedProc { tau, .. } if alpha > 0.0 => {
-                    LocalLoss::Prototypes { prototypes: prototypes.clone(), alpha, tau }
-                }
-                Algo::FedProc { .. } => LocalLoss::CrossEntropy,
+        let mut uploads = Vec::with_capacity(plan[round].len());
+        for &(c, seed) in &plan[round] {
+            let update = LocalUpdate {
+                algo,
+                alpha,
+                prototypes: Some(&prototypes),
+                previous: Some(previous[c].as_deref().unwrap_or(&initial)),
             };
-            let mut local_rng = ChaCha20Rng::seed_from_u64(rng.random());
-            let tracing = round == 0 && trace.is_some();
-            for _ in 0..cfg.local_epochs {
-                let order = shuffled(&parts[c], &mut local_rng);
-                local.train_in_order(train, &order, &cfg.sgd, &mut loss);
-                if let Some(t) = trace.as_deref_mut().filter(|_| tracing) {
-                    t.orders[c].extend_from_slice(&order);
-                }
-            }
-            if let Some(t) = trace.as_deref_mut().filter(|_| tracing) {
+            let (mut local, orders) = local_update(
+                &global,
+                &update,
+                train,
+                &parts[c],
+                cfg.local_epochs,
+                &cfg.sgd,
+                seed,
+            )?;
+            if let Some(t) = trace.as_deref_mut().filter(|_| round == 0) {
+                t.orders[c] = orders.concat();
                 t.locals[c] = local.named_weights();
             }
             // n_c·w and n_c: the server divides the summed weights by the summed sizes, so no
