@@ -10,8 +10,10 @@
 use std::path::PathBuf;
 
 use ndarray::Array2;
+use numpy::{
+    PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
+};
 use numpy::{PyArrayMethods, PyUntypedArrayMethods};
-use numpy::{PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn};
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -25,7 +27,9 @@ fn py_err(e: prifft::Error) -> PyErr {
     use prifft::Error as E;
     match e {
         E::Io { .. } => PyOSError::new_err(e.to_string()),
-        E::Net(_) | E::Session(_) | E::Gpu(_) | E::During { .. } => PyRuntimeError::new_err(e.to_string()),
+        E::Net(_) | E::Session(_) | E::Gpu(_) | E::During { .. } => {
+            PyRuntimeError::new_err(e.to_string())
+        }
         _ => PyValueError::new_err(e.to_string()),
     }
 }
@@ -91,9 +95,10 @@ impl Dataset {
         let labels = labels_in
             .iter()
             .map(|&y| {
-                u8::try_from(y).ok().filter(|&y| (y as usize) < classes).ok_or_else(|| {
-                    value_err(format!("label {y} is outside 0..{classes}"))
-                })
+                u8::try_from(y)
+                    .ok()
+                    .filter(|&y| (y as usize) < classes)
+                    .ok_or_else(|| value_err(format!("label {y} is outside 0..{classes}")))
             })
             .collect::<PyResult<Vec<u8>>>()?;
         let images = slice(&images, "images")?.to_vec();
@@ -120,7 +125,7 @@ impl Dataset {
     fn images<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let d = &self.inner;
         let flat = PyArray1::from_slice(py, &d.images);
-        Ok(flat.reshape(vec![d.len(), d.rows, d.cols])?)
+        flat.reshape(vec![d.len(), d.rows, d.cols])
     }
 
     /// The labels as an int64 array (a copy).
@@ -148,7 +153,9 @@ impl Dataset {
 
 fn check_indices(idx: &[usize], len: usize) -> PyResult<()> {
     match idx.iter().find(|&&i| i >= len) {
-        Some(bad) => Err(value_err(format!("index {bad} is outside the data set of {len} samples"))),
+        Some(bad) => {
+            Err(value_err(format!("index {bad} is outside the data set of {len} samples")))
+        }
         None => Ok(()),
     }
 }
@@ -254,6 +261,9 @@ struct SimpleCnn {
     inner: RustCnn,
 }
 
+/// Per-class sums of z and per-class counts.
+type ClassSums<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray1<i64>>);
+
 /// The arrays under PyTorch's `state_dict` names and shapes.
 fn named(model: &mut RustCnn) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     model.named_weights()
@@ -293,7 +303,7 @@ impl SimpleCnn {
     fn get_weights<'py>(&mut self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyArrayDyn<f32>>>> {
         named(&mut self.inner)
             .into_iter()
-            .map(|(_, shape, values)| Ok(PyArray1::from_vec(py, values).reshape(shape)?))
+            .map(|(_, shape, values)| PyArray1::from_vec(py, values).reshape(shape))
             .collect()
     }
 
@@ -320,7 +330,7 @@ impl SimpleCnn {
     /// trained model; this one is unchanged.
     #[pyo3(signature = (data, indices, *, algo="fedavg", seed, epochs=1, lr=0.01, momentum=0.9,
         weight_decay=1e-5, batch=64, mu=None, tau=None, alpha=0.0, prototypes=None, previous=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn local_update(
         &mut self,
         py: Python<'_>,
@@ -368,6 +378,7 @@ impl SimpleCnn {
     /// One pass over `order` of `data` in batches of `batch` (the last one partial), cross-
     /// entropy loss, continuing this model's optimiser state; returns the mean batch loss.
     #[pyo3(signature = (data, order, *, lr=0.01, momentum=0.9, weight_decay=1e-5, batch=64))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn train_epoch(
         &mut self,
         py: Python<'_>,
@@ -402,7 +413,7 @@ impl SimpleCnn {
         py: Python<'py>,
         data: &Dataset,
         indices: Option<PyReadonlyArray1<'py, i64>>,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray1<i64>>)> {
+    ) -> PyResult<ClassSums<'py>> {
         let idx = match indices {
             Some(i) => self::indices(&i, "indices")?,
             None => (0..data.inner.len()).collect(),
@@ -500,13 +511,16 @@ fn sgd_config(lr: f32, momentum: f32, weight_decay: f32, batch: usize) -> PyResu
             "lr must be positive and batch at least 1, found lr {lr}, batch {batch}"
         )));
     }
-    if !(0.0..1.0).contains(&momentum) || !(weight_decay.is_finite() && weight_decay >= 0.0) {
+    if !((0.0..1.0).contains(&momentum) && weight_decay.is_finite() && weight_decay >= 0.0) {
         return Err(value_err(format!(
             "momentum must be in [0, 1) and weight_decay ≥ 0, found {momentum}, {weight_decay}"
         )));
     }
     Ok(SgdConfig { lr, momentum, weight_decay, batch })
 }
+
+/// Per round, the sampled clients with their local seeds.
+type RoundPlan = Vec<Vec<(usize, u64)>>;
 
 /// `prifft fl`'s random choices for its run of `seed`: the initial global model (as
 /// `SimpleCnn.global_model`), and per round the sampled clients — round(fraction · clients),
@@ -522,7 +536,7 @@ fn schedule(
     rounds: usize,
     fraction: f64,
     classes: usize,
-) -> PyResult<(SimpleCnn, Vec<Vec<(usize, u64)>>)> {
+) -> PyResult<(SimpleCnn, RoundPlan)> {
     if clients == 0 || classes == 0 || !(fraction > 0.0 && fraction <= 1.0) {
         return Err(value_err(format!(
             "clients and classes must be at least 1 and fraction in (0, 1], found {clients}, {classes}, {fraction}"
@@ -588,14 +602,15 @@ impl SecAggParticipant {
             .iter()
             .enumerate()
             .map(|(j, k)| {
-                <[u8; 32]>::try_from(k.as_slice())
-                    .map(x25519_public)
-                    .map_err(|_| value_err(format!("public key {j}: 32 bytes needed, found {}", k.len())))
+                <[u8; 32]>::try_from(k.as_slice()).map(x25519_public).map_err(|_| {
+                    value_err(format!("public key {j}: 32 bytes needed, found {}", k.len()))
+                })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        let session = <[u8; 16]>::try_from(session.as_slice())
-            .map(prifft::fl::secagg::SessionId)
-            .map_err(|_| value_err(format!("session: 16 bytes needed, found {}", session.len())))?;
+        let session =
+            <[u8; 16]>::try_from(session.as_slice()).map(prifft::fl::secagg::SessionId).map_err(
+                |_| value_err(format!("session: 16 bytes needed, found {}", session.len())),
+            )?;
         let values = slice(&values, "values")?;
         let masked = py
             .detach(|| self.inner.mask(values, fixed, &publics, &session, round))

@@ -342,26 +342,19 @@ pub fn run_traced(
             parts.iter().map(|p| prototype_upload(&mut global, train, p)).collect();
         update_prototypes(&mut prototypes, &aggregate(&uploads, cfg.secure_agg, u64::MAX)?);
     }
-    for round in 0..cfg.rounds {
+    for (round, chosen) in plan.iter().enumerate() {
         let global_weights = global.weights();
         let alpha = algo.alpha(round, cfg.rounds);
-        let mut uploads = Vec::with_capacity(plan[round].len());
-        for &(c, seed) in &plan[round] {
+        let mut uploads = Vec::with_capacity(chosen.len());
+        for &(c, seed) in chosen {
             let update = LocalUpdate {
                 algo,
                 alpha,
                 prototypes: Some(&prototypes),
                 previous: Some(previous[c].as_deref().unwrap_or(&initial)),
             };
-            let (mut local, orders) = local_update(
-                &global,
-                &update,
-                train,
-                &parts[c],
-                cfg.local_epochs,
-                &cfg.sgd,
-                seed,
-            )?;
+            let (mut local, orders) =
+                local_update(&global, &update, train, &parts[c], cfg.local_epochs, &cfg.sgd, seed)?;
             if let Some(t) = trace.as_deref_mut().filter(|_| round == 0) {
                 t.orders[c] = orders.concat();
                 t.locals[c] = local.named_weights();

@@ -19,9 +19,9 @@
 use hkdf::Hkdf;
 use rand::{Rng, SeedableRng};
 use sha2::Sha256;
-use x25519_dalek::StaticSecret;
 /// A participant's X25519 public key (32 bytes; `PublicKey::from([u8; 32])`).
 pub use x25519_dalek::PublicKey;
+use x25519_dalek::StaticSecret;
 
 use crate::error::{Error, Result};
 use crate::prg::{ChaCha20Rng, os_rng};
