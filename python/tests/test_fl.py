@@ -74,13 +74,14 @@ def test_simulation_reproduces_prifft_fl_for_every_algorithm(prifft_bin, tmp_pat
     # the command line's (1,000 test images: the CSV's four decimals are the exact count).
     train, test = mnist5k
     args = ["--dataset", "mnist-5k", "--data", MNIST_5K, "--clients", "5", "--rounds", "3",
-            "--fraction", "0.6", "--local-epochs", "2", "--algo", "fedavg,fedprox,moon,fedproc"]
+            "--fraction", "0.6", "--local-epochs", "2", "--lr", "0.05",
+            "--algo", "fedavg,fedprox,moon,fedproc"]
     curves = cli_curves(prifft_bin, tmp_path, args)
     parts = prifft.partition(train, 5, 0.5, 1)
     for algo in ["fedavg", "fedprox", "moon", "fedproc"]:
-        ours = prifft.simulate(train, test, parts, algo, rounds=3, seed=1, fraction=0.6, local_epochs=2)
+        ours = prifft.simulate(train, test, parts, algo, rounds=3, seed=1, fraction=0.6, local_epochs=2, lr=0.05)
         assert [round(a, 4) for a in ours] == curves[algo], algo
-    assert curves["fedavg"][-1] > 0.15, "training should lift the model above chance (10 %)"
+    assert curves["fedavg"][-1] > 0.3, "training should lift the model above chance (10 %)"
 
 
 def test_fashion_mnist_round_matches_the_command_line(prifft_bin, tmp_path, fashion):

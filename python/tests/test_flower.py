@@ -1,0 +1,123 @@
+"""prifft on Flower: the simulation against `prifft fl`, and the strategy's reply checks."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+if os.environ.get("PRIFFT_REQUIRE_FLOWER") == "1":
+    import flwr  # noqa: F401 — CI installs it; a missing flwr fails here instead of skipping
+else:
+    pytest.importorskip("flwr")
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+
+import prifft
+from prifft.flower import PrifftStrategy, settings
+from conftest import MNIST_5K, ROOT, run
+
+COMMON = ["dataset=mnist-5k", f"data={MNIST_5K}", "num-server-rounds=3", "local-epochs=2", "lr=0.05"]
+
+
+def cli(prifft_bin, tmp_path, algo, fraction):
+    out = tmp_path / "cli.csv"
+    run([prifft_bin, "fl", "--dataset", "mnist-5k", "--data", MNIST_5K, "--clients", "5",
+         "--rounds", "3", "--fraction", fraction, "--local-epochs", "2", "--lr", "0.05",
+         "--algo", algo, "--out", out])
+    with open(out) as f:
+        return [float(r["test_accuracy"]) for r in csv.DictReader(f)]
+
+
+def simulate(tmp_path, *settings_):
+    out = tmp_path / "flower.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "prifft.flower", "simulate", "--clients", "5", *COMMON,
+         *settings_, f"out={out}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0 and out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out) as f:
+        return [float(r["test_accuracy"]) for r in csv.DictReader(f)], proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("algo", ["fedavg", "moon", "fedproc"])
+def test_flower_simulation_equals_prifft_fl(prifft_bin, tmp_path, mnist5k, algo):
+    # Ray runs 5 virtual SuperNodes; PrifftStrategy follows prifft fl's schedule (60 % of the
+    # clients per round, their shuffling seeds) and averages as its server: every round's
+    # accuracy equals the command line's exactly.
+    ours, log = simulate(tmp_path, f"algo={algo}", "fraction-train=0.6")
+    theirs = cli(prifft_bin, tmp_path, algo, "0.6")
+    assert ours == theirs, log[-2000:]
+    assert max(ours) > 0.15
+
+
+def test_flowers_own_fedavg_is_within_half_a_point(prifft_bin, tmp_path, mnist5k):
+    # Flower's FedAvg samples the nodes itself and averages in float32; the clients still
+    # shuffle with prifft fl's seeds, so only the averaging's rounding differs.
+    ours, log = simulate(tmp_path, "algo=fedavg", "strategy=flower")
+    theirs = cli(prifft_bin, tmp_path, "fedavg", "1.0")
+    assert len(ours) == 3, log[-2000:]
+    assert all(abs(a - b) <= 0.005 for a, b in zip(ours, theirs)), (ours, theirs)
+
+
+def reply(node, content):
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity._node_id = 1  # the ServerApp's side sends
+    request = Message(RecordDict(), message_type=MessageType.TRAIN, dst_node_id=node)
+    TaskIdentity._node_id = node  # the node replies
+    return Message(content, reply_to=request)
+
+
+def test_strategy_rejects_malformed_replies_and_averages_the_rest(caplog, monkeypatch):
+    from flwr.supercore.task_identity import TaskIdentity
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)  # what a ServerApp process has
+    monkeypatch.setattr(TaskIdentity, "_node_id", None)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+    model = prifft.SimpleCnn(seed=1)
+    names, weights = model.weight_names(), model.get_weights()
+    strategy = PrifftStrategy("fedavg", 1, 1, 10, names, [w.shape for w in weights])
+    strategy.nodes = {0: 100, 1: 101, 2: 102}
+    strategy.plan = [[(1, 5), (0, 6), (2, 7)]]
+
+    def content(ws, n, pid):
+        arrays = ArrayRecord({k: Array(np.ascontiguousarray(w)) for k, w in zip(names, ws)})
+        return RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": n, "partition-id": pid})})
+
+    w0 = [w + 1 for w in weights]
+    w1 = [w * 2 for w in weights]
+    bad_nan = [w.copy() for w in weights]
+    bad_nan[3][0] = np.nan
+    replies = [
+        reply(100, content(w0, 10, 0)),
+        reply(102, content(bad_nan, 5, 2)),                 # NaN
+        reply(101, content(w1, 30, 1)),
+        reply(102, content([w.ravel() for w in w0], 5, 2)),  # wrong shapes
+        reply(102, content(w0, 5, 1)),                       # another node's partition
+        reply(102, content(w0, 0, 2)),                       # no examples
+    ]
+    with caplog.at_level("ERROR"):
+        arrays, metrics = strategy.aggregate_train(1, replies)
+    expected = prifft.weighted_average([w1, w0], [30, 10])  # the schedule's order: 1, then 0
+    for k, e in zip(names, expected):
+        assert np.array_equal(arrays[k].numpy(), e)
+    assert metrics["num-examples"] == 40 and metrics["clients"] == 2
+    assert len(strategy.rejected) == 4 and all(node == 102 for _, node, _ in strategy.rejected)
+    assert "rejected the reply of node 102" in caplog.text
+
+
+def test_settings_refuse_unknown_keys_and_bad_values():
+    assert settings({"num-server-rounds": 5}, {"algo": "moon"})["num-server-rounds"] == 5
+    with pytest.raises(ValueError, match="unknown setting"):
+        settings(None, {"rounds": 3})
+    with pytest.raises(ValueError, match="algo"):
+        settings(None, {"algo": "fedsgd"})
+    with pytest.raises(ValueError, match="FedProc needs strategy = prifft"):
+        settings(None, {"algo": "fedproc", "strategy": "flower"})
+    proc = subprocess.run([sys.executable, "-m", "prifft.flower", "simulate", "rounds=3"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "unknown setting 'rounds'" in proc.stderr
