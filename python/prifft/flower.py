@@ -17,7 +17,9 @@ them in Python (``run_simulation`` has no run config). Keys use Flower's dashes:
   when ``algo`` is moon), ``tau`` (MOON's or FedProc's), ``horizon`` (FedProc's α horizon, 0 for
   the number of rounds);
 - ``dataset`` (``fashion-mnist`` or ``mnist-5k``) and ``data`` (its path; empty for the default);
-- ``out``: a CSV file for the global model's test accuracy after each round (empty: none).
+- ``out``: a CSV file for the global model's test accuracy after each round (empty: none);
+- ``timeout``: seconds to wait for the nodes' replies in a round; ``min-nodes``: the nodes the
+  strategy waits for (up to a minute) before it asks them for their partitions.
 
 Each node needs ``partition-id`` and ``num-partitions`` in its node config (the simulation sets
 them; ``flower-supernode --node-config "partition-id=0 num-partitions=3"`` in a deployment).
@@ -68,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "data": "",
     "out": "",
     "timeout": 600.0,
+    "min-nodes": 1,
 }
 
 ALGOS = ("fedavg", "fedprox", "moon", "fedproc")
@@ -303,6 +306,7 @@ class PrifftStrategy(FedAvg):
         horizon: Optional[int] = None,
         embedding_width: int = 256,
         timeout: float = 600.0,
+        min_nodes: int = 1,
     ) -> None:
         super().__init__(
             fraction_train=fraction_train,
@@ -312,7 +316,7 @@ class PrifftStrategy(FedAvg):
             min_available_nodes=1,
         )
         self.algo, self.num_rounds, self.seed = algo, num_rounds, seed
-        self.timeout = timeout
+        self.timeout, self.min_nodes = timeout, min_nodes
         self.classes = classes
         self.names, self.shapes = weight_names, [tuple(s) for s in weight_shapes]
         self.server = FedProcServer(classes, embedding_width, horizon)
@@ -330,9 +334,11 @@ class PrifftStrategy(FedAvg):
             content["arrays"] = arrays
         nodes = list(grid.get_node_ids())
         deadline = time.monotonic() + 60.0
-        while not nodes and time.monotonic() < deadline:  # SuperNodes still connecting
+        while len(nodes) < self.min_nodes and time.monotonic() < deadline:  # still connecting
             time.sleep(0.5)
             nodes = list(grid.get_node_ids())
+        if len(nodes) < self.min_nodes:
+            log(WARNING, "prifft: %d of the %d nodes waited for are connected", len(nodes), self.min_nodes)
         messages = [
             Message(content=content, message_type=MessageType.QUERY, dst_node_id=n) for n in nodes
         ]
@@ -474,6 +480,7 @@ def server_app(**overrides: Any) -> ServerApp:
                 horizon=cfg["horizon"] or None,
                 embedding_width=model.embedding_width,
                 timeout=cfg["timeout"],
+                min_nodes=cfg["min-nodes"],
             )
         elif cfg["algo"] == "fedprox":
             strategy = FedProx(
