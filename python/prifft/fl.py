@@ -15,7 +15,46 @@ import numpy as np
 
 from ._native import Dataset, SimpleCnn, schedule
 
-__all__ = ["FedProcServer", "simulate", "weighted_average"]
+__all__ = ["FedProcServer", "simulate", "split_totals", "upload_vector", "weighted_average"]
+
+
+def upload_vector(
+    weights: Sequence[np.ndarray],
+    size: int,
+    sums: Optional[np.ndarray] = None,
+    counts: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """A client's upload in ``prifft fl``'s layout, for secure aggregation (whose sum the server
+    reads): ``size · w`` for every weight (float64, in order), FedProc's class sums and counts
+    when given, then ``size`` — so the server learns only the totals, sizes included."""
+    parts = [np.asarray(w, dtype=np.float32).astype(np.float64).ravel() * float(size) for w in weights]
+    if sums is not None and counts is not None:
+        parts.append(np.asarray(sums, dtype=np.float32).astype(np.float64).ravel())
+        parts.append(np.asarray(counts, dtype=np.float64).ravel())
+    parts.append(np.array([float(size)]))
+    return np.concatenate(parts)
+
+
+def split_totals(
+    totals: np.ndarray, shapes: Sequence[tuple], prototypes: Optional["FedProcServer"] = None
+) -> tuple[list[np.ndarray], int]:
+    """The averaged weights (float32) from the sum of ``upload_vector``s, as ``prifft fl``'s server
+    divides them, and the total size; FedProc's prototypes are updated from the summed class sums
+    and counts when ``prototypes`` is given."""
+    totals = np.asarray(totals, dtype=np.float64)
+    total = max(float(totals[-1]), 1.0)
+    out, at = [], 0
+    for shape in shapes:
+        n = int(np.prod(shape))
+        out.append((totals[at : at + n] / total).astype(np.float32).reshape(shape))
+        at += n
+    if prototypes is not None:
+        classes, width = prototypes.prototypes.shape
+        prototypes.update_totals(totals[at : at + classes * width], totals[at + classes * width : -1])
+        at += classes * width + classes
+    if at != len(totals) - 1:
+        raise ValueError(f"{len(totals)} summed values for {at + 1} expected")
+    return out, int(round(float(totals[-1])))
 
 
 def weighted_average(
@@ -62,6 +101,14 @@ class FedProcServer:
         for s, n in zip(sums, counts):
             total_s += np.asarray(s, dtype=np.float32).astype(np.float64)
             total_n += np.asarray(n, dtype=np.float64)
+        self.update_totals(total_s, total_n)
+
+    def update_totals(self, total_s: np.ndarray, total_n: np.ndarray) -> None:
+        """New prototypes from already summed class sums (float64, classes × width) and counts
+        (e.g. from secure aggregation)."""
+        classes, width = self.prototypes.shape
+        total_s = np.asarray(total_s, dtype=np.float64).reshape(classes, width)
+        total_n = np.asarray(total_n, dtype=np.float64).reshape(classes)
         for k in range(classes):
             n = np.round(total_n[k])
             if n >= 1.0:

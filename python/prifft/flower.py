@@ -18,6 +18,11 @@ them in Python (``run_simulation`` has no run config). Keys use Flower's dashes:
   the number of rounds);
 - ``dataset`` (``fashion-mnist`` or ``mnist-5k``) and ``data`` (its path; empty for the default);
 - ``out``: a CSV file for the global model's test accuracy after each round (empty: none);
+- ``secure-agg``: 1 to aggregate with prifft's pairwise masks (``strategy = prifft`` only): each
+  round the sampled nodes exchange fresh X25519 keys through the server, then upload their
+  ``upload_vector`` masked, so the server reads only the totals — weights, FedProc's class
+  sums and counts, and the data sizes — as ``prifft fl --secure-agg``; a node lost between the
+  key exchange and the upload leaves that round's masks uncancelled, so the round is skipped;
 - ``timeout``: seconds to wait for the nodes' replies in a round; ``min-nodes``: the nodes the
   strategy waits for (up to a minute) before it asks them for their partitions.
 
@@ -49,7 +54,7 @@ from flwr.serverapp.strategy import FedAvg, FedProx
 from flwr.supercore import log
 
 from . import _native
-from .fl import FedProcServer, weighted_average
+from .fl import FedProcServer, split_totals, upload_vector, weighted_average
 
 __all__ = ["DEFAULTS", "PrifftStrategy", "client_app", "run_simulation", "server_app"]
 
@@ -71,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
     "out": "",
     "timeout": 600.0,
     "min-nodes": 1,
+    "secure-agg": 0,
 }
 
 ALGOS = ("fedavg", "fedprox", "moon", "fedproc")
@@ -90,6 +96,8 @@ def settings(run_config: Optional[dict] = None, overrides: Optional[dict] = None
         raise ValueError(f"algo {cfg['algo']!r}: one of {', '.join(ALGOS)}")
     if cfg["strategy"] not in ("prifft", "flower"):
         raise ValueError(f"strategy {cfg['strategy']!r}: prifft or flower")
+    if cfg["strategy"] == "flower" and cfg["secure-agg"]:
+        raise ValueError("secure-agg needs strategy = prifft")
     if cfg["strategy"] == "flower" and cfg["algo"] == "fedproc":
         raise ValueError("FedProc needs strategy = prifft (its prototypes live in the strategy)")
     if not 0.0 < cfg["fraction-train"] <= 1.0:
@@ -185,6 +193,38 @@ def _local_seed(cfg: dict[str, Any], server_round: int, pid: int, partitions: in
 
 
 # --------------------------------------------------------------------------------------------
+# Secure aggregation on the nodes
+
+SECAGG_STATE = "prifft-secagg"
+INITIAL_ROUND = 2**64 - 1  # the label of FedProc's initial prototypes' session, as prifft fl
+
+
+def _secagg_keygen(conf: ConfigRecord, context: Context) -> ConfigRecord:
+    """A fresh key pair for this node's index in the coming upload; the secret stays in the
+    node's state until the upload uses it (once)."""
+    participant = _native.SecAggParticipant(int(conf["secagg-index"]))
+    context.state[SECAGG_STATE] = ConfigRecord(
+        {"secret": participant.secret_key, "index": participant.index}
+    )
+    return ConfigRecord({"public-key": participant.public_key})
+
+
+def _secagg_mask(conf: ConfigRecord, context: Context, vector: np.ndarray) -> ArrayRecord:
+    state = context.state.config_records.get(SECAGG_STATE)
+    if state is None:
+        raise ValueError("secure aggregation: no key pair from this session's key exchange")
+    del context.state[SECAGG_STATE]  # one upload per key pair
+    participant = _native.SecAggParticipant(int(state["index"]), secret=bytes(state["secret"]))
+    masked = participant.mask(
+        np.ascontiguousarray(vector, dtype=np.float64),
+        [bytes(k) for k in conf["secagg-keys"]],
+        bytes(conf["secagg-session"]),
+        int(conf["secagg-round"]),
+    )
+    return ArrayRecord({"masked": Array(masked)})
+
+
+# --------------------------------------------------------------------------------------------
 # ClientApp
 
 
@@ -205,11 +245,18 @@ def client_app(**overrides: Any) -> ClientApp:
     def query(msg: Message, context: Context) -> Message:
         cfg = settings(context.run_config, overrides)
         pid, part = _node_part(cfg, context)
-        content = RecordDict({"metrics": MetricRecord({"partition-id": pid, "num-examples": len(part)})})
-        if "arrays" in msg.content.array_records:
+        conf = msg.content.config_records.get("config", ConfigRecord())
+        content = RecordDict({"metrics": MetricRecord({"partition-id": pid})})
+        if "secagg-index" in conf:  # key exchange
+            content["secagg"] = _secagg_keygen(conf, context)
+        elif "arrays" in msg.content.array_records:  # FedProc's initial class sums
             train, _ = _datasets(cfg)
             sums, counts = _model(cfg, msg.content.array_records["arrays"]).class_sums(train, part)
-            content["fedproc"] = ArrayRecord({"sums": Array(sums), "counts": Array(counts)})
+            if "secagg-keys" in conf:
+                vector = np.concatenate([sums.astype(np.float64).ravel(), counts.astype(np.float64)])
+                content["secagg"] = _secagg_mask(conf, context, vector)
+            else:
+                content["fedproc"] = ArrayRecord({"sums": Array(sums), "counts": Array(counts)})
         return Message(content, reply_to=msg)
 
     @app.train()
@@ -250,16 +297,25 @@ def client_app(**overrides: Any) -> ClientApp:
             **params,
         )
         weights = local.get_weights()
+        if cfg["algo"] == "moon":
+            context.state["moon-previous"] = _record(names, weights)
+        sums, counts = local.class_sums(data, part) if cfg["algo"] == "fedproc" else (None, None)
+        if "secagg-keys" in conf:  # only the masked upload leaves the node
+            vector = upload_vector(weights, len(part), sums, counts)
+            content = RecordDict(
+                {
+                    "secagg": _secagg_mask(conf, context, vector),
+                    "metrics": MetricRecord({"partition-id": pid}),
+                }
+            )
+            return Message(content, reply_to=msg)
         content = RecordDict(
             {
                 "arrays": _record(names, weights),
                 "metrics": MetricRecord({"num-examples": len(part), "partition-id": pid}),
             }
         )
-        if cfg["algo"] == "moon":
-            context.state["moon-previous"] = _record(names, weights)
-        if cfg["algo"] == "fedproc":
-            sums, counts = local.class_sums(data, part)
+        if sums is not None:
             content["fedproc"] = ArrayRecord({"sums": Array(sums), "counts": Array(counts)})
         return Message(content, reply_to=msg)
 
@@ -307,6 +363,7 @@ class PrifftStrategy(FedAvg):
         embedding_width: int = 256,
         timeout: float = 600.0,
         min_nodes: int = 1,
+        secure_agg: bool = False,
     ) -> None:
         super().__init__(
             fraction_train=fraction_train,
@@ -317,6 +374,8 @@ class PrifftStrategy(FedAvg):
         )
         self.algo, self.num_rounds, self.seed = algo, num_rounds, seed
         self.timeout, self.min_nodes = timeout, min_nodes
+        self.secure_agg = secure_agg
+        self.participants: list[int] = []  # this round's partitions in secure-aggregation order
         self.classes = classes
         self.names, self.shapes = weight_names, [tuple(s) for s in weight_shapes]
         self.server = FedProcServer(classes, embedding_width, horizon)
@@ -329,8 +388,8 @@ class PrifftStrategy(FedAvg):
         super().summary()
 
     def _discover(self, grid: Grid, arrays: ArrayRecord) -> None:
-        content = RecordDict({"config": ConfigRecord({"fedproc": int(self.algo == "fedproc")})})
-        if self.algo == "fedproc":
+        content = RecordDict({"config": ConfigRecord()})
+        if self.algo == "fedproc" and not self.secure_agg:
             content["arrays"] = arrays
         nodes = list(grid.get_node_ids())
         deadline = time.monotonic() + 60.0
@@ -363,9 +422,80 @@ class PrifftStrategy(FedAvg):
         log(INFO, "prifft: %d nodes hold partitions %s", len(self.nodes), sorted(self.nodes))
         if self.algo == "fedproc" and sums:
             self.server.update(sums, tallies)
+        if self.algo == "fedproc" and self.secure_agg and self.nodes:
+            self._secure_initial_prototypes(grid, arrays)
         _, self.plan = _native.schedule(
             self.algo, self.seed, partitions, self.num_rounds, self.fraction_train, self.classes
         )
+
+    def _key_exchange(self, grid: Grid, pids: list[int], label: int) -> Optional[dict[str, Any]]:
+        """Fresh key pairs on the nodes of ``pids`` (participant i = pids[i]); the config entries
+        their masked uploads need, or None (logged) when a node did not answer."""
+        messages = [
+            Message(
+                content=RecordDict({"config": ConfigRecord({"secagg-index": i})}),
+                message_type=MessageType.QUERY,
+                dst_node_id=self.nodes[pid],
+            )
+            for i, pid in enumerate(pids)
+        ]
+        keys: dict[int, bytes] = {}
+        for r in grid.send_and_receive(messages, timeout=self.timeout):
+            if r.has_error() or "secagg" not in r.content.config_records:
+                continue
+            pid = int(r.content.metric_records["metrics"]["partition-id"])
+            key = r.content.config_records["secagg"].get("public-key")
+            if pid in pids and isinstance(key, bytes) and len(key) == 32:
+                keys[pid] = key
+        if len(keys) != len(pids):
+            missing = sorted(set(pids) - set(keys))
+            log(ERROR, "prifft: secure aggregation: partitions %s sent no public key", missing)
+            return None
+        return {
+            "secagg-keys": [keys[p] for p in pids],
+            "secagg-session": _native.secagg_session_id(),
+            "secagg-round": label,
+        }
+
+    def _secure_sum(self, replies: Iterable[Message], pids: list[int], what: str) -> Optional[np.ndarray]:
+        """The decoded sum of every participant's masked upload, or None (logged) when one is
+        missing or malformed — its masks would not cancel."""
+        uploads: dict[int, np.ndarray] = {}
+        for r in replies:
+            node = r.metadata.src_node_id
+            try:
+                if r.has_error():
+                    raise ValueError(r.error.reason)
+                pid = int(r.content.metric_records["metrics"]["partition-id"])
+                if pid not in pids or self.nodes.get(pid) != node:
+                    raise ValueError(f"partition {pid} is not this node's")
+                masked = r.content.array_records["secagg"]["masked"].numpy()
+                if masked.dtype != np.uint64 or masked.ndim != 1:
+                    raise ValueError(f"masked upload of {masked.dtype} {masked.shape}")
+                uploads[pid] = masked
+            except Exception as e:  # noqa: BLE001 — any bad reply is rejected, not fatal
+                log(ERROR, "prifft: rejected the reply of node %d (%s): %s", node, what, e)
+                self.rejected.append((-1, node, str(e)))
+        if len(uploads) != len(pids) or len({len(u) for u in uploads.values()}) != 1:
+            log(ERROR, "prifft: secure aggregation of %s: %d of %d uploads; skipped (the masks would not cancel)",
+                what, len(uploads), len(pids))
+            return None
+        return _native.secagg_aggregate([uploads[p] for p in pids], len(pids))
+
+    def _secure_initial_prototypes(self, grid: Grid, arrays: ArrayRecord) -> None:
+        pids = sorted(self.nodes)
+        entries = self._key_exchange(grid, pids, INITIAL_ROUND)
+        if entries is None:
+            return
+        messages = []
+        for pid in pids:
+            conf = ConfigRecord(dict(entries))
+            content = RecordDict({"arrays": arrays, "config": conf})
+            messages.append(Message(content=content, message_type=MessageType.QUERY, dst_node_id=self.nodes[pid]))
+        totals = self._secure_sum(grid.send_and_receive(messages, timeout=self.timeout), pids, "initial class sums")
+        if totals is not None:
+            classes, width = self.server.prototypes.shape
+            self.server.update_totals(totals[: classes * width], totals[classes * width :])
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -376,12 +506,26 @@ class PrifftStrategy(FedAvg):
         r = server_round - 1
         alpha = self.server.alpha(r, self.num_rounds) if self.algo == "fedproc" else 0.0
         messages = []
+        present = []
+        for pid, _ in self.plan[r]:
+            if pid in self.nodes:
+                present.append(pid)
+            else:
+                log(WARNING, "prifft: partition %d has no node; the round goes on without it", pid)
+        secure: dict[str, Any] = {}
+        if self.secure_agg:
+            entries = self._key_exchange(grid, present, server_round)
+            if entries is None:
+                self.participants = []
+                return []
+            secure = entries
+            self.participants = present
         for pid, local_seed in self.plan[r]:
             if pid not in self.nodes:
-                log(WARNING, "prifft: partition %d has no node; the round goes on without it", pid)
                 continue
             conf = ConfigRecord(dict(config))
             conf.update({"server-round": server_round, "local-seed": local_seed, "alpha": alpha})
+            conf.update(secure)
             content = RecordDict({"arrays": arrays, "config": conf})
             if self.algo == "fedproc":
                 content["fedproc"] = ArrayRecord({"prototypes": Array(self.server.prototypes.copy())})
@@ -425,6 +569,16 @@ class PrifftStrategy(FedAvg):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[Optional[ArrayRecord], Optional[MetricRecord]]:
         assert self.plan is not None
+        if self.secure_agg:
+            if not self.participants:
+                return None, None
+            totals = self._secure_sum(replies, self.participants, f"round {server_round}")
+            if totals is None:
+                return None, None
+            fedproc = self.server if self.algo == "fedproc" else None
+            averaged, total = split_totals(totals, self.shapes, fedproc)
+            metrics = MetricRecord({"num-examples": total, "clients": len(self.participants)})
+            return _record(self.names, averaged), metrics
         order = {pid: i for i, (pid, _) in enumerate(self.plan[server_round - 1])}
         good = []
         for msg in replies:
@@ -481,6 +635,7 @@ def server_app(**overrides: Any) -> ServerApp:
                 embedding_width=model.embedding_width,
                 timeout=cfg["timeout"],
                 min_nodes=cfg["min-nodes"],
+                secure_agg=bool(cfg["secure-agg"]),
             )
         elif cfg["algo"] == "fedprox":
             strategy = FedProx(

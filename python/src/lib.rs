@@ -568,9 +568,30 @@ struct SecAggParticipant {
 
 #[pymethods]
 impl SecAggParticipant {
+    /// A fresh key pair for participant `index`, or (with `secret`, 32 bytes from `secret_key`)
+    /// the pair restored.
     #[new]
-    fn new(index: usize) -> Self {
-        Self { inner: prifft::fl::secagg::Participant::new(index) }
+    #[pyo3(signature = (index, secret=None))]
+    fn new(index: usize, secret: Option<&[u8]>) -> PyResult<Self> {
+        use prifft::fl::secagg::Participant;
+        Ok(Self {
+            inner: match secret {
+                None => Participant::new(index),
+                Some(s) => Participant::restore(
+                    index,
+                    <[u8; 32]>::try_from(s).map_err(|_| {
+                        value_err(format!("secret: 32 bytes needed, found {}", s.len()))
+                    })?,
+                ),
+            },
+        })
+    }
+
+    /// The secret key (32 bytes): only for a node that must keep its pair between the key
+    /// exchange and the upload, in storage no one else reads (a Flower node's state).
+    #[getter]
+    fn secret_key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.secret_key()[..])
     }
 
     /// This participant's index.

@@ -121,3 +121,72 @@ def test_settings_refuse_unknown_keys_and_bad_values():
     proc = subprocess.run([sys.executable, "-m", "prifft.flower", "simulate", "rounds=3"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "unknown setting 'rounds'" in proc.stderr
+
+
+@pytest.fixture
+def flower_identity(monkeypatch):
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for name, value in [("_run_id", 1), ("_node_id", None), ("_task_id", 1)]:
+        monkeypatch.setattr(TaskIdentity, name, value)
+
+
+def call(app, node, context, content, message_type):
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity._node_id = 1
+    msg = Message(content, message_type=message_type, dst_node_id=node)
+    TaskIdentity._node_id = node
+    return app(msg, context)
+
+
+def test_with_secure_aggregation_a_node_sends_only_its_masked_upload(flower_identity, mnist5k):
+    from flwr.app import Context
+
+    from prifft.flower import SECAGG_STATE, client_app
+    from prifft.fl import upload_vector
+
+    cfg = {"algo": "fedavg", "dataset": "mnist-5k", "data": str(MNIST_5K), "lr": 0.05}
+    app = client_app(**cfg)
+    contexts = [Context(1, 10 + i, {"partition-id": i, "num-partitions": 2}, RecordDict(), {})
+                for i in range(2)]
+    keys = []
+    for i, ctx in enumerate(contexts):
+        r = call(app, 10 + i, ctx, RecordDict({"config": ConfigRecord({"secagg-index": i})}), MessageType.QUERY)
+        keys.append(r.content.config_records["secagg"]["public-key"])
+        assert SECAGG_STATE in ctx.state.config_records
+    model = prifft.SimpleCnn.global_model("fedavg", 1)
+    arrays = ArrayRecord({k: Array(w) for k, w in zip(model.weight_names(), model.get_weights())})
+    session = prifft.secagg_session_id()
+    uploads, vectors = [], []
+    parts = prifft.partition(mnist5k[0], 2, 0.5, 1)
+    for i, ctx in enumerate(contexts):
+        conf = ConfigRecord({"server-round": 1, "local-seed": 5 + i, "secagg-keys": keys,
+                             "secagg-session": session, "secagg-round": 1})
+        r = call(app, 10 + i, ctx, RecordDict({"arrays": arrays, "config": conf}), MessageType.TRAIN)
+        # Nothing in clear: no weights, no sizes, only the masked vector and the partition id.
+        assert set(r.content.array_records) == {"secagg"}
+        assert dict(r.content.metric_records["metrics"]) == {"partition-id": i}
+        assert SECAGG_STATE not in ctx.state.config_records  # the key pair served once
+        uploads.append(r.content.array_records["secagg"]["masked"].numpy())
+        local = model.local_update(mnist5k[0], parts[i], seed=5 + i, lr=0.05)
+        vectors.append(upload_vector(local.get_weights(), len(parts[i])))
+    encoded = np.round(vectors[0] * 2**24).astype(np.int64).astype(np.uint64)
+    assert np.mean(uploads[0] == encoded) < 0.01
+    total = prifft.secagg_aggregate(uploads, 2)
+    assert np.max(np.abs(total - (vectors[0] + vectors[1]))) <= 2 * 2.0**-24
+    # A second upload with the spent key pair is refused.
+    with pytest.raises(ValueError, match="no key pair"):
+        call(app, 10, contexts[0], RecordDict({"arrays": arrays, "config": conf}), MessageType.TRAIN)
+
+
+def test_secure_aggregation_on_flower_equals_prifft_fl_secure_agg(prifft_bin, tmp_path, mnist5k):
+    ours, log = simulate(tmp_path, "algo=fedproc", "fraction-train=0.6", "secure-agg=1")
+    out = tmp_path / "cli.csv"
+    run([prifft_bin, "fl", "--dataset", "mnist-5k", "--data", MNIST_5K, "--clients", "5",
+         "--rounds", "3", "--fraction", "0.6", "--local-epochs", "2", "--lr", "0.05",
+         "--algo", "fedproc", "--secure-agg", "--out", out])
+    with open(out) as f:
+        theirs = [float(r["test_accuracy"]) for r in csv.DictReader(f)]
+    assert ours == theirs, log[-2000:]
+    assert "rejected" not in log

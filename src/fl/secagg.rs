@@ -53,6 +53,18 @@ impl Participant {
         Self::from_secret(index, crate::prg::insecure_seeded_rng(seed).random())
     }
 
+    /// A key pair from a secret key that [`secret_key`](Self::secret_key) exported, for a
+    /// participant that must keep its key between two messages of one session in storage only
+    /// it reads (a Flower node's state). Give it nowhere else.
+    pub fn restore(index: usize, secret: [u8; 32]) -> Self {
+        Self::from_secret(index, secret)
+    }
+
+    /// The secret key, for [`restore`](Self::restore) (zeroised when dropped).
+    pub fn secret_key(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        zeroize::Zeroizing::new(self.secret.to_bytes())
+    }
+
     fn from_secret(index: usize, bytes: [u8; 32]) -> Self {
         let secret = StaticSecret::from(bytes);
         Self { index, public: PublicKey::from(&secret), secret }
