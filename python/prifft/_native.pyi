@@ -31,7 +31,12 @@ def load_mnist_5k(
     path: Optional[str | PathLike[str]] = None, standardize: bool = True
 ) -> tuple[Dataset, Dataset]: ...
 def partition(
-    dataset: Dataset, clients: int, beta: float = 0.5, seed: int = 1
+    dataset: Dataset,
+    clients: int,
+    beta: float = 0.5,
+    seed: int = 1,
+    scheme: str = "dirichlet",
+    shards_per_client: int = 2,
 ) -> list[npt.NDArray[np.int64]]: ...
 def epoch_orders(
     indices: npt.NDArray[np.int64], seed: int, epochs: int = 1

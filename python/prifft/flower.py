@@ -18,6 +18,7 @@ them in Python (``run_simulation`` has no run config). Keys use Flower's dashes:
   the number of rounds);
 - ``dataset`` (``fashion-mnist`` or ``mnist-5k``) and ``data`` (its path; empty for the default);
 - ``out``: a CSV file for the global model's test accuracy after each round (empty: none);
+  ``save``: a ``.npz`` file for the final global weights, under PyTorch's names (empty: none);
 - ``secure-agg``: 1 to aggregate with prifft's pairwise masks (``strategy = prifft`` only): each
   round the sampled nodes exchange fresh X25519 keys through the server, then upload their
   ``upload_vector`` masked, so the server reads only the totals — weights, FedProc's class
@@ -77,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "timeout": 600.0,
     "min-nodes": 1,
     "secure-agg": 0,
+    "save": "",
 }
 
 ALGOS = ("fedavg", "fedprox", "moon", "fedproc")
@@ -611,7 +613,8 @@ class PrifftStrategy(FedAvg):
 def server_app(**overrides: Any) -> ServerApp:
     """The ``ServerApp``: the initial model of ``prifft fl``'s run (from ``seed``), the strategy
     the settings name, centralised evaluation on the test set after every round (as
-    ``prifft fl``), and the accuracies in ``out`` as CSV (``round,test_accuracy``)."""
+    ``prifft fl``), the accuracies in ``out`` as CSV (``round,test_accuracy``) and the final
+    weights in ``save``."""
     app = ServerApp()
 
     @app.main()
@@ -660,13 +663,16 @@ def server_app(**overrides: Any) -> ServerApp:
             accuracies[server_round] = acc
             return MetricRecord({"accuracy": acc})
 
-        strategy.start(
+        result = strategy.start(
             grid=grid,
             initial_arrays=_record(names, weights),
             num_rounds=cfg["num-server-rounds"],
             timeout=cfg["timeout"],
             evaluate_fn=evaluate,
         )
+        if cfg["save"]:
+            final = result.arrays if result.arrays is not None else _record(names, weights)
+            np.savez(cfg["save"], **dict(zip(names, _ordered(final, names))))
         if cfg["out"]:
             with open(cfg["out"], "w") as f:
                 f.write("round,test_accuracy\n")

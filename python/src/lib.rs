@@ -202,24 +202,42 @@ fn load(
     Ok((Dataset { inner: train }, Dataset { inner: test }))
 }
 
-/// `prifft fl`'s split for `seed`: Dirichlet(β) label skew, at least 10 samples per client.
-/// The same seed gives the same clients the same indices as `prifft fl --seeds`.
+/// Split `dataset` among `clients`; returns each client's sample indices. `scheme`:
+/// "dirichlet" (label skew with concentration `beta`, at least 10 samples per client: the split
+/// `prifft fl --seeds` makes for `seed`), "iid" (uniformly at random, equal sizes ± 1) or
+/// "shards" (sorted by label, cut into clients × `shards_per_client` shards, dealt at random).
 #[pyfunction]
-#[pyo3(signature = (dataset, clients, beta=0.5, seed=1))]
+#[pyo3(signature = (dataset, clients, beta=0.5, seed=1, scheme="dirichlet", shards_per_client=2))]
 fn partition<'py>(
     py: Python<'py>,
     dataset: &Dataset,
     clients: usize,
     beta: f64,
     seed: u64,
+    scheme: &str,
+    shards_per_client: usize,
 ) -> PyResult<Vec<Bound<'py, PyArray1<i64>>>> {
-    if !(beta.is_finite() && beta > 0.0) {
-        return Err(value_err(format!("beta must be positive, found {beta}")));
-    }
+    use prifft::fl::partition::{self as part, Scheme};
     let d = &dataset.inner;
+    let scheme = match scheme {
+        "dirichlet" if beta.is_finite() && beta > 0.0 => None,
+        "dirichlet" => return Err(value_err(format!("beta must be positive, found {beta}"))),
+        "iid" => Some(Scheme::Iid),
+        "shards" => Some(Scheme::Shards { per_client: shards_per_client }),
+        other => {
+            return Err(value_err(format!(
+                "unknown scheme {other:?}: \"dirichlet\", \"iid\" or \"shards\""
+            )));
+        }
+    };
     let parts = py
-        .detach(|| {
-            prifft::fl::partition::seeded_dirichlet(&d.labels, d.classes, clients, beta, seed)
+        .detach(|| match scheme {
+            None => part::seeded_dirichlet(&d.labels, d.classes, clients, beta, seed),
+            Some(scheme) => {
+                use rand::SeedableRng;
+                let mut rng = prifft::prg::ChaCha20Rng::seed_from_u64(seed);
+                part::partition(&d.labels, d.classes, clients, scheme, &mut rng)
+            }
         })
         .map_err(py_err)?;
     Ok(parts

@@ -170,3 +170,20 @@ def test_training_releases_the_interpreter(mnist5k):
     t.join()
     during = [x for x in ticks if start < x < end]
     assert len(during) >= 10, f"only {len(during)} ticks while training for {end - start:.2f} s"
+
+
+def test_partition_schemes_cover_every_sample_once(mnist5k):
+    train, _ = mnist5k
+    labels = train.labels()
+    for scheme in ["dirichlet", "iid", "shards"]:
+        parts = prifft.partition(train, 8, seed=3, scheme=scheme)
+        allidx = np.sort(np.concatenate(parts))
+        assert np.array_equal(allidx, np.arange(len(train))), scheme
+    iid = prifft.partition(train, 8, seed=3, scheme="iid")
+    assert max(map(len, iid)) - min(map(len, iid)) <= 1
+    shards = prifft.partition(train, 8, seed=3, scheme="shards", shards_per_client=2)
+    assert max(len(np.unique(labels[p])) for p in shards) <= 4  # two label-sorted shards each
+    with pytest.raises(ValueError, match="unknown scheme"):
+        prifft.partition(train, 8, scheme="pathological")
+    with pytest.raises(ValueError, match="beta must be positive"):
+        prifft.partition(train, 8, beta=0.0)

@@ -54,13 +54,23 @@ def test_flower_simulation_equals_prifft_fl(prifft_bin, tmp_path, mnist5k, algo)
     assert max(ours) > 0.15
 
 
-def test_flowers_own_fedavg_is_within_half_a_point(prifft_bin, tmp_path, mnist5k):
-    # Flower's FedAvg samples the nodes itself and averages in float32; the clients still
-    # shuffle with prifft fl's seeds, so only the averaging's rounding differs.
-    ours, log = simulate(tmp_path, "algo=fedavg", "strategy=flower")
-    theirs = cli(prifft_bin, tmp_path, "fedavg", "1.0")
-    assert len(ours) == 3, log[-2000:]
-    assert all(abs(a - b) <= 0.005 for a, b in zip(ours, theirs)), (ours, theirs)
+def test_flowers_own_fedavg_averages_the_same_local_models(prifft_bin, tmp_path, mnist5k):
+    # Flower's FedAvg samples the nodes itself and averages in float32 in its own order; the
+    # clients still train with prifft fl's seeds, so after round 1 its global weights are
+    # prifft fl's average up to float32 rounding (prifft fl-trace records that average). The
+    # accuracy curves then drift apart (training amplifies the rounding; README, "On Flower").
+    from test_fl import read_safetensors
+
+    saved = tmp_path / "final.npz"
+    ours, log = simulate(tmp_path, "algo=fedavg", "strategy=flower", f"save={saved}",
+                         "num-server-rounds=1")
+    trace = tmp_path / "trace.safetensors"
+    run([prifft_bin, "fl-trace", "--dataset", "mnist-5k", "--data", MNIST_5K, "--clients", "5",
+         "--seed", "1", "--local-epochs", "2", "--lr", "0.05", "--out", trace])
+    theirs = read_safetensors(trace)
+    final = np.load(saved)
+    worst = max(float(np.max(np.abs(final[k] - theirs[f"global.{k}"]))) for k in final.files)
+    assert 0 < len(final.files) and worst <= 1e-7, (worst, log[-2000:])
 
 
 def reply(node, content):
