@@ -20,10 +20,9 @@ from ._native import (
     SecAggParticipant,
     SimpleCnn,
     __version__,
-    dcf_keygen,
-    dpf_keygen,
     epoch_orders,
     fss_eval,
+    fss_keygen,
     load_fashion_mnist,
     load_mnist_5k,
     partition,
@@ -32,6 +31,17 @@ from ._native import (
     secagg_session_id,
 )
 from .fl import FedProcServer, simulate, weighted_average
+
+
+def dcf_keygen(bits, alphas, betas):
+    """Dealer: DCF keys for ``β·[x < α]`` on ``bits``-bit inputs (uint64 arrays α, β), from the
+    OS-seeded CSPRNG: (party 0's keys, party 1's keys) as bytes for ``fss_eval``."""
+    return fss_keygen("dcf", bits, alphas, betas)
+
+
+def dpf_keygen(bits, alphas, betas):
+    """Dealer: DPF keys for ``β·[x = α]``, as ``dcf_keygen``."""
+    return fss_keygen("dpf", bits, alphas, betas)
 
 __all__ = [
     "Dataset",
@@ -43,6 +53,7 @@ __all__ = [
     "dpf_keygen",
     "epoch_orders",
     "fss_eval",
+    "fss_keygen",
     "load_fashion_mnist",
     "load_mnist_5k",
     "partition",

@@ -175,6 +175,11 @@ def _record(names: list[str], weights: list[np.ndarray]) -> ArrayRecord:
 _SCHEDULES: dict[tuple, list] = {}
 
 
+def _sums_record(sums: np.ndarray, counts: np.ndarray) -> ArrayRecord:
+    """FedProc's per-class sums of z and counts, as a node sends them in the clear."""
+    return ArrayRecord({"sums": Array(sums), "counts": Array(counts)})
+
+
 def _local_seed(cfg: dict[str, Any], server_round: int, pid: int, partitions: int) -> int:
     """The shuffling seed for strategies that send none (Flower's own): ``prifft fl``'s for this
     partition and round when its schedule trains the partition then (always with
@@ -243,30 +248,30 @@ def client_app(**overrides: Any) -> ClientApp:
     """
     app = ClientApp()
 
-    @app.query()
-    def query(msg: Message, context: Context) -> Message:
+    def setup(msg: Message, context: Context):
         cfg = settings(context.run_config, overrides)
         pid, part = _node_part(cfg, context)
-        conf = msg.content.config_records.get("config", ConfigRecord())
+        data, _ = _datasets(cfg)
+        return cfg, pid, part, data, msg.content.config_records.get("config", ConfigRecord())
+
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        cfg, pid, part, train, conf = setup(msg, context)
         content = RecordDict({"metrics": MetricRecord({"partition-id": pid})})
         if "secagg-index" in conf:  # key exchange
             content["secagg"] = _secagg_keygen(conf, context)
         elif "arrays" in msg.content.array_records:  # FedProc's initial class sums
-            train, _ = _datasets(cfg)
             sums, counts = _model(cfg, msg.content.array_records["arrays"]).class_sums(train, part)
             if "secagg-keys" in conf:
                 vector = np.concatenate([sums.astype(np.float64).ravel(), counts.astype(np.float64)])
                 content["secagg"] = _secagg_mask(conf, context, vector)
             else:
-                content["fedproc"] = ArrayRecord({"sums": Array(sums), "counts": Array(counts)})
+                content["fedproc"] = _sums_record(sums, counts)
         return Message(content, reply_to=msg)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        cfg = settings(context.run_config, overrides)
-        pid, part = _node_part(cfg, context)
-        data, _ = _datasets(cfg)
-        conf = msg.content.config_records.get("config", ConfigRecord())
+        cfg, pid, part, data, conf = setup(msg, context)
         model = _model(cfg, msg.content.array_records["arrays"])
         names = model.weight_names()
         server_round = int(conf.get("server-round", 0))
@@ -318,14 +323,12 @@ def client_app(**overrides: Any) -> ClientApp:
             }
         )
         if sums is not None:
-            content["fedproc"] = ArrayRecord({"sums": Array(sums), "counts": Array(counts)})
+            content["fedproc"] = _sums_record(sums, counts)
         return Message(content, reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        cfg = settings(context.run_config, overrides)
-        _, part = _node_part(cfg, context)
-        data, _ = _datasets(cfg)
+        cfg, _, part, data, _ = setup(msg, context)
         model = _model(cfg, msg.content.array_records["arrays"])
         acc = model.evaluate(data.subset(part))
         metrics = MetricRecord({"accuracy": acc, "num-examples": len(part)})

@@ -689,28 +689,24 @@ fn secagg_aggregate<'py>(
 // ---------------------------------------------------------------------------------------------
 // FSS keys
 
-/// Dealer: DCF keys for `β·[x < α]` on `bits`-bit inputs, one per (α, β) pair, from the
-/// OS-seeded CSPRNG. Returns (party 0's keys, party 1's keys) as bytes; each party evaluates its
-/// own with `fss_eval`, and the two outputs add up (mod 2^64) to `β·[x < α]`.
+/// Dealer: FSS keys from the OS-seeded CSPRNG, one per (α, β) pair on `bits`-bit inputs —
+/// `scheme` "dcf" for `β·[x < α]`, "dpf" for `β·[x = α]`. Returns (party 0's keys, party 1's
+/// keys) as bytes; each party evaluates its own with `fss_eval`, and the two outputs add up
+/// (mod 2^64) to the function (the package's `dcf_keygen` / `dpf_keygen`).
 #[pyfunction]
-fn dcf_keygen<'py>(
+fn fss_keygen<'py>(
     py: Python<'py>,
+    scheme: &str,
     bits: u32,
     alphas: PyReadonlyArray1<'py, u64>,
     betas: PyReadonlyArray1<'py, u64>,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-    keygen(py, prifft::fss::Scheme::Dcf, bits, &alphas, &betas)
-}
-
-/// Dealer: DPF keys for `β·[x = α]`, as `dcf_keygen`.
-#[pyfunction]
-fn dpf_keygen<'py>(
-    py: Python<'py>,
-    bits: u32,
-    alphas: PyReadonlyArray1<'py, u64>,
-    betas: PyReadonlyArray1<'py, u64>,
-) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-    keygen(py, prifft::fss::Scheme::Dpf, bits, &alphas, &betas)
+    let scheme = match scheme {
+        "dcf" => prifft::fss::Scheme::Dcf,
+        "dpf" => prifft::fss::Scheme::Dpf,
+        other => return Err(value_err(format!("unknown scheme {other:?}: \"dcf\" or \"dpf\""))),
+    };
+    keygen(py, scheme, bits, &alphas, &betas)
 }
 
 fn keygen<'py>(
@@ -778,8 +774,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(schedule, m)?)?;
     m.add_function(wrap_pyfunction!(secagg_session_id, m)?)?;
     m.add_function(wrap_pyfunction!(secagg_aggregate, m)?)?;
-    m.add_function(wrap_pyfunction!(dcf_keygen, m)?)?;
-    m.add_function(wrap_pyfunction!(dpf_keygen, m)?)?;
+    m.add_function(wrap_pyfunction!(fss_keygen, m)?)?;
     m.add_function(wrap_pyfunction!(fss_eval, m)?)?;
     Ok(())
 }
