@@ -257,7 +257,8 @@ def client_app(**overrides: Any) -> ClientApp:
     @app.query()
     def query(msg: Message, context: Context) -> Message:
         cfg, pid, part, train, conf = setup(msg, context)
-        content = RecordDict({"metrics": MetricRecord({"partition-id": pid})})
+        count = int(context.node_config["num-partitions"])
+        content = RecordDict({"metrics": MetricRecord({"partition-id": pid, "num-partitions": count})})
         if "secagg-index" in conf:  # key exchange
             content["secagg"] = _secagg_keygen(conf, context)
         elif "arrays" in msg.content.array_records:  # FedProc's initial class sums
@@ -406,7 +407,7 @@ class PrifftStrategy(FedAvg):
         messages = [
             Message(content=content, message_type=MessageType.QUERY, dst_node_id=n) for n in nodes
         ]
-        counts: set[int] = set()
+        partitions = 0
         sums, tallies = [], []
         replies = []
         for r in grid.send_and_receive(messages, timeout=self.timeout):
@@ -422,8 +423,8 @@ class PrifftStrategy(FedAvg):
                 rec = reply.content.array_records["fedproc"]
                 sums.append(rec["sums"].numpy())
                 tallies.append(rec["counts"].numpy())
-            counts.add(pid)
-        partitions = max(counts) + 1 if counts else 0
+            # The split's size, as the nodes know it (a missing node must not shrink it).
+            partitions = max(partitions, int(reply.content.metric_records["metrics"]["num-partitions"]))
         log(INFO, "prifft: %d nodes hold partitions %s", len(self.nodes), sorted(self.nodes))
         if self.algo == "fedproc" and sums:
             self.server.update(sums, tallies)
