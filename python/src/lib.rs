@@ -410,6 +410,7 @@ impl SimpleCnn {
         let sgd = sgd_config(lr, momentum, weight_decay, batch)?;
         let order = self::indices(&order, "order")?;
         check_indices(&order, data.inner.len())?;
+        self.inner.check_data(&data.inner).map_err(py_err)?;
         let model = &mut self.inner;
         Ok(py.detach(|| {
             let mut loss = prifft::fl::model::LocalLoss::CrossEntropy;
@@ -418,9 +419,10 @@ impl SimpleCnn {
     }
 
     /// Fraction of `data` classified correctly.
-    fn evaluate(&mut self, py: Python<'_>, data: &Dataset) -> f64 {
+    fn evaluate(&mut self, py: Python<'_>, data: &Dataset) -> PyResult<f64> {
+        self.inner.check_data(&data.inner).map_err(py_err)?;
         let model = &mut self.inner;
-        py.detach(|| model.accuracy(&data.inner))
+        Ok(py.detach(|| model.accuracy(&data.inner)))
     }
 
     /// FedProc's upload: per-class sums of z (classes × 256, float32) and per-class counts
@@ -437,6 +439,7 @@ impl SimpleCnn {
             None => (0..data.inner.len()).collect(),
         };
         check_indices(&idx, data.inner.len())?;
+        self.inner.check_data(&data.inner).map_err(py_err)?;
         let model = &mut self.inner;
         let (sums, counts) = py.detach(|| model.class_sums(&data.inner, &idx));
         Ok((

@@ -187,3 +187,15 @@ def test_partition_schemes_cover_every_sample_once(mnist5k):
         prifft.partition(train, 8, scheme="pathological")
     with pytest.raises(ValueError, match="beta must be positive"):
         prifft.partition(train, 8, beta=0.0)
+
+
+def test_data_the_network_cannot_take_is_an_error_not_a_panic():
+    model = prifft.SimpleCnn(classes=3, seed=1)
+    small = prifft.Dataset(np.zeros((4, 10, 10), np.float32), np.arange(4, dtype=np.int64), 10)
+    many = prifft.Dataset(np.zeros((4, 28, 28), np.float32), np.array([0, 1, 2, 9], np.int64), 10)
+    idx = np.arange(4, dtype=np.int64)
+    for data, message in [(small, "28×28 images"), (many, "10 classes, the network scores 3")]:
+        for call in [lambda: model.local_update(data, idx, seed=1), lambda: model.evaluate(data),
+                     lambda: model.class_sums(data), lambda: model.train_epoch(data, idx)]:
+            with pytest.raises(ValueError, match=message):
+                call()

@@ -66,3 +66,7 @@ def test_malformed_keys_are_errors_not_crashes():
         prifft.fss_eval(k0, np.array([1, 2, 3], np.uint64))
     with pytest.raises(ValueError):
         prifft.dcf_keygen(16, np.array([1 << 20], np.uint64), np.array([1], np.uint64))
+    with pytest.raises(ValueError, match="does not fit in 16 bits"):
+        prifft.fss_eval(k0, np.array([1, 1 << 16], np.uint64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        prifft.fss_eval(k0, np.arange(4, dtype=np.uint64)[::2])

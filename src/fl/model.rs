@@ -34,6 +34,9 @@ pub const FEATURES: usize = 84;
 /// Width of the projection z (docs/fedproc.md).
 pub const PROJECTION: usize = 256;
 
+/// Height and width of the images the network takes.
+pub const IMAGE_SIDE: usize = 28;
+
 /// The projection head: FC d→d + ReLU → FC d→256 (→ L2 normalisation in FedProc's network).
 #[derive(Clone, Debug)]
 struct Projection {
@@ -121,6 +124,32 @@ impl SimpleCnn {
             ),
             proximal: None,
         }
+    }
+
+    /// Number of classes the classifier scores.
+    pub fn classes(&self) -> usize {
+        self.head.weight.value.nrows()
+    }
+
+    /// An error unless `data` fits the network: 28×28 images and labels below its classes.
+    ///
+    /// # Errors
+    /// [`Error::Data`](crate::Error::Data) naming the mismatch.
+    pub fn check_data(&self, data: &Dataset) -> crate::error::Result<()> {
+        if (data.rows, data.cols) != (IMAGE_SIDE, IMAGE_SIDE) {
+            return Err(crate::Error::Data(format!(
+                "the network takes {IMAGE_SIDE}×{IMAGE_SIDE} images, the data set has {}×{}",
+                data.rows, data.cols
+            )));
+        }
+        if data.classes > self.classes() {
+            return Err(crate::Error::Data(format!(
+                "the data set has {} classes, the network scores {}",
+                data.classes,
+                self.classes()
+            )));
+        }
+        Ok(())
     }
 
     /// Width of [`embed`](Self::embed)'s output: 256 with a projection head, else 84.

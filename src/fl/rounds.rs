@@ -204,8 +204,9 @@ pub struct LocalUpdate<'a> {
 /// a Flower client trains bit for bit as `prifft fl` does.
 ///
 /// # Errors
-/// [`Error::Data`] for FedProc with α > 0 and no prototypes or prototypes of the wrong shape,
-/// MOON previous weights of the wrong shapes, or an index outside `data`.
+/// [`Error::Data`] for data the network does not take ([`SimpleCnn::check_data`]), FedProc
+/// with α > 0 and no prototypes or prototypes of the wrong shape, MOON previous weights of the
+/// wrong shapes, or an index outside `data`.
 pub fn local_update(
     global: &SimpleCnn,
     update: &LocalUpdate<'_>,
@@ -215,6 +216,7 @@ pub fn local_update(
     sgd: &SgdConfig,
     seed: u64,
 ) -> Result<(SimpleCnn, Vec<Vec<usize>>)> {
+    global.check_data(data)?;
     if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
         return Err(Error::Data(format!(
             "local update: sample index {bad} is outside the data set of {} samples",
