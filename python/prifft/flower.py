@@ -387,7 +387,7 @@ class PrifftStrategy(FedAvg):
         self.server = FedProcServer(classes, embedding_width, horizon)
         self.nodes: dict[int, int] = {}  # partition-id → node id
         self.plan: Optional[list[list[tuple[int, int]]]] = None
-        self.rejected: list[tuple[int, int, str]] = []  # (round, node, why)
+        self.rejected: list[tuple[int, int, str]] = []  # (round, node, why); round 0: the initial sums
 
     def summary(self) -> None:
         log(INFO, "\t├──> prifft %s, %d rounds, seed %d", self.algo, self.num_rounds, self.seed)
@@ -463,7 +463,9 @@ class PrifftStrategy(FedAvg):
             "secagg-round": label,
         }
 
-    def _secure_sum(self, replies: Iterable[Message], pids: list[int], what: str) -> Optional[np.ndarray]:
+    def _secure_sum(
+        self, replies: Iterable[Message], pids: list[int], what: str, server_round: int
+    ) -> Optional[np.ndarray]:
         """The decoded sum of every participant's masked upload, or None (logged) when one is
         missing or malformed — its masks would not cancel."""
         uploads: dict[int, np.ndarray] = {}
@@ -481,7 +483,7 @@ class PrifftStrategy(FedAvg):
                 uploads[pid] = masked
             except Exception as e:  # noqa: BLE001 — any bad reply is rejected, not fatal
                 log(ERROR, "prifft: rejected the reply of node %d (%s): %s", node, what, e)
-                self.rejected.append((-1, node, str(e)))
+                self.rejected.append((server_round, node, str(e)))
         if len(uploads) != len(pids) or len({len(u) for u in uploads.values()}) != 1:
             log(ERROR, "prifft: secure aggregation of %s: %d of %d uploads; skipped (the masks would not cancel)",
                 what, len(uploads), len(pids))
@@ -498,7 +500,7 @@ class PrifftStrategy(FedAvg):
             conf = ConfigRecord(dict(entries))
             content = RecordDict({"arrays": arrays, "config": conf})
             messages.append(Message(content=content, message_type=MessageType.QUERY, dst_node_id=self.nodes[pid]))
-        totals = self._secure_sum(grid.send_and_receive(messages, timeout=self.timeout), pids, "initial class sums")
+        totals = self._secure_sum(grid.send_and_receive(messages, timeout=self.timeout), pids, "initial class sums", 0)
         if totals is not None:
             classes, width = self.server.prototypes.shape
             self.server.update_totals(totals[: classes * width], totals[classes * width :])
@@ -578,7 +580,7 @@ class PrifftStrategy(FedAvg):
         if self.secure_agg:
             if not self.participants:
                 return None, None
-            totals = self._secure_sum(replies, self.participants, f"round {server_round}")
+            totals = self._secure_sum(replies, self.participants, f"round {server_round}", server_round)
             if totals is None:
                 return None, None
             fedproc = self.server if self.algo == "fedproc" else None

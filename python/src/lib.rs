@@ -217,29 +217,21 @@ fn partition<'py>(
     scheme: &str,
     shards_per_client: usize,
 ) -> PyResult<Vec<Bound<'py, PyArray1<i64>>>> {
-    use prifft::fl::partition::{self as part, Scheme};
+    use prifft::fl::partition::{Scheme, seeded};
     let d = &dataset.inner;
     let scheme = match scheme {
-        "dirichlet" if beta.is_finite() && beta > 0.0 => None,
+        "dirichlet" if beta.is_finite() && beta > 0.0 => Scheme::dirichlet(beta),
         "dirichlet" => return Err(value_err(format!("beta must be positive, found {beta}"))),
-        "iid" => Some(Scheme::Iid),
-        "shards" => Some(Scheme::Shards { per_client: shards_per_client }),
+        "iid" => Scheme::Iid,
+        "shards" => Scheme::Shards { per_client: shards_per_client },
         other => {
             return Err(value_err(format!(
                 "unknown scheme {other:?}: \"dirichlet\", \"iid\" or \"shards\""
             )));
         }
     };
-    let parts = py
-        .detach(|| match scheme {
-            None => part::seeded_dirichlet(&d.labels, d.classes, clients, beta, seed),
-            Some(scheme) => {
-                use rand::SeedableRng;
-                let mut rng = prifft::prg::ChaCha20Rng::seed_from_u64(seed);
-                part::partition(&d.labels, d.classes, clients, scheme, &mut rng)
-            }
-        })
-        .map_err(py_err)?;
+    let parts =
+        py.detach(|| seeded(&d.labels, d.classes, clients, scheme, seed)).map_err(py_err)?;
     Ok(parts
         .into_iter()
         .map(|p| PyArray1::from_vec(py, p.into_iter().map(|i| i as i64).collect()))

@@ -64,7 +64,7 @@ pub fn load_dataset(
 }
 
 /// The clients' index sets of `prifft fl`'s seed `seed`
-/// ([`prifft::fl::partition::seeded_dirichlet`]).
+/// ([`prifft::fl::partition::seeded`] with [`Scheme::dirichlet`](prifft::fl::partition::Scheme::dirichlet)).
 ///
 /// # Errors
 /// A split the Dirichlet draws cannot make.
@@ -74,7 +74,8 @@ pub fn seed_partition(
     beta: f64,
     seed: u64,
 ) -> Result<Vec<Vec<usize>>> {
-    prifft::fl::partition::seeded_dirichlet(&train.labels, train.classes, clients, beta, seed)
+    use prifft::fl::partition::{Scheme, seeded};
+    seeded(&train.labels, train.classes, clients, Scheme::dirichlet(beta), seed)
 }
 
 /// Arguments of `prifft fl`.

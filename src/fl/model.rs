@@ -126,6 +126,11 @@ impl SimpleCnn {
         }
     }
 
+    /// Zero every parameter's momentum (a fresh optimiser).
+    pub fn reset_optimizer(&mut self) {
+        self.params().into_iter().for_each(Param::reset_optimizer);
+    }
+
     /// Number of classes the classifier scores.
     pub fn classes(&self) -> usize {
         self.head.weight.value.nrows()

@@ -30,21 +30,29 @@ pub enum Scheme {
     },
 }
 
-/// `prifft fl`'s split for seed `seed`: MOON's Dirichlet label skew (concentration `beta`) with
-/// at least 10 samples per client, drawn from a ChaCha20 generator seeded with `seed` — the
-/// command line and the Python binding give the same clients the same indices.
+impl Scheme {
+    /// `prifft fl`'s split: MOON's Dirichlet label skew with concentration `beta` and at least
+    /// 10 samples per client.
+    pub fn dirichlet(beta: f64) -> Self {
+        Scheme::Dirichlet { beta, min_per_client: 10 }
+    }
+}
+
+/// [`partition`] with a ChaCha20 generator seeded with `seed`: with [`Scheme::dirichlet`], the
+/// split `prifft fl --seeds` makes for `seed` — the command line and the Python binding give the
+/// same clients the same indices.
 ///
 /// # Errors
 /// As [`partition`].
-pub fn seeded_dirichlet(
+pub fn seeded(
     labels: &[u8],
     classes: usize,
     clients: usize,
-    beta: f64,
+    scheme: Scheme,
     seed: u64,
 ) -> Result<Vec<Vec<usize>>> {
-    let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(seed);
-    partition(labels, classes, clients, Scheme::Dirichlet { beta, min_per_client: 10 }, &mut rng)
+    let mut rng = <crate::prg::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(seed);
+    partition(labels, classes, clients, scheme, &mut rng)
 }
 
 /// Split `labels` (values below `classes`) among `clients`.

@@ -224,18 +224,18 @@ pub fn local_update(
         )));
     }
     let mut local = global.clone();
-    let global_weights = local.weights();
-    local.set_weights(&global_weights);
+    local.reset_optimizer();
     let mut loss = match update.algo {
         Algo::FedAvg => LocalLoss::CrossEntropy,
         Algo::FedProx { mu } => {
-            local.set_proximal(Some((global_weights, mu)));
+            let anchor = local.weights();
+            local.set_proximal(Some((anchor, mu)));
             LocalLoss::CrossEntropy
         }
         Algo::Moon { mu, tau } => {
             let mut prev = global.clone();
             if let Some(previous) = update.previous {
-                check_shapes("MOON's previous weights", &global_weights, previous)?;
+                check_shapes("MOON's previous weights", &local.weights(), previous)?;
                 prev.set_weights(previous);
             }
             LocalLoss::moon(global, &prev, mu, tau)
