@@ -85,6 +85,16 @@ impl DealerMask {
         self.value.shape()
     }
 
+    /// The mask item's id.
+    pub(crate) fn id(&self) -> MaterialId {
+        self.id
+    }
+
+    /// The cleartext mask (dealer-only).
+    pub(crate) fn value(&self) -> &RingTensor {
+        &self.value
+    }
+
     /// The mask of the tensor seen in another shape with the same elements
     /// ([`MaskedTensor::reshape`]).
     ///
@@ -158,6 +168,16 @@ impl MaskedTensor {
     /// The tensor's shape.
     pub fn shape(&self) -> &[usize] {
         self.public.shape()
+    }
+
+    /// The mask item's id.
+    pub(crate) fn mask_id(&self) -> MaterialId {
+        self.mask_id
+    }
+
+    /// This party's share of the mask.
+    pub(crate) fn mask_share(&self) -> &Share {
+        &self.mask
     }
 
     /// Back to an additive share, locally: P0 holds x̂ − ⟨r⟩₀, P1 holds −⟨r⟩₁.
@@ -425,8 +445,25 @@ pub fn gen_relu_cmp(
     select: bool,
     mask: &DealerMask,
 ) -> Result<()> {
+    gen_relu_cmp_saved(dealer, width, select, mask).map(drop)
+}
+
+/// Dealer: as [`gen_relu_cmp`], keeping the bit [x ≥ 0] in affine form (one term: the ρ that
+/// hides the opened bit) for later products with it.
+///
+/// # Errors
+/// As [`gen_relu_cmp`].
+pub fn gen_relu_cmp_saved(
+    dealer: &mut Dealer,
+    width: u32,
+    select: bool,
+    mask: &DealerMask,
+) -> Result<super::affine::DealerAffine> {
     let keys = gates::cmp_relu::keygen(width, select, mask.value.as_slice(), dealer.rng())?;
-    deal_gate_on(dealer, mask, keys, u8::from(select))
+    let rho = keys[0].rho.iter().zip(&keys[1].rho).map(|(a, b)| a.wrapping_add(*b)).collect();
+    deal_gate_on(dealer, mask, keys, u8::from(select))?;
+    let id = super::affine::output_id((mask.id, mask.transposed), 0x80 | u8::from(select));
+    Ok(super::affine::DealerAffine::new(id, mask.shape(), 1, rho))
 }
 
 /// ⟨max(x, 0)⟩ and ⟨[x ≥ 0]⟩ for a masked tensor x in the signed m-bit range, from keys made
@@ -442,8 +479,28 @@ pub fn relu_cmp<C: Channel>(
     x: &MaskedTensor,
     width: u32,
 ) -> Result<(Share, Share)> {
-    let (d, y) = cmp_gate(ctx, x, width, true)?;
+    let (d, y, _) = cmp_gate(ctx, x, width, true)?;
     Ok((Share::new(RingTensor::from_vec(x.shape(), y)?), d))
+}
+
+/// Party: as [`relu_cmp`] with keys from [`gen_relu_cmp_saved`], the bit in affine form.
+///
+/// # Errors
+/// As [`relu_cmp`].
+pub fn relu_cmp_saved<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
+) -> Result<(Share, super::affine::Affine)> {
+    let (d, y, opened) = cmp_gate(ctx, x, width, true)?;
+    // d = d̂ + (1 − 2d̂)·ρ: P = d̂, coefficient −(1 − 2d̂) = 2d̂ − 1 on ρ.
+    let bits: Vec<u64> = (0..x.public.len()).map(|k| (opened[k / 64] >> (k % 64)) & 1).collect();
+    let coefs = bits.iter().map(|&b| (b << 1).wrapping_sub(1)).collect();
+    let id = super::affine::output_id((x.mask_id, x.transposed), 0x81);
+    Ok((
+        Share::new(RingTensor::from_vec(x.shape(), y)?),
+        super::affine::Affine::new(id, d, bits, coefs),
+    ))
 }
 
 /// ⟨[x ≥ 0]⟩ for a masked tensor x in the signed m-bit range ([`gen_relu_cmp`] without
@@ -460,7 +517,7 @@ fn cmp_gate<C: Channel>(
     x: &MaskedTensor,
     width: u32,
     select: bool,
-) -> Result<(Share, Vec<u64>)> {
+) -> Result<(Share, Vec<u64>, Vec<u64>)> {
     use gates::cmp_relu::{CmpReluKeys, finish, masked_bits};
     let len = x.public.len();
     let id = gate_id(MaterialKind::CmpReluKeys, (x.mask_id, x.transposed), u8::from(select));
@@ -469,7 +526,7 @@ fn cmp_gate<C: Channel>(
     let mine = masked_bits(ctx.backend(), item.keys(), x.public.as_slice())?;
     let opened = open_bits(ctx, "masked::relu_cmp", &mine, len)?;
     let (d, y) = finish(item.keys(), ctx.id, x.public.as_slice(), &item.mask, &opened);
-    Ok((Share::new(RingTensor::from_vec(x.shape(), d)?), y))
+    Ok((Share::new(RingTensor::from_vec(x.shape(), d)?), y, opened))
 }
 
 /// Open `bits` XOR-shared bits (this party's, packed): one round, ⌈bits/8⌉ bytes each way.
@@ -512,7 +569,17 @@ pub fn ars_cmp<C: Channel>(
     width: u32,
     s: u32,
 ) -> Result<Share> {
-    use gates::cmp_shift::{CmpShiftKeys, finish, masked_bits};
+    let y = ars_cmp_affine(ctx, x, width, s)?;
+    Ok(Share::new(RingTensor::from_vec(x.shape(), y.share)?))
+}
+
+fn ars_cmp_affine<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
+    s: u32,
+) -> Result<gates::cmp_shift::AffineOutput> {
+    use gates::cmp_shift::{CmpShiftKeys, finish_affine, masked_bits};
     let len = x.public.len();
     let id = gate_id(MaterialKind::CmpShiftKeys, (x.mask_id, x.transposed), 0);
     let dims = [len, width as usize, s as usize];
@@ -520,8 +587,43 @@ pub fn ars_cmp<C: Channel>(
     let mine = masked_bits(ctx.backend(), item.keys(), x.public.as_slice())?;
     let bits = CmpShiftKeys::bits_per_element(width) * len;
     let opened = open_bits(ctx, "masked::ars_cmp", &mine, bits)?;
-    let y = finish(item.keys(), ctx.id, x.public.as_slice(), &opened);
-    Ok(Share::new(RingTensor::from_vec(x.shape(), y)?))
+    Ok(finish_affine(item.keys(), ctx.id, x.public.as_slice(), &opened))
+}
+
+/// Dealer: as [`gen_shift_cmp`], keeping the output's affine terms for later products with it
+/// ([`affine::gen_mul`](super::affine::gen_mul)).
+///
+/// # Errors
+/// As [`gen_shift_cmp`].
+pub fn gen_shift_cmp_saved(
+    dealer: &mut Dealer,
+    width: u32,
+    shift: u32,
+    mask: &DealerMask,
+) -> Result<super::affine::DealerAffine> {
+    let keys = gates::cmp_shift::keygen(width, shift, mask.value.as_slice(), dealer.rng())?;
+    let d = gates::cmp_shift::affine_terms(&keys);
+    deal_gate_on(dealer, mask, keys, 0)?;
+    let id = super::affine::output_id((mask.id, mask.transposed), 0);
+    let terms = gates::cmp_shift::AFFINE_TERMS;
+    Ok(super::affine::DealerAffine::new(id, mask.shape(), terms, d))
+}
+
+/// Party: as [`ars_cmp`] with keys from [`gen_shift_cmp_saved`], the output in affine form
+/// (its share is [`ars_cmp`]'s output).
+///
+/// # Errors
+/// As [`ars_cmp`].
+pub fn ars_cmp_saved<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
+    s: u32,
+) -> Result<super::affine::Affine> {
+    let y = ars_cmp_affine(ctx, x, width, s)?;
+    let share = Share::new(RingTensor::from_vec(x.shape(), y.share)?);
+    let id = super::affine::output_id((x.mask_id, x.transposed), 0);
+    Ok(super::affine::Affine::new(id, share, y.public, y.coefs))
 }
 
 /// Dealer: keys for a degree-`degree` spline of width m on the masked tensor of `mask`

@@ -18,6 +18,7 @@
 //! | Beaver matmul (m×k)·(k×n) | 1 | 8·(mk + kn) | [`beaver::matmul`] |
 //! | local truncation | 0 | 0 | [`trunc::trunc_local`] |
 
+pub mod affine;
 pub mod baseline;
 pub mod beaver;
 pub mod dealer;

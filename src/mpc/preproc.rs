@@ -18,6 +18,9 @@
 //!          AndTriple:  shape s, XOR shares of a, b, c = a AND b
 //!          BitPair:    shape s, XOR share of r (lowest bit), additive share of r
 //!          XorRandom:  shape s, XOR shares of random 16-bit values
+//!          Mask:       shape s, the share of r;  MaskedValue: shape s, v̂ and the share of r
+//!          MaskedProduct: dims [batch, m, k, n], the share of R_A·R_B ([batch, m, n])
+//!          AffineProduct: dims [len, terms], the shares of r·D_t ([terms, len])
 //!          FSS kinds (DCF/DPF key batches, gate keys): dims as their shape key, then the
 //!          sections of gates::material (length-prefixed u64 vectors and key batches)
 //! ```
@@ -90,6 +93,10 @@ pub enum MaterialKind {
     BitPair = 19,
     /// XOR shares of uniformly random 16-bit values (the CrypTen-style baseline's `rand`).
     XorRandom = 20,
+    /// ⟨r·D_t⟩ for a product of a fresh tensor masked by r with a gate output in affine form,
+    /// shape key [len, terms]; bound to the mask and the output by its id
+    /// ([`affine`](super::affine)).
+    AffineProduct = 21,
 }
 
 impl MaterialKind {
@@ -115,6 +122,7 @@ impl MaterialKind {
             18 => Some(Self::AndTriple),
             19 => Some(Self::BitPair),
             20 => Some(Self::XorRandom),
+            21 => Some(Self::AffineProduct),
             _ => None,
         }
     }
@@ -132,6 +140,7 @@ impl MaterialKind {
                 | Self::AndTriple
                 | Self::BitPair
                 | Self::XorRandom
+                | Self::AffineProduct
         )
     }
 
@@ -147,6 +156,7 @@ impl MaterialKind {
             Self::AndTriple => vec![dims.to_vec(); 3],
             Self::BitPair => vec![dims.to_vec(); 2],
             Self::XorRandom => vec![dims.to_vec()],
+            Self::AffineProduct => vec![vec![dims[1], dims[0]]],
             Self::MaskedProduct => vec![vec![dims[0], dims[1], dims[3]]],
             _ => Vec::new(),
         }
@@ -176,6 +186,7 @@ impl fmt::Display for MaterialKind {
             Self::AndTriple => "binary AND triple",
             Self::BitPair => "random bit in binary and arithmetic form",
             Self::XorRandom => "binary shares of random 16-bit values",
+            Self::AffineProduct => "affine-output product correlation [len, terms]",
         })
     }
 }

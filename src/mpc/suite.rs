@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use super::baseline as bl;
 use super::local::{self, LocalChannel};
+use super::nonlinear as nl;
 use super::nonlinear::{
     dec, dropout, enc, exp, gelu, layernorm, reciprocal, relu, rsqrt, sigmoid, softmax, tanh,
 };
@@ -144,6 +145,13 @@ type RefFn = Box<dyn Fn(&[Vec<f64>]) -> Vec<f64> + Sync>;
 type Gen = fn(&mut Dealer, &[usize]) -> Res<()>;
 type Unary = fn(&mut Ctx, &Share) -> Res<Share>;
 type Binary = fn(&mut Ctx, &Share, &Share) -> Res<Share>;
+/// A smooth function's training forward and backward (dealer, party, backward dealer, backward).
+type Trained = (
+    fn(&mut Dealer, &[usize]) -> Res<nl::Plan>,
+    fn(&mut Ctx, &Share) -> Res<(Share, nl::Saved)>,
+    fn(&mut Dealer, &nl::Plan) -> Res<()>,
+    fn(&mut Ctx, &nl::Saved, &Share) -> Res<Share>,
+);
 
 /// How an output is compared with its f64 reference.
 #[derive(Clone, Copy)]
@@ -223,13 +231,31 @@ fn backward(
     }
 }
 
+/// A backward from a training forward's saved state: the forward runs first, unmeasured.
+fn trained_backward(shape: Vec<usize>, (gen_f, run_f, gen_b, run_b): Trained, tol: f64) -> Impl {
+    Impl {
+        deal: Box::new(move |d, s| {
+            let plan = gen_f(d, &shape)?;
+            s.here(d);
+            gen_b(d, &plan)
+        }),
+        run: Arc::new(move |ctx, x, s| {
+            let (_, saved) = run_f(ctx, &x[0])?;
+            s.here(ctx);
+            run_b(ctx, &saved, &x[1])
+        }),
+        check: Check::Abs(tol),
+    }
+}
+
 /// A forward/backward pair of one smooth elementwise function on both sides.
 struct Smooth {
     name: &'static str,
     range: (f64, f64),
     f: fn(f64) -> f64,
     df: fn(f64) -> f64,
-    prifft: (Gen, Unary, Gen, Binary),
+    prifft: (Gen, Unary),
+    prifft_train: Trained,
     baseline: (Gen, Unary, Gen, Binary),
     /// Sanity bounds: (PriFFT forward, PriFFT backward, baseline forward, baseline backward).
     tol: [f64; 4],
@@ -247,7 +273,13 @@ fn smooth_ops() -> Vec<Smooth> {
             range: (-12.0, 0.0),
             f: f64::exp,
             df: f64::exp,
-            prifft: (exp::gen_forward, exp::forward, exp::gen_backward, exp::backward),
+            prifft: (exp::gen_forward, exp::forward),
+            prifft_train: (
+                exp::gen_forward_train,
+                exp::forward_train,
+                exp::gen_backward,
+                exp::backward,
+            ),
             baseline: (bl::gen_exp, bl::exp, bl::gen_exp_backward, bl::exp_backward),
             tol: [p(-11), p(-9), p(-6), p(-6)],
         },
@@ -256,9 +288,10 @@ fn smooth_ops() -> Vec<Smooth> {
             range: (0.25, 32.0),
             f: |x| 1.0 / x,
             df: |x| -1.0 / (x * x),
-            prifft: (
-                reciprocal::gen_forward,
-                reciprocal::forward,
+            prifft: (reciprocal::gen_forward, reciprocal::forward),
+            prifft_train: (
+                reciprocal::gen_forward_train,
+                reciprocal::forward_train,
                 reciprocal::gen_backward,
                 reciprocal::backward,
             ),
@@ -275,7 +308,13 @@ fn smooth_ops() -> Vec<Smooth> {
             range: (0.1, 100.0),
             f: |x| 1.0 / x.sqrt(),
             df: |x| -0.5 * x.powf(-1.5),
-            prifft: (rsqrt::gen_forward, rsqrt::forward, rsqrt::gen_backward, rsqrt::backward),
+            prifft: (rsqrt::gen_forward, rsqrt::forward),
+            prifft_train: (
+                rsqrt::gen_forward_train,
+                rsqrt::forward_train,
+                rsqrt::gen_backward,
+                rsqrt::backward,
+            ),
             baseline: (bl::gen_rsqrt, bl::rsqrt, bl::gen_rsqrt_backward, bl::rsqrt_backward),
             tol: [p(-7), p(-4), p(-4), p(-2)],
         },
@@ -284,9 +323,10 @@ fn smooth_ops() -> Vec<Smooth> {
             range: (-8.0, 8.0),
             f: sigmoid_f64,
             df: |x| sigmoid_f64(x) * (1.0 - sigmoid_f64(x)),
-            prifft: (
-                sigmoid::gen_forward,
-                sigmoid::forward,
+            prifft: (sigmoid::gen_forward, sigmoid::forward),
+            prifft_train: (
+                sigmoid::gen_forward_train,
+                sigmoid::forward_train,
                 sigmoid::gen_backward,
                 sigmoid::backward,
             ),
@@ -303,7 +343,13 @@ fn smooth_ops() -> Vec<Smooth> {
             range: (-4.0, 4.0),
             f: f64::tanh,
             df: |x| 1.0 - x.tanh().powi(2),
-            prifft: (tanh::gen_forward, tanh::forward, tanh::gen_backward, tanh::backward),
+            prifft: (tanh::gen_forward, tanh::forward),
+            prifft_train: (
+                tanh::gen_forward_train,
+                tanh::forward_train,
+                tanh::gen_backward,
+                tanh::backward,
+            ),
             baseline: (bl::gen_tanh, bl::tanh, bl::gen_square_backward, bl::tanh_backward),
             tol: [p(-9), p(-9), p(-5), p(-5)],
         },
@@ -317,7 +363,7 @@ pub fn cases(n: usize) -> Vec<Case> {
     for s in smooth_ops() {
         let x = uniform(&sh, s.range.0, s.range.1, 1);
         let (f, df) = (s.f, s.df);
-        let (pg, pr, pgb, prb) = s.prifft;
+        let (pg, pr) = s.prifft;
         let (bg, br, bgb, brb) = s.baseline;
         v.push(Case {
             op: s.name.into(),
@@ -332,7 +378,7 @@ pub fn cases(n: usize) -> Vec<Case> {
             reference: Box::new(move |x| {
                 x[0].iter().zip(&x[1]).map(|(&x, &g)| df(x) * g).collect()
             }),
-            prifft: backward(sh.clone(), (pg, pr), (pgb, prb), s.tol[1]),
+            prifft: trained_backward(sh.clone(), s.prifft_train, s.tol[1]),
             baseline: backward(sh.clone(), (bg, br), (bgb, brb), s.tol[3]),
         });
     }
@@ -419,7 +465,7 @@ fn gated(v: &mut Vec<Case>, sh: &[usize], x: &RingTensor, dy: &RingTensor) {
         prifft: Impl {
             deal: Box::new(move |d, s| {
                 s.here(d);
-                relu::gen_forward(d, &s5)
+                relu::gen_forward(d, &s5).map(drop)
             }),
             run: Arc::new(|ctx, x, s| {
                 s.here(ctx);
@@ -448,9 +494,9 @@ fn gated(v: &mut Vec<Case>, sh: &[usize], x: &RingTensor, dy: &RingTensor) {
         reference: Box::new(relu_grad),
         prifft: Impl {
             deal: Box::new(move |d, s| {
-                relu::gen_forward(d, &s7)?;
+                let plan = relu::gen_forward(d, &s7)?;
                 s.here(d);
-                relu::gen_backward(d, &s7)
+                relu::gen_backward(d, &plan)
             }),
             run: Arc::new(|ctx, x, s| {
                 let (_, saved) = relu::forward(ctx, &x[0])?;

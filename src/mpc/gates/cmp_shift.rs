@@ -213,29 +213,80 @@ fn offset_inputs(keys: &CmpShiftKeys, masked: &[u64]) -> Vec<u64> {
 /// Party, after the opening (`opened`: the masked wrap and borrow bits at m = 64, the masked
 /// borrow bit below, packed as [`masked_bits`] made them): shares of ⌊x / 2^s⌋.
 pub fn finish(keys: &CmpShiftKeys, party: PartyId, masked: &[u64], opened: &[u64]) -> Vec<u64> {
+    finish_affine(keys, party, masked, opened).share
+}
+
+/// The gate's output in affine form: y = P − Σ_t c_t·D_t with P and the c_t public (functions
+/// of the opened values) and D_t the dealer's three secrets per element (the wrap term, ρ_b and
+/// ⌊r/2^s⌋, whose shares are the key's `terms`). A later product with y then needs only the
+/// dealer's products of its own mask with the D_t ([`affine`](crate::mpc::affine)).
+pub struct AffineOutput {
+    /// This party's share of y: [P0] P − Σ_t c_t·⟨D_t⟩.
+    pub share: Vec<u64>,
+    /// P per element (public).
+    pub public: Vec<u64>,
+    /// c_t per element, term-major: `coefs[t·len + k]` (public).
+    pub coefs: Vec<u64>,
+}
+
+/// Terms per element of [`AffineOutput`].
+pub const AFFINE_TERMS: usize = 3;
+
+/// The dealer's D_t of each element, term-major (`[t·len + k]`), from both key halves.
+pub fn affine_terms(keys: &[CmpShiftKeys; 2]) -> Vec<u64> {
+    let len = keys[0].terms.len() / 3;
+    let mut d = vec![0u64; AFFINE_TERMS * len];
+    for (k, (a, b)) in keys[0].terms.chunks_exact(3).zip(keys[1].terms.chunks_exact(3)).enumerate()
+    {
+        for t in 0..AFFINE_TERMS {
+            d[t * len + k] = a[t].wrapping_add(b[t]);
+        }
+    }
+    d
+}
+
+/// As [`finish`], with the output's affine form.
+pub fn finish_affine(
+    keys: &CmpShiftKeys,
+    party: PartyId,
+    masked: &[u64],
+    opened: &[u64],
+) -> AffineOutput {
     let (m, s) = (keys.width, keys.shift);
     let p0 = party == PartyId::P0;
     let half = 1u64 << (m - 1);
     let per = CmpShiftKeys::bits_per_element(m);
     let hat = offset_inputs(keys, masked);
-    hat.iter()
-        .enumerate()
-        .map(|(k, &u)| {
-            let bit = |i: usize| (opened[(per * k + i) / 64] >> ((per * k + i) % 64)) & 1;
-            let arith = |hat: u64, rho: u64| {
-                let flipped = if hat == 1 { rho.wrapping_neg() } else { rho };
-                flipped.wrapping_add(if p0 { hat } else { 0 })
-            };
-            let (wrap, b) = if m == 64 {
-                let w = arith(bit(0), keys.terms[3 * k]);
-                (w.wrapping_shl(m - s), arith(bit(1), keys.terms[3 * k + 1]))
-            } else {
-                // w·2^(M−s) = [û < 2^m]·⟨c·2^(M−s)⟩: a public bit times a share.
-                let public = u64::from(u < (1u64 << m));
-                (public.wrapping_mul(keys.terms[3 * k]), arith(bit(0), keys.terms[3 * k + 1]))
-            };
-            let local = wrap.wrapping_sub(b).wrapping_sub(keys.terms[3 * k + 2]);
-            if p0 { local.wrapping_add(u >> s).wrapping_sub(half >> s) } else { local }
-        })
-        .collect()
+    let len = hat.len();
+    let mut out = AffineOutput {
+        share: Vec::with_capacity(len),
+        public: Vec::with_capacity(len),
+        coefs: vec![0; AFFINE_TERMS * len],
+    };
+    for (k, &u) in hat.iter().enumerate() {
+        let bit = |i: usize| (opened[(per * k + i) / 64] >> ((per * k + i) % 64)) & 1;
+        // An opened bit b̂ = b ⊕ ρ is b = b̂ + (1 − 2b̂)·ρ: public b̂, coefficient −(1 − 2b̂) on ρ.
+        let sign = |hat: u64| 1u64.wrapping_sub(hat << 1);
+        let b = bit(per - 1);
+        // y = ⌊û/2^s⌋ − ⌊half/2^s⌋ + wrap·2^(M−s) − b − ⌊r/2^s⌋.
+        let mut public = (u >> s).wrapping_sub(half >> s).wrapping_sub(b);
+        let c_wrap = if m == 64 {
+            let w = bit(0);
+            public = public.wrapping_add(w.wrapping_shl(m - s));
+            sign(w).wrapping_shl(m - s).wrapping_neg()
+        } else {
+            // w·2^(M−s) = [û < 2^m]·D_0 (D_0 = c·2^(M−s)): a public bit times a share.
+            u64::from(u < (1u64 << m)).wrapping_neg()
+        };
+        let c = [c_wrap, sign(b), 1];
+        let terms = &keys.terms[3 * k..3 * k + 3];
+        let mut share = if p0 { public } else { 0 };
+        for t in 0..AFFINE_TERMS {
+            share = share.wrapping_sub(c[t].wrapping_mul(terms[t]));
+            out.coefs[t * len + k] = c[t];
+        }
+        out.share.push(share);
+        out.public.push(public);
+    }
+    out
 }

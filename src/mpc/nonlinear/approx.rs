@@ -261,6 +261,34 @@ impl Approx {
         self.gen_on(dealer, &m, 0)
     }
 
+    /// Dealer: as [`deal`](Self::deal) for a training forward, keeping the output's affine
+    /// terms for the backward ([`eval_train`](Self::eval_train)).
+    ///
+    /// # Errors
+    /// As [`gen_on`](Self::gen_on).
+    pub fn deal_train(&self, dealer: &mut Dealer, shape: &[usize]) -> Result<super::Plan> {
+        let m = masked::gen_mask(dealer, shape)?;
+        self.gen_raw_on(dealer, &m, 0)?;
+        let y = super::gen_trunc_cmp_saved(dealer, shape, self.out_width, self.shift)?;
+        Ok(super::Plan { y })
+    }
+
+    /// Party: as [`eval`](Self::eval) with keys from [`deal_train`](Self::deal_train): the same
+    /// output, and what the backward needs of it.
+    ///
+    /// # Errors
+    /// As [`eval_on`](Self::eval_on).
+    pub fn eval_train<C: Channel>(
+        &self,
+        ctx: &mut PartyCtx<C>,
+        x: &Share,
+    ) -> Result<(Share, super::Saved)> {
+        let xh = masked::mask(ctx, x)?;
+        let raw = self.eval_raw_on(ctx, &xh, 0)?;
+        let y = super::trunc_cmp_saved(ctx, &raw, self.out_width, self.shift)?;
+        Ok((y.share().clone(), super::Saved { y }))
+    }
+
     /// Dealer: a mask and [`gen_on_one_round`](Self::gen_on_one_round).
     ///
     /// # Errors

@@ -7,9 +7,11 @@
 //! **Construction.** The dealer hands b to the parties in masked form (b̂ = b + r_b public,
 //! ⟨r_b⟩ shared: [`masked::gen_value`]) with the correlation ⟨r_x ⊙ r_b⟩, so once x is masked
 //! ⟨b ⊙ x⟩ is local and exact; ×K and the exact shift make the scaled output. The backward
-//! reuses b̂ (kept by each party) with a correlation for dY's mask.
+//! reuses b̂ (kept by each party) with a correlation for dY's mask, and truncates locally
+//! ([`backward_spec`]: b·⌊dY·K / 2^16⌋, or one more where b = 1; a dropped entry is exactly 0).
 //!
-//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward the same.
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 1 round,
+//! 8 bytes (16 bytes of keys).
 //! Keys: a masked value (16 bytes), masks, one product correlation (8) and a 48-bit exact shift
 //! by a one-bit comparison ([`trunc_cmp`]: 16·9 + 32 + 24 bytes and 1 bit).
 //!
@@ -38,6 +40,12 @@ pub fn spec(x: u64, keep: bool, p: f64) -> u64 {
         return 0;
     }
     ars_spec(x.wrapping_mul(scale(p)).wrapping_add(1 << (FRAC - 1)), PRODUCT_WIDTH, FRAC)
+}
+
+/// The cleartext backward for keep bit `keep`: b·⌊dY·K / 2^16⌋ (the protocol gives this or, where
+/// b = 1, one more).
+pub fn backward_spec(dy: u64, keep: bool, p: f64) -> u64 {
+    if keep { super::floor_mul(dy, scale(p), 1, FRAC) } else { 0 }
 }
 
 /// The dealer's plan for one dropout layer: the keep-mask (dealer-only; zeroed on drop) and
@@ -127,8 +135,7 @@ pub fn gen_forward_replay(
 /// Shape and key errors.
 pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
     let dy = masked::gen_mask(dealer, plan.b.shape())?;
-    masked::gen_mul(dealer, &dy, &plan.b)?;
-    gen_trunc_cmp(dealer, plan.b.shape(), PRODUCT_WIDTH, FRAC).map(drop)
+    masked::gen_mul(dealer, &dy, &plan.b)
 }
 
 fn apply<C: Channel>(ctx: &mut PartyCtx<C>, b: &MaskedTensor, x: &Share, p: f64) -> Result<Share> {
@@ -148,10 +155,12 @@ pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share, p: f64) -> Result<(
     Ok((y, Saved { b, p }))
 }
 
-/// Party: ⟨b ⊙ K·dY⟩ with the forward's keep-mask.
+/// Party: ⟨b ⊙ K·dY⟩ with the forward's keep-mask ([`backward_spec`]): one round, 8 bytes.
 ///
 /// # Errors
 /// As [`forward`].
 pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) -> Result<Share> {
-    apply(ctx, &saved.b, dy, saved.p)
+    let dyh = masked::mask(ctx, dy)?;
+    let z = masked::mul(ctx, &dyh, &saved.b)?;
+    crate::mpc::trunc::trunc(ctx, &Share::new(z.tensor().scale(scale(saved.p))), FRAC)
 }

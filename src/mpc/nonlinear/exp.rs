@@ -6,14 +6,15 @@
 //! half of it, so the pieces are as few as that bound allows); inputs outside the 26-bit range are outside the contract.
 //!
 //! **Cost per element per party** (measured by the tests): forward 3 rounds (2 from a masked
-//! input), 16 bytes + 1 bit (inside the softmax: 2 rounds, 16 bytes, larger keys); backward dX = dY ⊙ Y ([`fmul`]): 2 rounds, 24 bytes.
+//! input), 16 bytes + 1 bit (inside the softmax: 2 rounds, 16 bytes, larger keys); backward dX = dY ⊙ Y from the output kept in
+//! its shift gate's affine form ([`crate::mpc::affine`]): 1 round, 8 bytes (32 bytes of keys).
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 
 use std::sync::OnceLock;
 
 use super::approx::{Approx, FitSpec};
-use super::{fmul, gen_fmul};
+use super::{FRAC, Plan, Saved, floor_mul, gen_products, saved_fmul};
 use crate::mpc::error::Result;
 use crate::mpc::{Dealer, PartyCtx, Share};
 use crate::net::Channel;
@@ -44,9 +45,15 @@ pub fn spec(x: u64) -> u64 {
     approx().spec(x)
 }
 
-/// Cleartext backward: dY ⊙ Y rounded ([`fmul_spec`](super::fmul_spec)).
+/// Largest distance, in ulps, between the protocol's backward and [`backward_spec`]: each of its
+/// 1 product(s) is truncated locally ([`affine::fmul`](crate::mpc::affine::fmul): the floor or one
+/// more), and an earlier product's extra ulp is scaled by |y| in the next.
+pub const BACKWARD_ULPS: u64 = 1;
+
+/// Cleartext backward from the forward's output y: ⌊dY·y / 2^16⌋, each product's floor exact
+/// (the protocol reconstructs to within [`BACKWARD_ULPS`] of it).
 pub fn backward_spec(y: u64, dy: u64) -> u64 {
-    super::fmul_spec(dy, y)
+    floor_mul(dy, y, 1, FRAC)
 }
 
 /// Dealer: material for one forward over a tensor of `shape`.
@@ -57,12 +64,20 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     approx().deal(dealer, shape)
 }
 
-/// Dealer: material for one backward over a tensor of `shape`.
+/// Dealer: one training forward over `shape`, planned for its backward ([`forward_train`]).
 ///
 /// # Errors
-/// As [`gen_forward`].
-pub fn gen_backward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
-    gen_fmul(dealer, shape)
+/// Shape and key errors.
+pub fn gen_forward_train(dealer: &mut Dealer, shape: &[usize]) -> Result<Plan> {
+    approx().deal_train(dealer, shape)
+}
+
+/// Dealer: the backward of the forward planned as `plan`: 1 product(s) with its output.
+///
+/// # Errors
+/// Shape errors.
+pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
+    gen_products(dealer, plan, 1)
 }
 
 /// Party: ⟨exp(x)⟩.
@@ -73,10 +88,20 @@ pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
     approx().eval(ctx, x)
 }
 
-/// Party: ⟨dY ⊙ exp(x)⟩ from the saved output y.
+/// Party: ⟨exp(x)⟩ (the function of [`forward`]) and the output in affine form for the
+/// backward, with keys from [`gen_forward_train`].
 ///
 /// # Errors
 /// As [`forward`].
-pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, y: &Share, dy: &Share) -> Result<Share> {
-    fmul(ctx, dy, y)
+pub fn forward_train<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, Saved)> {
+    approx().eval_train(ctx, x)
+}
+
+/// Party: ⟨dY ⊙ exp(x)⟩ from the forward's saved output: 1 round, 8 bytes per element (dY and
+/// each intermediate opened once; the output is never opened again).
+///
+/// # Errors
+/// As [`forward`].
+pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) -> Result<Share> {
+    saved_fmul(ctx, dy, saved, 1, FRAC)
 }

@@ -9,22 +9,25 @@
 //! only, and a spline gate's DCF evaluations do not depend on the polynomial: so the forward
 //! fits GELU and GELU′ on **one** set of breakpoints ([`joint`], [`Approx::fit_joint`]: 20
 //! pieces, where GELU alone needs 12 and GELU′ alone 21) and evaluates both from one key —
-//! GELU′ costs no AES — then rounds both with one shift gate. The forward keeps ⟨GELU′(x)⟩ and
-//! the backward is one product, dX = dY ⊙ GELU′(x) rounded ([`fmul`]); error ≤ 2^−10 vs the
-//! f64 derivative for |dY| ≤ 1. A separate backward spline (as this module had) would cost a
+//! GELU′ costs no AES — then rounds both with one shift gate. The forward keeps GELU′(x) in the
+//! gate's affine form ([`affine`](crate::mpc::affine)) and the backward is one product,
+//! dX = ⌊dY ⊙ GELU′(x) / 2^16⌋ (or one more: local truncation), from one opening of dY; error
+//! ≤ 2^−10 vs the f64 derivative for |dY| ≤ 1. A separate backward spline (as this module had) would cost a
 //! second key of about the same size and 21 more DCF evaluations per element.
 //! [`spec`] is the training forward's function; [`inference`] evaluates GELU's own 12-piece fit
 //! ([`inference_spec`]) for layers that are never differentiated (frozen ones).
 //!
 //! **Cost per element per party:** training forward 3 rounds, 24 bytes + 2 bits; backward
-//! 2 rounds, 24 bytes; inference 3 rounds, 16 bytes + 1 bit.
+//! 1 round, 8 bytes (32 bytes of keys: dY's mask and three correlations); inference 3 rounds,
+//! 16 bytes + 1 bit.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 
 use std::sync::OnceLock;
 
 use super::approx::{Approx, FitSpec};
-use super::{fmul, fmul_spec, gen_fmul, gen_trunc_cmp, trunc_cmp};
+use super::{FRAC, floor_mul, gen_trunc_cmp_saved, trunc_cmp_saved};
+use crate::mpc::affine::{self, Affine, DealerAffine};
 use crate::mpc::error::Result;
 use crate::mpc::masked;
 use crate::mpc::{Dealer, PartyCtx, Share};
@@ -103,21 +106,23 @@ pub fn inference_spec(x: u64) -> u64 {
     approx().spec(x)
 }
 
-/// Cleartext backward from the saved input x.
+/// Cleartext backward from the saved input x: ⌊dY·GELU′(x) / 2^16⌋ (the protocol gives this or
+/// one more).
 pub fn backward_spec(x: u64, dy: u64) -> u64 {
-    fmul_spec(dy, grad_approx().spec(x))
+    floor_mul(dy, grad_approx().spec(x), 1, FRAC)
 }
 
-/// The dealer's plan for one GELU layer (its shape, which the backward's product needs).
+/// The dealer's plan for one GELU layer: GELU′'s affine terms, which the backward's product
+/// needs. Dealer-only.
 #[derive(Debug)]
 pub struct Plan {
-    shape: Vec<usize>,
+    grad: DealerAffine,
 }
 
-/// What a party keeps from the forward for the backward: ⟨GELU′(x)⟩.
+/// What a party keeps from the forward for the backward: GELU′(x) in affine form.
 #[derive(Debug)]
 pub struct Saved {
-    grad: Share,
+    grad: Affine,
 }
 
 /// Dealer: one training forward over `shape`.
@@ -128,9 +133,10 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<Plan> {
     let [f, g] = joint();
     let mask = masked::gen_mask(dealer, shape)?;
     f.gen_raw_on(dealer, &mask, 0)?;
-    gen_trunc_cmp(dealer, &stacked(shape), f.out_width(), f.shift())?;
+    let both = gen_trunc_cmp_saved(dealer, &stacked(shape), f.out_width(), f.shift())?;
     debug_assert_eq!((f.out_width(), f.shift()), (g.out_width(), g.shift()));
-    Ok(Plan { shape: shape.to_vec() })
+    let n = shape.iter().product();
+    Ok(Plan { grad: both.slice(n, shape)? })
 }
 
 /// `[2, shape…]`: GELU's and GELU′'s outputs stacked.
@@ -145,7 +151,7 @@ fn stacked(shape: &[usize]) -> Vec<usize> {
 /// # Errors
 /// Shape and key errors.
 pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
-    gen_fmul(dealer, &plan.shape)
+    affine::gen_mul(dealer, &plan.grad)
 }
 
 /// Party: ⟨GELU(x)⟩ and ⟨GELU′(x)⟩ for the backward.
@@ -157,19 +163,19 @@ pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, S
     let xh = masked::mask(ctx, x)?;
     // GELU and GELU′ stacked, rounded by one shift gate.
     let raw = masked::splines_tagged(ctx, &[f.spline(), g.spline()], &xh, 0)?;
-    let both = trunc_cmp(ctx, &raw, f.out_width(), f.shift())?;
-    let (y, grad) = both.tensor().as_slice().split_at(x.tensor().len());
-    let y = Share::new(RingTensor::from_vec(x.shape(), y.to_vec())?);
-    let grad = Share::new(RingTensor::from_vec(x.shape(), grad.to_vec())?);
-    Ok((y, Saved { grad }))
+    let both = trunc_cmp_saved(ctx, &raw, f.out_width(), f.shift())?;
+    let n = x.tensor().len();
+    let y = both.share().tensor().as_slice()[..n].to_vec();
+    let y = Share::new(RingTensor::from_vec(x.shape(), y)?);
+    Ok((y, Saved { grad: both.slice(n, x.shape())? }))
 }
 
-/// Party: ⟨dY ⊙ GELU′(x)⟩.
+/// Party: ⟨dY ⊙ GELU′(x)⟩ ([`backward_spec`] or one more): one round, 8 bytes per element.
 ///
 /// # Errors
 /// As [`forward`].
 pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) -> Result<Share> {
-    fmul(ctx, dy, &saved.grad)
+    affine::fmul(ctx, dy, &saved.grad, 1, FRAC)
 }
 
 /// Dealer: one [`inference`] over `shape`.

@@ -8,15 +8,15 @@
 //!
 //! | protocol | forward rounds | backward rounds | module |
 //! |---|---|---|---|
-//! | exp(x), x ≤ 0 | 3 | 2 | [`exp`] |
-//! | 1/x | 3 | 4 | [`reciprocal`] |
-//! | 1/√x | 3 | 6 | [`rsqrt`] |
-//! | sigmoid | 3 | 4 | [`sigmoid`] |
-//! | tanh | 3 | 4 | [`tanh`] |
-//! | GELU (erf) | 3 | 4 | [`gelu`] |
+//! | exp(x), x ≤ 0 | 3 | 1 | [`exp`] |
+//! | 1/x | 3 | 2 | [`reciprocal`] |
+//! | 1/√x | 3 | 3 | [`rsqrt`] |
+//! | sigmoid | 3 | 2 | [`sigmoid`] |
+//! | tanh | 3 | 2 | [`tanh`] |
+//! | GELU (erf) | 3 | 1 | [`gelu`] |
 //! | ReLU | 2 | 1 | [`relu`] |
-//! | dropout(p) | 3 | 3 | [`dropout`] |
-//! | softmax over rows of L | ⌈log₂ L⌉ + 5 | 3 | [`softmax`] |
+//! | dropout(p) | 3 | 1 | [`dropout`] |
+//! | softmax over rows of L | ⌈log₂ L⌉ + 5 | 2 | [`softmax`] |
 //! | softmax–cross-entropy gradient | as softmax | — | [`cross_entropy`] |
 //! | layer norm over rows | 10 | 7 | [`layernorm`] |
 //!
@@ -31,14 +31,24 @@
 //! ([`gates::cmp_relu`](crate::mpc::gates::cmp_relu)); the softmax's max tree keeps the
 //! one-round DCF ReLU.
 //!
-//! **Truncation.** Every truncation inside these protocols is *faithful* (an FSS shift gate:
-//! exact floor, one round, the round shared with the next opening where the protocol allows),
-//! because the specs are exact functions: a local probabilistic truncation is off by one ulp
-//! depending on the sharing, and wraps with probability ≈ |x|/2^64, so its output is not a
-//! function of x. Local truncation ([`trunc_local`](super::trunc::trunc_local)) stays for the
-//! linear layers' products, where its ≤ 1-ulp errors add up along each output's inner
-//! dimension once per layer (k products summed, then one truncation: one ulp per output, not
-//! k) and through the backward's dX and dW the same way.
+//! **Backward products from the forward's affine output.** The smooth functions' forward ends
+//! with the exact shift from a one-bit comparison, whose output each party holds as
+//! y = P − Σ c_t·D_t (P, c_t public, D_t the dealer's); ReLU's bit is the same kind of value.
+//! The training forward keeps that form ([`Saved`], the dealer its D_t in a [`Plan`]), and
+//! every backward product with y opens only the other factor: exp and GELU backward 1 round and
+//! 8 bytes, sigmoid, tanh and 1/x 2 rounds and 16 bytes, 1/√x 3 and 24 — where a product of two
+//! additive secrets opens both ([`affine`](super::affine)).
+//!
+//! **Truncation.** Every truncation in a **forward** is *faithful* (an FSS shift gate: exact
+//! floor), because the forward specs are exact functions of x: a local probabilistic truncation
+//! is off by one ulp depending on the sharing, and wraps with probability ≈ |x|/2^63. The
+//! **backward** products truncate locally ([`trunc_local`](super::trunc::trunc_local), as
+//! CrypTen does everywhere): 0 rounds and 0 bytes, each output the floor or one more (each
+//! module's `BACKWARD_ULPS` bounds the total against its `backward_spec`), applied to values at
+//! 2^32 only, so a wrap has probability below 2^−28 per element for gradients under 2^3. The
+//! linear layers' products truncate locally too: the ≤ 1-ulp errors enter once per output
+//! element (k products summed, then one truncation), and accumulate along the depth — one ulp
+//! per layer forward, and once more in each of dX and dW in the backward.
 //!
 //! **What each party learns.** Every opening is of a value plus a fresh uniform one-time mask
 //! (uniform to the receiver); every gate is an FSS evaluation on such a value. Parties learn
@@ -58,6 +68,7 @@ pub mod sigmoid;
 pub mod softmax;
 pub mod tanh;
 
+use super::affine::{self, Affine, DealerAffine};
 use super::error::Result;
 use super::gates::shift::ars_spec;
 use super::masked::{self, DealerMask};
@@ -149,6 +160,77 @@ pub fn trunc_cmp<C: Channel>(
 ) -> Result<Share> {
     let yh = masked::mask(ctx, y)?;
     masked::ars_cmp(ctx, &yh, width, s)
+}
+
+/// Dealer: as [`gen_trunc_cmp`], keeping the output's affine terms for the products a backward
+/// makes with it ([`affine`](super::affine)).
+///
+/// # Errors
+/// As [`gen_trunc_cmp`].
+pub fn gen_trunc_cmp_saved(
+    dealer: &mut Dealer,
+    shape: &[usize],
+    width: u32,
+    s: u32,
+) -> Result<DealerAffine> {
+    let m = masked::gen_mask(dealer, shape)?;
+    masked::gen_shift_cmp_saved(dealer, width, s, &m)
+}
+
+/// Party: [`trunc_cmp`] with keys from [`gen_trunc_cmp_saved`], the output in affine form.
+///
+/// # Errors
+/// As [`trunc`].
+pub fn trunc_cmp_saved<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    y: &Share,
+    width: u32,
+    s: u32,
+) -> Result<Affine> {
+    let yh = masked::mask(ctx, y)?;
+    masked::ars_cmp_saved(ctx, &yh, width, s)
+}
+
+/// The dealer's plan for one training forward of a smooth function ([`exp`], [`sigmoid`],
+/// [`tanh`], [`reciprocal`], [`rsqrt`]): the output's affine terms, which the backward's
+/// products with the output need. Dealer-only.
+#[derive(Debug)]
+pub struct Plan {
+    y: DealerAffine,
+}
+
+/// What a party keeps from a smooth function's training forward: its output in affine form.
+#[derive(Debug)]
+pub struct Saved {
+    y: Affine,
+}
+
+impl Saved {
+    /// This party's share of the forward's output.
+    pub fn output(&self) -> &Share {
+        self.y.share()
+    }
+}
+
+/// Dealer: the backward's `products` products with the output planned as `plan`.
+fn gen_products(dealer: &mut Dealer, plan: &Plan, products: usize) -> Result<()> {
+    (0..products).try_for_each(|_| affine::gen_mul(dealer, &plan.y))
+}
+
+/// Party: ⌊c·a ⊙ y / 2^s⌋ (or one more) with the saved output y ([`affine::fmul`]).
+fn saved_fmul<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    a: &Share,
+    saved: &Saved,
+    c: u64,
+    s: u32,
+) -> Result<Share> {
+    affine::fmul(ctx, a, &saved.y, c, s)
+}
+
+/// Cleartext ⌊c·a·y / 2^s⌋ over the integers ([`affine::fmul_floor`]).
+pub fn floor_mul(a: u64, y: u64, c: u64, s: u32) -> u64 {
+    affine::fmul_floor(a, y, c, s)
 }
 
 /// Party: several exact truncations in one round (dealt in this order by [`gen_trunc`]).

@@ -3,17 +3,19 @@
 //! **Spec.** [`Approx`] of 1/x on [1/16, 32) in the signed [`WIDTH`]-bit range (|x| < 128).
 //! Relative error ≤ 2^−10 vs f64 on the range. Out of range, by construction: x < 1/16 —
 //! including 0 and every negative x — gives 16 (the value at the range's lower end); x ≥ 32
-//! gives 1/32. Backward: d(1/x)/dx = −1/x², dX = −dY ⊙ Y ⊙ Y from the saved output (two rounded
-//! products).
+//! gives 1/32. Backward: d(1/x)/dx = −1/x², dX = −(dY ⊙ Y) ⊙ Y from the output kept in its shift gate's
+//! affine form ([`crate::mpc::affine`]): two products, each truncated locally ([`backward_spec`],
+//! within [`BACKWARD_ULPS`]).
 //!
-//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 4 rounds, 40 bytes.
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 2 rounds, 16 bytes
+//! (64 bytes of keys).
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 
 use std::sync::OnceLock;
 
 use super::approx::{Approx, FitSpec};
-use super::{fmul, fmul_spec, fsquare, gen_fmul, gen_fsquare};
+use super::{FRAC, Plan, Saved, floor_mul, gen_products, saved_fmul};
 use crate::mpc::error::Result;
 use crate::mpc::{Dealer, PartyCtx, Share};
 use crate::net::Channel;
@@ -46,9 +48,15 @@ pub fn spec(x: u64) -> u64 {
     approx().spec(x)
 }
 
-/// Cleartext backward from the saved output y.
+/// Largest distance, in ulps, between the protocol's backward and [`backward_spec`]: each of its
+/// 2 product(s) is truncated locally ([`affine::fmul`](crate::mpc::affine::fmul): the floor or one
+/// more), and an earlier product's extra ulp is scaled by |y| in the next.
+pub const BACKWARD_ULPS: u64 = 17;
+
+/// Cleartext backward from the forward's output y: ⌊−⌊dY·y / 2^16⌋·y / 2^16⌋, each product's floor exact
+/// (the protocol reconstructs to within [`BACKWARD_ULPS`] of it).
 pub fn backward_spec(y: u64, dy: u64) -> u64 {
-    fmul_spec(dy, fmul_spec(y, y).wrapping_neg())
+    floor_mul(floor_mul(dy, y, 1, FRAC), y, u64::MAX, FRAC)
 }
 
 /// Dealer: one forward over `shape`.
@@ -59,13 +67,20 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     approx().deal(dealer, shape)
 }
 
-/// Dealer: one backward over `shape`.
+/// Dealer: one training forward over `shape`, planned for its backward ([`forward_train`]).
 ///
 /// # Errors
-/// As [`gen_forward`].
-pub fn gen_backward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
-    gen_fsquare(dealer, shape)?;
-    gen_fmul(dealer, shape)
+/// Shape and key errors.
+pub fn gen_forward_train(dealer: &mut Dealer, shape: &[usize]) -> Result<Plan> {
+    approx().deal_train(dealer, shape)
+}
+
+/// Dealer: the backward of the forward planned as `plan`: 2 product(s) with its output.
+///
+/// # Errors
+/// Shape errors.
+pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
+    gen_products(dealer, plan, 2)
 }
 
 /// Party: ⟨1/x⟩.
@@ -76,11 +91,21 @@ pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
     approx().eval(ctx, x)
 }
 
-/// Party: ⟨−dY ⊙ y²⟩ from the saved output y.
+/// Party: ⟨1/x⟩ (the function of [`forward`]) and the output in affine form for the
+/// backward, with keys from [`gen_forward_train`].
 ///
 /// # Errors
 /// As [`forward`].
-pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, y: &Share, dy: &Share) -> Result<Share> {
-    let sq = fsquare(ctx, y)?;
-    fmul(ctx, dy, &Share::new(sq.tensor().neg()))
+pub fn forward_train<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, Saved)> {
+    approx().eval_train(ctx, x)
+}
+
+/// Party: ⟨−dY ⊙ y² = −(dY ⊙ y) ⊙ y⟩ from the forward's saved output: 2 rounds, 16 bytes per element (dY and
+/// each intermediate opened once; the output is never opened again).
+///
+/// # Errors
+/// As [`forward`].
+pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) -> Result<Share> {
+    let t = saved_fmul(ctx, dy, saved, 1, FRAC)?;
+    saved_fmul(ctx, &t, saved, u64::MAX, FRAC)
 }

@@ -3,16 +3,19 @@
 //! **Spec.** [`Approx`] of x^(−1/2) on [2^−6, 2^8) in the signed [`WIDTH`]-bit range
 //! (|x| < 2^11). Relative error ≤ 2^−10 vs f64 on the range. Out of range: x < 2^−6 — including
 //! 0 and negative x — gives 8; x ≥ 2^8 gives 1/16. Backward: d(x^(−1/2))/dx = −½·y³, so
-//! dX = dY ⊙ ⌊−y·y²/2⌉ from the saved output (three rounded products).
+//! dX = −½((dY ⊙ Y) ⊙ Y) ⊙ Y from the output kept in its shift gate's affine form
+//! ([`crate::mpc::affine`]): three products, each truncated locally ([`backward_spec`], within
+//! [`BACKWARD_ULPS`]).
 //!
-//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 6 rounds, 64 bytes.
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 3 rounds, 24 bytes
+//! (96 bytes of keys).
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 
 use std::sync::OnceLock;
 
 use super::approx::{Approx, FitSpec};
-use super::{fmul, fmul_by, fmul_by_spec, fmul_spec, fsquare, gen_fmul, gen_fmul_by, gen_fsquare};
+use super::{FRAC, Plan, Saved, floor_mul, gen_products, saved_fmul};
 use crate::mpc::error::Result;
 use crate::mpc::{Dealer, PartyCtx, Share};
 use crate::net::Channel;
@@ -45,10 +48,16 @@ pub fn spec(x: u64) -> u64 {
     approx().spec(x)
 }
 
-/// Cleartext backward from the saved output y: dY ⊙ (−½·y·y²), each product rounded.
+/// Largest distance, in ulps, between the protocol's backward and [`backward_spec`]: each of its
+/// 3 product(s) is truncated locally ([`affine::fmul`](crate::mpc::affine::fmul): the floor or one
+/// more), and an earlier product's extra ulp is scaled by |y| in the next.
+pub const BACKWARD_ULPS: u64 = 37;
+
+/// Cleartext backward from the forward's output y: ⌊−⌊⌊dY·y / 2^16⌋·y / 2^16⌋·y / 2^17⌋, each product's floor exact
+/// (the protocol reconstructs to within [`BACKWARD_ULPS`] of it).
 pub fn backward_spec(y: u64, dy: u64) -> u64 {
-    let h = fmul_by_spec(y, fmul_spec(y, y), u64::MAX, super::FRAC + 1);
-    fmul_spec(dy, h)
+    let t = floor_mul(floor_mul(dy, y, 1, FRAC), y, 1, FRAC);
+    floor_mul(t, y, u64::MAX, FRAC + 1)
 }
 
 /// Dealer: one forward over `shape`.
@@ -59,14 +68,20 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     approx().deal(dealer, shape)
 }
 
-/// Dealer: one backward over `shape`.
+/// Dealer: one training forward over `shape`, planned for its backward ([`forward_train`]).
 ///
 /// # Errors
-/// As [`gen_forward`].
-pub fn gen_backward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
-    gen_fsquare(dealer, shape)?;
-    gen_fmul_by(dealer, shape, super::FRAC + 1)?;
-    gen_fmul(dealer, shape)
+/// Shape and key errors.
+pub fn gen_forward_train(dealer: &mut Dealer, shape: &[usize]) -> Result<Plan> {
+    approx().deal_train(dealer, shape)
+}
+
+/// Dealer: the backward of the forward planned as `plan`: 3 product(s) with its output.
+///
+/// # Errors
+/// Shape errors.
+pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
+    gen_products(dealer, plan, 3)
 }
 
 /// Party: ⟨1/√x⟩.
@@ -77,13 +92,22 @@ pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
     approx().eval(ctx, x)
 }
 
-/// Party: ⟨dY ⊙ (−½ y³)⟩ from the saved output y; the −½ is folded into the second
-/// product's exact shift ([`fmul_by`] with c = −1, s = 17).
+/// Party: ⟨1/√x⟩ (the function of [`forward`]) and the output in affine form for the
+/// backward, with keys from [`gen_forward_train`].
 ///
 /// # Errors
 /// As [`forward`].
-pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, y: &Share, dy: &Share) -> Result<Share> {
-    let sq = fsquare(ctx, y)?;
-    let h = fmul_by(ctx, y, &sq, u64::MAX, super::FRAC + 1)?;
-    fmul(ctx, dy, &h)
+pub fn forward_train<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, Saved)> {
+    approx().eval_train(ctx, x)
+}
+
+/// Party: ⟨−½·dY ⊙ y³ = −½((dY ⊙ y) ⊙ y) ⊙ y⟩ from the forward's saved output: 3 rounds, 24 bytes per element (dY and
+/// each intermediate opened once; the output is never opened again).
+///
+/// # Errors
+/// As [`forward`].
+pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) -> Result<Share> {
+    let t = saved_fmul(ctx, dy, saved, 1, FRAC)?;
+    let t = saved_fmul(ctx, &t, saved, 1, FRAC)?;
+    saved_fmul(ctx, &t, saved, u64::MAX, FRAC + 1)
 }

@@ -18,9 +18,13 @@
 //! 1 (the final shift) = ⌈log₂ L⌉ + 5: 10 for L = 32. **Bytes per entry per party:**
 //! 8·(L − 1)/L (the tree) + 16 + 8 + 8 + 8/L·2.
 //!
-//! **Backward** (3 rounds): dX = Y ⊙ (dY − rowsum(dY ⊙ Y)) with one shift: Y and dY masked
-//! together, p = dY ⊙ Y (at 2^32, local), q = 2^16·dY − rowsum(p) (at 2^32), q masked,
-//! dX = ⌊(Y ⊙ q + 2^31) / 2^32⌋ in the signed [`GRAD_WIDTH`]-bit range (|dX| < 2^11).
+//! **Backward** (2 rounds, 24 bytes per entry per party): dX = Y ⊙ (dY − rowsum(dY ⊙ Y)): Y
+//! and dY masked together, p = dY ⊙ Y (at 2^32, local), q = ⌊(2^16·dY − rowsum(p)) / 2^16⌋
+//! (local truncation), q masked, dX = ⌊Y ⊙ q / 2^16⌋ (local truncation). Both truncations act
+//! on values at 2^32, where a local truncation's wrap has probability about |v|/2^63, and each
+//! adds at most one ulp ([`BACKWARD_ULPS`] in all, Y ≤ 1). Before, the product at 2^48 ended
+//! with one exact shift (3 rounds, 32 bytes and an 850-byte key per entry); now the keys are
+//! three masks and two correlations, 40 bytes.
 //!
 //! **What each party learns:** nothing (every opening is under a fresh mask).
 
@@ -29,7 +33,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::approx::{Approx, FitSpec};
 use super::exp;
-use super::{FRAC, GRAD_WIDTH, add_const, gen_trunc, last_dim, row_sums, spread, trunc};
+use super::{FRAC, add_const, floor_mul, gen_trunc, last_dim, row_sums, spread, trunc};
 use crate::mpc::error::Result;
 use crate::mpc::gates;
 use crate::mpc::gates::shift::ars_spec;
@@ -114,14 +118,19 @@ pub fn spec(x: &[u64], mask: Option<&[u64]>, len: usize) -> Vec<u64> {
     out
 }
 
-/// The cleartext backward on rows of `len`.
+/// Largest distance, in ulps, between the protocol's backward and [`backward_spec`] (two local
+/// truncations; the first one's ulp is scaled by Y ≤ 1).
+pub const BACKWARD_ULPS: u64 = 2;
+
+/// The cleartext backward on rows of `len`: q = ⌊(2^16·dY − Σ dY·Y) / 2^16⌋,
+/// dX = ⌊Y·q / 2^16⌋, floors exact.
 pub fn backward_spec(y: &[u64], dy: &[u64], len: usize) -> Vec<u64> {
     let mut out = Vec::with_capacity(y.len());
     for (yr, dr) in y.chunks(len).zip(dy.chunks(len)) {
         let s = yr.iter().zip(dr).fold(0u64, |a, (&y, &d)| a.wrapping_add(y.wrapping_mul(d)));
         out.extend(yr.iter().zip(dr).map(|(&y, &d)| {
-            let q = (d << FRAC).wrapping_sub(s);
-            ars_spec(y.wrapping_mul(q).wrapping_add(1 << 31), GRAD_WIDTH, 32)
+            let q = (((d << FRAC).wrapping_sub(s)) as i64 >> FRAC) as u64;
+            floor_mul(y, q, 1, FRAC)
         }));
     }
     out
@@ -158,8 +167,7 @@ pub fn gen_backward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     let y = masked::gen_mask(dealer, shape)?;
     masked::gen_mul(dealer, &dy, &y)?;
     let q = masked::gen_mask(dealer, shape)?;
-    masked::gen_mul(dealer, &y, &q)?;
-    gen_trunc(dealer, shape, GRAD_WIDTH, 32).map(drop)
+    masked::gen_mul(dealer, &y, &q)
 }
 
 fn columns(x: &RingTensor, len: usize, range: std::ops::Range<usize>) -> Vec<u64> {
@@ -216,7 +224,8 @@ pub fn forward<C: Channel>(
     trunc(ctx, &prod, OUT_WIDTH, FRAC + RECIP_SHIFT)
 }
 
-/// Party: ⟨Y ⊙ (dY − rowsum(dY ⊙ Y))⟩ from the saved output y.
+/// Party: ⟨Y ⊙ (dY − rowsum(dY ⊙ Y))⟩ from the saved output y ([`backward_spec`], within
+/// [`BACKWARD_ULPS`]).
 ///
 /// # Errors
 /// As [`forward`].
@@ -227,7 +236,8 @@ pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, y: &Share, dy: &Share) -> Res
     let p = masked::mul(ctx, &m[0], &m[1])?;
     let s = spread(&row_sums(p.tensor(), len)?, len)?;
     let q = dy.tensor().scale(1 << FRAC).sub(&RingTensor::from_vec(&shape, s.into_vec())?)?;
-    let qh = masked::mask(ctx, &Share::new(q))?;
+    let q = crate::mpc::trunc::trunc(ctx, &Share::new(q), FRAC)?;
+    let qh = masked::mask(ctx, &q)?;
     let z = masked::mul(ctx, &m[1], &qh)?;
-    trunc(ctx, &add_const(ctx.id, &z, 1 << 31), GRAD_WIDTH, 32)
+    crate::mpc::trunc::trunc(ctx, &z, FRAC)
 }

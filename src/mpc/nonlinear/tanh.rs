@@ -2,18 +2,20 @@
 //!
 //! **Spec.** [`Approx`] of tanh on [−6, 6) in the signed [`WIDTH`]-bit range (|x| < 128),
 //! saturating at ∓1 outside (1 − tanh 6 < 2^−15). Error ≤ 2^−10 vs f64 (fitted to half of it).
-//! Backward: tanh′ = 1 − tanh² from the saved output: dX = dY ⊙ (1 − Y ⊙ Y), two rounded
-//! products; error ≤ 2^−10 vs the f64 derivative for |dY| ≤ 1.
+//! Backward: tanh′ = 1 − tanh² from the saved output: dX = dY − (dY ⊙ Y) ⊙ Y, two products with
+//! the output kept in its shift gate's affine form ([`crate::mpc::affine`]), each truncated
+//! locally ([`backward_spec`], within [`BACKWARD_ULPS`]); error ≤ 2^−10 vs the f64 derivative
+//! for |dY| ≤ 1.
 //!
-//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 4 rounds, 40 bytes
-//! (the square opens Y once).
+//! **Cost per element per party:** forward 3 rounds, 16 bytes + 1 bit; backward 2 rounds, 16 bytes
+//! (64 bytes of keys).
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 
 use std::sync::OnceLock;
 
 use super::approx::{Approx, FitSpec};
-use super::{FRAC, add_const, fmul, fmul_spec, fsquare, gen_fmul, gen_fsquare};
+use super::{FRAC, Plan, Saved, floor_mul, gen_products, saved_fmul};
 use crate::mpc::error::Result;
 use crate::mpc::{Dealer, PartyCtx, Share};
 use crate::net::Channel;
@@ -44,9 +46,15 @@ pub fn spec(x: u64) -> u64 {
     approx().spec(x)
 }
 
-/// Cleartext backward from the saved output y.
+/// Largest distance, in ulps, between the protocol's backward and [`backward_spec`]: each of its
+/// 2 product(s) is truncated locally ([`affine::fmul`](crate::mpc::affine::fmul): the floor or one
+/// more), and an earlier product's extra ulp is scaled by |y| in the next.
+pub const BACKWARD_ULPS: u64 = 2;
+
+/// Cleartext backward from the forward's output y: dY − ⌊⌊dY·y / 2^16⌋·y / 2^16⌋, each product's floor exact
+/// (the protocol reconstructs to within [`BACKWARD_ULPS`] of it).
 pub fn backward_spec(y: u64, dy: u64) -> u64 {
-    fmul_spec(dy, (1u64 << FRAC).wrapping_sub(fmul_spec(y, y)))
+    dy.wrapping_sub(floor_mul(floor_mul(dy, y, 1, FRAC), y, 1, FRAC))
 }
 
 /// Dealer: one forward over `shape`.
@@ -57,13 +65,20 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
     approx().deal(dealer, shape)
 }
 
-/// Dealer: one backward over `shape`.
+/// Dealer: one training forward over `shape`, planned for its backward ([`forward_train`]).
 ///
 /// # Errors
-/// As [`gen_forward`].
-pub fn gen_backward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
-    gen_fsquare(dealer, shape)?;
-    gen_fmul(dealer, shape)
+/// Shape and key errors.
+pub fn gen_forward_train(dealer: &mut Dealer, shape: &[usize]) -> Result<Plan> {
+    approx().deal_train(dealer, shape)
+}
+
+/// Dealer: the backward of the forward planned as `plan`: 2 product(s) with its output.
+///
+/// # Errors
+/// Shape errors.
+pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
+    gen_products(dealer, plan, 2)
 }
 
 /// Party: ⟨tanh(x)⟩.
@@ -74,12 +89,22 @@ pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
     approx().eval(ctx, x)
 }
 
-/// Party: ⟨dY ⊙ (1 − y²)⟩ from the saved output y.
+/// Party: ⟨tanh(x)⟩ (the function of [`forward`]) and the output in affine form for the
+/// backward, with keys from [`gen_forward_train`].
 ///
 /// # Errors
 /// As [`forward`].
-pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, y: &Share, dy: &Share) -> Result<Share> {
-    let sq = fsquare(ctx, y)?;
-    let d = add_const(ctx.id, &Share::new(sq.tensor().neg()), 1 << FRAC);
-    fmul(ctx, dy, &d)
+pub fn forward_train<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, Saved)> {
+    approx().eval_train(ctx, x)
+}
+
+/// Party: ⟨dY ⊙ (1 − y²) = dY − (dY ⊙ y) ⊙ y⟩ from the forward's saved output: 2 rounds, 16 bytes per element (dY and
+/// each intermediate opened once; the output is never opened again).
+///
+/// # Errors
+/// As [`forward`].
+pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) -> Result<Share> {
+    let t = saved_fmul(ctx, dy, saved, 1, FRAC)?;
+    let u = saved_fmul(ctx, &t, saved, 1, FRAC)?;
+    dy.sub(&u)
 }
