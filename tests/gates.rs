@@ -6,7 +6,7 @@
 mod common;
 
 use prifft::backend::Backend;
-use prifft::mpc::gates::{interval, lut, relu, shift, sign, signed_in, spline};
+use prifft::mpc::gates::{cmp_spline, interval, lut, relu, shift, sign, signed_in, spline};
 use prifft::prg::insecure_seeded_rng;
 use rand::Rng;
 
@@ -262,6 +262,53 @@ fn splines_match_their_spec(backend: &dyn Backend) {
     }
 }
 
+/// The comparison spline computes the DCF spline's function: both parties' masked bits XORed
+/// (the opening), then each party's finish; the sum is the spec at every input, breakpoints
+/// and their neighbours included.
+fn comparison_splines_match_the_spline_spec(backend: &dyn Backend) {
+    let mut rng = insecure_seeded_rng(18);
+    for (width, degree, pieces) in
+        [(8u32, 0usize, 3usize), (16, 1, 4), (24, 2, 17), (64, 3, 2), (12, 2, 1), (26, 2, 70)]
+    {
+        let half = 1i64 << (width - 1).min(62);
+        let mut breaks: Vec<i64> =
+            (0..pieces - 1).map(|_| rng.random_range(-half + 1..half)).collect();
+        breaks.sort();
+        breaks.dedup();
+        let pieces = breaks.len() + 1;
+        let coeffs: Vec<Vec<u64>> =
+            (0..pieces).map(|_| (0..=degree).map(|_| rng.random()).collect()).collect();
+        let s = spline::Spline { width, breaks: breaks.clone(), coeffs };
+        let mut xs = inputs(width, 1500, 2000 + width as u64);
+        for &b in &breaks {
+            xs.extend([b - 1, b, b + 1].map(|v| v as u64));
+        }
+        let xs: Vec<u64> =
+            xs.into_iter().filter(|&x| signed_in(x, width) as i128 == x as i64 as i128).collect();
+        let (masks, masked) = masks_and_masked(&xs, 2100 + width as u64);
+        let [k0, k1] = cmp_spline::keygen(width, degree, pieces, &masks, &mut rng).unwrap();
+        let b0 = cmp_spline::masked_bits(backend, &k0, &s, &masked).unwrap();
+        let b1 = cmp_spline::masked_bits(backend, &k1, &s, &masked).unwrap();
+        let opened: Vec<u64> = b0.iter().zip(&b1).map(|(a, b)| a ^ b).collect();
+        let y0 = cmp_spline::finish(&k0, &s, &masked, &opened).unwrap();
+        let y1 = cmp_spline::finish(&k1, &s, &masked, &opened).unwrap();
+        for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
+            assert_eq!(y, s.spec(x), "cmp spline width {width} degree {degree} x = {}", x as i64);
+        }
+        // Keys for another spline (one piece more or less) are refused, not misread.
+        let mut other = s.clone();
+        if other.breaks.pop().is_some() {
+            other.coeffs.pop();
+        } else {
+            other.breaks.push(0);
+            other.coeffs.push(other.coeffs[0].clone());
+        }
+        let e = cmp_spline::masked_bits(backend, &k0, &other, &masked).unwrap_err();
+        assert!(e.to_string().contains("pieces"), "{e}");
+        assert!(cmp_spline::finish(&k0, &s, &masked[1..], &opened).is_err());
+    }
+}
+
 fn multi_word_dcf_reconstructs_every_word(backend: &dyn Backend) {
     use prifft::fss::dcf;
     let mut rng = insecure_seeded_rng(18);
@@ -305,5 +352,6 @@ per_backend!(
     digits_follow_from_shifts,
     relu_in_one_round_matches_its_spec,
     splines_match_their_spec,
+    comparison_splines_match_the_spline_spec,
     multi_word_dcf_reconstructs_every_word
 );

@@ -705,6 +705,47 @@ pub fn splines_tagged<C: Channel>(
     })
 }
 
+/// Dealer: comparison-spline keys ([`gates::cmp_spline`]) for `f`'s width, degree and piece
+/// count on the masked tensor of `mask`, under use tag `tag` ([`cmp_spline_tagged`]).
+///
+/// # Errors
+/// Key errors for a bad width, no pieces or a degree ≥ 16; [`PreprocError::Reused`](super::PreprocError::Reused)
+/// when this mask already has such keys under `tag`.
+pub fn gen_cmp_spline_tagged(
+    dealer: &mut Dealer,
+    f: &gates::spline::Spline,
+    mask: &DealerMask,
+    tag: u8,
+) -> Result<()> {
+    let (m, d, p) = (f.width, f.degree(), f.coeffs.len());
+    let keys = gates::cmp_spline::keygen(m, d, p, mask.value.as_slice(), dealer.rng())?;
+    deal_gate_on(dealer, mask, keys, tag)
+}
+
+/// ⟨f(x)⟩ for a public spline f ([`gates::spline::Spline::spec`], the same function as
+/// [`spline_tagged`]) on a masked tensor, from comparison-spline keys made for its mask
+/// ([`gen_cmp_spline_tagged`]): one round of p − 1 bits per element each way (p pieces).
+///
+/// # Errors
+/// As [`spline`]; a protocol error for a peer's malformed bits.
+pub fn cmp_spline_tagged<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    f: &gates::spline::Spline,
+    x: &MaskedTensor,
+    tag: u8,
+) -> Result<Share> {
+    use gates::cmp_spline::{CmpSplineKeys, finish, masked_bits};
+    let len = x.public.len();
+    let id = gate_id(MaterialKind::CmpSplineKeys, (x.mask_id, x.transposed), tag);
+    let dims = [len, f.width as usize, f.degree(), f.coeffs.len()];
+    let item: GateKeys<CmpSplineKeys> = ctx.preproc.take_fss_bound(&dims, id)?;
+    let mine = masked_bits(ctx.backend(), item.keys(), f, x.public.as_slice())?;
+    let bits = item.keys().bits_per_element() * len;
+    let opened = open_bits(ctx, "masked::cmp_spline", &mine, bits)?;
+    let y = finish(item.keys(), f, x.public.as_slice(), &opened)?;
+    Ok(Share::new(RingTensor::from_vec(x.shape(), y)?))
+}
+
 /// Dealer: exact-shift keys (width m, shift s) for the masked tensor of `mask` ([`ars`],
 /// [`lrs`]), in range mode ([`gates::shift::keygen_in_range`]: no wrap DCF below m = 64, so the
 /// input's whole ring value must lie in the gate's range — the protocols' bounded values do).

@@ -97,6 +97,9 @@ pub enum MaterialKind {
     /// shape key [len, terms]; bound to the mask and the output by its id
     /// ([`affine`](super::affine)).
     AffineProduct = 21,
+    /// Spline keys from one comparison key and opened bits
+    /// ([`gates::cmp_spline`](super::gates::cmp_spline)), shape key [len, width, degree, pieces].
+    CmpSplineKeys = 22,
 }
 
 impl MaterialKind {
@@ -123,6 +126,7 @@ impl MaterialKind {
             19 => Some(Self::BitPair),
             20 => Some(Self::XorRandom),
             21 => Some(Self::AffineProduct),
+            22 => Some(Self::CmpSplineKeys),
             _ => None,
         }
     }
@@ -187,6 +191,7 @@ impl fmt::Display for MaterialKind {
             Self::BitPair => "random bit in binary and arithmetic form",
             Self::XorRandom => "binary shares of random 16-bit values",
             Self::AffineProduct => "affine-output product correlation [len, terms]",
+            Self::CmpSplineKeys => "comparison spline keys [len, width, degree, pieces]",
         })
     }
 }

@@ -15,6 +15,7 @@
 //! | [`MaterialKind::CmpKeys`] | `[len, n]` | batch |
 //! | [`MaterialKind::CmpShiftKeys`] | `[len, m, s]` | mask, comparison on m bits (m = 64 only), comparison on s bits, packed flip bits (2 per element at m = 64, else 1), 3 share words per element |
 //! | [`MaterialKind::CmpReluKeys`] | `[len, m, select]` | mask, comparison (m − 1 bits), packed flip bits, ρ shares, ρr shares (select 1) |
+//! | [`MaterialKind::CmpSplineKeys`] | `[len, m, degree, pieces]` | mask, comparison (m bits), packed flip bits (p − 1 per element), r^e shares, ρ_k·r^e shares |
 //!
 //! Every item is built by a dealer `gen_*` or by the file loader, which checks each
 //! section; the key structs' fields are private to the crate, so a caller cannot assemble an
@@ -27,6 +28,7 @@
 
 use super::cmp_relu::{CmpReluKeys, packed_words};
 use super::cmp_shift::CmpShiftKeys;
+use super::cmp_spline::CmpSplineKeys;
 use super::interval::IntervalKeys;
 use super::lut::LutKeys;
 use super::relu::ReluKeys;
@@ -105,6 +107,8 @@ pub enum FssMaterial {
     CmpRelu(Masked<CmpReluKeys>),
     /// Exact-shift keys from one-bit comparisons.
     CmpShift(Masked<CmpShiftKeys>),
+    /// Spline keys from one comparison key and opened bits.
+    CmpSpline(Masked<CmpSplineKeys>),
 }
 
 /// A type of FSS material the store can hand out ([`Preproc::take_fss`](super::super::Preproc::take_fss)).
@@ -141,6 +145,7 @@ fss_item!(Masked<LutKeys>, LutKeys, Lut);
 fss_item!(Masked<ShiftKeys>, ShiftKeys, Shift);
 fss_item!(Masked<CmpReluKeys>, CmpReluKeys, CmpRelu);
 fss_item!(Masked<CmpShiftKeys>, CmpShiftKeys, CmpShift);
+fss_item!(Masked<CmpSplineKeys>, CmpSplineKeys, CmpSpline);
 
 impl FssMaterial {
     /// The store kind.
@@ -157,6 +162,7 @@ impl FssMaterial {
             FssMaterial::Cmp(_) => MaterialKind::CmpKeys,
             FssMaterial::CmpRelu(_) => MaterialKind::CmpReluKeys,
             FssMaterial::CmpShift(_) => MaterialKind::CmpShiftKeys,
+            FssMaterial::CmpSpline(_) => MaterialKind::CmpSplineKeys,
         }
     }
 
@@ -183,6 +189,9 @@ impl FssMaterial {
             FssMaterial::CmpShift(k) => {
                 vec![k.mask.len(), k.keys.width as usize, k.keys.shift as usize]
             }
+            FssMaterial::CmpSpline(k) => {
+                vec![k.mask.len(), k.keys.width as usize, k.keys.degree, k.keys.pieces]
+            }
         }
     }
 
@@ -193,6 +202,7 @@ impl FssMaterial {
             FssMaterial::Dcf(b) | FssMaterial::Dpf(b) | FssMaterial::Cmp(b) => b.party(),
             FssMaterial::CmpRelu(k) => k.keys.cmp.party(),
             FssMaterial::CmpShift(k) => k.keys.borrow.party(),
+            FssMaterial::CmpSpline(k) => k.keys.cmp.party(),
             FssMaterial::Sign(k) => k.keys.dcf.party(),
             FssMaterial::Relu(k) => k.keys.dcf.party(),
             FssMaterial::Interval(k) => k.keys.dcf.party(),
@@ -221,6 +231,13 @@ impl FssMaterial {
                 put_batch(out, &k.keys.borrow);
                 put_words(out, &k.keys.flips);
                 put_words(out, &k.keys.terms);
+            }
+            FssMaterial::CmpSpline(k) => {
+                put_words(out, &k.mask);
+                put_batch(out, &k.keys.cmp);
+                put_words(out, &k.keys.flips);
+                put_words(out, &k.keys.mask_powers);
+                put_words(out, &k.keys.rho_powers);
             }
             FssMaterial::Sign(k) => {
                 put_words(out, &k.mask);
@@ -275,6 +292,7 @@ impl FssMaterial {
             | MaterialKind::ShiftKeys
             | MaterialKind::CmpReluKeys
             | MaterialKind::CmpShiftKeys => 3,
+            MaterialKind::CmpSplineKeys => 4,
             _ => 2,
         };
         if dims.len() != rank {
@@ -424,6 +442,31 @@ impl FssMaterial {
                 FssMaterial::CmpShift(Masked {
                     mask,
                     keys: CmpShiftKeys { width: m, shift, wrap, borrow, flips, terms },
+                })
+            }
+            MaterialKind::CmpSplineKeys => {
+                let (degree, pieces) = (dims[2], dims[3]);
+                let lengths = CmpSplineKeys::lengths(len, degree, pieces)
+                    .filter(|_| degree < crate::fss::keys::MAX_WORDS as usize);
+                let Some([_, powers, rhos]) = lengths else {
+                    return Err(malformed(format!("{pieces} pieces of degree {degree}")));
+                };
+                let mask = get_words(r, len)?;
+                let cmp = checked(get_batch(r)?, Scheme::Cmp, width, 1)?;
+                let flips = get_bits(r, len * (pieces - 1))?;
+                let mask_powers = get_words(r, powers)?;
+                let rho_powers = get_words(r, rhos)?;
+                FssMaterial::CmpSpline(Masked {
+                    mask,
+                    keys: CmpSplineKeys {
+                        width,
+                        degree,
+                        pieces,
+                        cmp,
+                        flips,
+                        mask_powers,
+                        rho_powers,
+                    },
                 })
             }
             other => return Err(malformed(format!("{other} is not FSS material"))),

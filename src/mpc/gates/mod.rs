@@ -43,6 +43,7 @@ use material::{FssItem, FssMaterial, Masked};
 
 pub mod cmp_relu;
 pub mod cmp_shift;
+pub mod cmp_spline;
 pub mod interval;
 pub mod lut;
 pub mod material;

@@ -42,7 +42,7 @@ impl Spline {
         self.coeffs.first().map_or(0, |c| c.len().saturating_sub(1))
     }
 
-    fn check(&self) -> Result<(), KeyError> {
+    pub(crate) fn check(&self) -> Result<(), KeyError> {
         let half = 1i128 << (self.width - 1);
         let bad = !(1..=64).contains(&self.width)
             || self.coeffs.len() != self.breaks.len() + 1
@@ -72,6 +72,19 @@ impl Spline {
         }
         acc
     }
+}
+
+/// (−1)^e·C(j, e) mod 2^64 for j, e < `words` (Pascal's rule: no divisions), `[j][e]`.
+pub(crate) fn signed_binomials(words: usize) -> Vec<[u64; crate::fss::keys::MAX_WORDS as usize]> {
+    let mut b = vec![[0u64; crate::fss::keys::MAX_WORDS as usize]; words];
+    for j in 0..words {
+        b[j][0] = 1;
+        for e in 1..=j {
+            let above = b[j - 1][e - 1].wrapping_neg();
+            b[j][e] = above.wrapping_add(b[j - 1][e]);
+        }
+    }
+    b
 }
 
 /// One party's spline keys (for one spline's degree and width).
@@ -222,15 +235,7 @@ pub fn eval_many(
     //       = Σ_t Σ_e E_t[e]·(coef_{t−1,e}(x̂) − coef_{t,e}(x̂))   (coef_{−1} = coef_k = 0):
     // the boundaries stream through one buffer, each folded into every output as it is evaluated.
     let pieces = spline.coeffs.len();
-    // (−1)^e·C(j, e) mod 2^64, once (Pascal's rule: no divisions in the loop below).
-    let mut signed_binom = vec![[0u64; crate::fss::keys::MAX_WORDS as usize]; words];
-    for j in 0..words {
-        signed_binom[j][0] = 1;
-        for e in 1..=j {
-            let above = signed_binom[j - 1][e - 1].wrapping_neg();
-            signed_binom[j][e] = above.wrapping_add(signed_binom[j - 1][e]);
-        }
-    }
+    let signed_binom = signed_binomials(words);
     let coef = |f: &Spline, k: usize, i: usize, e: usize| -> u64 {
         if i >= pieces {
             return 0;

@@ -252,17 +252,9 @@ impl Approx {
         masked::gen_spline_tagged(dealer, self.spline.width, 2, mask, tag)
     }
 
-    /// Dealer: a mask for an additive input of `shape`, and [`gen_on`](Self::gen_on).
-    ///
-    /// # Errors
-    /// As [`gen_on`](Self::gen_on).
-    pub fn deal(&self, dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
-        let m = masked::gen_mask(dealer, shape)?;
-        self.gen_on(dealer, &m, 0)
-    }
-
-    /// Dealer: as [`deal`](Self::deal) for a training forward, keeping the output's affine
-    /// terms for the backward ([`eval_train`](Self::eval_train)).
+    /// Dealer: a mask, spline keys and the output's truncation by one-bit comparisons
+    /// ([`gen_on`](Self::gen_on)) for a training forward, keeping the output's affine terms for
+    /// the backward ([`eval_train`](Self::eval_train)).
     ///
     /// # Errors
     /// As [`gen_on`](Self::gen_on).
@@ -273,8 +265,8 @@ impl Approx {
         Ok(super::Plan { y })
     }
 
-    /// Party: as [`eval`](Self::eval) with keys from [`deal_train`](Self::deal_train): the same
-    /// output, and what the backward needs of it.
+    /// Party: ⟨spec(x)⟩ for an additive x with keys from [`deal_train`](Self::deal_train) (three
+    /// rounds, 16 bytes + 1 bit per element), and the output in affine form for the backward.
     ///
     /// # Errors
     /// As [`eval_on`](Self::eval_on).
@@ -287,6 +279,30 @@ impl Approx {
         let raw = self.eval_raw_on(ctx, &xh, 0)?;
         let y = super::trunc_cmp_saved(ctx, &raw, self.out_width, self.shift)?;
         Ok((y.share().clone(), super::Saved { y }))
+    }
+
+    /// Dealer: a mask, comparison-spline keys ([`gates::cmp_spline`](crate::mpc::gates::cmp_spline):
+    /// one AES block per level, one opened bit per breakpoint) and the one-round exact shift,
+    /// for [`eval_cmp`](Self::eval_cmp).
+    ///
+    /// # Errors
+    /// As [`gen_on`](Self::gen_on).
+    pub fn deal_cmp(&self, dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
+        let m = masked::gen_mask(dealer, shape)?;
+        masked::gen_cmp_spline_tagged(dealer, &self.spline, &m, 0)?;
+        gen_trunc(dealer, shape, self.out_width, self.shift).map(drop)
+    }
+
+    /// Party: ⟨spec(x)⟩ (the function of [`eval_train`](Self::eval_train)) with keys from
+    /// [`deal_cmp`](Self::deal_cmp): three rounds — open x̂, open the p − 1 breakpoint bits,
+    /// mask the output for its exact shift — 16 bytes and p − 1 bits per element.
+    ///
+    /// # Errors
+    /// As [`eval_on`](Self::eval_on).
+    pub fn eval_cmp<C: Channel>(&self, ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
+        let xh = masked::mask(ctx, x)?;
+        let y = masked::cmp_spline_tagged(ctx, &self.spline, &xh, 0)?;
+        trunc(ctx, &y, self.out_width, self.shift)
     }
 
     /// Dealer: a mask and [`gen_on_one_round`](Self::gen_on_one_round).
@@ -340,16 +356,7 @@ impl Approx {
         masked::spline_tagged(ctx, &self.spline, x, tag)
     }
 
-    /// Party: ⟨spec(x)⟩ for an additive x: three rounds, 16 bytes + 1 bit per element.
-    ///
-    /// # Errors
-    /// As [`eval_on`](Self::eval_on).
-    pub fn eval<C: Channel>(&self, ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
-        let xh = masked::mask(ctx, x)?;
-        self.eval_on(ctx, &xh, 0)
-    }
-
-    /// Party: as [`eval`](Self::eval) with keys from [`deal_one_round`](Self::deal_one_round):
+    /// Party: ⟨spec(x)⟩ for an additive x with keys from [`deal_one_round`](Self::deal_one_round):
     /// two rounds, 16 bytes per element.
     ///
     /// # Errors

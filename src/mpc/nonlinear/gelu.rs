@@ -183,7 +183,7 @@ pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) ->
 /// # Errors
 /// Shape and key errors.
 pub fn gen_inference(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
-    approx().deal(dealer, shape)
+    approx().deal_cmp(dealer, shape)
 }
 
 /// Party: ⟨GELU(x)⟩ alone ([`inference_spec`]), for a layer without a backward.
@@ -191,5 +191,5 @@ pub fn gen_inference(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
 /// # Errors
 /// As [`forward`].
 pub fn inference<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
-    approx().eval(ctx, x)
+    approx().eval_cmp(ctx, x)
 }

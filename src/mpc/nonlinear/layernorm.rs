@@ -205,7 +205,7 @@ pub fn gen_forward(dealer: &mut Dealer, shape: &[usize], eps: f64) -> Result<Pla
     let gamma = masked::gen_mask(dealer, shape)?;
     masked::gen_mul(dealer, &d, &d)?;
     gen_trunc(dealer, &[rows], 64, FRAC + k)?;
-    rsqrt(h, eps).deal(dealer, &[rows])?;
+    rsqrt(h, eps).deal_cmp(dealer, &[rows])?;
     let rho = masked::gen_mask(dealer, &[rows])?;
     masked::gen_mul(dealer, &d, &rho.broadcast(h)?.reshape(shape)?)?;
     gen_trunc_cmp(dealer, shape, PRODUCT_WIDTH, FRAC)?;
@@ -265,7 +265,7 @@ pub fn forward<C: Channel>(
     let sq = masked::mul(ctx, dh, dh)?;
     let v = add_const(ctx.id, &Share::new(row_sums(sq.tensor(), h)?), 1 << (FRAC + k - 1));
     let u = trunc(ctx, &v, 64, FRAC + k)?;
-    let rho = rsqrt(h, eps).eval(ctx, &u)?;
+    let rho = rsqrt(h, eps).eval_cmp(ctx, &u)?;
     let rh = masked::mask(ctx, &rho)?;
     let nu = masked::mul(ctx, dh, &rh.broadcast(h)?.reshape(&shape)?)?;
     let n = trunc_cmp(ctx, &add_const(ctx.id, &nu, 1 << (FRAC - 1)), PRODUCT_WIDTH, FRAC)?;

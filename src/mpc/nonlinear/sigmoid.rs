@@ -63,7 +63,7 @@ pub fn backward_spec(y: u64, dy: u64) -> u64 {
 /// # Errors
 /// Shape and key errors.
 pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<()> {
-    approx().deal(dealer, shape)
+    approx().deal_cmp(dealer, shape)
 }
 
 /// Dealer: one training forward over `shape`, planned for its backward ([`forward_train`]).
@@ -87,7 +87,7 @@ pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
 /// # Errors
 /// Preprocessing, channel and backend errors.
 pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<Share> {
-    approx().eval(ctx, x)
+    approx().eval_cmp(ctx, x)
 }
 
 /// Party: ⟨σ(x)⟩ (the function of [`forward`]) and the output in affine form for the
