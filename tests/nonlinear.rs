@@ -607,7 +607,14 @@ fn layernorm_run(backend: Arc<dyn Backend>) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [C
     );
     assert!(out[0] == layernorm::spec(&x, &gamma, &beta, eps), "layer norm != spec");
     let (dx, dg, db) = layernorm::backward_spec(&x, &gamma, &dy, eps);
-    assert!(out[1] == dx && out[2] == dg && out[3] == db, "layer norm backward != spec");
+    // The backward truncates locally: dβ exact, dγ within one ulp, dX within backward_ulps(ρ).
+    let rho = layernorm::row_rho(&x, h, eps);
+    assert!(out[3] == db, "dβ != spec");
+    assert!(out[2].iter().zip(&dg).all(|(&a, &b)| ulps(a, b) <= 1), "dγ off its spec");
+    for (i, (&a, &b)) in out[1].iter().zip(&dx).enumerate() {
+        let tol = layernorm::backward_ulps(rho[i / h]);
+        assert!(ulps(a, b) <= tol, "dX {} ulps off its spec at {i} (≤ {tol})", ulps(a, b));
+    }
     // f64 reference (the constant row has σ² = 0: its n is 0, y = β).
     let (mut dgf, mut dbf) = (vec![0.0; h], vec![0.0; h]);
     for r in 0..rows {
@@ -646,7 +653,7 @@ fn layernorm_run(backend: Arc<dyn Backend>) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [C
 fn layer_norm_forward_and_backward_match_their_specs_and_f64() {
     let (_, _, costs) = layernorm_run(cpu());
     for c in costs {
-        assert_eq!(c.rounds, 12 + 9);
+        assert_eq!(c.rounds, 12 + 4);
     }
 }
 

@@ -9,10 +9,12 @@
 //! 4. n = ⌊(d·ρ + 2^15) / 2^16⌋; y = ⌊(n·γ + 2^15) / 2^16⌋ + β.
 //!
 //! Inputs: |x| < 2^15, σ² < 2^10, H ≤ 2^12. **Forward rounds: 12** (μ 1; d and γ masked 1; u
-//! 1; ρ 3; n 3; y 3). **Backward** (9 rounds) from the saved n, γ (masked) and ρ:
-//! dβ = Σ_rows dY, dγ = Σ_rows dY ⊙ n, g = dY ⊙ γ, and
-//! dX = ρ ⊙ (g − mean(g) − n ⊙ mean(g ⊙ n)) with every product exact-shifted once (the last
-//! in the signed [`GRAD_WIDTH`]-bit range: |dX| < 2^11).
+//! 1; ρ 3; n 3; y 3). **Backward** (4 rounds, 24 + 16/H bytes per element) from the saved n,
+//! γ (masked) and ρ: dβ = Σ_rows dY, dγ = Σ_rows dY ⊙ n, g = dY ⊙ γ, and
+//! dX = ρ ⊙ (g − mean(g) − n ⊙ mean(g ⊙ n)), every product truncated locally (on values at
+//! 2^32, or 2^40 for the means' 1/H) as the other backward passes are ([`backward_spec`]'s
+//! floors, within [`backward_ulps`] per element). Before, each product was shifted exactly:
+//! 9 rounds and 40.8 bytes per element.
 //!
 //! **Shifts.** The per-element exact shifts (n, y, g, dX) use one-bit comparison keys
 //! ([`trunc_cmp`]: one more round and one opened bit each, about half the key bytes of the
@@ -26,8 +28,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::approx::{Approx, FitSpec};
 use super::{
-    FRAC, GRAD_WIDTH, PRODUCT_WIDTH, add_const, gen_trunc, gen_trunc_cmp, last_dim, row_sums,
-    spread, trunc, trunc_cmp, trunc_many,
+    FRAC, PRODUCT_WIDTH, add_const, gen_trunc, gen_trunc_cmp, last_dim, row_sums, spread, trunc,
+    trunc_cmp,
 };
 use crate::mpc::error::Result;
 use crate::mpc::gates::shift::ars_spec;
@@ -133,7 +135,13 @@ pub fn spec(x: &[u64], gamma: &[u64], beta: &[u64], eps: f64) -> Vec<u64> {
     out
 }
 
-/// The cleartext backward: (dX, dγ, dβ) from the forward's x and dY.
+/// floor(x / 2^s) of a signed ring value.
+fn fl(x: u64, s: u32) -> u64 {
+    ((x as i64) >> s) as u64
+}
+
+/// The cleartext backward: (dX, dγ, dβ) from the forward's x and dY, every truncation a floor
+/// (the protocol gives dγ within 1 ulp, dX within [`backward_ulps`], dβ exactly).
 pub fn backward_spec(
     x: &[u64],
     gamma: &[u64],
@@ -152,28 +160,48 @@ pub fn backward_spec(
         let sq = d.iter().fold(0u64, |a, &v| a.wrapping_add(v.wrapping_mul(v)));
         let rho = rho_f.spec(rs(sq, FRAC + k, 64));
         let n: Vec<u64> = d.iter().map(|&d| rs(d.wrapping_mul(rho), FRAC, PRODUCT_WIDTH)).collect();
-        let g: Vec<u64> = dyr
-            .iter()
-            .zip(gamma)
-            .map(|(&a, &b)| rs(a.wrapping_mul(b), FRAC, PRODUCT_WIDTH))
-            .collect();
+        let g: Vec<u64> = dyr.iter().zip(gamma).map(|(&a, &b)| fl(a.wrapping_mul(b), FRAC)).collect();
         for j in 0..h {
             db[j] = db[j].wrapping_add(dyr[j]);
             dg_raw[j] = dg_raw[j].wrapping_add(dyr[j].wrapping_mul(n[j]));
         }
         let sgn = g.iter().zip(&n).fold(0u64, |a, (&g, &n)| a.wrapping_add(g.wrapping_mul(n)));
         let sg = g.iter().fold(0u64, |a, &v| a.wrapping_add(v));
-        let m2 = rs(sgn.wrapping_mul(c), FRAC + 24, 64);
-        let m1 = rs(sg.wrapping_mul(c), 24, 64);
+        let m2 = fl(fl(sgn, FRAC).wrapping_mul(c), 24);
+        let m1 = fl(sg.wrapping_mul(c), 24);
         for j in 0..h {
-            let hu = (g[j] << FRAC).wrapping_sub(m1 << FRAC).wrapping_sub(n[j].wrapping_mul(m2));
-            dx.push(rs(hu.wrapping_mul(rho), 32, GRAD_WIDTH));
+            let hu = g[j].wrapping_sub(m1).wrapping_sub(fl(n[j].wrapping_mul(m2), FRAC));
+            dx.push(fl(hu.wrapping_mul(rho), FRAC));
         }
     }
     for j in 0..h {
-        dg[j] = rs(dg_raw[j], FRAC, 64);
+        dg[j] = fl(dg_raw[j], FRAC);
     }
     (dx, dg, db)
+}
+
+/// The largest distance, in ulps, between the protocol's dX and [`backward_spec`]'s for a row
+/// whose ρ (at 2^16) is `rho`: g, the two means and n ⊙ mean(g ⊙ n) are each off by at most
+/// two ulps after their local truncations, so ĝ − mean(g) − … by at most 5, scaled by ρ in
+/// the last product, plus its own ulp.
+pub fn backward_ulps(rho: u64) -> u64 {
+    5 * (rho >> FRAC) + 6
+}
+
+/// ρ (at 2^16) of each row of x, as the forward computes it.
+pub fn row_rho(x: &[u64], h: usize, eps: f64) -> Vec<u64> {
+    let (k, c) = (log2_ceil(h), mean_scale(h));
+    x.chunks(h)
+        .map(|row| {
+            let sum = row.iter().fold(0u64, |a, &v| a.wrapping_add(v));
+            let mu = rs(sum.wrapping_mul(c), 24, 64);
+            let sq = row.iter().fold(0u64, |a, &v| {
+                let d = v.wrapping_sub(mu);
+                a.wrapping_add(d.wrapping_mul(d))
+            });
+            rsqrt(h, eps).spec(rs(sq, FRAC + k, 64))
+        })
+        .collect()
 }
 
 /// The dealer's plan for one layer norm: the masks its backward's products are bound to.
@@ -226,17 +254,12 @@ pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
     let rho = masked::gen_mask(dealer, &[rows])?;
     masked::gen_mul(dealer, &dy, &plan.n)?;
     masked::gen_mul(dealer, &dy, &plan.gamma)?;
-    gen_trunc(dealer, &[h], 64, FRAC)?;
-    gen_trunc_cmp(dealer, shape, PRODUCT_WIDTH, FRAC)?;
     let g = masked::gen_mask(dealer, shape)?;
     masked::gen_mul(dealer, &g, &plan.n)?;
-    gen_trunc(dealer, &[rows], 64, FRAC + 24)?;
-    gen_trunc(dealer, &[rows], 64, 24)?;
     let m2 = masked::gen_mask(dealer, &[rows])?;
     masked::gen_mul(dealer, &plan.n, &m2.broadcast(h)?.reshape(shape)?)?;
     let hu = masked::gen_mask(dealer, shape)?;
-    masked::gen_mul(dealer, &hu, &rho.broadcast(h)?.reshape(shape)?)?;
-    gen_trunc_cmp(dealer, shape, GRAD_WIDTH, 32).map(drop)
+    masked::gen_mul(dealer, &hu, &rho.broadcast(h)?.reshape(shape)?)
 }
 
 /// Party: ⟨layernorm(x)⟩ with shared γ, β (of the row length) and what the backward needs.
@@ -295,33 +318,32 @@ pub fn backward<C: Channel>(
         });
     }
     let db = Share::new(col_sums(dy.tensor(), h)?);
+    let local = |ctx: &PartyCtx<C>, v: RingTensor, s: u32| {
+        crate::mpc::trunc::trunc(ctx, &Share::new(v), s)
+    };
+    // Round 1: dY and ρ masked; dγ and g locally.
     let m = masked::mask_many(ctx, &[dy, &saved.rho])?;
     let (dyh, rh) = (&m[0], &m[1]);
-    let dg_u = Share::new(col_sums(masked::mul(ctx, dyh, &saved.n)?.tensor(), h)?);
-    let g_u = masked::mul(ctx, dyh, &saved.gamma)?;
-    let half = 1u64 << (FRAC - 1);
-    let (dg_u, g_u) = (add_const(ctx.id, &dg_u, half), add_const(ctx.id, &g_u, half));
-    let m = masked::mask_many(ctx, &[&dg_u, &g_u])?;
-    let dg = masked::ars(ctx, &m[0], 64, FRAC)?;
-    let g = masked::ars_cmp(ctx, &m[1], PRODUCT_WIDTH, FRAC)?;
+    let dg_u = col_sums(masked::mul(ctx, dyh, &saved.n)?.tensor(), h)?;
+    let dg = local(ctx, dg_u, FRAC)?;
+    let g_u = masked::mul(ctx, dyh, &saved.gamma)?.into_tensor();
+    let g = local(ctx, g_u, FRAC)?;
+    // Round 2: g masked; the row means of g ⊙ n and g.
     let gh = masked::mask(ctx, &g)?;
     let c = mean_scale(h);
-    let sgn = Share::new(row_sums(masked::mul(ctx, &gh, &saved.n)?.tensor(), h)?.scale(c));
-    let sg = Share::new(row_sums(g.tensor(), h)?.scale(c));
-    let t = trunc_many(
-        ctx,
-        &[
-            (&add_const(ctx.id, &sgn, 1 << (FRAC + 23)), 64, FRAC + 24),
-            (&add_const(ctx.id, &sg, 1 << 23), 64, 24),
-        ],
-    )?;
-    let (m2, m1) = (&t[0], &t[1]);
-    let m2h = masked::mask(ctx, m2)?;
-    let nm = masked::mul(ctx, &saved.n, &m2h.broadcast(h)?.reshape(&shape)?)?;
+    let sgn_u = row_sums(masked::mul(ctx, &gh, &saved.n)?.tensor(), h)?;
+    let sgn = local(ctx, sgn_u, FRAC)?;
+    let m2 = local(ctx, sgn.tensor().scale(c), 24)?;
+    let m1 = local(ctx, row_sums(g.tensor(), h)?.scale(c), 24)?;
+    // Round 3: mean(g ⊙ n) masked; h = g − mean(g) − n ⊙ mean(g ⊙ n).
+    let m2h = masked::mask(ctx, &m2)?;
+    let nm_u = masked::mul(ctx, &saved.n, &m2h.broadcast(h)?.reshape(&shape)?)?.into_tensor();
+    let nm = local(ctx, nm_u, FRAC)?;
     let m1s = RingTensor::from_vec(&shape, spread(m1.tensor(), h)?.into_vec())?;
-    let hu = g.tensor().scale(1 << FRAC).sub(&m1s.scale(1 << FRAC))?.sub(nm.tensor())?;
+    let hu = g.tensor().sub(&m1s)?.sub(nm.tensor())?;
+    // Round 4: h masked; dX = ρ ⊙ h.
     let hh = masked::mask(ctx, &Share::new(hu))?;
-    let z = masked::mul(ctx, &hh, &rh.broadcast(h)?.reshape(&shape)?)?;
-    let dx = trunc_cmp(ctx, &add_const(ctx.id, &z, 1 << 31), GRAD_WIDTH, 32)?;
+    let dx_u = masked::mul(ctx, &hh, &rh.broadcast(h)?.reshape(&shape)?)?.into_tensor();
+    let dx = local(ctx, dx_u, FRAC)?;
     Ok((dx, dg, db))
 }
