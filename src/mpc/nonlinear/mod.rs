@@ -21,15 +21,22 @@
 //! | layer norm over rows | 10 | 7 | [`layernorm`] |
 //!
 //! **Building blocks.** The smooth functions are [`approx::Approx`]: a piecewise quadratic on
-//! the masked input from one spline gate (one DCF whose payload is (1, r, r²), evaluated at
-//! every breakpoint), with the output at 2^(f+s) and then **exactly** shifted back by s — by
-//! default with the shift from a one-bit comparison key ([`trunc_cmp`]: about a fifth of the
-//! DCF shift gate's key bytes, one more round to open one masked bit), and with the one-round
-//! DCF shift gate ([`trunc`]) inside the softmax, whose round count is its budget. Products of
-//! two secrets are masked elementwise products ([`masked::mul`]: local once both operands are
-//! masked) followed by the exact shift ([`fmul`]). ReLU uses the one-bit comparison too
-//! ([`gates::cmp_relu`](crate::mpc::gates::cmp_relu)); the softmax's max tree keeps the
-//! one-round DCF ReLU.
+//! the masked input with its output at 2^(f+s), then **exactly** shifted back by s. Two
+//! constructions compute the same spline bit for bit:
+//!
+//! - the plain forwards ([`exp::forward`], [`sigmoid::forward`], …, [`gelu::inference`]) use the
+//!   **comparison spline** ([`gates::cmp_spline`](crate::mpc::gates::cmp_spline)): one one-bit
+//!   comparison key evaluated at every breakpoint (one AES block per level), one opened bit per
+//!   breakpoint, then the one-round DCF shift ([`trunc`]) — 3 rounds, 16 bytes and p − 1 bits;
+//! - the training forwards ([`exp::forward_train`], …, [`gelu::forward`]) use the DCF spline
+//!   (one DCF with payload (1, r, r²), evaluated at every breakpoint, no opening) and the shift
+//!   from one-bit comparisons ([`trunc_cmp`]), whose output is affine in the dealer's secrets —
+//!   what makes the backward's products cheap (below) — 3 rounds, 16 bytes and 1 bit.
+//!
+//! Products of two secrets in a forward are masked elementwise products ([`masked::mul`]: local
+//! once both operands are masked) followed by the exact shift ([`fmul`]). ReLU uses the one-bit
+//! comparison too ([`gates::cmp_relu`](crate::mpc::gates::cmp_relu)); the softmax's max tree
+//! keeps the one-round DCF ReLU.
 //!
 //! **Backward products from the forward's affine output.** The smooth functions' forward ends
 //! with the exact shift from a one-bit comparison, whose output each party holds as
@@ -82,12 +89,6 @@ pub const FRAC: u32 = 16;
 /// Width of the exact shift after a product of two fixed-point values: the product must lie in
 /// the signed 48-bit range, i.e. |a·b| < 2^15 in real terms.
 pub const PRODUCT_WIDTH: u32 = 48;
-
-/// Width of the exact shift by 32 that ends a backward whose result is a product at 2^48 (the
-/// softmax's and layer norm's dX): the gradient must be below 2^11 in magnitude. Below 64 bits
-/// the shift gate needs no wrap key (range mode), which makes its key about a third of the
-/// 64-bit one's.
-pub const GRAD_WIDTH: u32 = 60;
 
 /// `round(v · 2^16)` as a ring element (two's complement).
 pub fn enc(v: f64) -> u64 {
