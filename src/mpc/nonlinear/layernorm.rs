@@ -160,7 +160,8 @@ pub fn backward_spec(
         let sq = d.iter().fold(0u64, |a, &v| a.wrapping_add(v.wrapping_mul(v)));
         let rho = rho_f.spec(rs(sq, FRAC + k, 64));
         let n: Vec<u64> = d.iter().map(|&d| rs(d.wrapping_mul(rho), FRAC, PRODUCT_WIDTH)).collect();
-        let g: Vec<u64> = dyr.iter().zip(gamma).map(|(&a, &b)| fl(a.wrapping_mul(b), FRAC)).collect();
+        let g: Vec<u64> =
+            dyr.iter().zip(gamma).map(|(&a, &b)| fl(a.wrapping_mul(b), FRAC)).collect();
         for j in 0..h {
             db[j] = db[j].wrapping_add(dyr[j]);
             dg_raw[j] = dg_raw[j].wrapping_add(dyr[j].wrapping_mul(n[j]));
@@ -318,9 +319,8 @@ pub fn backward<C: Channel>(
         });
     }
     let db = Share::new(col_sums(dy.tensor(), h)?);
-    let local = |ctx: &PartyCtx<C>, v: RingTensor, s: u32| {
-        crate::mpc::trunc::trunc(ctx, &Share::new(v), s)
-    };
+    let local =
+        |ctx: &PartyCtx<C>, v: RingTensor, s: u32| crate::mpc::trunc::trunc(ctx, &Share::new(v), s);
     // Round 1: dY and ρ masked; dγ and g locally.
     let m = masked::mask_many(ctx, &[dy, &saved.rho])?;
     let (dyh, rh) = (&m[0], &m[1]);
