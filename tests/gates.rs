@@ -208,27 +208,33 @@ fn relu_in_one_round_matches_its_spec(backend: &dyn Backend) {
     }
 }
 
+/// A random spline of about `pieces` pieces (random coefficients, sorted random breakpoints), and
+/// inputs: random ones plus every breakpoint and its neighbours, in the signed width.
+fn random_spline(
+    rng: &mut prifft::prg::ChaCha20Rng,
+    (width, degree, pieces): (u32, usize, usize),
+    seed: u64,
+) -> (spline::Spline, Vec<u64>) {
+    let half = 1i64 << (width - 1).min(62);
+    let mut breaks: Vec<i64> = (0..pieces - 1).map(|_| rng.random_range(-half + 1..half)).collect();
+    breaks.sort();
+    breaks.dedup();
+    let coeffs: Vec<Vec<u64>> =
+        (0..=breaks.len()).map(|_| (0..=degree).map(|_| rng.random()).collect()).collect();
+    let mut xs = inputs(width, 1500, seed + width as u64);
+    for &b in &breaks {
+        xs.extend([b - 1, b, b + 1].map(|v| v as u64));
+    }
+    let xs = xs.into_iter().filter(|&x| signed_in(x, width) as i128 == x as i64 as i128).collect();
+    (spline::Spline { width, breaks, coeffs }, xs)
+}
+
 fn splines_match_their_spec(backend: &dyn Backend) {
     let mut rng = insecure_seeded_rng(17);
-    for (width, degree, pieces) in
-        [(8u32, 0usize, 3usize), (16, 1, 4), (24, 2, 5), (64, 3, 2), (12, 2, 1)]
-    {
-        let half = 1i64 << (width - 1).min(62);
-        let mut breaks: Vec<i64> =
-            (0..pieces - 1).map(|_| rng.random_range(-half + 1..half)).collect();
-        breaks.sort();
-        breaks.dedup();
-        let pieces = breaks.len() + 1;
-        let coeffs: Vec<Vec<u64>> =
-            (0..pieces).map(|_| (0..=degree).map(|_| rng.random()).collect()).collect();
-        let s = spline::Spline { width, breaks: breaks.clone(), coeffs };
-        let mut xs = inputs(width, 1500, 1000 + width as u64);
-        // Inputs at and next to every breakpoint.
-        for &b in &breaks {
-            xs.extend([b - 1, b, b + 1].map(|v| v as u64));
-        }
-        let xs: Vec<u64> =
-            xs.into_iter().filter(|&x| signed_in(x, width) as i128 == x as i64 as i128).collect();
+    for shape in [(8u32, 0usize, 3usize), (16, 1, 4), (24, 2, 5), (64, 3, 2), (12, 2, 1)] {
+        let (s, xs) = random_spline(&mut rng, shape, 1000);
+        let (width, degree, pieces) = (s.width, s.degree(), s.coeffs.len());
+        let breaks = s.breaks.clone();
         let (masks, masked) = masks_and_masked(&xs, 1100 + width as u64);
         let [k0, k1] = spline::keygen(width, degree, &masks, &mut rng).unwrap();
         let (mut y0, mut y1) = (vec![0; xs.len()], vec![0; xs.len()]);
@@ -267,24 +273,11 @@ fn splines_match_their_spec(backend: &dyn Backend) {
 /// and their neighbours included.
 fn comparison_splines_match_the_spline_spec(backend: &dyn Backend) {
     let mut rng = insecure_seeded_rng(18);
-    for (width, degree, pieces) in
+    for shape in
         [(8u32, 0usize, 3usize), (16, 1, 4), (24, 2, 17), (64, 3, 2), (12, 2, 1), (26, 2, 70)]
     {
-        let half = 1i64 << (width - 1).min(62);
-        let mut breaks: Vec<i64> =
-            (0..pieces - 1).map(|_| rng.random_range(-half + 1..half)).collect();
-        breaks.sort();
-        breaks.dedup();
-        let pieces = breaks.len() + 1;
-        let coeffs: Vec<Vec<u64>> =
-            (0..pieces).map(|_| (0..=degree).map(|_| rng.random()).collect()).collect();
-        let s = spline::Spline { width, breaks: breaks.clone(), coeffs };
-        let mut xs = inputs(width, 1500, 2000 + width as u64);
-        for &b in &breaks {
-            xs.extend([b - 1, b, b + 1].map(|v| v as u64));
-        }
-        let xs: Vec<u64> =
-            xs.into_iter().filter(|&x| signed_in(x, width) as i128 == x as i64 as i128).collect();
+        let (s, xs) = random_spline(&mut rng, shape, 2000);
+        let (width, degree, pieces) = (s.width, s.degree(), s.coeffs.len());
         let (masks, masked) = masks_and_masked(&xs, 2100 + width as u64);
         let [k0, k1] = cmp_spline::keygen(width, degree, pieces, &masks, &mut rng).unwrap();
         let b0 = cmp_spline::masked_bits(backend, &k0, &s, &masked).unwrap();

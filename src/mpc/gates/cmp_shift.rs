@@ -221,7 +221,7 @@ pub fn finish(keys: &CmpShiftKeys, party: PartyId, masked: &[u64], opened: &[u64
 /// ⌊r/2^s⌋, whose shares are the key's `terms`). A later product with y then needs only the
 /// dealer's products of its own mask with the D_t ([`affine`](crate::mpc::affine)).
 pub struct AffineOutput {
-    /// This party's share of y: [P0] P − Σ_t c_t·⟨D_t⟩.
+    /// This party's share of y: P (P0 only) − Σ_t c_t·⟨D_t⟩.
     pub share: Vec<u64>,
     /// P per element (public).
     pub public: Vec<u64>,

@@ -1,20 +1,20 @@
 //! Piecewise polynomials from one comparison key: one AES block per level, one opened bit per
 //! breakpoint.
 //!
-//! **Function.** The [`Spline`] of [`spline`](super::spline): on signed m-bit inputs, piece i's
+//! **Function.** The [`Spline`] of [`spline`](mod@super::spline): on signed m-bit inputs, piece i's
 //! polynomial Σ_j c_{i,j}·x^j, exactly in Z_2^64. The same function bit for bit; only the
 //! construction differs.
 //!
 //! **Construction.** With u = x + 2^(m−1) ∈ [0, 2^m) and û = u + r mod 2^m public, the
 //! breakpoint comparisons are `[u < β] = [(û − β) mod 2^m < r] ⊕ [û < r] ⊕ [û < β]` (the
-//! arithmetic identity of [`spline`](super::spline)'s interval formula takes values in {0, 1},
+//! arithmetic identity of [`spline`](mod@super::spline)'s interval formula takes values in {0, 1},
 //! where it agrees with the XOR). Every `[z < r]` comes from **one** [one-bit comparison
 //! key](crate::fss::cmp) for α = r mod 2^m — one AES block per level instead of the
 //! d + 2 of the (d + 1)-word DCF — evaluated at p points per element (the p − 1 inner
 //! breakpoints and û). The parties open each breakpoint's bit under a dealer bit ρ_k (one round,
 //! p − 1 bits per element each way) and, with the dealer's ⟨r^e⟩ and ⟨ρ_k·r^e⟩, finish
 //! locally: `[u < β_k]·r^e = d̂_k·r^e + (1 − 2d̂_k)·ρ_k·r^e`, and
-//! f(x) = poly_last(x) + Σ_k [u < β_k]·(poly_(k−1) − poly_k)(x) with x = x̂ − r expanded in r.
+//! f(x) = poly_last(x) + Σ_k 1{u < β_k}·(poly_(k−1) − poly_k)(x) with x = x̂ − r expanded in r.
 //!
 //! **Against the DCF spline** (per element, p pieces, degree d, width m): AES blocks
 //! p·(m − 6) against (p − 1)·(m − 1)·(d + 2) — about 4.5× fewer at m = 24, d = 2 — for one more
@@ -213,7 +213,7 @@ fn offsets(spline: &Spline, masked: &[u64]) -> (Vec<u64>, Vec<u64>) {
     (hat, betas)
 }
 
-/// Party, before the opening: this party's shares of the masked bits d̂_k = [u < β_k] ⊕ ρ_k,
+/// Party, before the opening: this party's shares of the masked bits d̂_k = 1{u < β_k} ⊕ ρ_k,
 /// packed (bit `elem·(p − 1) + k`). p comparison evaluations per element on the backend.
 ///
 /// # Errors

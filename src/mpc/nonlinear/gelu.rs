@@ -10,7 +10,7 @@
 //! fits GELU and GELU′ on **one** set of breakpoints ([`joint`], [`Approx::fit_joint`]: 20
 //! pieces, where GELU alone needs 12 and GELU′ alone 21) and evaluates both from one key —
 //! GELU′ costs no AES — then rounds both with one shift gate. The forward keeps GELU′(x) in the
-//! gate's affine form ([`affine`](crate::mpc::affine)) and the backward is one product,
+//! gate's affine form ([`crate::mpc::affine`]) and the backward is one product,
 //! dX = ⌊dY ⊙ GELU′(x) / 2^16⌋ (or one more: local truncation), from one opening of dY; error
 //! ≤ 2^−10 vs the f64 derivative for |dY| ≤ 1. A separate backward spline (as this module had) would cost a
 //! second key of about the same size and 21 more DCF evaluations per element.

@@ -44,7 +44,7 @@
 //! The training forward keeps that form ([`Saved`], the dealer its D_t in a [`Plan`]), and
 //! every backward product with y opens only the other factor: exp and GELU backward 1 round and
 //! 8 bytes, sigmoid, tanh and 1/x 2 rounds and 16 bytes, 1/√x 3 and 24 — where a product of two
-//! additive secrets opens both ([`affine`](super::affine)).
+//! additive secrets opens both ([`super::affine`]).
 //!
 //! **Truncation.** Every truncation in a **forward** is *faithful* (an FSS shift gate: exact
 //! floor), because the forward specs are exact functions of x: a local probabilistic truncation
@@ -164,7 +164,7 @@ pub fn trunc_cmp<C: Channel>(
 }
 
 /// Dealer: as [`gen_trunc_cmp`], keeping the output's affine terms for the products a backward
-/// makes with it ([`affine`](super::affine)).
+/// makes with it ([`super::affine`]).
 ///
 /// # Errors
 /// As [`gen_trunc_cmp`].

@@ -7,7 +7,7 @@
 //!
 //! **Cost per element per party:** forward 2 rounds, 8 bytes + 1 bit; backward 1 round, 8 bytes:
 //! the forward keeps the bit in its gate's affine form d = d̂ + (1 − 2d̂)·ρ
-//! ([`affine`](crate::mpc::affine)), so only dY is opened and the product is local and exact
+//! ([`crate::mpc::affine`]), so only dY is opened and the product is local and exact
 //! (the bit is an integer: no truncation). Backward keys: dY's mask and ⟨r·ρ⟩, 16 bytes. Keys: 16·(m − 8) + 32 bytes of comparison key (288 B at m = 24) + 1 bit + 16 bytes,
 //! plus the mask shares — against 1,369 B with the one-round DCF gates
 //! ([`masked::gen_relu`] + [`masked::gen_drelu`], which the softmax's max tree keeps, since there
