@@ -681,6 +681,21 @@ fn mismatched_material_is_an_error_not_a_panic() {
         )
         .is_err()
     );
+    // A backward product dealt for one forward's output, used with another's: refused by the
+    // correlation's binding, not a wrong value.
+    let mut dealer = Dealer::insecure_with_seed(31);
+    let _first = sigmoid::gen_forward_train(&mut dealer, &[8]).unwrap();
+    let second = sigmoid::gen_forward_train(&mut dealer, &[8]).unwrap();
+    sigmoid::gen_backward(&mut dealer, &second).unwrap();
+    let f = |c: &mut Ctx| {
+        let x = Share::new(tensor(vec![0; 8]));
+        let (_, saved_first) = sigmoid::forward_train(c, &x)?;
+        let (_, _saved_second) = sigmoid::forward_train(c, &x)?;
+        let err = sigmoid::backward(c, &saved_first, &x).unwrap_err();
+        assert!(err.to_string().contains("dealt for") || format!("{err:?}").contains("Unbound"), "{err}");
+        Ok::<_, MpcError>(())
+    };
+    local::run_two_party(dealer.finish(), f, f).unwrap();
     // A layer norm with γ of the wrong length, and softmax without material.
     let mut dealer = Dealer::insecure_with_seed(29);
     let plan = layernorm::gen_forward(&mut dealer, &[2, 4], 1e-5).unwrap();
