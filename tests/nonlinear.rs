@@ -692,7 +692,10 @@ fn mismatched_material_is_an_error_not_a_panic() {
         let (_, saved_first) = sigmoid::forward_train(c, &x)?;
         let (_, _saved_second) = sigmoid::forward_train(c, &x)?;
         let err = sigmoid::backward(c, &saved_first, &x).unwrap_err();
-        assert!(err.to_string().contains("dealt for") || format!("{err:?}").contains("Unbound"), "{err}");
+        assert!(
+            err.to_string().contains("dealt for") || format!("{err:?}").contains("Unbound"),
+            "{err}"
+        );
         Ok::<_, MpcError>(())
     };
     local::run_two_party(dealer.finish(), f, f).unwrap();
