@@ -569,17 +569,19 @@ pub fn ars_cmp<C: Channel>(
     width: u32,
     s: u32,
 ) -> Result<Share> {
-    let y = ars_cmp_affine(ctx, x, width, s)?;
-    Ok(Share::new(RingTensor::from_vec(x.shape(), y.share)?))
+    let (item, opened) = ars_cmp_open(ctx, x, width, s)?;
+    let y = gates::cmp_shift::finish(item.keys(), ctx.id, x.public.as_slice(), &opened);
+    Ok(Share::new(RingTensor::from_vec(x.shape(), y)?))
 }
 
-fn ars_cmp_affine<C: Channel>(
+/// The shift's keys for `x` and its opened bits (the one round of [`ars_cmp`]).
+fn ars_cmp_open<C: Channel>(
     ctx: &mut PartyCtx<C>,
     x: &MaskedTensor,
     width: u32,
     s: u32,
-) -> Result<gates::cmp_shift::AffineOutput> {
-    use gates::cmp_shift::{CmpShiftKeys, finish_affine, masked_bits};
+) -> Result<(GateKeys<gates::cmp_shift::CmpShiftKeys>, Vec<u64>)> {
+    use gates::cmp_shift::{CmpShiftKeys, masked_bits};
     let len = x.public.len();
     let id = gate_id(MaterialKind::CmpShiftKeys, (x.mask_id, x.transposed), 0);
     let dims = [len, width as usize, s as usize];
@@ -587,7 +589,7 @@ fn ars_cmp_affine<C: Channel>(
     let mine = masked_bits(ctx.backend(), item.keys(), x.public.as_slice())?;
     let bits = CmpShiftKeys::bits_per_element(width) * len;
     let opened = open_bits(ctx, "masked::ars_cmp", &mine, bits)?;
-    Ok(finish_affine(item.keys(), ctx.id, x.public.as_slice(), &opened))
+    Ok((item, opened))
 }
 
 /// Dealer: as [`gen_shift_cmp`], keeping the output's affine terms for later products with it
@@ -620,7 +622,8 @@ pub fn ars_cmp_saved<C: Channel>(
     width: u32,
     s: u32,
 ) -> Result<super::affine::Affine> {
-    let y = ars_cmp_affine(ctx, x, width, s)?;
+    let (item, opened) = ars_cmp_open(ctx, x, width, s)?;
+    let y = gates::cmp_shift::finish_affine(item.keys(), ctx.id, x.public.as_slice(), &opened);
     let share = Share::new(RingTensor::from_vec(x.shape(), y.share)?);
     let id = super::affine::output_id((x.mask_id, x.transposed), 0);
     Ok(super::affine::Affine::new(id, share, y.public, y.coefs))

@@ -213,7 +213,42 @@ fn offset_inputs(keys: &CmpShiftKeys, masked: &[u64]) -> Vec<u64> {
 /// Party, after the opening (`opened`: the masked wrap and borrow bits at m = 64, the masked
 /// borrow bit below, packed as [`masked_bits`] made them): shares of ⌊x / 2^s⌋.
 pub fn finish(keys: &CmpShiftKeys, party: PartyId, masked: &[u64], opened: &[u64]) -> Vec<u64> {
-    finish_affine(keys, party, masked, opened).share
+    let hat = offset_inputs(keys, masked);
+    hat.iter()
+        .enumerate()
+        .map(|(k, &u)| {
+            let (public, c) = affine_element(keys, k, u, opened);
+            share_of(party, public, &c, &keys.terms[3 * k..3 * k + 3])
+        })
+        .collect()
+}
+
+/// One element's public part P and coefficients c_t of y = P − Σ_t c_t·D_t (û = `u`).
+fn affine_element(keys: &CmpShiftKeys, k: usize, u: u64, opened: &[u64]) -> (u64, [u64; 3]) {
+    let (m, s) = (keys.width, keys.shift);
+    let half = 1u64 << (m - 1);
+    let per = CmpShiftKeys::bits_per_element(m);
+    let bit = |i: usize| (opened[(per * k + i) / 64] >> ((per * k + i) % 64)) & 1;
+    // An opened bit b̂ = b ⊕ ρ is b = b̂ + (1 − 2b̂)·ρ: public b̂, coefficient −(1 − 2b̂) on ρ.
+    let sign = |hat: u64| 1u64.wrapping_sub(hat << 1);
+    let b = bit(per - 1);
+    // y = ⌊û/2^s⌋ − ⌊half/2^s⌋ + wrap·2^(M−s) − b − ⌊r/2^s⌋.
+    let mut public = (u >> s).wrapping_sub(half >> s).wrapping_sub(b);
+    let c_wrap = if m == 64 {
+        let w = bit(0);
+        public = public.wrapping_add(w.wrapping_shl(m - s));
+        sign(w).wrapping_shl(m - s).wrapping_neg()
+    } else {
+        // w·2^(M−s) = [û < 2^m]·D_0 (D_0 = c·2^(M−s)): a public bit times a share.
+        u64::from(u < (1u64 << m)).wrapping_neg()
+    };
+    (public, [c_wrap, sign(b), 1])
+}
+
+/// A party's share of y = P − Σ_t c_t·D_t from its shares of the D_t (P added by P0).
+fn share_of(party: PartyId, public: u64, c: &[u64; 3], terms: &[u64]) -> u64 {
+    let start = if party == PartyId::P0 { public } else { 0 };
+    c.iter().zip(terms).fold(start, |acc, (c, t)| acc.wrapping_sub(c.wrapping_mul(*t)))
 }
 
 /// The gate's output in affine form: y = P − Σ_t c_t·D_t with P and the c_t public (functions
@@ -252,10 +287,6 @@ pub fn finish_affine(
     masked: &[u64],
     opened: &[u64],
 ) -> AffineOutput {
-    let (m, s) = (keys.width, keys.shift);
-    let p0 = party == PartyId::P0;
-    let half = 1u64 << (m - 1);
-    let per = CmpShiftKeys::bits_per_element(m);
     let hat = offset_inputs(keys, masked);
     let len = hat.len();
     let mut out = AffineOutput {
@@ -264,29 +295,12 @@ pub fn finish_affine(
         coefs: vec![0; AFFINE_TERMS * len],
     };
     for (k, &u) in hat.iter().enumerate() {
-        let bit = |i: usize| (opened[(per * k + i) / 64] >> ((per * k + i) % 64)) & 1;
-        // An opened bit b̂ = b ⊕ ρ is b = b̂ + (1 − 2b̂)·ρ: public b̂, coefficient −(1 − 2b̂) on ρ.
-        let sign = |hat: u64| 1u64.wrapping_sub(hat << 1);
-        let b = bit(per - 1);
-        // y = ⌊û/2^s⌋ − ⌊half/2^s⌋ + wrap·2^(M−s) − b − ⌊r/2^s⌋.
-        let mut public = (u >> s).wrapping_sub(half >> s).wrapping_sub(b);
-        let c_wrap = if m == 64 {
-            let w = bit(0);
-            public = public.wrapping_add(w.wrapping_shl(m - s));
-            sign(w).wrapping_shl(m - s).wrapping_neg()
-        } else {
-            // w·2^(M−s) = [û < 2^m]·D_0 (D_0 = c·2^(M−s)): a public bit times a share.
-            u64::from(u < (1u64 << m)).wrapping_neg()
-        };
-        let c = [c_wrap, sign(b), 1];
-        let terms = &keys.terms[3 * k..3 * k + 3];
-        let mut share = if p0 { public } else { 0 };
-        for t in 0..AFFINE_TERMS {
-            share = share.wrapping_sub(c[t].wrapping_mul(terms[t]));
-            out.coefs[t * len + k] = c[t];
-        }
-        out.share.push(share);
+        let (public, c) = affine_element(keys, k, u, opened);
+        out.share.push(share_of(party, public, &c, &keys.terms[3 * k..3 * k + 3]));
         out.public.push(public);
+        for (t, &c) in c.iter().enumerate() {
+            out.coefs[t * len + k] = c;
+        }
     }
     out
 }

@@ -18,7 +18,7 @@
 //! | dropout(p) | 3 | 1 | [`dropout`] |
 //! | softmax over rows of L | ⌈log₂ L⌉ + 5 | 2 | [`softmax`] |
 //! | softmax–cross-entropy gradient | as softmax | — | [`cross_entropy`] |
-//! | layer norm over rows | 10 | 7 | [`layernorm`] |
+//! | layer norm over rows | 12 | 4 | [`layernorm`] |
 //!
 //! **Building blocks.** The smooth functions are [`approx::Approx`]: a piecewise quadratic on
 //! the masked input with its output at 2^(f+s), then **exactly** shifted back by s. Two
@@ -229,10 +229,8 @@ fn saved_fmul<C: Channel>(
     affine::fmul(ctx, a, &saved.y, c, s)
 }
 
-/// Cleartext ⌊c·a·y / 2^s⌋ over the integers ([`affine::fmul_floor`]).
-pub fn floor_mul(a: u64, y: u64, c: u64, s: u32) -> u64 {
-    affine::fmul_floor(a, y, c, s)
-}
+/// Cleartext ⌊c·a·y / 2^s⌋ over the integers: every `backward_spec`'s product.
+pub use super::affine::fmul_floor as floor_mul;
 
 /// Party: several exact truncations in one round (dealt in this order by [`gen_trunc`]).
 ///
