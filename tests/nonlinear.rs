@@ -133,7 +133,7 @@ fn unaries() -> Vec<Unary> {
             bound: |_| 2f64.powi(-9),
             deal: |d, s| gelu::gen_forward(d, s).map(drop),
             eval: |c, x| gelu::forward(c, x).map(|r| r.0),
-            bytes: |n| 8 * n + 2 * 8 * n + (2 * n).div_ceil(8),
+            bytes: |n| 8 * n + 2 * 8 * n + (n * (gelu::joint()[0].pieces() as u64 - 1)).div_ceil(8),
         },
         Unary {
             name: "gelu (inference)",
@@ -228,8 +228,9 @@ fn the_gpu_gives_the_cpus_shares_for_every_smooth_function_softmax_and_layer_nor
     assert!(layernorm_run(gpu).0 == layernorm_run(cpu()).0, "layer norm");
 }
 
-/// Each party's raw shares of sigmoid's and ReLU's training forward and backward (products with
-/// the forward's affine outputs, local truncation).
+/// Each party's raw shares of sigmoid's, ReLU's and GELU's training forward and backward
+/// (products with the forward's affine outputs — GELU′'s with its deferred opening —, local
+/// truncation).
 #[cfg(feature = "gpu")]
 fn backward_raw(backend: Arc<dyn Backend>) -> Vec<Vec<u64>> {
     let n = 500;
@@ -240,11 +241,15 @@ fn backward_raw(backend: Arc<dyn Backend>) -> Vec<Vec<u64>> {
     sigmoid::gen_backward(&mut dealer, &plan).unwrap();
     let rplan = relu::gen_forward(&mut dealer, &[n]).unwrap();
     relu::gen_backward(&mut dealer, &rplan).unwrap();
+    let gplan = gelu::gen_forward(&mut dealer, &[n]).unwrap();
+    gelu::gen_backward(&mut dealer, &gplan).unwrap();
     let (_, raw, _) = run(backend, dealer, &[tensor(x), tensor(dy)], &|c, s| {
         let (y, saved) = sigmoid::forward_train(c, &s[0])?;
         let dx = sigmoid::backward(c, &saved, &s[1])?;
         let (r, rs) = relu::forward(c, &s[0])?;
-        Ok(vec![y, dx, r.clone(), relu::backward(c, &rs, &s[1])?])
+        let dr = relu::backward(c, &rs, &s[1])?;
+        let (g, gs) = gelu::forward(c, &s[0])?;
+        Ok(vec![y, dx, r, dr, g, gelu::backward(c, &gs, &s[1])?])
     });
     raw
 }
@@ -454,10 +459,14 @@ fn gelu_and_relu_backward_reuse_the_forward_work() {
     assert!(
         out[3] == x.iter().zip(&dy).map(|(&v, &d)| relu::backward_spec(v, d)).collect::<Vec<_>>()
     );
-    // GELU: 3 + 1 rounds, 24 + 8 bytes and 2 bits (GELU′ comes with the forward in affine form,
-    // the backward opens dY only); ReLU: 2 + 1 rounds, 8 + 8 bytes and 1 bit (exact).
+    // GELU: 3 + 1 rounds, 24 + 8 bytes, a bit per inner breakpoint and GELU′'s deferred shift
+    // bit (the backward opens dY and that bit only); ReLU: 2 + 1 rounds, 8 + 8 bytes and 1 bit
+    // (exact).
+    let n = n as u64;
+    let breakpoint_bits = n * (gelu::joint()[0].pieces() as u64 - 1);
     for c in costs {
-        assert_eq!((c.rounds, c.bytes_sent), (7, (24 + 8 + 8 + 8) * n as u64 + 3 * n as u64 / 8));
+        let bytes = (24 + 8 + 8 + 8) * n + breakpoint_bits.div_ceil(8) + 2 * n.div_ceil(8);
+        assert_eq!((c.rounds, c.bytes_sent), (7, bytes));
     }
 }
 

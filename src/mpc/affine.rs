@@ -212,16 +212,46 @@ pub fn gen_mul(dealer: &mut Dealer, y: &DealerAffine) -> Result<()> {
 /// when the next correlation was dealt for another output; other preprocessing, channel and
 /// backend errors.
 pub fn mul<C: Channel>(ctx: &mut PartyCtx<C>, a: &Share, y: &Affine) -> Result<Share> {
-    if a.shape() != y.shape() {
-        return Err(MpcError::Shape {
-            op: "affine::mul",
-            left: a.shape().to_vec(),
-            right: y.shape().to_vec(),
-        });
+    check_shapes(a.shape(), y.shape())?;
+    let ah = masked::mask(ctx, a)?;
+    product(ctx, &ah, y)
+}
+
+/// Party: [`mul`] with an output whose shift's opening was deferred
+/// ([`masked::ars_cmp_deferred`]): the shift's masked bits travel in the message that opens a,
+/// so the product still takes one round — 8 bytes per element and the shift's bit per element
+/// per party — and the deferred gate none of its own. Dealt by [`gen_mul`] with the
+/// [`DealerAffine`] of [`masked::gen_shift_cmp_saved`].
+///
+/// # Errors
+/// As [`mul`]; a protocol error for a peer's malformed bits.
+pub fn mul_deferred<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    a: &Share,
+    y: &masked::PendingShift,
+) -> Result<Share> {
+    check_shapes(a.shape(), y.shape())?;
+    let (mine, bits) = y.bits();
+    let (ah, opened) = masked::mask_with_bits(ctx, a, mine, bits)?;
+    let y = y.finish(ctx.id, &opened)?;
+    product(ctx, &ah, &y)
+}
+
+fn check_shapes(a: &[usize], y: &[usize]) -> Result<()> {
+    if a != y {
+        return Err(MpcError::Shape { op: "affine::mul", left: a.to_vec(), right: y.to_vec() });
     }
+    Ok(())
+}
+
+/// ⟨a ⊙ y⟩ from the opened â = a + r and the dealer's ⟨r·D_t⟩ for this mask and output.
+fn product<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    ah: &masked::MaskedTensor,
+    y: &Affine,
+) -> Result<Share> {
     let n = y.public.len();
     let terms = y.terms();
-    let ah = masked::mask(ctx, a)?;
     let id = product_id(ah.mask_id(), y.id);
     let cross = ctx.preproc.take_bound(MaterialKind::AffineProduct, &[n, terms], id)?;
     let cross = cross.into_iter().next().expect("an affine product holds one tensor");
@@ -256,6 +286,27 @@ pub fn fmul<C: Channel>(
     s: u32,
 ) -> Result<Share> {
     let z = mul(ctx, a, y)?;
+    scale_trunc(ctx, z, c, s)
+}
+
+/// Party: [`fmul`] with a deferred output ([`mul_deferred`]): one round, 8 bytes and the
+/// shift's bit per element per party.
+///
+/// # Errors
+/// As [`mul_deferred`].
+pub fn fmul_deferred<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    a: &Share,
+    y: &masked::PendingShift,
+    c: u64,
+    s: u32,
+) -> Result<Share> {
+    let z = mul_deferred(ctx, a, y)?;
+    scale_trunc(ctx, z, c, s)
+}
+
+/// ×c, then the local truncation by s bits.
+fn scale_trunc<C: Channel>(ctx: &mut PartyCtx<C>, z: Share, c: u64, s: u32) -> Result<Share> {
     let z = if c == 1 { z } else { Share::new(z.tensor().scale(c)) };
     super::trunc::trunc(ctx, &z, s)
 }

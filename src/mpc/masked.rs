@@ -536,12 +536,20 @@ fn open_bits<C: Channel>(
     mine: &[u64],
     bits: usize,
 ) -> Result<Vec<u64>> {
-    use gates::cmp_relu::{bits_to_bytes, bytes_to_bits};
+    use gates::cmp_relu::bits_to_bytes;
     let theirs = exchange(ctx.channel(), op, bits_to_bytes(mine, bits), bits.div_ceil(8))?;
-    let theirs = bytes_to_bits(&theirs, bits).ok_or_else(|| crate::net::NetError::Protocol {
-        op,
-        expected: format!("{bits} bits"),
-        got: "bits set beyond the tensor's length".into(),
+    xor_opened(op, mine, &theirs, bits)
+}
+
+/// The opened bits from this party's packed shares and the peer's bytes (a peer that sets bits
+/// beyond the length sent garbage: a protocol error).
+fn xor_opened(op: &'static str, mine: &[u64], theirs: &[u8], bits: usize) -> Result<Vec<u64>> {
+    let theirs = gates::cmp_relu::bytes_to_bits(theirs, bits).ok_or_else(|| {
+        crate::net::NetError::Protocol {
+            op,
+            expected: format!("{bits} bits"),
+            got: "bits set beyond the tensor's length".into(),
+        }
     })?;
     Ok(mine.iter().zip(&theirs).map(|(a, b)| a ^ b).collect())
 }
@@ -627,6 +635,103 @@ pub fn ars_cmp_saved<C: Channel>(
     let share = Share::new(RingTensor::from_vec(x.shape(), y.share)?);
     let id = super::affine::output_id((x.mask_id, x.transposed), 0);
     Ok(super::affine::Affine::new(id, share, y.public, y.coefs))
+}
+
+/// An exact shift by one-bit comparisons ([`gen_shift_cmp_saved`]'s keys) whose masked bits
+/// are computed but not yet opened: the opening is left to the first product with the output
+/// ([`affine::mul_deferred`](super::affine::mul_deferred)), which sends those bits in the same
+/// message as its own operand — so a gate output needed only by a later product costs no
+/// round of its own. Holds the gate's public input and this party's bit shares (not secret:
+/// each bit is masked by the dealer's ρ) and the keys' share terms (secret; the comparison keys
+/// are dropped once evaluated). Prints its shape only.
+pub struct PendingShift {
+    id: MaterialId,
+    shape: Vec<usize>,
+    public: Vec<u64>,
+    item: GateKeys<gates::cmp_shift::CmpShiftKeys>,
+    mine: Vec<u64>,
+    bits: usize,
+}
+
+impl std::fmt::Debug for PendingShift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingShift").field("shape", &self.shape).finish_non_exhaustive()
+    }
+}
+
+impl PendingShift {
+    /// The output's shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// This party's packed shares of the masked bits and their count (what the deferred
+    /// opening sends).
+    pub(crate) fn bits(&self) -> (&[u64], usize) {
+        (&self.mine, self.bits)
+    }
+
+    /// The output in affine form once `opened` (the masked bits, packed) is known: the same
+    /// share as [`ars_cmp_saved`] would have given.
+    pub(crate) fn finish(&self, party: PartyId, opened: &[u64]) -> Result<super::affine::Affine> {
+        let y = gates::cmp_shift::finish_affine(self.item.keys(), party, &self.public, opened);
+        let share = Share::new(RingTensor::from_vec(&self.shape, y.share)?);
+        Ok(super::affine::Affine::new(self.id, share, y.public, y.coefs))
+    }
+}
+
+/// Party: [`ars_cmp_saved`] up to its opening, which is deferred ([`PendingShift`]): no
+/// communication here; the comparison evaluations run now, on `ctx.backend()`.
+///
+/// # Errors
+/// As [`ars_cmp`], less the channel's.
+pub fn ars_cmp_deferred<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
+    s: u32,
+) -> Result<PendingShift> {
+    use gates::cmp_shift::{CmpShiftKeys, masked_bits};
+    let len = x.public.len();
+    let id = gate_id(MaterialKind::CmpShiftKeys, (x.mask_id, x.transposed), 0);
+    let dims = [len, width as usize, s as usize];
+    let mut item: GateKeys<CmpShiftKeys> = ctx.preproc.take_fss_bound(&dims, id)?;
+    let mine = masked_bits(ctx.backend(), item.keys(), x.public.as_slice())?;
+    item.keys.release_comparisons();
+    Ok(PendingShift {
+        id: super::affine::output_id((x.mask_id, x.transposed), 0),
+        shape: x.shape().to_vec(),
+        public: x.public.as_slice().to_vec(),
+        item,
+        mine,
+        bits: CmpShiftKeys::bits_per_element(width) * len,
+    })
+}
+
+/// Additive → masked ([`mask`]) with `bits` XOR-shared bits opened in the same message: one
+/// round, 8 bytes per element and ⌈bits/8⌉ bytes per party. Returns the masked tensor and the
+/// opened bits (packed).
+///
+/// # Errors
+/// As [`mask`]; a protocol error for a peer's malformed bits.
+pub(crate) fn mask_with_bits<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &Share,
+    mine: &[u64],
+    bits: usize,
+) -> Result<(MaskedTensor, Vec<u64>)> {
+    let op = "masked::mask_with_bits";
+    let (mask_id, shares) = ctx.preproc.take_with_id(MaterialKind::Mask, x.shape())?;
+    let r = shares.into_iter().next().expect("a mask item holds one tensor");
+    let masked = x.add(&r)?;
+    let words = 8 * masked.tensor().len();
+    let mut payload = masked.tensor().to_le_bytes();
+    payload.extend(gates::cmp_relu::bits_to_bytes(mine, bits));
+    let theirs = exchange(ctx.channel(), op, payload, words + bits.div_ceil(8))?;
+    let peer = RingTensor::from_le_bytes(x.shape(), &theirs[..words])?;
+    let public = masked.tensor().add(&peer)?;
+    let opened = xor_opened(op, mine, &theirs[words..], bits)?;
+    Ok((MaskedTensor { public, mask: r, mask_id, transposed: false }, opened))
 }
 
 /// Dealer: keys for a degree-`degree` spline of width m on the masked tensor of `mask`
@@ -737,7 +842,47 @@ pub fn cmp_spline_tagged<C: Channel>(
     x: &MaskedTensor,
     tag: u8,
 ) -> Result<Share> {
+    let [y] = <[Share; 1]>::try_from(cmp_splines_tagged(ctx, &[f], x, tag)?)
+        .expect("one spline, one output");
+    Ok(y)
+}
+
+/// ⟨f(x)⟩ for each of several public splines with the same breakpoints, width and degree (a
+/// joint fit, [`Approx::fit_joint`](super::nonlinear::approx::Approx::fit_joint)) from **one**
+/// comparison-spline key made for the first ([`gen_cmp_spline_tagged`]): the breakpoint bits
+/// are the same for all, so the extra splines cost no AES and no communication, only their
+/// local finish. One round of p − 1 bits per element each way.
+///
+/// # Errors
+/// As [`cmp_spline_tagged`]; [`KeyError::Mismatch`](crate::fss::KeyError::Mismatch) for no
+/// spline or splines with different breakpoints, widths or degrees.
+pub fn cmp_splines_tagged<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    fs: &[&gates::spline::Spline],
+    x: &MaskedTensor,
+    tag: u8,
+) -> Result<Vec<Share>> {
     use gates::cmp_spline::{CmpSplineKeys, finish, masked_bits};
+    let mismatch = |found: String| crate::fss::KeyError::Mismatch {
+        what: "splines evaluated together",
+        expected: "one or more splines with the same breakpoints, width and degree".into(),
+        found,
+    };
+    let f = fs.first().ok_or_else(|| mismatch("none".into()))?;
+    if let Some(g) =
+        fs.iter().find(|g| (g.width, g.degree(), &g.breaks) != (f.width, f.degree(), &f.breaks))
+    {
+        return Err(mismatch(format!(
+            "width {} degree {} with {} breakpoints beside width {} degree {} with {}",
+            g.width,
+            g.degree(),
+            g.breaks.len(),
+            f.width,
+            f.degree(),
+            f.breaks.len()
+        ))
+        .into());
+    }
     let len = x.public.len();
     let id = gate_id(MaterialKind::CmpSplineKeys, (x.mask_id, x.transposed), tag);
     let dims = [len, f.width as usize, f.degree(), f.coeffs.len()];
@@ -745,8 +890,12 @@ pub fn cmp_spline_tagged<C: Channel>(
     let mine = masked_bits(ctx.backend(), item.keys(), f, x.public.as_slice())?;
     let bits = item.keys().bits_per_element() * len;
     let opened = open_bits(ctx, "masked::cmp_spline", &mine, bits)?;
-    let y = finish(item.keys(), f, x.public.as_slice(), &opened)?;
-    Ok(Share::new(RingTensor::from_vec(x.shape(), y)?))
+    fs.iter()
+        .map(|g| {
+            let y = finish(item.keys(), g, x.public.as_slice(), &opened)?;
+            Ok(Share::new(RingTensor::from_vec(x.shape(), y)?))
+        })
+        .collect()
 }
 
 /// Dealer: exact-shift keys (width m, shift s) for the masked tensor of `mask` ([`ars`],

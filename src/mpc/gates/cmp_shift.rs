@@ -73,6 +73,15 @@ impl CmpShiftKeys {
     pub(crate) fn bits_per_element(width: u32) -> usize {
         if width == 64 { 2 } else { 1 }
     }
+
+    /// Drop the comparison keys once [`masked_bits`] has used them (they zero themselves):
+    /// [`finish`] and [`finish_affine`] need only the width, the shift and the terms, and a
+    /// gate whose opening is deferred keeps the keys until then.
+    pub(crate) fn release_comparisons(&mut self) {
+        let party = self.borrow.party();
+        self.wrap = KeyBatch::empty(party);
+        self.borrow = KeyBatch::empty(party);
+    }
 }
 
 /// The gate's modulus bits for inputs of width m.

@@ -6,33 +6,36 @@
 //! (|GELU(x) − x| < 2^−19). Error ≤ 2^−9 vs f64 (fitted to half of it).
 //!
 //! **Training forward computes the derivative too.** GELU′(x) = Φ(x) + x·φ(x) depends on x
-//! only, and a spline gate's DCF evaluations do not depend on the polynomial: so the forward
-//! fits GELU and GELU′ on **one** set of breakpoints ([`joint`], [`Approx::fit_joint`]: 20
-//! pieces, where GELU alone needs 12 and GELU′ alone 21) and evaluates both from one key —
-//! GELU′ costs no AES — then rounds both with one shift gate. The forward keeps GELU′(x) in the
-//! gate's affine form ([`crate::mpc::affine`]) and the backward is one product,
-//! dX = ⌊dY ⊙ GELU′(x) / 2^16⌋ (or one more: local truncation), from one opening of dY; error
-//! ≤ 2^−10 vs the f64 derivative for |dY| ≤ 1. A separate backward spline (as this module had) would cost a
-//! second key of about the same size and 21 more DCF evaluations per element.
-//! [`spec`] is the training forward's function; [`inference`] evaluates GELU's own 12-piece fit
-//! ([`inference_spec`]) for layers that are never differentiated (frozen ones).
+//! only, and a spline gate's comparisons do not depend on the polynomial: so the forward fits
+//! GELU and GELU′ on **one** set of breakpoints ([`joint`], [`Approx::fit_joint`]: 20 pieces,
+//! where GELU alone needs 12 and GELU′ alone 21) and evaluates both from one
+//! [comparison-spline](crate::mpc::gates::cmp_spline) key — one comparison walk per breakpoint
+//! and element, one opened bit per breakpoint; GELU′ costs no AES and no bytes there. Both
+//! unshifted outputs are then masked in one message: GELU is rounded by the one-round DCF shift
+//! (its share goes on to the next layer), GELU′ by the shift from one-bit comparisons, whose
+//! masked bit is **not** opened in the forward ([`masked::PendingShift`]) but travels with the
+//! backward's opening of dY ([`affine::mul_deferred`]). So the backward is one product,
+//! dX = ⌊dY ⊙ GELU′(x) / 2^16⌋ (or one more: local truncation), from one opening, with GELU′ in
+//! the gate's affine form ([`crate::mpc::affine`]); error ≤ 2^−10 vs the f64 derivative for
+//! |dY| ≤ 1. [`spec`] is the training forward's function; [`inference`] evaluates GELU's own
+//! 12-piece fit ([`inference_spec`]) for layers that are never differentiated (frozen ones).
 //!
-//! **Cost per element per party:** training forward 3 rounds, 24 bytes + 2 bits; backward
-//! 1 round, 8 bytes (32 bytes of keys: dY's mask and three correlations); inference 3 rounds,
-//! 16 bytes + 1 bit.
+//! **Cost per element per party:** training forward 3 rounds, 24 bytes + 19 bits; backward
+//! 1 round, 8 bytes + 1 bit (32 bytes of keys: dY's mask and three correlations); inference
+//! 3 rounds, 16 bytes + 11 bits. Evaluation: 20 comparison walks of 18 AES blocks, one DCF
+//! walk and one comparison walk for the two shifts, per element.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 
 use std::sync::OnceLock;
 
 use super::approx::{Approx, FitSpec};
-use super::{FRAC, floor_mul, gen_trunc_cmp_saved, trunc_cmp_saved};
-use crate::mpc::affine::{self, Affine, DealerAffine};
+use super::{FRAC, floor_mul};
+use crate::mpc::affine::{self, DealerAffine};
 use crate::mpc::error::Result;
-use crate::mpc::masked;
+use crate::mpc::masked::{self, MaskedTensor};
 use crate::mpc::{Dealer, PartyCtx, Share};
 use crate::net::Channel;
-use crate::ring::RingTensor;
 
 /// Input width: the signed 24-bit range, |x| < 128.
 pub const WIDTH: u32 = 24;
@@ -119,10 +122,11 @@ pub struct Plan {
     grad: DealerAffine,
 }
 
-/// What a party keeps from the forward for the backward: GELU′(x) in affine form.
+/// What a party keeps from the forward for the backward: GELU′(x)'s exact shift, evaluated but
+/// not yet opened (its masked bit travels with the backward's opening of dY).
 #[derive(Debug)]
 pub struct Saved {
-    grad: Affine,
+    grad: masked::PendingShift,
 }
 
 /// Dealer: one training forward over `shape`.
@@ -131,19 +135,17 @@ pub struct Saved {
 /// Shape and key errors.
 pub fn gen_forward(dealer: &mut Dealer, shape: &[usize]) -> Result<Plan> {
     let [f, g] = joint();
-    let mask = masked::gen_mask(dealer, shape)?;
-    f.gen_raw_on(dealer, &mask, 0)?;
-    let both = gen_trunc_cmp_saved(dealer, &stacked(shape), f.out_width(), f.shift())?;
     debug_assert_eq!((f.out_width(), f.shift()), (g.out_width(), g.shift()));
-    let n = shape.iter().product();
-    Ok(Plan { grad: both.slice(n, shape)? })
-}
-
-/// `[2, shape…]`: GELU's and GELU′'s outputs stacked.
-fn stacked(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![2];
-    s.extend_from_slice(shape);
-    s
+    let (w, s) = (f.out_width(), f.shift());
+    let x = masked::gen_mask(dealer, shape)?;
+    // One comparison-spline key serves both fits (same breakpoints).
+    masked::gen_cmp_spline_tagged(dealer, f.spline(), &x, 0)?;
+    // GELU's and GELU′'s unshifted outputs are masked together (one message): GELU rounded by
+    // the one-round DCF shift, GELU′ by one-bit comparisons whose bit is opened later.
+    let yf = masked::gen_mask(dealer, shape)?;
+    let yg = masked::gen_mask(dealer, shape)?;
+    masked::gen_shift(dealer, w, s, &yf)?;
+    Ok(Plan { grad: masked::gen_shift_cmp_saved(dealer, w, s, &yg)? })
 }
 
 /// Dealer: the backward of the forward planned as `plan`.
@@ -154,28 +156,29 @@ pub fn gen_backward(dealer: &mut Dealer, plan: &Plan) -> Result<()> {
     affine::gen_mul(dealer, &plan.grad)
 }
 
-/// Party: ⟨GELU(x)⟩ and ⟨GELU′(x)⟩ for the backward.
+/// Party: ⟨GELU(x)⟩ ([`spec`]), and GELU′(x) kept for the backward. Three rounds: open x̂, open
+/// the breakpoint bits, open both unshifted outputs.
 ///
 /// # Errors
 /// Preprocessing, channel and backend errors.
 pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, Saved)> {
     let [f, g] = joint();
+    let (w, s) = (f.out_width(), f.shift());
     let xh = masked::mask(ctx, x)?;
-    // GELU and GELU′ stacked, rounded by one shift gate.
-    let raw = masked::splines_tagged(ctx, &[f.spline(), g.spline()], &xh, 0)?;
-    let both = trunc_cmp_saved(ctx, &raw, f.out_width(), f.shift())?;
-    let n = x.tensor().len();
-    let y = both.share().tensor().as_slice()[..n].to_vec();
-    let y = Share::new(RingTensor::from_vec(x.shape(), y)?);
-    Ok((y, Saved { grad: both.slice(n, x.shape())? }))
+    let raw = masked::cmp_splines_tagged(ctx, &[f.spline(), g.spline()], &xh, 0)?;
+    let [fh, gh] = <[MaskedTensor; 2]>::try_from(masked::mask_many(ctx, &[&raw[0], &raw[1]])?)
+        .expect("two tensors masked, two returned");
+    let y = masked::ars(ctx, &fh, w, s)?;
+    Ok((y, Saved { grad: masked::ars_cmp_deferred(ctx, &gh, w, s)? }))
 }
 
-/// Party: ⟨dY ⊙ GELU′(x)⟩ ([`backward_spec`] or one more): one round, 8 bytes per element.
+/// Party: ⟨dY ⊙ GELU′(x)⟩ ([`backward_spec`] or one more): one round, 8 bytes and 1 bit per
+/// element (dY's opening carries GELU′'s deferred bit).
 ///
 /// # Errors
 /// As [`forward`].
 pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) -> Result<Share> {
-    affine::fmul(ctx, dy, &saved.grad, 1, FRAC)
+    affine::fmul_deferred(ctx, dy, &saved.grad, 1, FRAC)
 }
 
 /// Dealer: one [`inference`] over `shape`.
