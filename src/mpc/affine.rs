@@ -220,7 +220,8 @@ pub fn mul<C: Channel>(ctx: &mut PartyCtx<C>, a: &Share, y: &Affine) -> Result<S
 /// Party: [`mul`] with an output whose shift's opening was deferred
 /// ([`masked::ars_cmp_deferred`]): the shift's masked bits travel in the message that opens a,
 /// so the product still takes one round — 8 bytes per element and the shift's bit per element
-/// per party — and the deferred gate none of its own. Dealt by [`gen_mul`] with the
+/// per party — and the deferred gate none of its own. Returns the product and the output, now
+/// in affine form, for any further products with it ([`mul`]). Dealt by [`gen_mul`] with the
 /// [`DealerAffine`] of [`masked::gen_shift_cmp_saved`].
 ///
 /// # Errors
@@ -229,12 +230,12 @@ pub fn mul_deferred<C: Channel>(
     ctx: &mut PartyCtx<C>,
     a: &Share,
     y: &masked::PendingShift,
-) -> Result<Share> {
+) -> Result<(Share, Affine)> {
     check_shapes(a.shape(), y.shape())?;
     let (mine, bits) = y.bits();
     let (ah, opened) = masked::mask_with_bits(ctx, a, mine, bits)?;
     let y = y.finish(ctx.id, &opened)?;
-    product(ctx, &ah, &y)
+    Ok((product(ctx, &ah, &y)?, y))
 }
 
 fn check_shapes(a: &[usize], y: &[usize]) -> Result<()> {
@@ -290,7 +291,7 @@ pub fn fmul<C: Channel>(
 }
 
 /// Party: [`fmul`] with a deferred output ([`mul_deferred`]): one round, 8 bytes and the
-/// shift's bit per element per party.
+/// shift's bit per element per party. Returns the output in affine form too.
 ///
 /// # Errors
 /// As [`mul_deferred`].
@@ -300,9 +301,9 @@ pub fn fmul_deferred<C: Channel>(
     y: &masked::PendingShift,
     c: u64,
     s: u32,
-) -> Result<Share> {
-    let z = mul_deferred(ctx, a, y)?;
-    scale_trunc(ctx, z, c, s)
+) -> Result<(Share, Affine)> {
+    let (z, y) = mul_deferred(ctx, a, y)?;
+    Ok((scale_trunc(ctx, z, c, s)?, y))
 }
 
 /// ×c, then the local truncation by s bits.

@@ -252,21 +252,27 @@ impl Approx {
         masked::gen_spline_tagged(dealer, self.spline.width, 2, mask, tag)
     }
 
-    /// Dealer: a mask, spline keys and the output's truncation by one-bit comparisons
-    /// ([`gen_on`](Self::gen_on)) for a training forward, keeping the output's affine terms for
-    /// the backward ([`eval_train`](Self::eval_train)).
+    /// Dealer: a training forward ([`eval_train`](Self::eval_train)): the plain forward's
+    /// material ([`deal_cmp`](Self::deal_cmp)) and, on the output's mask, the shift by one-bit
+    /// comparisons as well, whose affine terms the backward's products need.
     ///
     /// # Errors
     /// As [`gen_on`](Self::gen_on).
     pub fn deal_train(&self, dealer: &mut Dealer, shape: &[usize]) -> Result<super::Plan> {
         let m = masked::gen_mask(dealer, shape)?;
-        self.gen_raw_on(dealer, &m, 0)?;
-        let y = super::gen_trunc_cmp_saved(dealer, shape, self.out_width, self.shift)?;
+        masked::gen_cmp_spline_tagged(dealer, &self.spline, &m, 0)?;
+        let y = masked::gen_mask(dealer, shape)?;
+        masked::gen_shift(dealer, self.out_width, self.shift, &y)?;
+        let y = masked::gen_shift_cmp_saved(dealer, self.out_width, self.shift, &y)?;
         Ok(super::Plan { y })
     }
 
-    /// Party: ⟨spec(x)⟩ for an additive x with keys from [`deal_train`](Self::deal_train) (three
-    /// rounds, 16 bytes + 1 bit per element), and the output in affine form for the backward.
+    /// Party: ⟨spec(x)⟩ for an additive x with keys from [`deal_train`](Self::deal_train) —
+    /// the plain forward ([`eval_cmp`](Self::eval_cmp): three rounds, 16 bytes and p − 1 bits
+    /// per element) — and, for the backward, the output's second exact shift on the same
+    /// opening, by one-bit comparisons, evaluated but not opened: its bit travels with the
+    /// backward's first opening, which leaves the output in affine form
+    /// ([`affine::mul_deferred`](crate::mpc::affine::mul_deferred)).
     ///
     /// # Errors
     /// As [`eval_on`](Self::eval_on).
@@ -276,9 +282,11 @@ impl Approx {
         x: &Share,
     ) -> Result<(Share, super::Saved)> {
         let xh = masked::mask(ctx, x)?;
-        let raw = self.eval_raw_on(ctx, &xh, 0)?;
-        let y = super::trunc_cmp_saved(ctx, &raw, self.out_width, self.shift)?;
-        Ok((y.share().clone(), super::Saved { y }))
+        let raw = masked::cmp_spline_tagged(ctx, &self.spline, &xh, 0)?;
+        let yh = masked::mask(ctx, &raw)?;
+        let y = masked::ars(ctx, &yh, self.out_width, self.shift)?;
+        let pending = masked::ars_cmp_deferred(ctx, &yh, self.out_width, self.shift)?;
+        Ok((y.clone(), super::Saved::new(y, pending)))
     }
 
     /// Dealer: a mask, comparison-spline keys ([`gates::cmp_spline`](crate::mpc::gates::cmp_spline):

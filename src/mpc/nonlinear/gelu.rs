@@ -178,7 +178,7 @@ pub fn forward<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<(Share, S
 /// # Errors
 /// As [`forward`].
 pub fn backward<C: Channel>(ctx: &mut PartyCtx<C>, saved: &Saved, dy: &Share) -> Result<Share> {
-    affine::fmul_deferred(ctx, dy, &saved.grad, 1, FRAC)
+    affine::fmul_deferred(ctx, dy, &saved.grad, 1, FRAC).map(|(dx, _)| dx)
 }
 
 /// Dealer: one [`inference`] over `shape`.

@@ -21,30 +21,33 @@
 //! | layer norm over rows | 12 | 4 | [`layernorm`] |
 //!
 //! **Building blocks.** The smooth functions are [`approx::Approx`]: a piecewise quadratic on
-//! the masked input with its output at 2^(f+s), then **exactly** shifted back by s. Two
-//! constructions compute the same spline bit for bit:
-//!
-//! - the plain forwards ([`exp::forward`], [`sigmoid::forward`], …, [`gelu::inference`]) use the
-//!   **comparison spline** ([`gates::cmp_spline`](crate::mpc::gates::cmp_spline)): one one-bit
-//!   comparison key evaluated at every breakpoint (one AES block per level), one opened bit per
-//!   breakpoint, then the one-round DCF shift ([`trunc`]) — 3 rounds, 16 bytes and p − 1 bits;
-//! - the training forwards ([`exp::forward_train`], …, [`gelu::forward`]) use the DCF spline
-//!   (one DCF with payload (1, r, r²), evaluated at every breakpoint, no opening) and the shift
-//!   from one-bit comparisons ([`trunc_cmp`]), whose output is affine in the dealer's secrets —
-//!   what makes the backward's products cheap (below) — 3 rounds, 16 bytes and 1 bit.
+//! the masked input with its output at 2^(f+s), then **exactly** shifted back by s. Every
+//! forward evaluates it with the **comparison spline**
+//! ([`gates::cmp_spline`](crate::mpc::gates::cmp_spline)): one one-bit comparison key evaluated
+//! at every breakpoint (one AES block per level), one opened bit per breakpoint, then the
+//! one-round DCF shift ([`trunc`]) — 3 rounds, 16 bytes and p − 1 bits per element. (The DCF
+//! spline, [`gates::spline`](crate::mpc::gates::spline): one DCF with payload (1, r, r²) at every
+//! breakpoint and no opening, computes the same function bit for bit with about 5× the AES work;
+//! [`approx::Approx::deal_one_round`] and the softmax's reciprocal of the row sum use it.) The
+//! training forwards ([`exp::forward_train`], …, [`gelu::forward`]) also deal, on the output's
+//! mask, the shift from one-bit comparisons, evaluated on the same opening but **not opened**
+//! ([`masked::PendingShift`]): its output is affine in the dealer's secrets — what makes the
+//! backward's products cheap (below) — and its one masked bit per element travels with the
+//! backward's first opening ([`affine::mul_deferred`]), so the forward keeps its 3 rounds.
 //!
 //! Products of two secrets in a forward are masked elementwise products ([`masked::mul`]: local
 //! once both operands are masked) followed by the exact shift ([`fmul`]). ReLU uses the one-bit
 //! comparison too ([`gates::cmp_relu`](crate::mpc::gates::cmp_relu)); the softmax's max tree
 //! keeps the one-round DCF ReLU.
 //!
-//! **Backward products from the forward's affine output.** The smooth functions' forward ends
-//! with the exact shift from a one-bit comparison, whose output each party holds as
-//! y = P − Σ c_t·D_t (P, c_t public, D_t the dealer's); ReLU's bit is the same kind of value.
-//! The training forward keeps that form ([`Saved`], the dealer its D_t in a [`Plan`]), and
-//! every backward product with y opens only the other factor: exp and GELU backward 1 round and
-//! 8 bytes, sigmoid, tanh and 1/x 2 rounds and 16 bytes, 1/√x 3 and 24 — where a product of two
-//! additive secrets opens both ([`super::affine`]).
+//! **Backward products from the forward's affine output.** The exact shift from a one-bit
+//! comparison leaves each party its output as y = P − Σ c_t·D_t (P, c_t public once its bit is
+//! opened, D_t the dealer's); ReLU's bit is the same kind of value. The training forward keeps
+//! that shift pending ([`Saved`], the dealer its D_t in a [`Plan`]), and every backward product
+//! with y opens only the other factor (the first one with the pending bit): exp and GELU
+//! backward 1 round and 8 bytes + 1 bit, sigmoid, tanh and 1/x 2 rounds and 16 bytes + 1 bit,
+//! 1/√x 3 and 24 + 1 bit — where a product of two additive secrets opens both
+//! ([`super::affine`]).
 //!
 //! **Truncation.** Every truncation in a **forward** is *faithful* (an FSS shift gate: exact
 //! floor), because the forward specs are exact functions of x: a local probabilistic truncation
@@ -200,16 +203,25 @@ pub struct Plan {
     y: DealerAffine,
 }
 
-/// What a party keeps from a smooth function's training forward: its output in affine form.
+/// What a party keeps from a smooth function's training forward: its output's share and the
+/// output's exact shift by one-bit comparisons, evaluated but not yet opened
+/// ([`masked::PendingShift`]); the backward's first product opens that bit with its operand and
+/// leaves the output in affine form for the rest ([`affine::mul_deferred`]).
 #[derive(Debug)]
 pub struct Saved {
-    y: Affine,
+    y: Share,
+    pending: masked::PendingShift,
+    affine: std::cell::OnceCell<Affine>,
 }
 
 impl Saved {
+    fn new(y: Share, pending: masked::PendingShift) -> Saved {
+        Saved { y, pending, affine: std::cell::OnceCell::new() }
+    }
+
     /// This party's share of the forward's output.
     pub fn output(&self) -> &Share {
-        self.y.share()
+        &self.y
     }
 }
 
@@ -226,7 +238,13 @@ fn saved_fmul<C: Channel>(
     c: u64,
     s: u32,
 ) -> Result<Share> {
-    affine::fmul(ctx, a, &saved.y, c, s)
+    if let Some(y) = saved.affine.get() {
+        return affine::fmul(ctx, a, y, c, s);
+    }
+    let (z, y) = affine::fmul_deferred(ctx, a, &saved.pending, c, s)?;
+    // A first product that failed leaves the bit unopened; one that succeeded fixes the form.
+    let _ = saved.affine.set(y);
+    Ok(z)
 }
 
 /// Cleartext ⌊c·a·y / 2^s⌋ over the integers: every `backward_spec`'s product.
