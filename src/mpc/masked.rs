@@ -589,15 +589,25 @@ fn ars_cmp_open<C: Channel>(
     width: u32,
     s: u32,
 ) -> Result<(GateKeys<gates::cmp_shift::CmpShiftKeys>, Vec<u64>)> {
+    let (item, mine, bits) = ars_cmp_bits(ctx, x, width, s)?;
+    let opened = open_bits(ctx, "masked::ars_cmp", &mine, bits)?;
+    Ok((item, opened))
+}
+
+/// The shift's keys for `x`, this party's shares of the masked bits (packed) and their count.
+fn ars_cmp_bits<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    x: &MaskedTensor,
+    width: u32,
+    s: u32,
+) -> Result<(GateKeys<gates::cmp_shift::CmpShiftKeys>, Vec<u64>, usize)> {
     use gates::cmp_shift::{CmpShiftKeys, masked_bits};
     let len = x.public.len();
     let id = gate_id(MaterialKind::CmpShiftKeys, (x.mask_id, x.transposed), 0);
     let dims = [len, width as usize, s as usize];
     let item: GateKeys<CmpShiftKeys> = ctx.preproc.take_fss_bound(&dims, id)?;
     let mine = masked_bits(ctx.backend(), item.keys(), x.public.as_slice())?;
-    let bits = CmpShiftKeys::bits_per_element(width) * len;
-    let opened = open_bits(ctx, "masked::ars_cmp", &mine, bits)?;
-    Ok((item, opened))
+    Ok((item, mine, CmpShiftKeys::bits_per_element(width) * len))
 }
 
 /// Dealer: as [`gen_shift_cmp`], keeping the output's affine terms for later products with it
@@ -691,12 +701,7 @@ pub fn ars_cmp_deferred<C: Channel>(
     width: u32,
     s: u32,
 ) -> Result<PendingShift> {
-    use gates::cmp_shift::{CmpShiftKeys, masked_bits};
-    let len = x.public.len();
-    let id = gate_id(MaterialKind::CmpShiftKeys, (x.mask_id, x.transposed), 0);
-    let dims = [len, width as usize, s as usize];
-    let mut item: GateKeys<CmpShiftKeys> = ctx.preproc.take_fss_bound(&dims, id)?;
-    let mine = masked_bits(ctx.backend(), item.keys(), x.public.as_slice())?;
+    let (mut item, mine, bits) = ars_cmp_bits(ctx, x, width, s)?;
     item.keys.release_comparisons();
     Ok(PendingShift {
         id: super::affine::output_id((x.mask_id, x.transposed), 0),
@@ -704,7 +709,7 @@ pub fn ars_cmp_deferred<C: Channel>(
         public: x.public.as_slice().to_vec(),
         item,
         mine,
-        bits: CmpShiftKeys::bits_per_element(width) * len,
+        bits,
     })
 }
 

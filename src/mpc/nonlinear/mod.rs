@@ -26,7 +26,7 @@
 //! ([`gates::cmp_spline`](crate::mpc::gates::cmp_spline)): one one-bit comparison key evaluated
 //! at every breakpoint (one AES block per level), one opened bit per breakpoint, then the
 //! one-round DCF shift ([`trunc`]) — 3 rounds, 16 bytes and p − 1 bits per element. (The DCF
-//! spline, [`gates::spline`](crate::mpc::gates::spline): one DCF with payload (1, r, r²) at every
+//! spline, [`gates::spline`](mod@crate::mpc::gates::spline): one DCF with payload (1, r, r²) at every
 //! breakpoint and no opening, computes the same function bit for bit with about 5× the AES work;
 //! [`approx::Approx::deal_one_round`] and the softmax's reciprocal of the row sum use it.) The
 //! training forwards ([`exp::forward_train`], …, [`gelu::forward`]) also deal, on the output's
