@@ -552,3 +552,62 @@ fn the_comparison_shift_is_exact_at_every_width_and_at_the_range_edges() {
         assert_eq!(c0.bytes_sent, bits.div_ceil(8), "m {width}");
     }
 }
+
+#[test]
+fn two_splines_with_the_same_breakpoints_share_one_comparison_key_and_its_opened_bits() {
+    use prifft::mpc::gates::spline::Spline;
+    const WIDTH: u32 = 24;
+    let f = Spline {
+        width: WIDTH,
+        breaks: vec![-4096, 0, 100_000],
+        coeffs: vec![vec![7, 0, 0], vec![1, 3, 0], vec![0, 1, 1], vec![5, 2, 9]],
+    };
+    let g = Spline {
+        coeffs: vec![vec![1, 1, 1], vec![0, 0, 4], vec![9, 9, 0], vec![2, 0, 1]],
+        ..f.clone()
+    };
+    let mut rng = insecure_seeded_rng(32);
+    let half = 1i64 << (WIDTH - 1);
+    let mut v: Vec<u64> = [-half, -4097, -4096, -1, 0, 99_999, 100_000].map(|x| x as u64).to_vec();
+    v.extend((v.len()..200).map(|_| rand::Rng::random_range(&mut rng, -half..half) as u64));
+    let n = v.len();
+    let x = RingTensor::from_vec(&[n], v).unwrap();
+    let mut dealer = Dealer::insecure_with_seed(33);
+    let rx = masked::gen_mask(&mut dealer, x.shape()).unwrap();
+    masked::gen_cmp_spline_tagged(&mut dealer, &f, &rx, 0).unwrap();
+    let [x0, x1] = sharing::share_secret(&x, &mut rng);
+    let party = |x: Share| {
+        let (f, g) = (f.clone(), g.clone());
+        move |ctx: &mut Ctx| {
+            let xh = masked::mask(ctx, &x)?;
+            let c0 = ctx.mark();
+            let ys = masked::cmp_splines_tagged(ctx, &[&f, &g], &xh, 0)?;
+            Ok::<_, MpcError>((ys, ctx.mark() - c0))
+        }
+    };
+    let run = local::run_two_party(dealer.finish(), party(x0), party(x1)).unwrap();
+    let ((y0, c0), (y1, c1)) = (run.out0, run.out1);
+    for (k, s) in [&f, &g].into_iter().enumerate() {
+        let want: Vec<u64> = x.as_slice().iter().map(|&v| s.spec(v)).collect();
+        assert_eq!(sharing::reconstruct(&y0[k], &y1[k]).unwrap().as_slice(), want, "spline {k}");
+    }
+    // One round of one bit per inner breakpoint and element, for both splines together.
+    let bytes = (3 * n as u64).div_ceil(8);
+    assert_eq!((c0.bytes_sent, c0.rounds, c1.bytes_sent, c1.rounds), (bytes, 1, bytes, 1));
+    // A second spline with other breakpoints is refused before anything is taken or sent.
+    let mut dealer = Dealer::insecure_with_seed(34);
+    let rx = masked::gen_mask(&mut dealer, x.shape()).unwrap();
+    masked::gen_cmp_spline_tagged(&mut dealer, &f, &rx, 0).unwrap();
+    let moved = Spline { breaks: vec![-4096, 1, 100_000], ..g.clone() };
+    let [x0, x1] = sharing::share_secret(&x, &mut rng);
+    let party = |x: Share| {
+        let (f, moved) = (f.clone(), moved.clone());
+        move |ctx: &mut Ctx| {
+            let xh = masked::mask(ctx, &x)?;
+            let err = masked::cmp_splines_tagged(ctx, &[&f, &moved], &xh, 0).unwrap_err();
+            assert!(err.to_string().contains("breakpoints"), "{err}");
+            Ok::<_, MpcError>(())
+        }
+    };
+    local::run_two_party(dealer.finish(), party(x0), party(x1)).unwrap();
+}
