@@ -286,15 +286,20 @@ fn gate_keys_made_for_another_mask_are_refused() {
     local::run_two_party(dealer.finish(), party(a0, b0), party(a1, b1)).unwrap();
 }
 
-#[test]
-fn a_spline_and_an_exact_shift_run_on_one_masked_tensor_without_communication() {
-    use prifft::mpc::gates::{shift, spline::Spline};
-    const WIDTH: u32 = 24;
-    let f = Spline {
-        width: WIDTH,
+/// A degree-2 spline of four pieces with breakpoints −4096, 0 and 100,000 (ring units).
+fn quadratic_spline(width: u32) -> prifft::mpc::gates::spline::Spline {
+    prifft::mpc::gates::spline::Spline {
+        width,
         breaks: vec![-4096, 0, 100_000],
         coeffs: vec![vec![7, 0, 0], vec![1, 3, 0], vec![0, 1, 1], vec![5, 2, 9]],
-    };
+    }
+}
+
+#[test]
+fn a_spline_and_an_exact_shift_run_on_one_masked_tensor_without_communication() {
+    use prifft::mpc::gates::shift;
+    const WIDTH: u32 = 24;
+    let f = quadratic_spline(WIDTH);
     let mut rng = insecure_seeded_rng(30);
     let half = 1i64 << (WIDTH - 1);
     let mut v: Vec<u64> =
@@ -557,11 +562,7 @@ fn the_comparison_shift_is_exact_at_every_width_and_at_the_range_edges() {
 fn two_splines_with_the_same_breakpoints_share_one_comparison_key_and_its_opened_bits() {
     use prifft::mpc::gates::spline::Spline;
     const WIDTH: u32 = 24;
-    let f = Spline {
-        width: WIDTH,
-        breaks: vec![-4096, 0, 100_000],
-        coeffs: vec![vec![7, 0, 0], vec![1, 3, 0], vec![0, 1, 1], vec![5, 2, 9]],
-    };
+    let f = quadratic_spline(WIDTH);
     let g = Spline {
         coeffs: vec![vec![1, 1, 1], vec![0, 0, 4], vec![9, 9, 0], vec![2, 0, 1]],
         ..f.clone()
