@@ -93,20 +93,9 @@ fn digest(domain: &[u8], parts: &[&[u8]]) -> MaterialId {
     MaterialId(h.finalize()[..16].try_into().expect("16 bytes"))
 }
 
-/// The id of a slice of an affine output (elements `from..from + len`).
-fn slice_id(id: MaterialId, from: usize, len: usize) -> MaterialId {
-    digest(b"prifft affine slice v1", &[&id.0, &from.to_le_bytes(), &len.to_le_bytes()])
-}
-
 /// The id of the correlation for mask `mask` times the affine output `y`.
 fn product_id(mask: MaterialId, y: MaterialId) -> MaterialId {
     digest(b"prifft affine product v1", &[&mask.0, &y.0])
-}
-
-/// Term-major columns `from..from + len` of each of `terms` rows of `n` elements.
-fn columns(v: &[u64], terms: usize, from: usize, len: usize) -> Vec<u64> {
-    let n = v.len() / terms.max(1);
-    (0..terms).flat_map(|t| v[t * n + from..t * n + from + len].iter().copied()).collect()
 }
 
 impl DealerAffine {
@@ -120,31 +109,6 @@ impl DealerAffine {
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
-
-    /// Elements `from..from + len` of the flattened output, seen with `shape` (for stacked
-    /// outputs, such as GELU's and GELU′'s rounded by one gate).
-    ///
-    /// # Errors
-    /// [`MpcError::Shape`] when the range or the shape do not fit.
-    pub fn slice(&self, from: usize, shape: &[usize]) -> Result<DealerAffine> {
-        let len = shape.iter().product::<usize>();
-        check_slice("affine::DealerAffine::slice", &self.shape, from, shape)?;
-        Ok(DealerAffine {
-            id: slice_id(self.id, from, len),
-            shape: shape.to_vec(),
-            terms: self.terms,
-            d: columns(&self.d, self.terms, from, len),
-        })
-    }
-}
-
-fn check_slice(op: &'static str, whole: &[usize], from: usize, shape: &[usize]) -> Result<()> {
-    let n: usize = whole.iter().product();
-    let len: usize = shape.iter().product();
-    if from.checked_add(len).is_none_or(|end| end > n) {
-        return Err(MpcError::Shape { op, left: whole.to_vec(), right: shape.to_vec() });
-    }
-    Ok(())
 }
 
 impl Affine {
@@ -166,22 +130,6 @@ impl Affine {
 
     fn terms(&self) -> usize {
         self.coefs.len() / self.public.len().max(1)
-    }
-
-    /// Elements `from..from + len` seen with `shape` (as [`DealerAffine::slice`]).
-    ///
-    /// # Errors
-    /// As [`DealerAffine::slice`].
-    pub fn slice(&self, from: usize, shape: &[usize]) -> Result<Affine> {
-        let len = shape.iter().product::<usize>();
-        check_slice("affine::Affine::slice", self.shape(), from, shape)?;
-        let share = self.share.tensor().as_slice()[from..from + len].to_vec();
-        Ok(Affine {
-            id: slice_id(self.id, from, len),
-            share: Share::new(RingTensor::from_vec(shape, share)?),
-            public: self.public[from..from + len].to_vec(),
-            coefs: columns(&self.coefs, self.terms(), from, len),
-        })
     }
 }
 

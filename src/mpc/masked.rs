@@ -629,24 +629,6 @@ pub fn gen_shift_cmp_saved(
     Ok(super::affine::DealerAffine::new(id, mask.shape(), terms, d))
 }
 
-/// Party: as [`ars_cmp`] with keys from [`gen_shift_cmp_saved`], the output in affine form
-/// (its share is [`ars_cmp`]'s output).
-///
-/// # Errors
-/// As [`ars_cmp`].
-pub fn ars_cmp_saved<C: Channel>(
-    ctx: &mut PartyCtx<C>,
-    x: &MaskedTensor,
-    width: u32,
-    s: u32,
-) -> Result<super::affine::Affine> {
-    let (item, opened) = ars_cmp_open(ctx, x, width, s)?;
-    let y = gates::cmp_shift::finish_affine(item.keys(), ctx.id, x.public.as_slice(), &opened);
-    let share = Share::new(RingTensor::from_vec(x.shape(), y.share)?);
-    let id = super::affine::output_id((x.mask_id, x.transposed), 0);
-    Ok(super::affine::Affine::new(id, share, y.public, y.coefs))
-}
-
 /// An exact shift by one-bit comparisons ([`gen_shift_cmp_saved`]'s keys) whose masked bits
 /// are computed but not yet opened: the opening is left to the first product with the output
 /// ([`affine::mul_deferred`](super::affine::mul_deferred)), which sends those bits in the same
@@ -682,7 +664,7 @@ impl PendingShift {
     }
 
     /// The output in affine form once `opened` (the masked bits, packed) is known: the same
-    /// share as [`ars_cmp_saved`] would have given.
+    /// share as [`ars_cmp`] would have given.
     pub(crate) fn finish(&self, party: PartyId, opened: &[u64]) -> Result<super::affine::Affine> {
         let y = gates::cmp_shift::finish_affine(self.item.keys(), party, &self.public, opened);
         let share = Share::new(RingTensor::from_vec(&self.shape, y.share)?);
@@ -690,7 +672,8 @@ impl PendingShift {
     }
 }
 
-/// Party: [`ars_cmp_saved`] up to its opening, which is deferred ([`PendingShift`]): no
+/// Party: [`ars_cmp`] up to its opening, which is deferred ([`PendingShift`]), keeping the
+/// output's affine form for the products a backward makes with it: no
 /// communication here; the comparison evaluations run now, on `ctx.backend()`.
 ///
 /// # Errors
@@ -725,7 +708,18 @@ pub(crate) fn mask_with_bits<C: Channel>(
     mine: &[u64],
     bits: usize,
 ) -> Result<(MaskedTensor, Vec<u64>)> {
-    let op = "masked::mask_with_bits";
+    open_masked(ctx, "masked::mask_with_bits", x, mine, bits)
+}
+
+/// Take the next mask r of x's shape and open x + r, with `bits` packed XOR-shared bits in the
+/// same message (none for a plain [`mask`]).
+fn open_masked<C: Channel>(
+    ctx: &mut PartyCtx<C>,
+    op: &'static str,
+    x: &Share,
+    mine: &[u64],
+    bits: usize,
+) -> Result<(MaskedTensor, Vec<u64>)> {
     let (mask_id, shares) = ctx.preproc.take_with_id(MaterialKind::Mask, x.shape())?;
     let r = shares.into_iter().next().expect("a mask item holds one tensor");
     let masked = x.add(&r)?;
@@ -790,31 +784,6 @@ pub fn spline_tagged<C: Channel>(
 ) -> Result<Share> {
     gate_on(ctx, x, &[f.width as usize, f.degree()], tag, |b, k, m, o| {
         gates::spline::eval(b, k, f, m, o)
-    })
-}
-
-/// ⟨f(x)⟩ for several public splines on the same breakpoints, stacked: shape
-/// `[fs.len(), x's shape…]`, from one key dealt under use tag `tag` ([`gen_spline_tagged`];
-/// [`gates::spline::eval_many`]): one DCF evaluation per breakpoint serves them all. No
-/// communication.
-///
-/// # Errors
-/// As [`spline`]; no spline, or splines with different breakpoints, widths or degrees.
-pub fn splines_tagged<C: Channel>(
-    ctx: &mut PartyCtx<C>,
-    fs: &[&gates::spline::Spline],
-    x: &MaskedTensor,
-    tag: u8,
-) -> Result<Share> {
-    let f = fs.first().ok_or(crate::fss::KeyError::Mismatch {
-        what: "splines evaluated together",
-        expected: "at least one spline".into(),
-        found: "none".into(),
-    })?;
-    let mut shape = vec![fs.len()];
-    shape.extend_from_slice(x.shape());
-    gate_on_shaped(ctx, x, &[f.width as usize, f.degree()], tag, &shape, |b, k, m, o| {
-        gates::spline::eval_many(b, k, fs, m, o)
     })
 }
 
@@ -1001,13 +970,7 @@ pub fn lookup<C: Channel>(
 /// # Errors
 /// Preprocessing errors (no mask of this shape), channel errors.
 pub fn mask<C: Channel>(ctx: &mut PartyCtx<C>, x: &Share) -> Result<MaskedTensor> {
-    let (mask_id, shares) = ctx.preproc.take_with_id(MaterialKind::Mask, x.shape())?;
-    let r = shares.into_iter().next().expect("a mask item holds one tensor");
-    let mine = x.add(&r)?;
-    let len = mine.tensor().len() * 8;
-    let theirs = exchange(ctx.channel(), "masked::mask", mine.tensor().to_le_bytes(), len)?;
-    let public = mine.tensor().add(&RingTensor::from_le_bytes(x.shape(), &theirs)?)?;
-    Ok(MaskedTensor { public, mask: r, mask_id, transposed: false })
+    open_masked(ctx, "masked::mask", x, &[], 0).map(|(xh, _)| xh)
 }
 
 /// ⟨A·B⟩ from masked A (m×k, or batch × m × k) and B (k×n, or batch × k × n), locally, with the dealer's

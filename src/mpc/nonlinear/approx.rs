@@ -82,9 +82,9 @@ impl Approx {
 
     /// Fit several functions on **one** set of breakpoints: every piece is as wide as the
     /// narrowest that all of them allow, so a single spline key evaluated once per breakpoint
-    /// serves them all ([`masked::splines_tagged`]); their outputs share one shift width (the
-    /// widest), so one shift gate rounds them together. The specs must agree on width, region
-    /// and shift; tails and tolerances are each function's own.
+    /// serves them all ([`masked::cmp_splines_tagged`]); their outputs share one shift and one
+    /// shift width (the widest). The specs must agree on width, region and shift; tails and
+    /// tolerances are each function's own.
     ///
     /// # Errors
     /// As [`fit`](Self::fit); [`MpcError::Param`] when the specs disagree.

@@ -166,35 +166,6 @@ pub fn trunc_cmp<C: Channel>(
     masked::ars_cmp(ctx, &yh, width, s)
 }
 
-/// Dealer: as [`gen_trunc_cmp`], keeping the output's affine terms for the products a backward
-/// makes with it ([`super::affine`]).
-///
-/// # Errors
-/// As [`gen_trunc_cmp`].
-pub fn gen_trunc_cmp_saved(
-    dealer: &mut Dealer,
-    shape: &[usize],
-    width: u32,
-    s: u32,
-) -> Result<DealerAffine> {
-    let m = masked::gen_mask(dealer, shape)?;
-    masked::gen_shift_cmp_saved(dealer, width, s, &m)
-}
-
-/// Party: [`trunc_cmp`] with keys from [`gen_trunc_cmp_saved`], the output in affine form.
-///
-/// # Errors
-/// As [`trunc`].
-pub fn trunc_cmp_saved<C: Channel>(
-    ctx: &mut PartyCtx<C>,
-    y: &Share,
-    width: u32,
-    s: u32,
-) -> Result<Affine> {
-    let yh = masked::mask(ctx, y)?;
-    masked::ars_cmp_saved(ctx, &yh, width, s)
-}
-
 /// The dealer's plan for one training forward of a smooth function ([`exp`], [`sigmoid`],
 /// [`tanh`], [`reciprocal`], [`rsqrt`]): the output's affine terms, which the backward's
 /// products with the output need. Dealer-only.
