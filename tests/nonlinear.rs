@@ -825,3 +825,50 @@ fn key_bytes_per_element_are_reported() {
     }
     eprintln!("{}", rows.join("\n"));
 }
+
+#[test]
+fn garbage_in_the_backwards_combined_opening_is_a_protocol_error() {
+    // The backward's first opening carries dY's masked words and the forward's deferred bit:
+    // a peer that sends too few or too many bytes, or bits beyond the tensor's length, is
+    // refused by name (10 elements: 80 bytes of words and 2 bytes holding 10 bits).
+    let n = 10;
+    let mut rng = insecure_seeded_rng(40);
+    let mut cases = vec![vec![0u8; 80], vec![0u8; 83], {
+        let mut v = vec![0u8; 82];
+        v[81] = 0x80;
+        v
+    }];
+    cases.extend((0..8).map(|_| {
+        let len = rng.random_range(0..100);
+        let mut v: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        if v.len() == 82 {
+            v[81] |= 0x04; // a bit beyond the 10th
+        }
+        v
+    }));
+    for garbage in cases {
+        let mut dealer = Dealer::insecure_with_seed(41);
+        let plan = exp::gen_forward_train(&mut dealer, &[n]).unwrap();
+        exp::gen_backward(&mut dealer, &plan).unwrap();
+        let x = Share::new(tensor(vec![0; n]));
+        let (x0, x1) = (x.clone(), x);
+        let len = garbage.len();
+        let run = local::run_two_party(
+            dealer.finish(),
+            move |c: &mut Ctx| {
+                let (_, saved) = exp::forward_train(c, &x0)?;
+                let err = exp::backward(c, &saved, &x0).unwrap_err();
+                assert!(err.to_string().contains("masked::mask_with_bits"), "{len} bytes: {err}");
+                Ok::<_, MpcError>(())
+            },
+            move |c: &mut Ctx| {
+                exp::forward_train(c, &x1)?;
+                prifft::net::Channel::send(c.channel(), garbage).unwrap();
+                // Stay until the other party's message arrives, so its error is the garbage's.
+                prifft::net::Channel::recv(c.channel()).unwrap();
+                Ok::<_, MpcError>(())
+            },
+        );
+        run.unwrap();
+    }
+}
