@@ -35,7 +35,7 @@
 use rand::Rng;
 use rayon::prelude::*;
 
-use super::aes::{FixedKeyAes, fixed_aes};
+use super::aes::{AesImpl, FixedKeyAes, fixed_aes};
 use super::keys::{KeyBatch, Scheme, check_domain, check_party_order, check_width, tiled};
 use super::tree::{GROUP, SEED_MASK, Scatter, TASK, bit, mask128, par_gen, random_seed};
 use crate::fss::KeyError;
@@ -155,14 +155,36 @@ unsafe fn gen_group(
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if g == GROUP && aes.implementation() == super::aes::AesImpl::Vaes512 {
-        // SAFETY: Vaes512 implies AVX-512F and VAES; the runs are this task's full tile
-        // (bounds-checked by `run`), level-major inside the tile.
+    if g == GROUP && matches!(aes.implementation(), AesImpl::Vaes512 | AesImpl::Vaes256) {
+        // SAFETY: Vaes512 implies AVX-512F and VAES, Vaes256 AVX2 and VAES; the runs are this
+        // task's full tile (bounds-checked by `run`), level-major inside the tile.
         unsafe {
             let cw =
                 std::array::from_fn(|b| cws[b].run(tiled(levels, len, 0, first), levels * GROUP));
             let leaf = std::array::from_fn(|b| leaves[b].run(tiled(2, len, 0, first), 2 * GROUP));
-            super::simd::cmp_gen_tile(aes.round_keys(), n, levels, alphas, &s, &delta, cw, leaf);
+            if aes.implementation() == AesImpl::Vaes512 {
+                super::simd::cmp_gen_tile(
+                    aes.round_keys(),
+                    n,
+                    levels,
+                    alphas,
+                    &s,
+                    &delta,
+                    cw,
+                    leaf,
+                );
+            } else {
+                super::simd256::cmp_gen_tile(
+                    aes.round_keys(),
+                    n,
+                    levels,
+                    alphas,
+                    &s,
+                    &delta,
+                    cw,
+                    leaf,
+                );
+            }
         }
         return;
     }
@@ -256,18 +278,27 @@ pub(crate) fn eval_scalar(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) {
 fn eval_unchecked(keys: &KeyBatch, offset: usize, xs: &[u64], out: &mut [u64], vector: bool) {
     let aes = fixed_aes();
     #[cfg(target_arch = "x86_64")]
-    let vector = vector && aes.implementation() == super::aes::AesImpl::Vaes512;
+    let vector = if vector { aes.implementation() } else { AesImpl::Portable };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = vector;
     out.par_chunks_mut(TASK).zip(xs.par_chunks(TASK)).enumerate().for_each(|(c, (out, xs))| {
         for (g, (out, xs)) in out.chunks_mut(GROUP).zip(xs.chunks(GROUP)).enumerate() {
             let first = offset + c * TASK + g * GROUP;
             #[cfg(target_arch = "x86_64")]
-            if vector && xs.len() == GROUP {
-                // SAFETY: `vector` implies AVX-512F and VAES; `first` starts a full tile (the
-                // range starts on a tile and groups are tile-sized).
-                unsafe { super::simd::cmp_tile(aes.round_keys(), keys, first, xs, out) };
-                continue;
+            if xs.len() == GROUP {
+                // SAFETY: Vaes512 implies AVX-512F and VAES, Vaes256 AVX2 and VAES; `first`
+                // starts a full tile (the range starts on a tile and groups are tile-sized).
+                match vector {
+                    AesImpl::Vaes512 => {
+                        unsafe { super::simd::cmp_tile(aes.round_keys(), keys, first, xs, out) };
+                        continue;
+                    }
+                    AesImpl::Vaes256 => {
+                        unsafe { super::simd256::cmp_tile(aes.round_keys(), keys, first, xs, out) };
+                        continue;
+                    }
+                    _ => {}
+                }
             }
             eval_group(aes, keys, first, xs, out);
         }

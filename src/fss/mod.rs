@@ -29,6 +29,8 @@ mod error;
 pub mod keys;
 #[cfg(target_arch = "x86_64")]
 mod simd;
+#[cfg(target_arch = "x86_64")]
+mod simd256;
 mod tree;
 
 pub use error::KeyError;

@@ -1,0 +1,252 @@
+//! AVX2 + VAES (256-bit) evaluation and generation of full tiles of one-bit comparison keys
+//! ([`cmp`](super::cmp)), for CPUs that have VAES but no AVX-512 (AMD Zen 3, Intel Alder Lake
+//! and later client cores). Bit-identical to the scalar path (tested); used when
+//! [`AesImpl::Vaes256`](super::aes::AesImpl::Vaes256) is the process's AES and the tile is full.
+//!
+//! The scalar walk spends more time choosing a child than hashing: the input bit decides
+//! between two nodes with a branch that is taken at random, so about every other level
+//! mispredicts. Here a tile's keys walk in vector registers and pick their child with masks.
+//! A tile of [`TILE`] keys is walked as halves of [`HALF`] keys (8 ymm registers of 2 lanes), so
+//! the AES chains in flight cover VAES's latency without spilling the 16 ymm registers.
+//!
+//! Lane layout as in the AVX-512 tiles: a 128-bit lane holds one key's node (seed with the
+//! control bit in bit 0); the key's remaining input bits and output accumulator live in the
+//! lane's low 64-bit half.
+
+#![allow(unsafe_op_in_unsafe_fn)] // every function here is a target-feature island; see SAFETY notes
+
+use std::arch::x86_64::*;
+
+use super::keys::{KeyBatch, TILE, tiled};
+
+/// Keys per half tile.
+const HALF: usize = 16;
+/// Vectors of 2 keys per half tile.
+const VECS: usize = HALF / 2;
+
+/// `[e(0), e(1), …, e(n − 1)]` of vectors, built in place (a closure would not inherit the
+/// caller's target features; see the AVX-512 module).
+macro_rules! vecs {
+    ($n:expr, |$i:ident| $e:expr) => {{
+        let mut out = [_mm256_setzero_si256(); $n];
+        for $i in 0..$n {
+            out[$i] = $e;
+        }
+        out
+    }};
+}
+
+#[inline]
+#[target_feature(enable = "avx2,vaes,aes")]
+unsafe fn mmo(x: [__m256i; VECS], rk: &[__m256i; 11]) -> [__m256i; VECS] {
+    let mut s: [__m256i; VECS] = vecs!(VECS, |j| _mm256_xor_si256(x[j], rk[0]));
+    for key in &rk[1..10] {
+        for v in s.iter_mut() {
+            *v = _mm256_aesenc_epi128(*v, *key);
+        }
+    }
+    vecs!(VECS, |j| _mm256_xor_si256(_mm256_aesenclast_epi128(s[j], rk[10]), x[j]))
+}
+
+/// The 11 round keys, each broadcast to both lanes.
+#[inline]
+#[target_feature(enable = "avx2,vaes,aes")]
+unsafe fn broadcast_round_keys(rk: &[u128; 11]) -> [__m256i; 11] {
+    vecs!(11, |i| _mm256_broadcastsi128_si256(_mm_loadu_si128(rk.as_ptr().add(i).cast())))
+}
+
+/// The 64-bit entries of 2 consecutive keys in the low halves of the 2 lanes (the high halves
+/// repeat them).
+#[inline]
+#[target_feature(enable = "avx2,vaes,aes")]
+unsafe fn load_words(p: *const u64) -> __m256i {
+    _mm256_permute4x64_epi64(_mm256_castsi128_si256(_mm_loadu_si128(p.cast())), 0b01_01_00_00)
+}
+
+/// 2 · [`VECS`] values, left-aligned in each lane's low half (high half zero), so the next
+/// input bit is always bit 63.
+#[inline]
+#[target_feature(enable = "avx2,vaes,aes")]
+unsafe fn left_aligned(values: &[u64], n: u32) -> [__m256i; VECS] {
+    let shift = _mm_cvtsi64_si128((64 - n) as i64);
+    let low_half = _mm256_set_epi64x(0, -1, 0, -1);
+    vecs!(VECS, |j| _mm256_and_si256(
+        _mm256_sll_epi64(load_words(values.as_ptr().add(2 * j)), shift),
+        low_half
+    ))
+}
+
+/// σ(hi ‖ lo) = (hi ⊕ lo) ‖ hi per lane: swap the halves, then xor hi into the high half.
+#[inline]
+#[target_feature(enable = "avx2,vaes,aes")]
+unsafe fn sigma(x: __m256i) -> __m256i {
+    let high_half = _mm256_set_epi64x(-1, 0, -1, 0);
+    _mm256_xor_si256(_mm256_shuffle_epi32(x, 0b01_00_11_10), _mm256_and_si256(x, high_half))
+}
+
+/// All-ones 128-bit lanes where the low half's bit 0 is set.
+#[inline]
+#[target_feature(enable = "avx2,vaes,aes")]
+unsafe fn control_mask(node: __m256i, one: __m256i) -> __m256i {
+    let t = _mm256_sub_epi64(_mm256_setzero_si256(), _mm256_and_si256(node, one));
+    _mm256_shuffle_epi32(t, 0b01_00_01_00)
+}
+
+/// All-ones 128-bit lanes where the low half's bit 63 is set (the next input bit is 1).
+#[inline]
+#[target_feature(enable = "avx2,vaes,aes")]
+unsafe fn top_bit_mask(bits: __m256i) -> __m256i {
+    _mm256_shuffle_epi32(_mm256_cmpgt_epi64(_mm256_setzero_si256(), bits), 0b01_00_01_00)
+}
+
+/// Evaluate the full tile of comparison keys starting at key `first` (`xs` and `out` hold the
+/// tile's [`TILE`] inputs and outputs): the same bits as `cmp::eval_group`.
+///
+/// # Safety
+/// The CPU must support AVX2 and VAES; `first` must start a full tile of `keys`, a comparison
+/// batch.
+#[target_feature(enable = "avx2,vaes,aes")]
+pub(super) unsafe fn cmp_tile(
+    rk: &[u128; 11],
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &mut [u64],
+) {
+    debug_assert!(
+        first.is_multiple_of(TILE)
+            && first + TILE <= keys.len
+            && xs.len() == TILE
+            && out.len() == TILE
+    );
+    let (n, len) = (keys.n, keys.len);
+    let levels = keys.levels();
+    let rk = broadcast_round_keys(rk);
+    let one = _mm256_set_epi64x(0, 1, 0, 1);
+    let party = keys.party.index() as i64;
+    let party_bit = _mm256_set_epi64x(0, party, 0, party);
+    let low = (1u64 << (n - levels as u32)) - 1;
+    let leaf0 = keys.last_cw.as_ptr().add(tiled(2, len, 0, first));
+    let leaf1 = keys.last_cw.as_ptr().add(tiled(2, len, 1, first));
+    for half in 0..TILE / HALF {
+        let base = half * HALF;
+        let roots = keys.roots.as_ptr().add(first + base).cast::<__m256i>();
+        let mut node: [__m256i; VECS] =
+            vecs!(VECS, |j| _mm256_or_si256(_mm256_loadu_si256(roots.add(j)), party_bit));
+        let mut bits = left_aligned(&xs[base..base + HALF], n);
+        let mut acc = [_mm256_setzero_si256(); VECS];
+        for i in 0..levels {
+            let h = mmo(vecs!(VECS, |j| sigma(node[j])), &rk);
+            let cws =
+                keys.seed_cw.as_ptr().add(tiled(levels, len, i, first) + base).cast::<__m256i>();
+            for j in 0..VECS {
+                let tm = control_mask(node[j], one);
+                let left =
+                    _mm256_xor_si256(h[j], _mm256_and_si256(_mm256_loadu_si256(cws.add(j)), tm));
+                let go_right = top_bit_mask(bits[j]);
+                let right_bit = _mm256_and_si256(_mm256_xor_si256(left, node[j]), one);
+                acc[j] = _mm256_xor_si256(acc[j], _mm256_andnot_si256(go_right, right_bit));
+                node[j] = _mm256_xor_si256(left, _mm256_and_si256(go_right, node[j]));
+                bits[j] = _mm256_slli_epi64(bits[j], 1);
+            }
+        }
+        let h = mmo(vecs!(VECS, |j| sigma(node[j])), &rk);
+        let mut leaves = [0u128; 2];
+        let mut accs = [0u64; 4];
+        for j in 0..VECS {
+            let k0 = base + 2 * j;
+            let cw = _mm256_unpacklo_epi64(load_words(leaf0.add(k0)), load_words(leaf1.add(k0)));
+            let tm = control_mask(node[j], one);
+            _mm256_storeu_si256(
+                leaves.as_mut_ptr().cast(),
+                _mm256_xor_si256(h[j], _mm256_and_si256(cw, tm)),
+            );
+            _mm256_storeu_si256(accs.as_mut_ptr().cast(), acc[j]);
+            for l in 0..2 {
+                let k = k0 + l;
+                out[k] = accs[2 * l] ^ ((leaves[l] >> (xs[k] & low)) & 1) as u64;
+            }
+        }
+    }
+}
+
+/// Key generation for one full tile of comparison keys: both parties' hashes of a half tile in
+/// flight together; the same keys, bit for bit, as the scalar generator given the same roots and
+/// offsets.
+///
+/// # Safety
+/// The CPU must support AVX2 and VAES; `cws[b]` must point to the tile's `levels · TILE` seed
+/// corrections of party b and `leaves[b]` to its `2 · TILE` leaf words.
+#[target_feature(enable = "avx2,vaes,aes")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn cmp_gen_tile(
+    rk: &[u128; 11],
+    n: u32,
+    levels: usize,
+    alphas: &[u64],
+    s: &[[u128; TILE]; 2],
+    delta: &[u128; TILE],
+    cws: [*mut u128; 2],
+    leaves: [*mut u64; 2],
+) {
+    debug_assert!(alphas.len() == TILE);
+    let rk = broadcast_round_keys(rk);
+    let one = _mm256_set_epi64x(0, 1, 0, 1);
+    let low = (1u64 << (n - levels as u32)) - 1;
+    /// Keys per generation pass: both parties' nodes are hashed together, so 4 keys per party
+    /// fill the [`VECS`] AES chains.
+    const GEN: usize = VECS;
+    const GV: usize = GEN / 2;
+    for part in 0..TILE / GEN {
+        let base = part * GEN;
+        // nodes[0..GV] party 0, nodes[GV..] party 1.
+        let mut nodes: [__m256i; VECS] = vecs!(VECS, |j| {
+            let (b, v) = (j / GV, j % GV);
+            _mm256_loadu_si256(s[b].as_ptr().add(base + 2 * v).cast())
+        });
+        let d: [__m256i; GV] =
+            vecs!(GV, |v| _mm256_loadu_si256(delta.as_ptr().add(base + 2 * v).cast()));
+        let mut abits: [__m256i; GV] = {
+            let shift = _mm_cvtsi64_si128((64 - n) as i64);
+            let low_half = _mm256_set_epi64x(0, -1, 0, -1);
+            vecs!(GV, |v| _mm256_and_si256(
+                _mm256_sll_epi64(load_words(alphas.as_ptr().add(base + 2 * v)), shift),
+                low_half
+            ))
+        };
+        for i in 0..levels {
+            let h = mmo(vecs!(VECS, |j| sigma(nodes[j])), &rk);
+            for v in 0..GV {
+                // All ones over the lane where α's bit is 1 (α's path turns right).
+                let right = top_bit_mask(abits[v]);
+                let cw = _mm256_xor_si256(
+                    _mm256_xor_si256(h[v], h[GV + v]),
+                    _mm256_andnot_si256(right, d[v]),
+                );
+                for b in 0..2 {
+                    _mm256_storeu_si256(cws[b].add(i * TILE + base + 2 * v).cast(), cw);
+                    let node = nodes[b * GV + v];
+                    let tm = control_mask(node, one);
+                    let left = _mm256_xor_si256(h[b * GV + v], _mm256_and_si256(cw, tm));
+                    nodes[b * GV + v] = _mm256_xor_si256(left, _mm256_and_si256(right, node));
+                }
+                abits[v] = _mm256_slli_epi64(abits[v], 1);
+            }
+        }
+        let h = mmo(vecs!(VECS, |j| sigma(nodes[j])), &rk);
+        let mut lanes = [0u128; 2];
+        for v in 0..GV {
+            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), _mm256_xor_si256(h[v], h[GV + v]));
+            for l in 0..2 {
+                let k = base + 2 * v + l;
+                let a = alphas[k] & low;
+                let table = if a == 0 { 0 } else { u128::MAX >> (128 - a as u32) };
+                let cw = lanes[l] ^ table;
+                for leaf in leaves {
+                    leaf.add(k).write(cw as u64);
+                    leaf.add(TILE + k).write((cw >> 64) as u64);
+                }
+            }
+        }
+    }
+}
