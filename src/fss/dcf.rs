@@ -449,8 +449,8 @@ fn eval_group(aes: &FixedKeyAes, keys: &KeyBatch, first: usize, xs: &[u64], out:
 }
 
 /// Evaluation of up to [`GROUP`] consecutive keys with a multi-word payload.
-/// A full tile of a 2-, 3- or 4-word batch on the AVX-512/VAES path; false when the tile must
-/// go to the scalar evaluator (another width, a partial tile, no VAES).
+/// A full tile of a 2-, 3- or 4-word batch on a VAES path (AVX-512 or AVX2); false when the tile
+/// must go to the scalar evaluator (another width, a partial tile, no VAES).
 #[allow(unused_variables)] // everything is unused on other architectures
 fn words_tile(
     aes: &FixedKeyAes,
@@ -461,17 +461,28 @@ fn words_tile(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if xs.len() != GROUP || aes.implementation() != super::aes::AesImpl::Vaes512 {
+        use super::aes::AesImpl;
+        if xs.len() != GROUP {
             return false;
         }
         let rk = aes.round_keys();
-        // SAFETY: Vaes512 implies AVX-512F and VAES; `first` starts a full tile (the range
-        // starts on a tile and groups are tile-sized) of a batch with this many words.
+        // SAFETY: Vaes512 implies AVX-512F and VAES, Vaes256 AVX2 and VAES; `first` starts a
+        // full tile (the range starts on a tile and groups are tile-sized) of a batch with this
+        // many words.
         unsafe {
-            match keys.words {
-                2 => super::simd::dcf_words_tile::<2>(rk, keys, first, xs, out),
-                3 => super::simd::dcf_words_tile::<3>(rk, keys, first, xs, out),
-                4 => super::simd::dcf_words_tile::<4>(rk, keys, first, xs, out),
+            match (aes.implementation(), keys.words) {
+                (AesImpl::Vaes512, 2) => super::simd::dcf_words_tile::<2>(rk, keys, first, xs, out),
+                (AesImpl::Vaes512, 3) => super::simd::dcf_words_tile::<3>(rk, keys, first, xs, out),
+                (AesImpl::Vaes512, 4) => super::simd::dcf_words_tile::<4>(rk, keys, first, xs, out),
+                (AesImpl::Vaes256, 2) => {
+                    super::simd256::dcf_words_tile::<2>(rk, keys, first, xs, out)
+                }
+                (AesImpl::Vaes256, 3) => {
+                    super::simd256::dcf_words_tile::<3>(rk, keys, first, xs, out)
+                }
+                (AesImpl::Vaes256, 4) => {
+                    super::simd256::dcf_words_tile::<4>(rk, keys, first, xs, out)
+                }
                 _ => return false,
             }
         }

@@ -250,3 +250,127 @@ pub(super) unsafe fn cmp_gen_tile(
         }
     }
 }
+
+/// Evaluate the full tile of a DCF batch with a `W`-word payload starting at key `first`
+/// (`out[k·W + q]` is word q of key k): the same bits as the scalar evaluators in
+/// [`dcf`](super::dcf), with the child and the side's output word chosen by masks.
+///
+/// # Safety
+/// The CPU must support AVX2 and VAES; `first` must start a full tile of `keys`, a DCF batch
+/// with W words.
+#[target_feature(enable = "avx2,vaes,aes")]
+pub(super) unsafe fn dcf_words_tile<const W: usize>(
+    rk: &[u128; 11],
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &mut [u64],
+) {
+    debug_assert!(
+        first.is_multiple_of(TILE)
+            && first + TILE <= keys.len
+            && xs.len() == TILE
+            && out.len() == W * TILE
+            && keys.words as usize == W
+    );
+    let (n, len) = (keys.n, keys.len);
+    let levels = (n - 1) as usize;
+    let rk = broadcast_round_keys(rk);
+    let one = _mm256_set_epi64x(0, 1, 0, 1);
+    let seed_mask = _mm256_set_epi64x(-1, !3, -1, !3);
+    let party = keys.party.index() as i64;
+    let party_bit = _mm256_set_epi64x(0, party, 0, party);
+    // The value block of word q hashes (seed ⊕ 4q) | 2.
+    let mut tweak = [_mm256_setzero_si256(); W];
+    for (q, t) in tweak.iter_mut().enumerate() {
+        let v = ((q as i64) << 2) | 2;
+        *t = _mm256_set_epi64x(0, v, 0, v);
+    }
+    let lbase = tiled(2 * W, len, 0, first);
+    for half in 0..TILE / HALF {
+        let base = half * HALF;
+        let roots = keys.roots.as_ptr().add(first + base).cast::<__m256i>();
+        let mut node: [__m256i; VECS] =
+            vecs!(VECS, |j| _mm256_or_si256(_mm256_loadu_si256(roots.add(j)), party_bit));
+        let mut bits = left_aligned(&xs[base..base + HALF], n);
+        let mut acc = [[_mm256_setzero_si256(); VECS]; W];
+        for i in 0..levels {
+            let cws = keys.seed_cw.as_ptr().add(tiled(levels, len, i, first) + base).cast::<__m256i>();
+            let vbase = tiled(levels * W, len, i * W, first) + base;
+            let side: [__m256i; VECS] = vecs!(VECS, |j| _mm256_srli_epi64(bits[j], 63));
+            // All ones in the low half where the side is right (the high half is ignored).
+            let right: [__m256i; VECS] =
+                vecs!(VECS, |j| _mm256_sub_epi64(_mm256_setzero_si256(), side[j]));
+            let seed: [__m256i; VECS] = vecs!(VECS, |j| _mm256_and_si256(node[j], seed_mask));
+            let child = mmo(vecs!(VECS, |j| _mm256_or_si256(seed[j], side[j])), &rk);
+            for q in 0..W {
+                let words = mmo(vecs!(VECS, |j| _mm256_xor_si256(seed[j], tweak[q])), &rk);
+                let vcws = keys.value_cw.as_ptr().add(vbase + q * TILE);
+                for j in 0..VECS {
+                    let v = _mm256_blendv_epi8(
+                        words[j],
+                        _mm256_shuffle_epi32(words[j], 0b11_10_11_10),
+                        right[j],
+                    );
+                    let tm = control_mask(node[j], one);
+                    let vcw = _mm256_and_si256(load_words(vcws.add(2 * j)), tm);
+                    acc[q][j] = _mm256_add_epi64(acc[q][j], _mm256_add_epi64(v, vcw));
+                }
+            }
+            for j in 0..VECS {
+                let tm = control_mask(node[j], one);
+                let cw = _mm256_loadu_si256(cws.add(j));
+                let cw_side = _mm256_or_si256(
+                    _mm256_and_si256(cw, seed_mask),
+                    _mm256_and_si256(_mm256_srlv_epi64(cw, side[j]), one),
+                );
+                node[j] = _mm256_xor_si256(child[j], _mm256_and_si256(cw_side, tm));
+                bits[j] = _mm256_slli_epi64(bits[j], 1);
+            }
+        }
+        // Last level: W output blocks, and one correction per word and last input bit.
+        let seed: [__m256i; VECS] = vecs!(VECS, |j| _mm256_and_si256(node[j], seed_mask));
+        let mut lanes = [0u64; 4];
+        for q in 0..W {
+            let words = mmo(vecs!(VECS, |j| _mm256_xor_si256(seed[j], tweak[q])), &rk);
+            let last0 = keys.last_cw.as_ptr().add(lbase + q * TILE + base);
+            let last1 = keys.last_cw.as_ptr().add(lbase + (W + q) * TILE + base);
+            for j in 0..VECS {
+                let right = _mm256_sub_epi64(_mm256_setzero_si256(), _mm256_srli_epi64(bits[j], 63));
+                let v = _mm256_blendv_epi8(
+                    words[j],
+                    _mm256_shuffle_epi32(words[j], 0b11_10_11_10),
+                    right,
+                );
+                let cw = _mm256_blendv_epi8(
+                    load_words(last0.add(2 * j)),
+                    load_words(last1.add(2 * j)),
+                    right,
+                );
+                let tm = control_mask(node[j], one);
+                let total =
+                    _mm256_add_epi64(acc[q][j], _mm256_add_epi64(v, _mm256_and_si256(cw, tm)));
+                _mm256_storeu_si256(lanes.as_mut_ptr().cast(), total);
+                for k in 0..2 {
+                    let y = lanes[2 * k];
+                    out[(base + 2 * j + k) * W + q] = if party == 0 { y } else { y.wrapping_neg() };
+                }
+            }
+        }
+    }
+}
+
+/// [`dcf_words_tile`] with one word, in the signature of the one-word tile evaluators.
+///
+/// # Safety
+/// As [`dcf_words_tile`].
+#[target_feature(enable = "avx2,vaes,aes")]
+pub(super) unsafe fn dcf_tile(
+    rk: &[u128; 11],
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &mut [u64],
+) {
+    dcf_words_tile::<1>(rk, keys, first, xs, out)
+}

@@ -187,8 +187,8 @@ pub(crate) fn gen_full_tile(
     false
 }
 
-/// Evaluate a one-word key batch on all threads: full tiles with the AVX-512/VAES code when
-/// `vector` is set and the CPU has it, every other group with the scalar `group` evaluator.
+/// Evaluate a one-word key batch on all threads: full tiles with the VAES code (AVX-512, or AVX2
+/// for DCF and comparison keys) when `vector` is set and the CPU has it, every other group with the scalar `group` evaluator.
 pub(crate) fn eval_tiles(
     keys: &super::KeyBatch,
     offset: usize,
@@ -199,21 +199,32 @@ pub(crate) fn eval_tiles(
 ) {
     let aes = super::aes::fixed_aes();
     #[cfg(target_arch = "x86_64")]
-    let vector = vector && aes.implementation() == super::aes::AesImpl::Vaes512;
+    type Tile = unsafe fn(&[u128; 11], &super::KeyBatch, usize, &[u64], &mut [u64]);
+    #[cfg(target_arch = "x86_64")]
+    let tile: Option<Tile> = {
+        use super::{Scheme, aes::AesImpl};
+        match (vector, aes.implementation(), keys.scheme()) {
+            (false, _, _) => None,
+            (_, AesImpl::Vaes512, Scheme::Dcf) => Some(super::simd::dcf_tile),
+            (_, AesImpl::Vaes512, Scheme::Dpf) => Some(super::simd::dpf_tile),
+            (_, AesImpl::Vaes512, Scheme::Cmp) => Some(super::simd::cmp_tile),
+            (_, AesImpl::Vaes256, Scheme::Dcf) => Some(super::simd256::dcf_tile),
+            (_, AesImpl::Vaes256, Scheme::Cmp) => Some(super::simd256::cmp_tile),
+            _ => None,
+        }
+    };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = vector;
     // `xs[i]` belongs to key `offset + i`; `offset` starts a tile, so groups stay tile-aligned.
     par_eval(xs, out, |first, xs, out| {
         let first = offset + first;
         #[cfg(target_arch = "x86_64")]
-        if vector && xs.len() == GROUP {
-            let tile = match keys.scheme() {
-                super::Scheme::Dcf => super::simd::dcf_tile,
-                super::Scheme::Dpf => super::simd::dpf_tile,
-                super::Scheme::Cmp => super::simd::cmp_tile,
-            };
-            // SAFETY: `vector` implies AVX-512F and VAES; `first` starts a full tile (groups are
-            // tile-aligned and this one is full).
+        if let Some(tile) = tile
+            && xs.len() == GROUP
+        {
+            // SAFETY: the tile matches the AES implementation, whose CPU features `fixed_aes`
+            // checked (AVX-512F and VAES, or AVX2 and VAES); `first` starts a full tile (groups
+            // are tile-aligned and this one is full).
             unsafe { tile(aes.round_keys(), keys, first, xs, out) };
             return;
         }
