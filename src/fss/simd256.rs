@@ -295,7 +295,8 @@ pub(super) unsafe fn dcf_words_tile<const W: usize>(
         let mut bits = left_aligned(&xs[base..base + HALF], n);
         let mut acc = [[_mm256_setzero_si256(); VECS]; W];
         for i in 0..levels {
-            let cws = keys.seed_cw.as_ptr().add(tiled(levels, len, i, first) + base).cast::<__m256i>();
+            let cws =
+                keys.seed_cw.as_ptr().add(tiled(levels, len, i, first) + base).cast::<__m256i>();
             let vbase = tiled(levels * W, len, i * W, first) + base;
             let side: [__m256i; VECS] = vecs!(VECS, |j| _mm256_srli_epi64(bits[j], 63));
             // All ones in the low half where the side is right (the high half is ignored).
@@ -336,7 +337,8 @@ pub(super) unsafe fn dcf_words_tile<const W: usize>(
             let last0 = keys.last_cw.as_ptr().add(lbase + q * TILE + base);
             let last1 = keys.last_cw.as_ptr().add(lbase + (W + q) * TILE + base);
             for j in 0..VECS {
-                let right = _mm256_sub_epi64(_mm256_setzero_si256(), _mm256_srli_epi64(bits[j], 63));
+                let right =
+                    _mm256_sub_epi64(_mm256_setzero_si256(), _mm256_srli_epi64(bits[j], 63));
                 let v = _mm256_blendv_epi8(
                     words[j],
                     _mm256_shuffle_epi32(words[j], 0b11_10_11_10),
