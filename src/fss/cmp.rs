@@ -58,6 +58,30 @@ fn truth_table(a: u64) -> u128 {
     if a == 0 { 0 } else { u128::MAX >> (128 - a as u32) }
 }
 
+/// Key `k` of a tile's leaf correction — the XOR of both parties' leaf hashes and the truth
+/// table of α's last bits `alpha_low` — written to both parties' tile-local leaf words (low
+/// word at k, high word at TILE + k). The vector generators' last step.
+///
+/// # Safety
+/// `leaves[b]` must point to a tile's `2 · TILE` leaf words and `k < TILE`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) unsafe fn write_tile_leaf(
+    leaves: [*mut u64; 2],
+    k: usize,
+    hashes: u128,
+    alpha_low: u64,
+) {
+    let cw = hashes ^ truth_table(alpha_low);
+    for leaf in leaves {
+        // SAFETY: the caller's contract.
+        unsafe {
+            leaf.add(k).write(cw as u64);
+            leaf.add(super::keys::TILE + k).write((cw >> 64) as u64);
+        }
+    }
+}
+
 /// Dealer: comparison keys for `[x < α_k]` on n-bit inputs, one per α.
 ///
 /// # Errors
@@ -162,29 +186,12 @@ unsafe fn gen_group(
             let cw =
                 std::array::from_fn(|b| cws[b].run(tiled(levels, len, 0, first), levels * GROUP));
             let leaf = std::array::from_fn(|b| leaves[b].run(tiled(2, len, 0, first), 2 * GROUP));
-            if aes.implementation() == AesImpl::Vaes512 {
-                super::simd::cmp_gen_tile(
-                    aes.round_keys(),
-                    n,
-                    levels,
-                    alphas,
-                    &s,
-                    &delta,
-                    cw,
-                    leaf,
-                );
+            let tile = if aes.implementation() == AesImpl::Vaes512 {
+                super::simd::cmp_gen_tile
             } else {
-                super::simd256::cmp_gen_tile(
-                    aes.round_keys(),
-                    n,
-                    levels,
-                    alphas,
-                    &s,
-                    &delta,
-                    cw,
-                    leaf,
-                );
-            }
+                super::simd256::cmp_gen_tile
+            };
+            tile(aes.round_keys(), n, levels, alphas, &s, &delta, cw, leaf);
         }
         return;
     }

@@ -52,6 +52,23 @@ pub fn tiled(levels: usize, len: usize, level: usize, key: usize) -> usize {
     let width = TILE.min(len - tile_start);
     tile_start * levels + level * width + (key - tile_start)
 }
+/// Whether keys `first..first + TILE` are a full tile of `keys` with `xs` one input per key and
+/// `out` `words` outputs per key: the vector tiles' precondition (checked in debug builds).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn is_full_tile(
+    keys: &KeyBatch,
+    first: usize,
+    xs: &[u64],
+    out: &[u64],
+    words: usize,
+) -> bool {
+    first.is_multiple_of(TILE)
+        && first + TILE <= keys.len
+        && xs.len() == TILE
+        && out.len() == words * TILE
+        && (keys.words as usize).max(1) == words
+}
+
 const VERSION: u16 = 1;
 const HEADER_BYTES: usize = 32;
 /// Most 64-bit output words a DCF payload may have.

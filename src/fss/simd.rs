@@ -12,7 +12,7 @@
 
 use std::arch::x86_64::*;
 
-use super::keys::{KeyBatch, TILE, tiled};
+use super::keys::{KeyBatch, TILE, is_full_tile, tiled};
 
 /// Vectors of 4 keys per tile.
 const VECS: usize = TILE / 4;
@@ -141,12 +141,7 @@ pub(super) unsafe fn dpf_tile(
 #[inline]
 #[target_feature(enable = "avx512f,vaes,aes,avx2")]
 unsafe fn tile(rk: &[u128; 11], keys: &KeyBatch, first: usize, xs: &[u64], out: &mut [u64]) {
-    debug_assert!(
-        first.is_multiple_of(TILE)
-            && first + TILE <= keys.len
-            && xs.len() == TILE
-            && out.len() == TILE
-    );
+    debug_assert!(is_full_tile(keys, first, xs, out, 1));
     let (n, len) = (keys.n, keys.len);
     let levels = (n - 1) as usize;
     let rk = broadcast_round_keys(rk);
@@ -216,13 +211,7 @@ pub(super) unsafe fn dcf_words_tile<const W: usize>(
     xs: &[u64],
     out: &mut [u64],
 ) {
-    debug_assert!(
-        first.is_multiple_of(TILE)
-            && first + TILE <= keys.len
-            && xs.len() == TILE
-            && out.len() == W * TILE
-            && keys.words as usize == W
-    );
+    debug_assert!(is_full_tile(keys, first, xs, out, W));
     let (n, len) = (keys.n, keys.len);
     let levels = (n - 1) as usize;
     let rk = broadcast_round_keys(rk);
@@ -318,12 +307,7 @@ pub(super) unsafe fn cmp_tile(
     xs: &[u64],
     out: &mut [u64],
 ) {
-    debug_assert!(
-        first.is_multiple_of(TILE)
-            && first + TILE <= keys.len
-            && xs.len() == TILE
-            && out.len() == TILE
-    );
+    debug_assert!(is_full_tile(keys, first, xs, out, 1));
     let (n, len) = (keys.n, keys.len);
     let levels = keys.levels();
     let rk = broadcast_round_keys(rk);
@@ -419,13 +403,7 @@ pub(super) unsafe fn cmp_gen_tile(
         _mm512_storeu_si512(lanes.as_mut_ptr().cast(), _mm512_xor_si512(h[0][j], h[1][j]));
         for l in 0..4 {
             let k = 4 * j + l;
-            let a = alphas[k] & low;
-            let table = if a == 0 { 0 } else { u128::MAX >> (128 - a as u32) };
-            let cw = lanes[l] ^ table;
-            for leaf in leaves {
-                leaf.add(k).write(cw as u64);
-                leaf.add(TILE + k).write((cw >> 64) as u64);
-            }
+            super::cmp::write_tile_leaf(leaves, k, lanes[l], alphas[k] & low);
         }
     }
 }

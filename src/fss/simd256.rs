@@ -19,7 +19,7 @@
 
 use std::arch::x86_64::*;
 
-use super::keys::{KeyBatch, TILE, tiled};
+use super::keys::{KeyBatch, TILE, is_full_tile, tiled};
 
 /// Keys per pass of the DCF tiles (half a tile: 8 vectors of 2 keys, whose W + 1 accumulators
 /// per vector already crowd the 16 ymm registers).
@@ -123,12 +123,7 @@ pub(super) unsafe fn cmp_tile(
     xs: &[u64],
     out: &mut [u64],
 ) {
-    debug_assert!(
-        first.is_multiple_of(TILE)
-            && first + TILE <= keys.len
-            && xs.len() == TILE
-            && out.len() == TILE
-    );
+    debug_assert!(is_full_tile(keys, first, xs, out, 1));
     let (n, len) = (keys.n, keys.len);
     let levels = keys.levels();
     let rk = broadcast_round_keys(rk);
@@ -249,13 +244,7 @@ pub(super) unsafe fn cmp_gen_tile(
             _mm256_storeu_si256(lanes.as_mut_ptr().cast(), _mm256_xor_si256(h[v], h[GV + v]));
             for l in 0..2 {
                 let k = base + 2 * v + l;
-                let a = alphas[k] & low;
-                let table = if a == 0 { 0 } else { u128::MAX >> (128 - a as u32) };
-                let cw = lanes[l] ^ table;
-                for leaf in leaves {
-                    leaf.add(k).write(cw as u64);
-                    leaf.add(TILE + k).write((cw >> 64) as u64);
-                }
+                super::cmp::write_tile_leaf(leaves, k, lanes[l], alphas[k] & low);
             }
         }
     }
@@ -276,13 +265,7 @@ pub(super) unsafe fn dcf_words_tile<const W: usize>(
     xs: &[u64],
     out: &mut [u64],
 ) {
-    debug_assert!(
-        first.is_multiple_of(TILE)
-            && first + TILE <= keys.len
-            && xs.len() == TILE
-            && out.len() == W * TILE
-            && keys.words as usize == W
-    );
+    debug_assert!(is_full_tile(keys, first, xs, out, W));
     let (n, len) = (keys.n, keys.len);
     let levels = (n - 1) as usize;
     let rk = broadcast_round_keys(rk);
