@@ -33,11 +33,10 @@
 //! it into what they need (a masked bit opened in one round, [`mpc::gates`](crate::mpc::gates)).
 
 use rand::Rng;
-use rayon::prelude::*;
 
 use super::aes::{AesImpl, FixedKeyAes, fixed_aes};
 use super::keys::{KeyBatch, Scheme, check_domain, check_party_order, check_width, tiled};
-use super::tree::{GROUP, SEED_MASK, Scatter, TASK, bit, mask128, par_gen, random_seed};
+use super::tree::{GROUP, SEED_MASK, Scatter, bit, eval_tiles, mask128, par_gen, random_seed};
 use crate::fss::KeyError;
 use crate::party::PartyId;
 use crate::prg::ChaCha20Rng;
@@ -283,33 +282,7 @@ pub(crate) fn eval_scalar(keys: &KeyBatch, xs: &[u64], out: &mut [u64]) {
 }
 
 fn eval_unchecked(keys: &KeyBatch, offset: usize, xs: &[u64], out: &mut [u64], vector: bool) {
-    let aes = fixed_aes();
-    #[cfg(target_arch = "x86_64")]
-    let vector = if vector { aes.implementation() } else { AesImpl::Portable };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = vector;
-    out.par_chunks_mut(TASK).zip(xs.par_chunks(TASK)).enumerate().for_each(|(c, (out, xs))| {
-        for (g, (out, xs)) in out.chunks_mut(GROUP).zip(xs.chunks(GROUP)).enumerate() {
-            let first = offset + c * TASK + g * GROUP;
-            #[cfg(target_arch = "x86_64")]
-            if xs.len() == GROUP {
-                // SAFETY: Vaes512 implies AVX-512F and VAES, Vaes256 AVX2 and VAES; `first`
-                // starts a full tile (the range starts on a tile and groups are tile-sized).
-                match vector {
-                    AesImpl::Vaes512 => {
-                        unsafe { super::simd::cmp_tile(aes.round_keys(), keys, first, xs, out) };
-                        continue;
-                    }
-                    AesImpl::Vaes256 => {
-                        unsafe { super::simd256::cmp_tile(aes.round_keys(), keys, first, xs, out) };
-                        continue;
-                    }
-                    _ => {}
-                }
-            }
-            eval_group(aes, keys, first, xs, out);
-        }
-    });
+    eval_tiles(keys, offset, xs, out, vector, eval_group);
 }
 
 /// Evaluation of up to [`GROUP`] consecutive keys, level by level with the group's hashes in one

@@ -52,6 +52,7 @@ pub fn tiled(levels: usize, len: usize, level: usize, key: usize) -> usize {
     let width = TILE.min(len - tile_start);
     tile_start * levels + level * width + (key - tile_start)
 }
+
 /// Whether keys `first..first + TILE` are a full tile of `keys` with `xs` one input per key and
 /// `out` `words` outputs per key: the vector tiles' precondition (checked in debug builds).
 #[cfg(target_arch = "x86_64")]

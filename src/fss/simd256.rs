@@ -7,8 +7,8 @@
 //! between two nodes with a branch that is taken at random, so about every other level
 //! mispredicts. Here a tile's keys walk in vector registers and pick their child with masks.
 //! The comparison evaluation walks a whole tile of [`TILE`] keys at once (16 ymm registers of
-//! 2 lanes: the AES chains in flight cover VAES's latency, and measured 20–40 % faster than
-//! half tiles on an AMD EPYC without AVX-512); the DCF tiles walk halves of [`HALF`] keys (8
+//! 2 lanes: the AES chains in flight cover VAES's latency; 22–38 % less time than half tiles
+//! on an AMD EPYC without AVX-512); the DCF tiles walk halves of [`HALF`] keys (8
 //! vectors), since their W + 1 accumulators per vector would spill with 16.
 //!
 //! Lane layout as in the AVX-512 tiles: a 128-bit lane holds one key's node (seed with the
@@ -26,8 +26,9 @@ use super::keys::{KeyBatch, TILE, is_full_tile, tiled};
 const HALF: usize = 16;
 /// Vectors of 2 keys per DCF pass.
 const VECS: usize = HALF / 2;
-/// Keys per pass of the comparison evaluation: the whole tile (16 vectors in flight measured
-/// 20–40 % faster than 8 on an AMD EPYC without AVX-512; the DCF tiles are slower so).
+/// Keys per pass of the comparison evaluation: the whole tile. 16 vectors in flight took
+/// 22–38 % less time than 8 in `cargo bench --bench fss` on an AMD EPYC without AVX-512; the
+/// DCF tiles are slower so.
 const CMP_HALF: usize = TILE;
 /// Vectors of 2 keys per comparison pass.
 const CMP_VECS: usize = CMP_HALF / 2;

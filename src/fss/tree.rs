@@ -187,8 +187,9 @@ pub(crate) fn gen_full_tile(
     false
 }
 
-/// Evaluate a one-word key batch on all threads: full tiles with the VAES code (AVX-512, or AVX2
-/// for DCF and comparison keys) when `vector` is set and the CPU has it, every other group with the scalar `group` evaluator.
+/// Evaluate a one-word (or one-bit comparison) key batch on all threads: full tiles with the
+/// VAES code (AVX-512, or AVX2 for DCF and comparison keys) when `vector` is set and the CPU has
+/// it, every other group with the scalar `group` evaluator.
 pub(crate) fn eval_tiles(
     keys: &super::KeyBatch,
     offset: usize,
