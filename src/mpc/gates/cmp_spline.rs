@@ -227,6 +227,7 @@ pub fn masked_bits(
 ) -> Result<Vec<u64>, MpcError> {
     let len = masked.len();
     check(keys, spline, len)?;
+    use rayon::prelude::*;
     let m = keys.width;
     let p0 = u64::from(keys.cmp.party() == PartyId::P0);
     let (hat, betas) = offsets(spline, masked);
@@ -236,22 +237,42 @@ pub fn masked_bits(
     let mut bits = keys.flips.clone();
     let mut points = vec![0u64; len];
     let mut c = vec![0u64; len];
+    // Elements per parallel task: whole groups of 64, whose `inner` bits fill `inner` words.
+    const GROUPS: usize = 16;
     for (b, &beta) in betas.iter().enumerate() {
-        for (z, &u) in points.iter_mut().zip(&hat) {
-            *z = reduce(u.wrapping_sub(beta), m);
-        }
+        points.par_chunks_mut(64 * GROUPS).zip(hat.par_chunks(64 * GROUPS)).for_each(|(z, u)| {
+            for (z, &u) in z.iter_mut().zip(u) {
+                *z = reduce(u.wrapping_sub(beta), m);
+            }
+        });
         backend.eval_fss(&keys.cmp, &points, &mut c)?;
-        for k in 0..len {
-            let public = p0 & u64::from(hat[k] < beta);
-            let at = k * inner + b;
-            bits[at / 64] ^= (c[k] ^ wrap[k] ^ public) << (at % 64);
-        }
+        bits.par_chunks_mut(inner * GROUPS).enumerate().for_each(|(g, words)| {
+            let first = g * 64 * GROUPS;
+            for k in first..(first + 64 * GROUPS).min(len) {
+                let public = p0 & u64::from(hat[k] < beta);
+                let at = (k - first) * inner + b;
+                words[at / 64] ^= (c[k] ^ wrap[k] ^ public) << (at % 64);
+            }
+        });
     }
     Ok(bits)
 }
 
 /// Party, after the opening (`opened`: the masked bits, packed as [`masked_bits`] made them):
 /// shares of spline(x) for each masked input. Parallel over elements.
+///
+/// Per element, with x = x̂ − r, d̂_b the opened bit of breakpoint b, Δ_b = poly_b − poly_(b+1)
+/// and R_(b,e) the shares of ρ_b·r^e:
+///
+/// ```text
+/// f(x) = (poly_last + Σ_b d̂_b·Δ_b)(x) + Σ_b (1 − 2d̂_b)·ρ_b·Δ_b(x),
+/// ρ_b·Δ_b(x) = Σ_e R_(b,e)·c_(b,e)(x̂),   c_(b,e)(x̂) = (−1)^e Σ_(j≥e) C(j, e)·Δ_b[j]·x̂^(j−e)
+/// ```
+///
+/// The first polynomial has public coefficients (one expansion in the shares of r^e per element);
+/// the second is summed as Σ_(e,t) x̂^t·Σ_b γ_(b,e,t)·(±R_(b,e)) with the public
+/// γ_(b,e,t) = (−1)^e C(e + t, e)·Δ_b[e + t]: (d + 1)(d + 2)/2 independent multiply-adds per
+/// breakpoint (6 at d = 2), no multiplications for the opened part.
 ///
 /// # Errors
 /// As [`masked_bits`].
@@ -261,57 +282,101 @@ pub fn finish(
     masked: &[u64],
     opened: &[u64],
 ) -> Result<Vec<u64>, MpcError> {
-    use rayon::prelude::*;
     let len = masked.len();
     check(keys, spline, len)?;
+    Ok(match keys.degree + 1 {
+        1 => finish_words::<1>(keys, spline, masked, opened),
+        2 => finish_words::<2>(keys, spline, masked, opened),
+        3 => finish_words::<3>(keys, spline, masked, opened),
+        4 => finish_words::<4>(keys, spline, masked, opened),
+        _ => finish_words::<{ crate::fss::keys::MAX_WORDS as usize }>(keys, spline, masked, opened),
+    })
+}
+
+/// [`finish`] with at most `W` coefficient words (exactly `W` for the common degrees, so the
+/// loops unroll); the words beyond the spline's degree stay zero.
+fn finish_words<const W: usize>(
+    keys: &CmpSplineKeys,
+    spline: &Spline,
+    masked: &[u64],
+    opened: &[u64],
+) -> Vec<u64> {
+    use rayon::prelude::*;
     let words = keys.degree + 1;
+    debug_assert!(words <= W);
     let inner = keys.bits_per_element();
     let binom = signed_binomials(words);
-    // Per breakpoint b the difference poly_b − poly_(b+1); the last piece's polynomial on its own.
-    let last = &spline.coeffs[inner];
-    let diffs: Vec<u64> = (0..inner)
-        .flat_map(|b| (0..words).map(move |j| (b, j)))
-        .map(|(b, j)| spline.coeffs[b][j].wrapping_sub(spline.coeffs[b + 1][j]))
-        .collect();
-    // coef_e(c, x̂) = (−1)^e Σ_{j≥e} C(j, e)·c_j·x̂^(j−e), with x̂'s powers given.
-    let coef = |c: &[u64], xp: &[u64], e: usize| -> u64 {
-        (e..words).fold(0u64, |acc, j| {
-            acc.wrapping_add(binom[j][e].wrapping_mul(c[j]).wrapping_mul(xp[j - e]))
-        })
+    let padded = |c: &[u64]| -> [u64; W] {
+        let mut out = [0u64; W];
+        out[..words].copy_from_slice(&c[..words]);
+        out
     };
+    let last = padded(&spline.coeffs[inner]);
+    let diffs: Vec<[u64; W]> = (0..inner)
+        .map(|b| {
+            let mut d = padded(&spline.coeffs[b]);
+            for (x, &y) in d.iter_mut().zip(&padded(&spline.coeffs[b + 1])) {
+                *x = x.wrapping_sub(y);
+            }
+            d
+        })
+        .collect();
+    // γ_(b,e,t) = (−1)^e C(e + t, e)·Δ_b[e + t] (zero where e + t > d).
+    let gammas: Vec<[[u64; W]; W]> = diffs
+        .iter()
+        .map(|d| {
+            let mut g = [[0u64; W]; W];
+            for e in 0..words {
+                for t in 0..words - e {
+                    g[e][t] = binom[e + t][e].wrapping_mul(d[e + t]);
+                }
+            }
+            g
+        })
+        .collect();
     let element = |k: usize| -> u64 {
-        let mut xp = [1u64; crate::fss::keys::MAX_WORDS as usize];
+        let xh = masked[k];
+        let mut xp = [1u64; W];
         for j in 1..words {
-            xp[j] = xp[j - 1].wrapping_mul(masked[k]);
+            xp[j] = xp[j - 1].wrapping_mul(xh);
         }
         let pow = &keys.mask_powers[k * words..(k + 1) * words];
-        // poly_last(x) = Σ_e coef_e(last)·r^e (r^0's shares sum to 1).
-        let mut acc =
-            (0..words).fold(0u64, |a, e| a.wrapping_add(coef(last, &xp, e).wrapping_mul(pow[e])));
-        // + Σ_b [u < β_b]·(poly_b − poly_(b+1))(x), with
-        // [u < β_b]·r^e = d̂·r^e + (1 − 2d̂)·ρ_b·r^e: the d̂ parts summed first (one polynomial).
-        let mut opened_diff = [0u64; crate::fss::keys::MAX_WORDS as usize];
+        let mut public = last;
+        let mut acc = [[0u64; W]; W];
         for b in 0..inner {
             let at = k * inner + b;
             let dh = (opened[at / 64] >> (at % 64)) & 1;
-            let diff = &diffs[b * words..(b + 1) * words];
+            // All ones when d̂ = 1: selects Δ_b and negates ρ_b's terms without branches.
+            let ones = dh.wrapping_neg();
             let rho = &keys.rho_powers[at * words..(at + 1) * words];
-            let mut part = 0u64;
-            for e in 0..words {
-                opened_diff[e] = opened_diff[e].wrapping_add(dh.wrapping_mul(diff[e]));
-                part = part.wrapping_add(coef(diff, &xp, e).wrapping_mul(rho[e]));
+            for j in 0..words {
+                public[j] = public[j].wrapping_add(diffs[b][j] & ones);
             }
-            acc = acc.wrapping_add(if dh == 1 { part.wrapping_neg() } else { part });
+            for e in 0..words {
+                let r = (rho[e] ^ ones).wrapping_add(dh);
+                for t in 0..words - e {
+                    acc[e][t] = acc[e][t].wrapping_add(gammas[b][e][t].wrapping_mul(r));
+                }
+            }
         }
-        (0..words).fold(acc, |a, e| {
-            a.wrapping_add(coef(&opened_diff[..words], &xp, e).wrapping_mul(pow[e]))
-        })
+        let mut y = 0u64;
+        for e in 0..words {
+            // coef_e(public, x̂) = (−1)^e Σ_(j≥e) C(j, e)·public[j]·x̂^(j−e), times ⟨r^e⟩.
+            let coef = (e..words).fold(0u64, |a, j| {
+                a.wrapping_add(binom[j][e].wrapping_mul(public[j]).wrapping_mul(xp[j - e]))
+            });
+            y = y.wrapping_add(coef.wrapping_mul(pow[e]));
+            for t in 0..words - e {
+                y = y.wrapping_add(acc[e][t].wrapping_mul(xp[t]));
+            }
+        }
+        y
     };
-    let mut out = vec![0u64; len];
+    let mut out = vec![0u64; masked.len()];
     out.par_chunks_mut(1024).enumerate().for_each(|(c, chunk)| {
         for (i, y) in chunk.iter_mut().enumerate() {
             *y = element(c * 1024 + i);
         }
     });
-    Ok(out)
+    out
 }
