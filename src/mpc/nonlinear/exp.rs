@@ -3,7 +3,8 @@
 //! **Spec.** [`Approx`] of e^x on [−12, 0) in the signed [`WIDTH`]-bit range (|x| < 512): below
 //! −12 the output is 0 (e^−12 < 2^−17), at and above 0 it saturates at 1 — so a large positive
 //! input gives 1, never a wrapped value. Error ≤ 2^−12 vs f64 on [−16, 0] (the fit aims at
-//! half of it, so the pieces are as few as that bound allows); inputs outside the 26-bit range are outside the contract.
+//! [`FIT_SHARE`](super::approx::FIT_SHARE) of it on a dense sample, so the pieces are as few as
+//! that bound allows; checked on every input); inputs outside the 26-bit range are outside the contract.
 //!
 //! **Cost per element per party** (measured by the tests): forward 3 rounds (2 from a masked
 //! input), 16 bytes + 1 bit (inside the softmax: 2 rounds, 16 bytes, larger keys); backward dX = dY ⊙ Y from the output kept in

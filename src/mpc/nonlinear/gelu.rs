@@ -3,12 +3,12 @@
 //!
 //! **Spec.** Piecewise quadratics ([`Approx`]) on [−5, 5) in the signed [`WIDTH`]-bit range
 //! (|x| < 128): 0 below −5 (|GELU(−5)| < 2^−19), the identity from 5 on
-//! (|GELU(x) − x| < 2^−19). Error ≤ 2^−9 vs f64 (fitted to half of it).
+//! (|GELU(x) − x| < 2^−19). Error ≤ 2^−9 vs f64 (fitted to [`FIT_SHARE`](super::approx::FIT_SHARE) of it on a dense sample, checked on every input).
 //!
 //! **Training forward computes the derivative too.** GELU′(x) = Φ(x) + x·φ(x) depends on x
 //! only, and a spline gate's comparisons do not depend on the polynomial: so the forward fits
-//! GELU and GELU′ on **one** set of breakpoints ([`joint`], [`Approx::fit_joint`]: 20 pieces,
-//! where GELU alone needs 12 and GELU′ alone 21) and evaluates both from one
+//! GELU and GELU′ on **one** set of breakpoints ([`joint`], [`Approx::fit_joint`]: 17 pieces,
+//! where GELU alone needs 11 and GELU′ alone 18) and evaluates both from one
 //! [comparison-spline](crate::mpc::gates::cmp_spline) key — one comparison walk per breakpoint
 //! and element, one opened bit per breakpoint; GELU′ costs no AES and no bytes there. Both
 //! unshifted outputs are then masked in one message: GELU is rounded by the one-round DCF shift
@@ -18,11 +18,11 @@
 //! dX = ⌊dY ⊙ GELU′(x) / 2^16⌋ (or one more: local truncation), from one opening, with GELU′ in
 //! the gate's affine form ([`crate::mpc::affine`]); error ≤ 2^−10 vs the f64 derivative for
 //! |dY| ≤ 1. [`spec`] is the training forward's function; [`inference`] evaluates GELU's own
-//! 12-piece fit ([`inference_spec`]) for layers that are never differentiated (frozen ones).
+//! 11-piece fit ([`inference_spec`]) for layers that are never differentiated (frozen ones).
 //!
-//! **Cost per element per party:** training forward 3 rounds, 24 bytes + 19 bits; backward
+//! **Cost per element per party:** training forward 3 rounds, 24 bytes + 16 bits; backward
 //! 1 round, 8 bytes + 1 bit (32 bytes of keys: dY's mask and three correlations); inference
-//! 3 rounds, 16 bytes + 11 bits. Evaluation: 20 comparison walks of 18 AES blocks, one DCF
+//! 3 rounds, 16 bytes + 10 bits. Evaluation: 17 comparison walks of 18 AES blocks, one DCF
 //! walk and one comparison walk for the two shifts, per element.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
@@ -54,7 +54,7 @@ pub fn gelu_grad_f64(x: f64) -> f64 {
     phi(x) + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
 }
 
-/// GELU's own fit (12 pieces), for [`inference`].
+/// GELU's own fit (11 pieces), for [`inference`].
 pub fn approx() -> &'static Approx {
     static A: OnceLock<Approx> = OnceLock::new();
     A.get_or_init(|| Approx::fit(&fit_spec()).expect("GELU's fit is valid"))

@@ -1,7 +1,7 @@
 //! The logistic sigmoid σ(x) = 1 / (1 + e^−x), forward and backward.
 //!
 //! **Spec.** [`Approx`] of σ on [−10, 10) in the signed [`WIDTH`]-bit range (|x| < 128),
-//! saturating at 0 below and 1 above (1 − σ(10) < 2^−15). Error ≤ 2^−10 vs f64 (fitted to half of it).
+//! saturating at 0 below and 1 above (1 − σ(10) < 2^−15). Error ≤ 2^−10 vs f64 (fitted to [`FIT_SHARE`](super::approx::FIT_SHARE) of it on a dense sample, checked on every input).
 //! Backward: σ′ = σ(1 − σ) from the saved output: dX = t − t ⊙ Y with t = dY ⊙ Y, two products
 //! with the output kept in its shift gate's affine form ([`crate::mpc::affine`]), each truncated
 //! locally ([`backward_spec`], within [`BACKWARD_ULPS`]); error ≤ 2^−10 vs the f64 derivative
