@@ -25,6 +25,7 @@
 //! **Privacy:** the key hides r; each opened bit is masked by its ρ_k, known to neither party.
 
 use rand::Rng;
+use zeroize::Zeroize;
 
 use super::cmp_relu::packed_words;
 use super::reduce;
@@ -68,7 +69,6 @@ impl std::fmt::Debug for CmpSplineKeys {
 
 impl Drop for CmpSplineKeys {
     fn drop(&mut self) {
-        use zeroize::Zeroize;
         self.flips.zeroize();
         self.mask_powers.zeroize();
         self.rho_powers.zeroize();
@@ -119,37 +119,51 @@ pub fn keygen(
         });
     };
     let inner = pieces - 1;
+    let words = degree + 1;
     let alphas: Vec<u64> = masks.iter().map(|&r| reduce(r, width)).collect();
     let [c0, c1] = cmp::keygen(width, &alphas, rng)?;
-    let mut flips = [vec![0u64; flip_words], vec![0u64; flip_words]];
-    let mut powers = [Vec::with_capacity(len * (degree + 1)), Vec::new()];
-    let mut rho_powers = [Vec::with_capacity(len * inner * (degree + 1)), Vec::new()];
-    let split = |secret: u64, into: &mut [Vec<u64>; 2], rng: &mut ChaCha20Rng| {
-        let share: u64 = rng.random();
-        into[0].push(share);
-        into[1].push(secret.wrapping_sub(share));
+    // Party 0's shares and both bit vectors in bulk from the generator (one call each, not one
+    // per value); party 1's shares are the secrets minus party 0's.
+    let bulk = |n: usize, rng: &mut ChaCha20Rng| {
+        let mut v = vec![0u64; n];
+        rng.fill(&mut v[..]);
+        v
     };
+    // ρ (the opened bits' masks) and party 0's XOR shares of them, bit `elem·(p − 1) + k`;
+    // the bits past the last element stay zero.
+    let valid = |w: usize| -> u64 {
+        let bits = (len * inner).saturating_sub(w * 64).min(64);
+        if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 }
+    };
+    let mut rho_bits = bulk(flip_words, rng);
+    let mut f0 = bulk(flip_words, rng);
+    for (w, (r, z)) in rho_bits.iter_mut().zip(&mut f0).enumerate() {
+        *r &= valid(w);
+        *z &= valid(w);
+    }
+    let f1: Vec<u64> = f0.iter().zip(&rho_bits).map(|(z, r)| z ^ r).collect();
+    let p0 = bulk(len * words, rng);
+    let q0 = bulk(len * inner * words, rng);
+    let mut p1 = Vec::with_capacity(p0.len());
+    let mut q1 = Vec::with_capacity(q0.len());
     for (k, &r) in masks.iter().enumerate() {
-        let pows: Vec<u64> = std::iter::successors(Some(1u64), |p| Some(p.wrapping_mul(r)))
-            .take(degree + 1)
-            .collect();
-        for &p in &pows {
-            split(p, &mut powers, rng);
+        let mut pows = [0u64; crate::fss::keys::MAX_WORDS as usize];
+        let mut p = 1u64;
+        for (e, slot) in pows[..words].iter_mut().enumerate() {
+            *slot = p;
+            p1.push(p.wrapping_sub(p0[k * words + e]));
+            p = p.wrapping_mul(r);
         }
         for b in 0..inner {
-            let rho = rng.random::<u64>() & 1;
             let at = k * inner + b;
-            let z0 = rng.random::<u64>() & 1;
-            flips[0][at / 64] |= z0 << (at % 64);
-            flips[1][at / 64] |= (z0 ^ rho) << (at % 64);
-            for &p in &pows {
-                split(rho.wrapping_mul(p), &mut rho_powers, rng);
+            // All ones where ρ = 1.
+            let rho = ((rho_bits[at / 64] >> (at % 64)) & 1).wrapping_neg();
+            for (e, &p) in pows[..words].iter().enumerate() {
+                q1.push((rho & p).wrapping_sub(q0[at * words + e]));
             }
         }
     }
-    let [f0, f1] = flips;
-    let [p0, p1] = powers;
-    let [q0, q1] = rho_powers;
+    rho_bits.zeroize();
     Ok([
         CmpSplineKeys {
             width,
