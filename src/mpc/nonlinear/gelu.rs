@@ -7,8 +7,8 @@
 //!
 //! **Training forward computes the derivative too.** GELU′(x) = Φ(x) + x·φ(x) depends on x
 //! only, and a spline gate's comparisons do not depend on the polynomial: so the forward fits
-//! GELU and GELU′ on **one** set of breakpoints ([`joint`], [`Approx::fit_joint`]: 17 pieces,
-//! where GELU alone needs 11 and GELU′ alone 18) and evaluates both from one
+//! GELU and GELU′ on **one** set of breakpoints ([`joint`], [`Approx::fit_joint`]: 15 pieces,
+//! where GELU alone needs 11 and GELU′ alone 14; GELU′ to 2^−10) and evaluates both from one
 //! [comparison-spline](crate::mpc::gates::cmp_spline) key — one comparison walk per breakpoint
 //! and element, one opened bit per breakpoint; GELU′ costs no AES and no bytes there. Both
 //! unshifted outputs are then masked in one message: GELU is rounded by the one-round DCF shift
@@ -20,9 +20,9 @@
 //! |dY| ≤ 1. [`spec`] is the training forward's function; [`inference`] evaluates GELU's own
 //! 11-piece fit ([`inference_spec`]) for layers that are never differentiated (frozen ones).
 //!
-//! **Cost per element per party:** training forward 3 rounds, 24 bytes + 16 bits; backward
+//! **Cost per element per party:** training forward 3 rounds, 24 bytes + 14 bits; backward
 //! 1 round, 8 bytes + 1 bit (32 bytes of keys: dY's mask and three correlations); inference
-//! 3 rounds, 16 bytes + 10 bits. Evaluation: 17 comparison walks of 18 AES blocks, one DCF
+//! 3 rounds, 16 bytes + 10 bits. Evaluation: 15 comparison walks of 18 AES blocks, one DCF
 //! walk and one comparison walk for the two shifts, per element.
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
@@ -94,7 +94,10 @@ fn grad_fit_spec() -> FitSpec<'static> {
         region: (-5.0, 5.0),
         left: [0.0, 0.0],
         right: [1.0, 0.0],
-        tol: &|_| 2f64.powi(-11),
+        // With the backward's one local truncation this keeps dX within 2^−10 of dY·GELU′ for
+        // |dY| ≤ 1 (every input's worst is under 0.9 of the tolerance); 2^−11 took 17 joint
+        // pieces instead of 15.
+        tol: &|_| 2f64.powi(-10),
         shift: 24,
     }
 }
