@@ -283,8 +283,8 @@ fn comparison_splines_match_the_spline_spec(backend: &dyn Backend) {
         let b0 = cmp_spline::masked_bits(backend, &k0, &s, &masked).unwrap();
         let b1 = cmp_spline::masked_bits(backend, &k1, &s, &masked).unwrap();
         let opened: Vec<u64> = b0.iter().zip(&b1).map(|(a, b)| a ^ b).collect();
-        let y0 = cmp_spline::finish(&k0, &s, &masked, &opened).unwrap();
-        let y1 = cmp_spline::finish(&k1, &s, &masked, &opened).unwrap();
+        let y0 = cmp_spline::finish(&k0, &[&s], &masked, &opened).unwrap().remove(0);
+        let y1 = cmp_spline::finish(&k1, &[&s], &masked, &opened).unwrap().remove(0);
         for (&x, y) in xs.iter().zip(add(&y0, &y1)) {
             assert_eq!(y, s.spec(x), "cmp spline width {width} degree {degree} x = {}", x as i64);
         }
@@ -298,7 +298,7 @@ fn comparison_splines_match_the_spline_spec(backend: &dyn Backend) {
         }
         let e = cmp_spline::masked_bits(backend, &k0, &other, &masked).unwrap_err();
         assert!(e.to_string().contains("pieces"), "{e}");
-        assert!(cmp_spline::finish(&k0, &s, &masked[1..], &opened).is_err());
+        assert!(cmp_spline::finish(&k0, &[&s], &masked[1..], &opened).is_err());
     }
 }
 

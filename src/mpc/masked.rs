@@ -864,11 +864,9 @@ pub fn cmp_splines_tagged<C: Channel>(
     let mine = masked_bits(ctx.backend(), item.keys(), f, x.public.as_slice())?;
     let bits = item.keys().bits_per_element() * len;
     let opened = open_bits(ctx, "masked::cmp_spline", &mine, bits)?;
-    fs.iter()
-        .map(|g| {
-            let y = finish(item.keys(), g, x.public.as_slice(), &opened)?;
-            Ok(Share::new(RingTensor::from_vec(x.shape(), y)?))
-        })
+    finish(item.keys(), fs, x.public.as_slice(), &opened)?
+        .into_iter()
+        .map(|y| Ok(Share::new(RingTensor::from_vec(x.shape(), y)?)))
         .collect()
 }
 

@@ -273,7 +273,9 @@ pub fn masked_bits(
 }
 
 /// Party, after the opening (`opened`: the masked bits, packed as [`masked_bits`] made them):
-/// shares of spline(x) for each masked input. Parallel over elements.
+/// shares of spline(x) for each masked input, for each of `splines` — splines with the
+/// breakpoints, width and degree the keys were made for (one spline, or a joint fit whose
+/// polynomials share the bits). One parallel pass over the keys for all of them.
 ///
 /// Per element, with x = x̂ − r, d̂_b the opened bit of breakpoint b, Δ_b = poly_b − poly_(b+1)
 /// and R_(b,e) the shares of ρ_b·r^e:
@@ -286,35 +288,45 @@ pub fn masked_bits(
 /// The first polynomial has public coefficients (one expansion in the shares of r^e per element);
 /// the second is summed as Σ_(e,t) x̂^t·Σ_b γ_(b,e,t)·(±R_(b,e)) with the public
 /// γ_(b,e,t) = (−1)^e C(e + t, e)·Δ_b[e + t]: (d + 1)(d + 2)/2 independent multiply-adds per
-/// breakpoint (6 at d = 2), no multiplications for the opened part.
+/// breakpoint and spline (6 at d = 2), no multiplications for the opened part.
 ///
 /// # Errors
-/// As [`masked_bits`].
+/// As [`masked_bits`], for each spline.
 pub fn finish(
     keys: &CmpSplineKeys,
-    spline: &Spline,
+    splines: &[&Spline],
     masked: &[u64],
     opened: &[u64],
-) -> Result<Vec<u64>, MpcError> {
-    let len = masked.len();
-    check(keys, spline, len)?;
+) -> Result<Vec<Vec<u64>>, MpcError> {
+    for spline in splines {
+        check(keys, spline, masked.len())?;
+    }
     Ok(match keys.degree + 1 {
-        1 => finish_words::<1>(keys, spline, masked, opened),
-        2 => finish_words::<2>(keys, spline, masked, opened),
-        3 => finish_words::<3>(keys, spline, masked, opened),
-        4 => finish_words::<4>(keys, spline, masked, opened),
-        _ => finish_words::<{ crate::fss::keys::MAX_WORDS as usize }>(keys, spline, masked, opened),
+        1 => finish_words::<1>(keys, splines, masked, opened),
+        2 => finish_words::<2>(keys, splines, masked, opened),
+        3 => finish_words::<3>(keys, splines, masked, opened),
+        4 => finish_words::<4>(keys, splines, masked, opened),
+        _ => {
+            finish_words::<{ crate::fss::keys::MAX_WORDS as usize }>(keys, splines, masked, opened)
+        }
     })
+}
+
+/// One spline's public parts for [`finish_words`]: the last piece, Δ_b and γ_(b,e,t).
+struct Finisher<const W: usize> {
+    last: [u64; W],
+    diffs: Vec<[u64; W]>,
+    gammas: Vec<[[u64; W]; W]>,
 }
 
 /// [`finish`] with at most `W` coefficient words (exactly `W` for the common degrees, so the
 /// loops unroll); the words beyond the spline's degree stay zero.
 fn finish_words<const W: usize>(
     keys: &CmpSplineKeys,
-    spline: &Spline,
+    splines: &[&Spline],
     masked: &[u64],
     opened: &[u64],
-) -> Vec<u64> {
+) -> Vec<Vec<u64>> {
     use rayon::prelude::*;
     let words = keys.degree + 1;
     debug_assert!(words <= W);
@@ -325,72 +337,98 @@ fn finish_words<const W: usize>(
         out[..words].copy_from_slice(&c[..words]);
         out
     };
-    let last = padded(&spline.coeffs[inner]);
-    let diffs: Vec<[u64; W]> = (0..inner)
-        .map(|b| {
-            let mut d = padded(&spline.coeffs[b]);
-            for (x, &y) in d.iter_mut().zip(&padded(&spline.coeffs[b + 1])) {
-                *x = x.wrapping_sub(y);
-            }
-            d
-        })
-        .collect();
-    // γ_(b,e,t) = (−1)^e C(e + t, e)·Δ_b[e + t] (zero where e + t > d).
-    let gammas: Vec<[[u64; W]; W]> = diffs
+    let finishers: Vec<Finisher<W>> = splines
         .iter()
-        .map(|d| {
-            let mut g = [[0u64; W]; W];
-            for e in 0..words {
-                for t in 0..words - e {
-                    g[e][t] = binom[e + t][e].wrapping_mul(d[e + t]);
-                }
-            }
-            g
+        .map(|spline| {
+            let diffs: Vec<[u64; W]> = (0..inner)
+                .map(|b| {
+                    let mut d = padded(&spline.coeffs[b]);
+                    for (x, &y) in d.iter_mut().zip(&padded(&spline.coeffs[b + 1])) {
+                        *x = x.wrapping_sub(y);
+                    }
+                    d
+                })
+                .collect();
+            // γ_(b,e,t) = (−1)^e C(e + t, e)·Δ_b[e + t] (zero where e + t > d).
+            let gammas = diffs
+                .iter()
+                .map(|d| {
+                    let mut g = [[0u64; W]; W];
+                    for e in 0..words {
+                        for t in 0..words - e {
+                            g[e][t] = binom[e + t][e].wrapping_mul(d[e + t]);
+                        }
+                    }
+                    g
+                })
+                .collect();
+            Finisher { last: padded(&spline.coeffs[inner]), diffs, gammas }
         })
         .collect();
-    let element = |k: usize| -> u64 {
+    let count = finishers.len();
+    // Element k's outputs at `k·count + spline`.
+    // `public` and `acc`: one slot per spline, reused across a chunk's elements.
+    let element = |k: usize,
+                   out: &mut [u64],
+                   public: &mut [[u64; W]],
+                   acc: &mut [[[u64; W]; W]]| {
         let xh = masked[k];
         let mut xp = [1u64; W];
         for j in 1..words {
             xp[j] = xp[j - 1].wrapping_mul(xh);
         }
         let pow = &keys.mask_powers[k * words..(k + 1) * words];
-        let mut public = last;
-        let mut acc = [[0u64; W]; W];
+        for ((p, a), f) in public.iter_mut().zip(acc.iter_mut()).zip(&finishers) {
+            *p = f.last;
+            *a = [[0u64; W]; W];
+        }
         for b in 0..inner {
             let at = k * inner + b;
             let dh = (opened[at / 64] >> (at % 64)) & 1;
             // All ones when d̂ = 1: selects Δ_b and negates ρ_b's terms without branches.
             let ones = dh.wrapping_neg();
             let rho = &keys.rho_powers[at * words..(at + 1) * words];
-            for j in 0..words {
-                public[j] = public[j].wrapping_add(diffs[b][j] & ones);
-            }
+            let mut signed = [0u64; W];
             for e in 0..words {
-                let r = (rho[e] ^ ones).wrapping_add(dh);
-                for t in 0..words - e {
-                    acc[e][t] = acc[e][t].wrapping_add(gammas[b][e][t].wrapping_mul(r));
+                signed[e] = (rho[e] ^ ones).wrapping_add(dh);
+            }
+            for ((f, public), acc) in finishers.iter().zip(public.iter_mut()).zip(acc.iter_mut()) {
+                for j in 0..words {
+                    public[j] = public[j].wrapping_add(f.diffs[b][j] & ones);
+                }
+                for e in 0..words {
+                    for t in 0..words - e {
+                        acc[e][t] =
+                            acc[e][t].wrapping_add(f.gammas[b][e][t].wrapping_mul(signed[e]));
+                    }
                 }
             }
         }
-        let mut y = 0u64;
-        for e in 0..words {
-            // coef_e(public, x̂) = (−1)^e Σ_(j≥e) C(j, e)·public[j]·x̂^(j−e), times ⟨r^e⟩.
-            let coef = (e..words).fold(0u64, |a, j| {
-                a.wrapping_add(binom[j][e].wrapping_mul(public[j]).wrapping_mul(xp[j - e]))
-            });
-            y = y.wrapping_add(coef.wrapping_mul(pow[e]));
-            for t in 0..words - e {
-                y = y.wrapping_add(acc[e][t].wrapping_mul(xp[t]));
+        for ((y, public), acc) in out.iter_mut().zip(public.iter()).zip(acc.iter()) {
+            let mut v = 0u64;
+            for e in 0..words {
+                // coef_e(public, x̂) = (−1)^e Σ_(j≥e) C(j, e)·public[j]·x̂^(j−e), times ⟨r^e⟩.
+                let coef = (e..words).fold(0u64, |a, j| {
+                    a.wrapping_add(binom[j][e].wrapping_mul(public[j]).wrapping_mul(xp[j - e]))
+                });
+                v = v.wrapping_add(coef.wrapping_mul(pow[e]));
+                for t in 0..words - e {
+                    v = v.wrapping_add(acc[e][t].wrapping_mul(xp[t]));
+                }
             }
+            *y = v;
         }
-        y
     };
-    let mut out = vec![0u64; masked.len()];
-    out.par_chunks_mut(1024).enumerate().for_each(|(c, chunk)| {
-        for (i, y) in chunk.iter_mut().enumerate() {
-            *y = element(c * 1024 + i);
-        }
-    });
-    out
+    let len = masked.len();
+    let mut all = vec![0u64; len * count];
+    if count > 0 {
+        all.par_chunks_mut(1024 * count).enumerate().for_each(|(c, chunk)| {
+            let mut public = vec![[0u64; W]; count];
+            let mut acc = vec![[[0u64; W]; W]; count];
+            for (i, out) in chunk.chunks_mut(count).enumerate() {
+                element(c * 1024 + i, out, &mut public, &mut acc);
+            }
+        });
+    }
+    (0..count).map(|s| all.iter().skip(s).step_by(count).copied().collect()).collect()
 }
