@@ -26,19 +26,23 @@ pub const WIDTH: u32 = 26;
 /// The fitted function (the same for the dealer and both parties).
 pub fn approx() -> &'static Approx {
     static A: OnceLock<Approx> = OnceLock::new();
-    A.get_or_init(|| {
-        Approx::fit(&FitSpec {
-            name: "exp",
-            f: &f64::exp,
-            width: WIDTH,
-            region: (-12.0, 0.0),
-            left: [0.0, 0.0],
-            right: [1.0, 0.0],
-            tol: &|_| 2f64.powi(-12),
-            shift: 24,
-        })
-        .expect("exp's fit is valid")
+    A.get_or_init(|| fit("exp", 2f64.powi(-12)))
+}
+
+/// e^x on [−12, 0) with this module's width, tails and shift, to the absolute tolerance `tol`
+/// (the softmax fits its own, tighter one).
+pub(crate) fn fit(name: &'static str, tol: f64) -> Approx {
+    Approx::fit(&FitSpec {
+        name,
+        f: &f64::exp,
+        width: WIDTH,
+        region: (-12.0, 0.0),
+        left: [0.0, 0.0],
+        right: [1.0, 0.0],
+        tol: &move |_| tol,
+        shift: 24,
     })
+    .expect("exp's fit is valid")
 }
 
 /// The cleartext function the parties compute.
