@@ -1,7 +1,8 @@
 //! PriFFT's nonlinear protocols, two parties on the in-memory channel: the reconstruction equals
 //! each protocol's cleartext spec bit for bit (CPU, GPU on lavapipe in CI, the scheduler), the
-//! spec is within its stated bound of f64 on every fixed-point input of the documented range, rounds and bytes equal the documented formulas, out-of-range inputs behave as
-//! documented, and mismatched material is an error.
+//! spec is within its stated bound of f64 on every fixed-point input of the documented range
+//! (the softmax's on 2^16 rows), rounds and bytes equal the documented formulas, out-of-range
+//! inputs behave as documented, and mismatched material is an error.
 
 mod common;
 
@@ -632,6 +633,44 @@ fn softmax_run(backend: Arc<dyn Backend>) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [Cos
         assert!((sum - 1.0).abs() <= 2f64.powi(-9), "row {r} sums to {sum}");
     }
     (raw, out, costs)
+}
+
+/// The softmax's spec against f64 on many rows: 2^14 rows of 32 for each of four score spreads
+/// (the protocol test above checks 24 rows, too few to meet the rows where a row's exp errors
+/// add up in its sum; with exp's own, looser fit this test fails).
+#[test]
+fn the_softmax_spec_is_within_its_bound_on_many_rows() {
+    use rayon::prelude::*;
+    const L: usize = 32;
+    let rows = 1 << 14;
+    for (seed, spread) in [0.5f64, 2.0, 8.0, 32.0].into_iter().enumerate() {
+        let mut rng = insecure_seeded_rng(40 + seed as u64);
+        let x: Vec<u64> =
+            (0..rows * L).map(|_| nl::enc(rng.random_range(-spread..spread))).collect();
+        let y = softmax::spec(&x, None, L);
+        let (worst, worst_sum) = x
+            .par_chunks(L)
+            .zip(y.par_chunks(L))
+            .map(|(x, y)| {
+                let z: Vec<f64> = x.iter().map(|&v| nl::dec(v)).collect();
+                let m = z.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                let entry =
+                    y.iter().zip(&e).map(|(&g, e)| (nl::dec(g) - e / s).abs()).fold(0.0, f64::max);
+                let sum = (y.iter().map(|&g| nl::dec(g)).sum::<f64>() - 1.0).abs();
+                (entry, sum)
+            })
+            .reduce(|| (0.0, 0.0), |a, b| (a.0.max(b.0), a.1.max(b.1)));
+        eprintln!(
+            "softmax, scores in ±{spread}: worst entry {worst:.2e}, worst row sum ±{worst_sum:.2e}"
+        );
+        assert!(worst <= 2f64.powi(-10), "softmax entry off by {worst} (scores in ±{spread})");
+        assert!(
+            worst_sum <= 2f64.powi(-9),
+            "softmax row sum off by {worst_sum} (scores in ±{spread})"
+        );
+    }
 }
 
 #[test]

@@ -239,9 +239,9 @@ pub fn masked_bits(
     spline: &Spline,
     masked: &[u64],
 ) -> Result<Vec<u64>, MpcError> {
+    use rayon::prelude::*;
     let len = masked.len();
     check(keys, spline, len)?;
-    use rayon::prelude::*;
     let m = keys.width;
     let p0 = u64::from(keys.cmp.party() == PartyId::P0);
     let (hat, betas) = offsets(spline, masked);
