@@ -115,17 +115,22 @@ where
     let mut ctx0 =
         PartyCtx::new(PartyId::P0, wrap(c0), p0).map_err(E::from)?.with_backend(backend.clone());
     let mut ctx1 = PartyCtx::new(PartyId::P1, wrap(c1), p1).map_err(E::from)?.with_backend(backend);
+    let [pool0, pool1] = party_pools().map_err(E::from)?;
     let start = Instant::now();
     let (r0, r1) = std::thread::scope(|s| {
         let h0 = s.spawn(move || {
-            let r = f0(&mut ctx0).map(|out| (out, ctx0.cost(), start.elapsed()));
-            drop(ctx0); // closes the channel so a waiting peer fails fast
-            r
+            pool0.install(move || {
+                let r = f0(&mut ctx0).map(|out| (out, ctx0.cost(), start.elapsed()));
+                drop(ctx0); // closes the channel so a waiting peer fails fast
+                r
+            })
         });
         let h1 = s.spawn(move || {
-            let r = f1(&mut ctx1).map(|out| (out, ctx1.cost(), start.elapsed()));
-            drop(ctx1);
-            r
+            pool1.install(move || {
+                let r = f1(&mut ctx1).map(|out| (out, ctx1.cost(), start.elapsed()));
+                drop(ctx1);
+                r
+            })
         });
         (join(h0), join(h1))
     });
@@ -135,6 +140,47 @@ where
         }
         (Err(e0), Err(e1)) => Err(if e0.is_peer_closed() { e1 } else { e0 }),
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+    }
+}
+
+/// One thread pool per party, each with half of the global pool's threads (at least one): each
+/// party computes on its own cores, as it would on its own machine, and its parallel work runs
+/// on its own pool — it neither wakes nor waits for the other party's threads.
+fn party_pools() -> Result<[rayon::ThreadPool; 2]> {
+    let threads = (rayon::current_num_threads() / 2).max(1);
+    let pool = |b: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(move |i| format!("prifft-party{b}-{i}"))
+            .build()
+            .map_err(|e| MpcError::Param {
+                op: "two-party run",
+                what: format!(
+                    "could not start party {b}'s threads ({e}); free some threads or memory"
+                ),
+            })
+    };
+    Ok([pool(0)?, pool(1)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_party_computes_on_its_own_pool_of_half_the_threads() {
+        let half = (rayon::current_num_threads() / 2).max(1);
+        let me = || -> Result<(Option<usize>, usize, String)> {
+            let name = std::thread::current().name().unwrap_or_default().to_string();
+            Ok((rayon::current_thread_index(), rayon::current_num_threads(), name))
+        };
+        let stores = [Preproc::new(PartyId::P0, [0; 16]), Preproc::new(PartyId::P1, [0; 16])];
+        let run = run_two_party(stores, |_| me(), |_| me()).expect("two empty parties run");
+        for (b, (index, threads, name)) in [run.out0, run.out1].into_iter().enumerate() {
+            assert!(index.is_some(), "party {b} runs on a pool thread");
+            assert_eq!(threads, half, "party {b}'s pool has half the threads");
+            assert!(name.starts_with(&format!("prifft-party{b}-")), "party {b} ran on {name}");
+        }
     }
 }
 

@@ -214,8 +214,9 @@ fn bench_protocols(
     let backend = backend.open(false)?;
     if !json {
         println!(
-            "PriFFT's protocols (P) against the CrypTen-style baseline (B), two parties in this process, backend {}:",
-            backend.name()
+            "PriFFT's protocols (P) against the CrypTen-style baseline (B), two parties in this process, backend {} (each party on its own {} thread(s)):",
+            backend.name(),
+            (rayon::current_num_threads() / 2).max(1)
         );
         println!(
             "{:<15}{:>7}{:>5}{:>10}{:>10}{:>7}{:>11}{:>11}{:>7}{:>5}{:>5}{:>8}{:>8}{:>10}{:>10}{:>10}{:>10}",
