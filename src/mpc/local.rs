@@ -163,6 +163,10 @@ fn party_pools() -> Result<[rayon::ThreadPool; 2]> {
     Ok([pool(0)?, pool(1)?])
 }
 
+fn join<T, E>(h: std::thread::ScopedJoinHandle<'_, Result<T, E>>) -> Result<T, E> {
+    h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,8 +186,4 @@ mod tests {
             assert!(name.starts_with(&format!("prifft-party{b}-")), "party {b} ran on {name}");
         }
     }
-}
-
-fn join<T, E>(h: std::thread::ScopedJoinHandle<'_, Result<T, E>>) -> Result<T, E> {
-    h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
