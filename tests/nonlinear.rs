@@ -297,7 +297,9 @@ fn the_gpu_gives_the_cpus_shares_for_every_smooth_function_softmax_and_layer_nor
             op.name
         );
     }
-    assert!(softmax_run(gpu.clone()).0 == softmax_run(cpu()).0, "softmax");
+    for gate in [softmax::ExpGate::Comparison, softmax::ExpGate::Dcf] {
+        assert!(softmax_run(gpu.clone(), gate).0 == softmax_run(cpu(), gate).0, "{gate:?}");
+    }
     assert!(backward_raw(gpu.clone()) == backward_raw(cpu()), "backward products");
     assert!(layernorm_run(gpu).0 == layernorm_run(cpu()).0, "layer norm");
 }
@@ -333,7 +335,9 @@ fn the_scheduler_over_two_devices_gives_one_devices_shares() {
     let split: Arc<dyn Backend> = Arc::new(common::two_device_scheduler());
     let op = &unaries()[1];
     assert!(forward_two_party(split.clone(), op).0 == forward_two_party(cpu(), op).0);
-    assert!(softmax_run(split).0 == softmax_run(cpu()).0);
+    for gate in [softmax::ExpGate::Comparison, softmax::ExpGate::Dcf] {
+        assert!(softmax_run(split.clone(), gate).0 == softmax_run(cpu(), gate).0, "{gate:?}");
+    }
 }
 
 #[test]
@@ -586,8 +590,12 @@ fn dropout_keeps_the_dealers_mask_scales_by_the_keep_rate_and_reuses_it_backward
     ));
 }
 
-/// Softmax over 24 rows of 32 with a padding mask (one row fully masked), forward and backward.
-fn softmax_run(backend: Arc<dyn Backend>) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [Cost; 2]) {
+/// Softmax over 24 rows of 32 with a padding mask (one row fully masked), forward (exp on
+/// `gate`) and backward.
+fn softmax_run(
+    backend: Arc<dyn Backend>,
+    gate: softmax::ExpGate,
+) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [Cost; 2]) {
     let (rows, len) = (24, 32);
     let mut rng = insecure_seeded_rng(21);
     let x: Vec<u64> = (0..rows * len).map(|_| nl::enc(rng.random_range(-8.0..8.0))).collect();
@@ -596,11 +604,11 @@ fn softmax_run(backend: Arc<dyn Backend>) -> (Vec<Vec<u64>>, Vec<Vec<u64>>, [Cos
         .collect();
     let dy: Vec<u64> = (0..rows * len).map(|_| nl::enc(rng.random_range(-1.0..1.0))).collect();
     let mut dealer = Dealer::insecure_with_seed(22);
-    softmax::gen_forward(&mut dealer, &[rows, len]).unwrap();
+    softmax::gen_forward_with(&mut dealer, &[rows, len], gate).unwrap();
     softmax::gen_backward(&mut dealer, &[rows, len]).unwrap();
     let t = |v: &Vec<u64>| RingTensor::from_vec(&[rows, len], v.clone()).unwrap();
     let (out, raw, costs) = run(backend, dealer, &[t(&x), t(&mask), t(&dy)], &|c, s| {
-        let y = softmax::forward(c, &s[0], Some(&s[1]))?;
+        let y = softmax::forward_with(c, &s[0], Some(&s[1]), gate)?;
         let fwd = c.mark();
         let dx = softmax::backward(c, &y, &s[2])?;
         let _ = fwd;
@@ -675,15 +683,21 @@ fn the_softmax_spec_is_within_its_bound_on_many_rows() {
 
 #[test]
 fn softmax_with_a_padding_mask_matches_its_spec_f64_and_the_round_count() {
-    let (_, _, costs) = softmax_run(cpu());
     let (rows, len) = (24u64, 32u64);
-    // Forward: 5 tree levels + 2 (exp) + 1 (e and S) + 1 (P(S)) + 1 (shift) = 10 rounds;
-    // bytes: tree 8·rows·(16+8+4+2+1), exp 16·rows·len, e and S 8·rows·(len+1), P(S) 8·rows,
-    // shift 8·rows·len. Backward: 2 rounds, 16 + 8 bytes per entry.
-    let fwd = 8 * rows * 31 + 16 * rows * len + 8 * rows * (len + 1) + 8 * rows + 8 * rows * len;
-    for c in costs {
-        assert_eq!(c.rounds, 10 + 2);
-        assert_eq!(c.bytes_sent, fwd + 24 * rows * len);
+    // Forward: 5 tree levels + exp + 1 (e and S) + 1 (P(S)) + 1 (shift) rounds; bytes: tree
+    // 8·rows·(16+8+4+2+1), exp 16·rows·len (and, on the comparison spline, its p − 1 opened bits
+    // per entry), e and S 8·rows·(len+1), P(S) 8·rows, shift 8·rows·len. Backward: 2 rounds,
+    // 16 + 8 bytes per entry.
+    let rest = 8 * rows * 31 + 16 * rows * len + 8 * rows * (len + 1) + 8 * rows + 8 * rows * len;
+    let bits = (rows * len * (softmax::exp_approx().pieces() as u64 - 1)).div_ceil(8);
+    for (gate, exp_rounds, exp_bits) in
+        [(softmax::ExpGate::Comparison, 3, bits), (softmax::ExpGate::Dcf, 2, 0)]
+    {
+        let (_, _, costs) = softmax_run(cpu(), gate);
+        for c in costs {
+            assert_eq!(c.rounds, 5 + exp_rounds + 3 + 2, "{gate:?}");
+            assert_eq!(c.bytes_sent, rest + exp_bits + 24 * rows * len, "{gate:?}");
+        }
     }
 }
 
