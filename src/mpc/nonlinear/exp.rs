@@ -7,8 +7,10 @@
 //! that bound allows; checked on every input); inputs outside the 26-bit range are outside the contract.
 //!
 //! **Cost per element per party** (measured by the tests): forward 3 rounds (2 from a masked
-//! input), 16 bytes + 1 bit (inside the softmax: 2 rounds, 16 bytes, larger keys); backward dX = dY ⊙ Y from the output kept in
-//! its shift gate's affine form ([`crate::mpc::affine`]): 1 round, 8 bytes (32 bytes of keys).
+//! input), 16 bytes and p − 1 opened bits (p pieces; the softmax evaluates its own, tighter fit
+//! the same way, or on the DCF spline in 2 rounds and 16 bytes with larger keys); backward
+//! dX = dY ⊙ Y from the output kept in its shift gate's affine form ([`crate::mpc::affine`]):
+//! 1 round, 8 bytes (32 bytes of keys).
 //!
 //! **What each party learns:** nothing (openings under fresh masks).
 
