@@ -869,6 +869,22 @@ fn mismatched_material_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn softmax_keys_dealt_for_the_other_exp_gate_are_an_error() {
+    use softmax::ExpGate::{Comparison, Dcf};
+    for (dealt, used) in [(Dcf, Comparison), (Comparison, Dcf)] {
+        let mut dealer = Dealer::insecure_with_seed(31);
+        softmax::gen_forward_with(&mut dealer, &[2, 4], dealt).unwrap();
+        let x = RingTensor::from_vec(&[2, 4], vec![0; 8]).unwrap();
+        let f = |c: &mut Ctx| {
+            let err = softmax::forward_with(c, &Share::new(x.clone()), None, used).unwrap_err();
+            assert!(matches!(err, MpcError::Preproc(_)), "{dealt:?} keys used as {used:?}: {err}");
+            Ok::<_, MpcError>(())
+        };
+        local::run_two_party(dealer.finish(), f, f).unwrap();
+    }
+}
+
+#[test]
 fn key_bytes_per_element_are_reported() {
     let n = 256;
     let mut rows = Vec::new();

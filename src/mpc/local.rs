@@ -143,11 +143,16 @@ where
     }
 }
 
-/// One thread pool per party, each with half of the global pool's threads (at least one): each
-/// party computes on its own cores, as it would on its own machine, and its parallel work runs
-/// on its own pool — it neither wakes nor waits for the other party's threads.
+/// Threads of each party's pool in [`run_parties`]: half of the global pool's (at least one).
+pub fn party_threads() -> usize {
+    (rayon::current_num_threads() / 2).max(1)
+}
+
+/// One thread pool per party, each with [`party_threads`] threads: each party computes on its
+/// own cores, as it would on its own machine, and its parallel work runs on its own pool — it
+/// neither wakes nor waits for the other party's threads.
 fn party_pools() -> Result<[rayon::ThreadPool; 2]> {
-    let threads = (rayon::current_num_threads() / 2).max(1);
+    let threads = party_threads();
     let pool = |b: usize| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -174,6 +179,7 @@ mod tests {
     #[test]
     fn each_party_computes_on_its_own_pool_of_half_the_threads() {
         let half = (rayon::current_num_threads() / 2).max(1);
+        assert_eq!(party_threads(), half);
         let me = || -> Result<(Option<usize>, usize, String)> {
             let name = std::thread::current().name().unwrap_or_default().to_string();
             Ok((rayon::current_thread_index(), rayon::current_num_threads(), name))

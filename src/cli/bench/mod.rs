@@ -216,7 +216,7 @@ fn bench_protocols(
         println!(
             "PriFFT's protocols (P) against the CrypTen-style baseline (B), two parties in this process, backend {} (each party on its own {} thread(s)):",
             backend.name(),
-            (rayon::current_num_threads() / 2).max(1)
+            prifft::mpc::local::party_threads()
         );
         println!(
             "{:<15}{:>7}{:>5}{:>10}{:>10}{:>7}{:>11}{:>11}{:>7}{:>5}{:>5}{:>8}{:>8}{:>10}{:>10}{:>10}{:>10}",

@@ -24,9 +24,9 @@
 //! (one AES block per level, 19 walks of 20 blocks per entry); [`ExpGate::Dcf`] on the DCF
 //! spline (one round fewer, ⌈log₂ L⌉ + 5 = 10 for L = 32, and no opened bits, but 18
 //! evaluations of a three-word DCF, 4 blocks per level: about 1,800 AES blocks per entry). Same
-//! function bit for bit. `prifft bench protocols --ops softmax` at 2^16 entries on a 2-core EPYC: 176–212
-//! ms on `lan` against 398–495 ms for the DCF spline, 614–653 against 831–884 ms on `wan`, keys
-//! 3,295 against 3,589 bytes per entry.
+//! function bit for bit. `prifft bench protocols --ops softmax` at 2^16 entries on a 2-core
+//! EPYC: 176–212 ms on `lan` against 398–495 ms for the DCF spline, 614–653 against 831–884 ms
+//! on `wan`, keys 3,295 against 3,589 bytes per entry.
 //!
 //! **Backward** (2 rounds, 24 bytes per entry per party): dX = Y ⊙ (dY − rowsum(dY ⊙ Y)): Y
 //! and dY masked together, p = dY ⊙ Y (at 2^32, local), q = ⌊(2^16·dY − rowsum(p)) / 2^16⌋
@@ -166,8 +166,9 @@ pub enum ExpGate {
     /// `wan` included (module docs).
     #[default]
     Comparison,
-    /// The DCF spline ([`Approx::eval_one_round`]): ⌈log₂ L⌉ + 5 rounds (10 for L = 32), for
-    /// links where a round costs more than about 20 ms of computation.
+    /// The DCF spline ([`Approx::eval_one_round`]): ⌈log₂ L⌉ + 5 rounds (10 for L = 32), for a
+    /// caller held to that round count. Slower on every network setting measured, `wan`
+    /// (20 ms one way) included: the DCF walks cost more than the round they save.
     Dcf,
 }
 
